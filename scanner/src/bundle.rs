@@ -1,0 +1,152 @@
+//! Choosing what to serve: the loaded packs, the policy that binds them, compiled together.
+//!
+//! Also holds the sample configuration compiled into the binary, so `pd-scanner` works out of
+//! the box anywhere — the same files as `config/samples/`, which a user can copy and edit.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::compile::{compile, CompileError, CompiledPack, PackSet};
+use crate::load::{load_paths, load_str, LoadError, Loaded};
+use crate::policy::Policy;
+
+/// `config/samples/`, as compiled into the binary: (file name, contents).
+pub const EMBEDDED_SAMPLES: &[(&str, &str)] = &[
+    (
+        "baseline-rulepack.yaml",
+        include_str!("../../config/samples/baseline-rulepack.yaml"),
+    ),
+    (
+        "acme-rulepack.yaml",
+        include_str!("../../config/samples/acme-rulepack.yaml"),
+    ),
+    (
+        "tenant.yaml",
+        include_str!("../../config/samples/tenant.yaml"),
+    ),
+    (
+        "scanpolicy.yaml",
+        include_str!("../../config/samples/scanpolicy.yaml"),
+    ),
+];
+
+/// Where `-f` points when it is not given.
+pub const DEFAULT_SAMPLES_DIR: &str = "config/samples";
+
+#[derive(Debug, Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error("scan policy `{0}` is not among the loaded ones ({1})")]
+    NoSuchPolicy(String, String),
+    #[error("several scan policies are loaded ({0}); choose one with --policy")]
+    AmbiguousPolicy(String),
+}
+
+/// Loads `paths`, or with none: `config/samples/` when it exists, else the embedded samples.
+pub fn load_sources(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    if !paths.is_empty() {
+        return load_paths(paths);
+    }
+    if Path::new(DEFAULT_SAMPLES_DIR).is_dir() {
+        return load_paths(&[PathBuf::from(DEFAULT_SAMPLES_DIR)]);
+    }
+    load_embedded()
+}
+
+/// The embedded samples.
+pub fn load_embedded() -> Result<Loaded, LoadError> {
+    let mut loaded = Loaded::default();
+    for (name, text) in EMBEDDED_SAMPLES {
+        let path = PathBuf::from(format!("<embedded>/{name}"));
+        load_str(text, &path, &mut loaded)?;
+    }
+    Ok(loaded)
+}
+
+/// The packs of `loaded` by name.
+pub fn pack_set(loaded: &Loaded) -> PackSet {
+    loaded
+        .packs
+        .iter()
+        .map(|(n, p)| (n.clone(), p.spec.clone()))
+        .collect()
+}
+
+/// The policy to apply: the named one; else the only one loaded; else the default policy
+/// (every pack no other pack extends, default thresholds and actions).
+pub fn select_policy(loaded: &Loaded, name: Option<&str>) -> Result<Policy, BundleError> {
+    let names = || {
+        loaded
+            .policies
+            .iter()
+            .map(|(p, _)| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(n) if n == "default" && loaded.policies.iter().all(|(p, _)| p.name != n) => {
+            Ok(Policy::default_policy())
+        }
+        Some(n) => loaded
+            .policies
+            .iter()
+            .find(|(p, _)| p.name == n)
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| BundleError::NoSuchPolicy(n.to_string(), names())),
+        None => match loaded.policies.as_slice() {
+            [] => Ok(Policy::default_policy()),
+            [(p, _)] => Ok(p.clone()),
+            _ => Err(BundleError::AmbiguousPolicy(names())),
+        },
+    }
+}
+
+/// Loads, selects the policy and compiles.
+pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, BundleError> {
+    let loaded = load_sources(paths)?;
+    let policy = select_policy(&loaded, policy)?;
+    Ok(compile(&pack_set(&loaded), policy)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_samples_match_the_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = EMBEDDED_SAMPLES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        embedded.sort();
+        assert_eq!(
+            on_disk, embedded,
+            "add new sample files to EMBEDDED_SAMPLES"
+        );
+    }
+
+    #[test]
+    fn embedded_samples_compile_under_their_policy() {
+        let loaded = load_embedded().unwrap();
+        let policy = select_policy(&loaded, None).unwrap();
+        assert_ne!(policy.name, "default", "the samples carry a ScanPolicy");
+        compile(&pack_set(&loaded), policy).unwrap();
+        let default = select_policy(&loaded, Some("default")).unwrap();
+        assert_eq!(default, Policy::default_policy());
+        assert!(matches!(
+            select_policy(&loaded, Some("nope")),
+            Err(BundleError::NoSuchPolicy(..))
+        ));
+    }
+}

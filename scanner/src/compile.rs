@@ -1,0 +1,864 @@
+//! Rule packs + policy → one immutable [`CompiledPack`].
+//!
+//! Compilation does all the expensive and fallible work once, so the scan path only runs
+//! automata: `extends` chains are flattened and `overrides` applied ([`resolve`]), every regex is
+//! checked on its own (so an error names its rule), then all regexes and detector candidates go
+//! into one `RegexSet` (presence in one pass) and all keywords into one Aho–Corasick DFA.
+//! Per-rule regexes are kept only to find spans for the rules the set says matched.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::decode::{DecoderKind, DecoderLimits};
+use crate::detectors::DetectorKind;
+use crate::normalize::{normalize, Normalization};
+use crate::pack::{Action, Category, MatchOn, Matcher, Rule, RuleId, RulePackSpec, Severity};
+use crate::policy::Policy;
+
+/// Longest regex source accepted, in bytes. Rule packs are data from users; a bound keeps a
+/// pathological pack from stalling the operator or a scanner reload.
+pub const MAX_REGEX_LEN: usize = 4096;
+/// Compiled size limit of one rule's regex.
+const RULE_REGEX_SIZE: usize = 2 << 20;
+/// Compiled size limit of the pack-wide set, and of its lazy DFA cache.
+const SET_SIZE: usize = 64 << 20;
+const SET_DFA_SIZE: usize = 32 << 20;
+/// `extends` chains longer than this are almost certainly a mistake.
+const MAX_EXTENDS_DEPTH: usize = 8;
+/// Keywords a rule's `all` list may hold (tracked in a 64-bit set while scanning).
+pub const MAX_ALL_KEYWORDS: usize = 64;
+
+/// Rule packs by name, as the compiler sees them (the loader and the operator both build one).
+pub type PackSet = BTreeMap<String, RulePackSpec>;
+
+/// One problem found while compiling. `rule` is set when the problem belongs to a rule, so the
+/// operator can report errors by rule id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub pack: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.rule {
+            Some(rule) => write!(
+                f,
+                "rule pack `{}`, rule `{rule}`: {}",
+                self.pack, self.message
+            ),
+            None => write!(f, "rule pack `{}`: {}", self.pack, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum CompileError {
+    /// Every problem found; compilation checks all rules before giving up.
+    #[error("{}", display_problems(.0))]
+    Invalid(Vec<Problem>),
+    #[error("policy `{policy}`: {message}")]
+    Policy { policy: String, message: String },
+}
+
+fn display_problems(p: &[Problem]) -> String {
+    p.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl CompileError {
+    fn pack(pack: &str, message: impl Into<String>) -> Self {
+        CompileError::Invalid(vec![Problem {
+            pack: pack.to_string(),
+            rule: None,
+            message: message.into(),
+        }])
+    }
+}
+
+/// A pack with its `extends` chain flattened and overrides applied. Serialized, it is the
+/// canonical form whose SHA-256 is the pack's content hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedPack {
+    pub name: String,
+    pub version: String,
+    /// Pack names from the root base to this pack.
+    pub chain: Vec<String>,
+    pub normalization: Normalization,
+    pub decoders: Vec<DecoderKind>,
+    pub decoder_limits: DecoderLimits,
+    pub rules: Vec<Rule>,
+}
+
+impl ResolvedPack {
+    /// `sha256:<hex>` of the canonical JSON form.
+    pub fn content_hash(&self) -> String {
+        sha256_json(self)
+    }
+}
+
+fn sha256_json<T: Serialize>(value: &T) -> String {
+    // Serializing plain structs, Vecs and BTreeMaps cannot fail; an empty hash would still be a
+    // stable (if useless) identifier, never a panic.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Flattens `name`'s `extends` chain. Errors: unknown pack, cycle, over-deep chain, an own rule
+/// reusing an inherited id, an override of an id that is not inherited, overrides without
+/// `extends`.
+pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError> {
+    let mut chain = vec![name.to_string()];
+    let mut spec = packs
+        .get(name)
+        .ok_or_else(|| CompileError::pack(name, "no rule pack with this name is loaded"))?;
+    let mut specs = vec![spec];
+    while let Some(base) = &spec.extends {
+        if chain.iter().any(|c| c == base) {
+            chain.push(base.clone());
+            return Err(CompileError::pack(
+                name,
+                format!("`extends` forms a cycle: {}", chain.join(" -> ")),
+            ));
+        }
+        if chain.len() > MAX_EXTENDS_DEPTH {
+            return Err(CompileError::pack(
+                name,
+                format!("`extends` chain is deeper than {MAX_EXTENDS_DEPTH}"),
+            ));
+        }
+        spec = packs.get(base).ok_or_else(|| {
+            CompileError::pack(
+                chain.last().map(String::as_str).unwrap_or(name),
+                format!("extends `{base}`, which is not loaded"),
+            )
+        })?;
+        chain.push(base.clone());
+        specs.push(spec);
+    }
+    chain.reverse();
+    specs.reverse();
+
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut normalization = Normalization::default();
+    let mut decoders = Vec::new();
+    let mut limits = DecoderLimits::default();
+    let mut problems = Vec::new();
+    for (pack_name, spec) in chain.iter().zip(&specs) {
+        let problem = |rule: Option<&RuleId>, message: String| Problem {
+            pack: pack_name.clone(),
+            rule: rule.map(|r| r.to_string()),
+            message,
+        };
+        if let Some(n) = spec.normalization {
+            normalization = n;
+        }
+        if let Some(d) = &spec.decoders {
+            decoders = d.clone();
+        }
+        if let Some(l) = spec.decoder_limits {
+            if let Err(e) = l.validate() {
+                problems.push(problem(None, format!("decoderLimits: {e}")));
+            }
+            limits = l;
+        }
+        if spec.extends.is_none() && !spec.overrides.is_empty() {
+            problems.push(problem(
+                None,
+                "`overrides` needs `extends`: there are no inherited rules to change".into(),
+            ));
+        }
+        let inherited = rules.len();
+        for o in &spec.overrides {
+            match rules[..inherited].iter_mut().find(|r| r.id == o.id) {
+                None => problems.push(problem(
+                    Some(&o.id),
+                    "override of a rule the base packs do not define".into(),
+                )),
+                Some(r) => {
+                    if let Some(v) = o.enabled {
+                        r.enabled = v;
+                    }
+                    if let Some(v) = o.severity {
+                        r.severity = v;
+                    }
+                    if let Some(v) = o.weight {
+                        if v > 100 {
+                            problems.push(problem(Some(&o.id), format!("weight {v} is over 100")));
+                        }
+                        r.weight = v;
+                    }
+                    if let Some(v) = o.action {
+                        r.action = Some(v);
+                    }
+                    if let Some(v) = &o.mitigation {
+                        r.mitigation = Some(v.clone());
+                    }
+                }
+            }
+        }
+        for rule in &spec.rules {
+            if rules.iter().any(|r| r.id == rule.id) {
+                let msg = if rules[..inherited].iter().any(|r| r.id == rule.id) {
+                    "id is already defined by a base pack; change it with `overrides` instead"
+                } else {
+                    "duplicate rule id"
+                };
+                problems.push(problem(Some(&rule.id), msg.into()));
+                continue;
+            }
+            rules.push(rule.clone());
+        }
+    }
+    decoders.sort();
+    decoders.dedup();
+    if rules.is_empty() && problems.is_empty() {
+        problems.push(Problem {
+            pack: name.to_string(),
+            rule: None,
+            message: "the pack has no rules".into(),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
+    Ok(ResolvedPack {
+        name: name.to_string(),
+        version: specs.last().map(|s| s.version.clone()).unwrap_or_default(),
+        chain,
+        normalization,
+        decoders,
+        decoder_limits: limits,
+        rules,
+    })
+}
+
+/// The packs a policy binds: its `rulePacks`, or when empty every pack no other pack extends.
+pub fn policy_packs(packs: &PackSet, policy: &Policy) -> Result<Vec<String>, CompileError> {
+    let policy_err = |message: String| CompileError::Policy {
+        policy: policy.name.clone(),
+        message,
+    };
+    if policy.spec.rule_packs.is_empty() {
+        let extended: BTreeSet<&str> = packs
+            .values()
+            .filter_map(|s| s.extends.as_deref())
+            .collect();
+        return Ok(packs
+            .keys()
+            .filter(|n| !extended.contains(n.as_str()))
+            .cloned()
+            .collect());
+    }
+    let mut names = Vec::new();
+    for n in &policy.spec.rule_packs {
+        if !packs.contains_key(n) {
+            return Err(policy_err(format!(
+                "rule pack `{n}` is not loaded (loaded: {})",
+                packs.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if names.contains(n) {
+            return Err(policy_err(format!("rule pack `{n}` is listed twice")));
+        }
+        names.push(n.clone());
+    }
+    Ok(names)
+}
+
+/// A rule ready for scanning: effective action resolved against the policy.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub id: RuleId,
+    pub category: Category,
+    pub severity: Severity,
+    pub weight: u32,
+    /// The rule's own action, else the policy's action for its category.
+    pub action: Option<Action>,
+    pub mitigation: Option<String>,
+    /// Set for detector rules: gives the redaction placeholder.
+    pub detector: Option<DetectorKind>,
+    /// Pack that defined the rule.
+    pub pack: String,
+}
+
+/// A `RegexSet` and what each of its patterns stands for. Absent (`None`) when a scope has no
+/// rules, so its pass is skipped entirely.
+#[derive(Debug)]
+pub(crate) struct PatternSet {
+    pub set: RegexSet,
+    pub entries: Vec<SetEntry>,
+}
+
+/// Patterns of one scope while compiling.
+#[derive(Default)]
+struct PatternsBuilder {
+    sources: Vec<String>,
+    entries: Vec<SetEntry>,
+}
+
+impl PatternsBuilder {
+    /// Identical patterns (two rules on one detector, say) share a set slot.
+    fn add(&mut self, source: String, span: Regex, detector: Option<DetectorKind>, rule: usize) {
+        if let Some(i) = self.sources.iter().position(|p| *p == source) {
+            if self.entries[i].detector == detector {
+                self.entries[i].rules.push(rule);
+                return;
+            }
+        }
+        self.sources.push(source);
+        self.entries.push(SetEntry {
+            span,
+            detector,
+            rules: vec![rule],
+        });
+    }
+
+    fn build(self, resolved: &[ResolvedPack]) -> Result<Option<PatternSet>, CompileError> {
+        if self.sources.is_empty() {
+            return Ok(None);
+        }
+        let set = RegexSetBuilder::new(&self.sources)
+            .unicode(false)
+            .size_limit(SET_SIZE)
+            .dfa_size_limit(SET_DFA_SIZE)
+            .build()
+            .map_err(|e| {
+                CompileError::pack(
+                    &pack_names(resolved),
+                    format!("the combined regex set does not compile ({e}); reduce the number or size of regex rules"),
+                )
+            })?;
+        Ok(Some(PatternSet {
+            set,
+            entries: self.entries,
+        }))
+    }
+}
+
+/// One pattern of a `RegexSet`.
+#[derive(Debug)]
+pub(crate) struct SetEntry {
+    /// The same pattern compiled alone, run only when the set reports it.
+    pub span: Regex,
+    /// For detector candidates: validated by `refine` before a rule counts as matched.
+    pub detector: Option<DetectorKind>,
+    /// Rules (indices into `CompiledPack::rules`) this pattern belongs to.
+    pub rules: Vec<usize>,
+}
+
+/// One keyword of the shared automaton.
+#[derive(Debug)]
+pub(crate) struct KeywordEntry {
+    pub rule: usize,
+    /// `None` for an `any` keyword; `Some(bit)` for the `all` keyword at that position.
+    pub all_bit: Option<u8>,
+    /// The normalized keyword bytes when the rule is case-sensitive (the automaton itself is
+    /// case-insensitive).
+    pub exact: Option<Box<[u8]>>,
+    pub whole_word: bool,
+}
+
+/// What a keyword rule needs to be satisfied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeywordRule {
+    pub has_any: bool,
+    /// Bits that must all be seen (`all` list); 0 when the rule has no `all` list.
+    pub all_mask: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Keywords {
+    pub automaton: AhoCorasick,
+    pub entries: Vec<KeywordEntry>,
+    pub rules: HashMap<usize, KeywordRule>,
+}
+
+/// Identity of a compiled bundle, returned with every result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackRef {
+    /// Pack names joined with `+` when a policy binds several.
+    pub name: String,
+    pub version: String,
+    /// `sha256:<hex>` over the resolved packs and the policy.
+    pub hash: String,
+}
+
+/// Packs + policy, compiled. Immutable and `Send + Sync`: one is shared by all request threads
+/// and replaced whole on reload.
+#[derive(Debug)]
+pub struct CompiledPack {
+    pub pack: PackRef,
+    pub policy: Policy,
+    pub resolved: Vec<ResolvedPack>,
+    pub rules: Vec<CompiledRule>,
+    pub(crate) normalization: Normalization,
+    pub(crate) decoders: Vec<DecoderKind>,
+    pub(crate) limits: DecoderLimits,
+    /// Rules on the normalized text, and detectors.
+    pub(crate) normalized: Option<PatternSet>,
+    /// `matchOn: original` rules.
+    pub(crate) original: Option<PatternSet>,
+    /// `matchOn: decoded` rules.
+    pub(crate) decoded: Option<PatternSet>,
+    pub(crate) keywords: Option<Keywords>,
+}
+
+impl CompiledPack {
+    /// Number of enabled rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+}
+
+/// Compiles the packs `policy` binds.
+pub fn compile(packs: &PackSet, policy: Policy) -> Result<CompiledPack, CompileError> {
+    policy
+        .spec
+        .validate()
+        .map_err(|message| CompileError::Policy {
+            policy: policy.name.clone(),
+            message,
+        })?;
+    let names = policy_packs(packs, &policy)?;
+    if names.is_empty() {
+        return Err(CompileError::Policy {
+            policy: policy.name.clone(),
+            message: "binds no rule packs".into(),
+        });
+    }
+    let mut resolved = Vec::new();
+    let mut problems = Vec::new();
+    for n in &names {
+        match resolve(packs, n) {
+            Ok(r) => resolved.push(r),
+            Err(CompileError::Invalid(p)) => problems.extend(p),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
+    compile_resolved(resolved, policy)
+}
+
+/// Compiles already-resolved packs (several packs are merged: the union of their normalization
+/// and decoders, and of their rules — an id defined differently by two packs is an error).
+pub fn compile_resolved(
+    resolved: Vec<ResolvedPack>,
+    policy: Policy,
+) -> Result<CompiledPack, CompileError> {
+    let mut normalization: Option<Normalization> = None;
+    let mut decoders = BTreeSet::new();
+    let mut limits: Option<DecoderLimits> = None;
+    let mut rules: Vec<(&Rule, &str)> = Vec::new();
+    let mut problems = Vec::new();
+    for r in &resolved {
+        normalization = Some(normalization.map_or(r.normalization, |n| n.union(r.normalization)));
+        limits = Some(limits.map_or(r.decoder_limits, |l| l.union(r.decoder_limits)));
+        decoders.extend(r.decoders.iter().copied());
+        for rule in &r.rules {
+            match rules.iter().find(|(x, _)| x.id == rule.id) {
+                Some((x, _)) if *x == rule => {}
+                Some((_, other)) => problems.push(Problem {
+                    pack: r.name.clone(),
+                    rule: Some(rule.id.to_string()),
+                    message: format!("also defined, differently, by pack `{other}`"),
+                }),
+                None => rules.push((rule, &r.name)),
+            }
+        }
+    }
+    let normalization = normalization.unwrap_or_default();
+    let limits = limits.unwrap_or_default();
+
+    let mut compiled_rules = Vec::new();
+    let mut normalized_patterns = PatternsBuilder::default();
+    let mut original_patterns = PatternsBuilder::default();
+    let mut decoded_patterns = PatternsBuilder::default();
+    let mut kw_patterns: Vec<Vec<u8>> = Vec::new();
+    let mut kw_entries: Vec<KeywordEntry> = Vec::new();
+    let mut kw_rules = HashMap::new();
+    for (rule, pack) in rules {
+        if !rule.enabled {
+            // Still checked, so enabling it later cannot break the pack.
+            if let Err(message) = check_matcher(rule, &normalization) {
+                problems.push(rule_problem(pack, rule, message));
+            }
+            continue;
+        }
+        let index = compiled_rules.len();
+        let action = rule
+            .action
+            .or_else(|| policy.spec.actions.get(&rule.category).copied());
+        let mut detector = None;
+        match &rule.matcher {
+            Matcher::Regex(source) => match rule_regex(source) {
+                Ok(re) => {
+                    let scope = match rule.match_on {
+                        MatchOn::Normalized => &mut normalized_patterns,
+                        MatchOn::Original => &mut original_patterns,
+                        MatchOn::Decoded => &mut decoded_patterns,
+                    };
+                    scope.add(source.clone(), re, None, index);
+                }
+                Err(message) => problems.push(rule_problem(pack, rule, message)),
+            },
+            Matcher::Detector(d) => {
+                detector = Some(*d);
+                let source = d.candidate_pattern();
+                match rule_regex(source) {
+                    Ok(re) => normalized_patterns.add(source.to_string(), re, Some(*d), index),
+                    Err(message) => {
+                        problems.push(rule_problem(pack, rule, format!("detector: {message}")))
+                    }
+                }
+            }
+            Matcher::Keywords(k) => match keyword_bytes(k, &normalization) {
+                Ok((any, all)) => {
+                    let mut all_mask = 0u64;
+                    let words =
+                        any.into_iter()
+                            .map(|w| (w, None))
+                            .chain(all.into_iter().enumerate().map(|(i, w)| {
+                                all_mask |= 1 << i;
+                                (w, Some(i as u8))
+                            }));
+                    for (word, all_bit) in words {
+                        kw_entries.push(KeywordEntry {
+                            rule: index,
+                            all_bit,
+                            exact: (!k.case_insensitive).then(|| word.clone().into_boxed_slice()),
+                            whole_word: k.whole_word,
+                        });
+                        kw_patterns.push(word);
+                    }
+                    kw_rules.insert(
+                        index,
+                        KeywordRule {
+                            has_any: !k.any.is_empty(),
+                            all_mask,
+                        },
+                    );
+                }
+                Err(message) => problems.push(rule_problem(pack, rule, message)),
+            },
+        }
+        compiled_rules.push(CompiledRule {
+            id: rule.id.clone(),
+            category: rule.category,
+            severity: rule.severity,
+            weight: rule.weight,
+            action,
+            mitigation: rule.mitigation.clone(),
+            detector,
+            pack: pack.to_string(),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
+
+    let normalized = normalized_patterns.build(&resolved)?;
+    let original = original_patterns.build(&resolved)?;
+    let decoded = decoded_patterns.build(&resolved)?;
+    let keywords = if kw_patterns.is_empty() {
+        None
+    } else {
+        let automaton = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .match_kind(MatchKind::Standard)
+            .ascii_case_insensitive(true)
+            .build(&kw_patterns)
+            .or_else(|_| {
+                // A DFA over very many keywords can exceed the crate's limits; the contiguous NFA
+                // is slower but has no such bound.
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .build(&kw_patterns)
+            })
+            .map_err(|e| {
+                CompileError::pack(&pack_names(&resolved), format!("keyword automaton: {e}"))
+            })?;
+        Some(Keywords {
+            automaton,
+            entries: kw_entries,
+            rules: kw_rules,
+        })
+    };
+
+    let pack = PackRef {
+        name: pack_names(&resolved),
+        version: if resolved.len() == 1 {
+            resolved[0].version.clone()
+        } else {
+            resolved
+                .iter()
+                .map(|r| format!("{}@{}", r.name, r.version))
+                .collect::<Vec<_>>()
+                .join("+")
+        },
+        hash: sha256_json(&(&resolved, &policy)),
+    };
+    Ok(CompiledPack {
+        pack,
+        policy,
+        resolved,
+        rules: compiled_rules,
+        normalization,
+        decoders: decoders.into_iter().collect(),
+        limits,
+        normalized,
+        original,
+        decoded,
+        keywords,
+    })
+}
+
+fn pack_names(resolved: &[ResolvedPack]) -> String {
+    resolved
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+fn rule_problem(pack: &str, rule: &Rule, message: String) -> Problem {
+    Problem {
+        pack: pack.to_string(),
+        rule: Some(rule.id.to_string()),
+        message,
+    }
+}
+
+fn check_matcher(rule: &Rule, normalization: &Normalization) -> Result<(), String> {
+    match &rule.matcher {
+        Matcher::Regex(s) => rule_regex(s).map(|_| ()),
+        Matcher::Keywords(k) => keyword_bytes(k, normalization).map(|_| ()),
+        Matcher::Detector(_) => Ok(()),
+    }
+}
+
+/// Compiles one rule regex the way the set will: bytes, ASCII classes (`\w`, `\b`, `\d`, `\s`
+/// are ASCII; text is normalized first), UTF-8 literals still match. Rejects patterns that match
+/// the empty string, which would fire on every prompt.
+fn rule_regex(source: &str) -> Result<Regex, String> {
+    if source.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "regex is {} bytes; the limit is {MAX_REGEX_LEN}",
+            source.len()
+        ));
+    }
+    let re = RegexBuilder::new(source)
+        .unicode(false)
+        .size_limit(RULE_REGEX_SIZE)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(n) => {
+                format!("regex compiles to more than {n} bytes; simplify it (bounded repeats like {{1,1000}} are costly)")
+            }
+            e => format!("invalid regex: {}", one_line(&e.to_string())),
+        })?;
+    if re.is_match(b"") {
+        return Err("regex matches the empty string, so it would match every prompt".into());
+    }
+    Ok(re)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+type KeywordLists = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// Keywords are normalized like the text they are matched against, so a keyword written with a
+/// curly quote or a full-width letter still matches.
+fn keyword_bytes(k: &crate::pack::Keywords, n: &Normalization) -> Result<KeywordLists, String> {
+    if k.any.is_empty() && k.all.is_empty() {
+        return Err("keywords: set `any` and/or `all`".into());
+    }
+    if k.all.len() > MAX_ALL_KEYWORDS {
+        return Err(format!(
+            "keywords.all has {} entries; the limit is {MAX_ALL_KEYWORDS}",
+            k.all.len()
+        ));
+    }
+    let norm = |w: &String| -> Result<Vec<u8>, String> {
+        let t = normalize(w, n).text().trim().to_string();
+        if t.is_empty() {
+            return Err(format!("keyword {w:?} is empty after normalization"));
+        }
+        Ok(t.into_bytes())
+    };
+    let any = k.any.iter().map(norm).collect::<Result<Vec<_>, _>>()?;
+    let all = k.all.iter().map(norm).collect::<Result<Vec<_>, _>>()?;
+    Ok((any, all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs(yaml: &[(&str, &str)]) -> PackSet {
+        yaml.iter()
+            .map(|(n, y)| (n.to_string(), serde_yaml::from_str(y).unwrap()))
+            .collect()
+    }
+
+    const BASE: &str = r#"
+version: "1"
+decoders: [base64]
+rules:
+  - {id: a, category: prompt_injection, severity: high, weight: 60, regex: '(?i)\bignore previous\b'}
+  - {id: b, category: jailbreak, severity: high, weight: 50, keywords: {any: [do anything now]}}
+  - {id: c, category: pii, severity: medium, weight: 20, detector: email}
+"#;
+
+    fn err(r: Result<CompiledPack, CompileError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn compiles_and_hash_is_stable() {
+        let p = packs(&[("base", BASE)]);
+        let a = compile(&p, Policy::default_policy()).unwrap();
+        let b = compile(&p, Policy::default_policy()).unwrap();
+        assert_eq!(a.rule_count(), 3);
+        assert_eq!(a.pack.hash, b.pack.hash);
+        assert!(a.pack.hash.starts_with("sha256:") && a.pack.hash.len() == 71);
+        assert_eq!(a.pack.version, "1");
+        assert_eq!(
+            a.rules[2].action,
+            Some(Action::Redact),
+            "pii defaults to redact"
+        );
+        let mut policy = Policy::default_policy();
+        policy.spec.thresholds.block = 70;
+        let c = compile(&p, policy).unwrap();
+        assert_ne!(
+            a.pack.hash, c.pack.hash,
+            "policy is part of the bundle hash"
+        );
+    }
+
+    #[test]
+    fn extends_and_overrides() {
+        let child = r#"
+version: "2"
+extends: base
+overrides:
+  - {id: a, weight: 10, severity: low}
+  - {id: b, enabled: false}
+rules:
+  - {id: d, category: other, severity: low, weight: 5, keywords: {all: [foo, bar]}}
+"#;
+        let p = packs(&[("base", BASE), ("child", child)]);
+        let r = resolve(&p, "child").unwrap();
+        assert_eq!(r.chain, ["base", "child"]);
+        assert_eq!(r.decoders, [DecoderKind::Base64], "decoders inherited");
+        let a = r.rules.iter().find(|x| x.id.as_str() == "a").unwrap();
+        assert_eq!((a.weight, a.severity), (10, Severity::Low));
+        // The default policy binds leaves only: `child`, which brings `base` along.
+        let c = compile(&p, Policy::default_policy()).unwrap();
+        assert_eq!(c.pack.name, "child");
+        let ids: Vec<_> = c.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c", "d"], "disabled rule b is not compiled in");
+    }
+
+    #[test]
+    fn bad_packs_name_the_rule() {
+        let bad = r#"
+version: "1"
+rules:
+  - {id: ok, category: other, severity: low, weight: 5, regex: 'fine'}
+  - {id: broken, category: other, severity: low, weight: 5, regex: '(unclosed'}
+  - {id: empty, category: other, severity: low, weight: 5, regex: 'a*'}
+  - {id: nokw, category: other, severity: low, weight: 5, keywords: {}}
+"#;
+        let e = err(compile(&packs(&[("p", bad)]), Policy::default_policy()));
+        assert!(e.contains("rule `broken`: invalid regex"), "{e}");
+        assert!(
+            e.contains("rule `empty`: regex matches the empty string"),
+            "{e}"
+        );
+        assert!(e.contains("rule `nokw`: keywords"), "{e}");
+        assert!(!e.contains("`ok`"), "{e}");
+    }
+
+    #[test]
+    fn huge_regex_is_rejected_with_a_reason() {
+        let bad = r#"
+version: "1"
+rules:
+  - {id: big, category: other, severity: low, weight: 5, regex: '(\w{1,1000}){1,1000}x'}
+"#;
+        let e = err(compile(&packs(&[("p", bad)]), Policy::default_policy()));
+        assert!(e.contains("rule `big`") && e.contains("simplify"), "{e}");
+    }
+
+    #[test]
+    fn structural_errors() {
+        let dup = "version: '1'\nrules:\n- {id: a, category: other, severity: low, weight: 5, regex: x}\n- {id: a, category: other, severity: low, weight: 5, regex: y}\n";
+        let e = err(compile(&packs(&[("p", dup)]), Policy::default_policy()));
+        assert!(e.contains("rule `a`: duplicate rule id"), "{e}");
+
+        let cyc_a = "version: '1'\nextends: b\nrules: []\n";
+        let cyc_b = "version: '1'\nextends: a\nrules: []\n";
+        let p = packs(&[("a", cyc_a), ("b", cyc_b)]);
+        let e = resolve(&p, "a").unwrap_err().to_string();
+        assert!(e.contains("cycle: a -> b -> a"), "{e}");
+
+        let orphan = "version: '1'\nextends: nowhere\nrules: []\n";
+        let e = resolve(&packs(&[("o", orphan)]), "o")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("extends `nowhere`, which is not loaded"), "{e}");
+
+        let shadow = "version: '1'\nextends: base\nrules:\n- {id: a, category: other, severity: low, weight: 5, regex: x}\noverrides:\n- {id: zz, enabled: false}\n";
+        let e = resolve(&packs(&[("base", BASE), ("s", shadow)]), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rule `a`: id is already defined by a base pack"),
+            "{e}"
+        );
+        assert!(e.contains("rule `zz`: override of a rule"), "{e}");
+
+        let empty = "version: '1'\nrules: []\n";
+        let e = err(compile(&packs(&[("e", empty)]), Policy::default_policy()));
+        assert!(e.contains("no rules"), "{e}");
+    }
+
+    #[test]
+    fn policy_binding_errors() {
+        let p = packs(&[("base", BASE)]);
+        let mut policy = Policy::default_policy();
+        policy.spec.rule_packs = vec!["nope".into()];
+        let e = err(compile(&p, policy));
+        assert!(
+            e.contains("policy `default`: rule pack `nope` is not loaded"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn conflicting_rule_across_packs() {
+        let other = "version: '1'\nrules:\n- {id: a, category: other, severity: low, weight: 5, regex: x}\n";
+        let e = err(compile(
+            &packs(&[("base", BASE), ("other", other)]),
+            Policy::default_policy(),
+        ));
+        assert!(e.contains("rule `a`: also defined, differently"), "{e}");
+    }
+}

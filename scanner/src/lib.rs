@@ -1,0 +1,22 @@
+//! Prompt Defenders scanner library: the rule-pack format, its compiler, the detection engine
+//! and scoring. The `pd-scanner` binary and the operator are both built on it, so a pack is
+//! validated, tested and run by exactly the same code everywhere.
+//!
+//! Flow: [`load`] files → [`compile::compile`] packs + [`policy::Policy`] into a
+//! [`compile::CompiledPack`] → [`compile::CompiledPack::scan`] a prompt into an
+//! [`engine::ScanResult`].
+
+pub mod bundle;
+pub mod compile;
+pub mod decode;
+pub mod detectors;
+pub mod engine;
+pub mod eval;
+pub mod load;
+pub mod normalize;
+pub mod pack;
+pub mod policy;
+pub mod redact;
+pub mod score;
+pub mod testing;
+pub mod verdict;

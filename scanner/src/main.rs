@@ -1,0 +1,330 @@
+//! `pd-scanner`: scan prompts, test rule packs, evaluate them on a labelled corpus.
+//!
+//! Exit codes are part of the interface, so scripts and CI can branch on them:
+//! `scan` exits 0 allow, 1 warn, 2 block; `test` exits 0 when every test passes, 1 otherwise;
+//! 3 means an operational error (unreadable or invalid pack, bad input); 64 a usage error.
+
+use std::io::{BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pd_scanner::bundle::{build, load_sources, pack_set, select_policy};
+use pd_scanner::compile::compile;
+use pd_scanner::engine::InputHasher;
+use pd_scanner::eval::{evaluate, Fields};
+use pd_scanner::pack::RulePackSpec;
+use pd_scanner::testing::run_pack_tests;
+
+const EXIT_ERROR: u8 = 3;
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "pd-scanner", version, about = "Prompt Defenders scanner", long_about = None)]
+struct Cli {
+    /// Rule packs and policies: YAML/JSON files or directories (RulePack / ScanPolicy resources
+    /// or bare packs). Default: `config/samples/` when it exists, else the built-in samples.
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        env = "PD_FILES",
+        value_delimiter = ','
+    )]
+    files: Vec<PathBuf>,
+    /// ScanPolicy to apply when several are loaded (`default` = all packs, default thresholds).
+    #[arg(long, global = true, env = "PD_POLICY")]
+    policy: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scan one prompt and print the result as JSON (exit 0 allow, 1 warn, 2 block).
+    Scan(ScanArgs),
+    /// Run the tests embedded in every loaded rule pack.
+    Test(TestArgs),
+    /// Measure detection on a labelled JSON Lines corpus.
+    Eval(EvalArgs),
+    /// Print the JSON schema of the rule-pack format.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// The prompt (several words are joined with spaces). Omit it or pass `-` to read stdin.
+    text: Vec<String>,
+    /// File holding the HMAC key for `input_hash` (default: $PD_HMAC_KEY, else a random key for
+    /// this run only).
+    #[arg(long, env = "PD_HMAC_KEY_FILE")]
+    hmac_key_file: Option<PathBuf>,
+    /// Largest prompt accepted, in bytes.
+    #[arg(long, env = "PD_MAX_PROMPT_BYTES", default_value_t = 256 * 1024)]
+    max_bytes: usize,
+    /// Pretty-print the JSON.
+    #[arg(long)]
+    pretty: bool,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Print a JSON report instead of text.
+    #[arg(long)]
+    json: bool,
+    /// List passing tests too.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// JSON Lines corpus, one record per line.
+    #[arg(long, short = 'i')]
+    input: PathBuf,
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Values: attack/benign, 1/0, true/false.
+    #[arg(long, default_value = "label")]
+    label_field: String,
+    #[arg(long, default_value = "category")]
+    category_field: String,
+    #[arg(long, default_value = "id")]
+    id_field: String,
+    /// Write per-item results (id, label, verdict, score, rules) as JSON Lines.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List up to N misclassified items (id, rules, start of the text).
+    #[arg(long, default_value_t = 0)]
+    show_errors: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("pd-scanner: error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), args),
+        Command::Test(args) => test(&cli.files, args),
+        Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
+        Command::Schema => {
+            let schema = schemars::schema_for!(RulePackSpec);
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(0)
+        }
+    }
+}
+
+fn hasher(key_file: Option<&PathBuf>) -> Result<InputHasher> {
+    if let Some(path) = key_file {
+        let key = std::fs::read(path)
+            .map_err(|e| format!("cannot read HMAC key file {}: {e}", path.display()))?;
+        let key = key.trim_ascii();
+        return Ok(InputHasher::new(key).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    match std::env::var("PD_HMAC_KEY") {
+        Ok(k) if !k.is_empty() => Ok(InputHasher::new(k.as_bytes())?),
+        _ => Ok(InputHasher::ephemeral()),
+    }
+}
+
+fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
+    let text = if args.text.is_empty() || args.text == ["-"] {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(args.max_bytes as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading stdin: {e}"))?;
+        if bytes.len() > args.max_bytes {
+            return Err(format!(
+                "the prompt is over the {}-byte limit (--max-bytes)",
+                args.max_bytes
+            )
+            .into());
+        }
+        String::from_utf8(bytes).map_err(|e| {
+            format!(
+                "the prompt on stdin is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?
+    } else {
+        args.text.join(" ")
+    };
+    if text.len() > args.max_bytes {
+        return Err(format!(
+            "the prompt is over the {}-byte limit (--max-bytes)",
+            args.max_bytes
+        )
+        .into());
+    }
+    let hasher = hasher(args.hmac_key_file.as_ref())?;
+    let pack = build(files, policy)?;
+    let result = pack.scan(&text, &hasher);
+    let json = if args.pretty {
+        serde_json::to_string_pretty(&result)?
+    } else {
+        serde_json::to_string(&result)?
+    };
+    println!("{json}");
+    Ok(result.verdict.exit_code())
+}
+
+fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
+    let loaded = load_sources(files)?;
+    let packs = pack_set(&loaded);
+    let reports: Vec<_> = packs.keys().map(|n| run_pack_tests(&packs, n)).collect();
+    let ok = reports.iter().all(|r| r.ok());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(u8::from(!ok));
+    }
+    let mut out = std::io::stdout().lock();
+    let (mut passed, mut failed) = (0, 0);
+    for r in &reports {
+        if let Some(e) = &r.error {
+            writeln!(out, "FAIL pack {}: does not compile\n{e}", r.pack)?;
+            failed += 1;
+            continue;
+        }
+        let tests = packs.get(&r.pack).map(|s| &s.tests[..]).unwrap_or_default();
+        writeln!(
+            out,
+            "{} pack {} — {} passed, {} failed  {}",
+            if r.ok() { "ok  " } else { "FAIL" },
+            r.pack,
+            r.passed(),
+            r.failed(),
+            r.hash.as_deref().unwrap_or_default()
+        )?;
+        for (o, t) in r.outcomes.iter().zip(tests) {
+            if o.passed && !args.verbose {
+                continue;
+            }
+            writeln!(
+                out,
+                "  {} {} {:?} -> {} (score {}, rules [{}])",
+                if o.passed { "ok  " } else { "FAIL" },
+                o.name,
+                excerpt(&t.input, 70),
+                o.verdict,
+                o.score,
+                o.matched.join(", ")
+            )?;
+            for f in &o.failures {
+                writeln!(out, "       {f}")?;
+            }
+        }
+        passed += r.passed();
+        failed += r.failed();
+    }
+    if packs.len() > 1 || loaded.policies.is_empty() {
+        // Also check that what will be served compiles, not just each pack alone.
+        let policy = select_policy(&loaded, None)?;
+        if let Err(e) = compile(&packs, policy.clone()) {
+            writeln!(out, "FAIL policy {}: {e}", policy.name)?;
+            failed += 1;
+        }
+    }
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    Ok(u8::from(!ok || failed > 0))
+}
+
+fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
+    let pack = build(files, policy)?;
+    let file = std::fs::File::open(&args.input)
+        .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
+    let fields = Fields {
+        text: args.text_field,
+        label: args.label_field,
+        category: args.category_field,
+        id: args.id_field,
+    };
+    let (report, items) = evaluate(&pack, BufReader::new(file), &fields)
+        .map_err(|e| format!("{}: {e}", args.input.display()))?;
+    if let Some(path) = &args.out {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        );
+        for i in &items {
+            serde_json::to_writer(&mut w, i)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "bundle {} {} ({} rules), policy {}",
+            pack.pack.name,
+            pack.pack.hash,
+            pack.rule_count(),
+            pack.policy.name
+        );
+        print!("{report}");
+    }
+    if args.show_errors > 0 {
+        let texts = read_texts(&args.input, &fields.text)?;
+        let wrong = items.iter().filter(|i| i.attack != i.detected());
+        for i in wrong.take(args.show_errors) {
+            let text = texts
+                .get(i.line - 1)
+                .map(String::as_str)
+                .unwrap_or_default();
+            println!(
+                "{} line {} {} [{}] score {} {:?}",
+                if i.attack { "FN" } else { "FP" },
+                i.line,
+                i.category.as_deref().unwrap_or_default(),
+                i.rules.join(","),
+                i.score,
+                excerpt(text, 160)
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn read_texts(path: &PathBuf, field: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get(field).and_then(|t| t.as_str()).map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+fn excerpt(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut e: String = s.chars().take(max).collect();
+    e.push('…');
+    e
+}

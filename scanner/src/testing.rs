@@ -1,0 +1,189 @@
+//! Running the `tests` embedded in rule packs — the preview sandbox authors use before
+//! publishing, and the gate the operator applies before a pack may reach a scanner.
+//!
+//! Each pack's tests run against that pack alone (with its `extends` chain) under the default
+//! policy, so a pack's tests mean the same thing wherever it is later bound.
+
+use serde::Serialize;
+
+use crate::compile::{compile, CompileError, PackSet};
+use crate::engine::InputHasher;
+use crate::policy::Policy;
+use crate::verdict::Verdict;
+
+/// The outcome of one test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestOutcome {
+    /// The test's `name`, or `#<index>` (1-based).
+    pub name: String,
+    pub passed: bool,
+    /// Why it failed; empty when it passed.
+    pub failures: Vec<String>,
+    pub verdict: Verdict,
+    pub score: u32,
+    pub matched: Vec<String>,
+}
+
+/// All tests of one pack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackReport {
+    pub pack: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Set when the pack did not compile; then no test ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub outcomes: Vec<TestOutcome>,
+}
+
+impl PackReport {
+    pub fn passed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.passed).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.outcomes.len() - self.passed()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.failed() == 0
+    }
+}
+
+/// Compiles `name` alone and runs its tests.
+pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
+    let mut policy = Policy::default_policy();
+    policy.spec.rule_packs = vec![name.to_string()];
+    let compiled = match compile(packs, policy) {
+        Ok(c) => c,
+        Err(e) => {
+            return PackReport {
+                pack: name.to_string(),
+                hash: None,
+                error: Some(compile_error_text(&e)),
+                outcomes: Vec::new(),
+            }
+        }
+    };
+    let Some(spec) = packs.get(name) else {
+        return PackReport {
+            pack: name.to_string(),
+            hash: None,
+            error: Some("no rule pack with this name is loaded".into()),
+            outcomes: Vec::new(),
+        };
+    };
+    // Ids of every rule the pack can see, enabled or not, so a typo in a test is caught.
+    let known: Vec<&str> = compiled
+        .resolved
+        .iter()
+        .flat_map(|r| r.rules.iter().map(|x| x.id.as_str()))
+        .collect();
+    let hasher = InputHasher::ephemeral();
+    let outcomes = spec
+        .tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let result = compiled.scan(&t.input, &hasher);
+            let matched: Vec<String> = result.rule_ids().map(str::to_string).collect();
+            let mut failures = Vec::new();
+            if t.expect.is_empty() {
+                failures.push("`expect` is empty: set verdict, matches or notMatches".to_string());
+            }
+            let verdict = result.effective_verdict();
+            if let Some(v) = t.expect.verdict {
+                if v != verdict {
+                    failures.push(format!(
+                        "expected verdict {v}, got {verdict} (score {})",
+                        result.score
+                    ));
+                }
+            }
+            for id in t.expect.matches.iter().chain(&t.expect.not_matches) {
+                if !known.contains(&id.as_str()) {
+                    failures.push(format!(
+                        "refers to rule `{id}`, which the pack does not have"
+                    ));
+                }
+            }
+            for id in &t.expect.matches {
+                if !matched.iter().any(|m| m == id.as_str()) {
+                    failures.push(format!("expected rule `{id}` to match; it did not"));
+                }
+            }
+            for id in &t.expect.not_matches {
+                if matched.iter().any(|m| m == id.as_str()) {
+                    failures.push(format!("expected rule `{id}` not to match; it did"));
+                }
+            }
+            TestOutcome {
+                name: t.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
+                passed: failures.is_empty(),
+                failures,
+                verdict,
+                score: result.score,
+                matched,
+            }
+        })
+        .collect();
+    PackReport {
+        pack: name.to_string(),
+        hash: compiled.resolved.first().map(|r| r.content_hash()),
+        error: None,
+        outcomes,
+    }
+}
+
+fn compile_error_text(e: &CompileError) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACK: &str = r#"
+version: "1"
+rules:
+  - {id: pi, category: prompt_injection, severity: high, weight: 60, regex: '(?i)\bignore previous\b'}
+tests:
+  - {name: blocks, input: "ignore previous", expect: {verdict: block, matches: [pi]}}
+  - {input: "hello", expect: {verdict: allow, notMatches: [pi]}}
+  - {name: wrong, input: "hello", expect: {verdict: block, matches: [pi, nosuch]}}
+  - {name: empty, input: "x", expect: {}}
+"#;
+
+    #[test]
+    fn reports_passes_and_explains_failures() {
+        let mut packs = PackSet::new();
+        packs.insert("p".into(), serde_yaml::from_str(PACK).unwrap());
+        let r = run_pack_tests(&packs, "p");
+        assert_eq!((r.passed(), r.failed()), (2, 2));
+        assert!(!r.ok());
+        let wrong = &r.outcomes[2];
+        assert_eq!(wrong.name, "wrong");
+        assert!(wrong.failures[0].contains("expected verdict block, got allow"));
+        assert!(wrong
+            .failures
+            .iter()
+            .any(|f| f.contains("`nosuch`, which the pack does not have")));
+        assert!(wrong
+            .failures
+            .iter()
+            .any(|f| f.contains("expected rule `pi` to match")));
+        assert!(r.outcomes[3].failures[0].contains("`expect` is empty"));
+        assert_eq!(r.outcomes[1].name, "#2");
+    }
+
+    #[test]
+    fn a_pack_that_does_not_compile_reports_why() {
+        let mut packs = PackSet::new();
+        packs.insert(
+            "p".into(),
+            serde_yaml::from_str("version: '1'\nrules:\n- {id: x, category: other, severity: low, weight: 1, regex: '('}\n").unwrap(),
+        );
+        let r = run_pack_tests(&packs, "p");
+        assert!(r.error.unwrap().contains("rule `x`: invalid regex"));
+    }
+}
