@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::decode::{DecoderKind, DecoderLimits};
+use crate::decode::{decode_gate, DecoderKind, DecoderLimits};
 use crate::detectors::DetectorKind;
 use crate::normalize::{normalize, Normalization};
 use crate::pack::{Action, Category, MatchOn, Matcher, Rule, RuleId, RulePackSpec, Severity};
@@ -292,36 +292,59 @@ pub struct CompiledRule {
     pub pack: String,
 }
 
-/// A `RegexSet` and what each of its patterns stands for. Absent (`None`) when a scope has no
-/// rules, so its pass is skipped entirely.
+/// What one pattern of a [`PatternSet`] stands for.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    /// A rule pattern (or detector candidate) on the set's own text.
+    Match(SetEntry),
+    /// A `matchOn: original` rule, folded into the primary set: valid only when normalization
+    /// left the text unchanged (then original and normalized text are the same bytes), which is
+    /// the common case and saves a pass. Otherwise the separate original set runs.
+    OriginalIfIdentity(SetEntry),
+    /// Some keyword could occur: run the Aho–Corasick pass.
+    KeywordGate,
+    /// Some decoder could find a payload (valid on unchanged text): run the decoders.
+    DecodeGate,
+}
+
+/// A `RegexSet` and what each of its patterns stands for.
 #[derive(Debug)]
 pub(crate) struct PatternSet {
     pub set: RegexSet,
-    pub entries: Vec<SetEntry>,
+    pub slots: Vec<Slot>,
 }
 
-/// Patterns of one scope while compiling.
+/// Patterns of one set while compiling.
 #[derive(Default)]
 struct PatternsBuilder {
     sources: Vec<String>,
-    entries: Vec<SetEntry>,
+    slots: Vec<Slot>,
 }
 
 impl PatternsBuilder {
     /// Identical patterns (two rules on one detector, say) share a set slot.
     fn add(&mut self, source: String, span: Regex, detector: Option<DetectorKind>, rule: usize) {
-        if let Some(i) = self.sources.iter().position(|p| *p == source) {
-            if self.entries[i].detector == detector {
-                self.entries[i].rules.push(rule);
-                return;
+        for (i, s) in self.sources.iter().enumerate() {
+            if *s == source {
+                if let Slot::Match(e) = &mut self.slots[i] {
+                    if e.detector == detector {
+                        e.rules.push(rule);
+                        return;
+                    }
+                }
             }
         }
         self.sources.push(source);
-        self.entries.push(SetEntry {
+        self.slots.push(Slot::Match(SetEntry {
             span,
             detector,
             rules: vec![rule],
-        });
+        }));
+    }
+
+    fn push(&mut self, source: String, slot: Slot) {
+        self.sources.push(source);
+        self.slots.push(slot);
     }
 
     fn build(self, resolved: &[ResolvedPack]) -> Result<Option<PatternSet>, CompileError> {
@@ -341,7 +364,7 @@ impl PatternsBuilder {
             })?;
         Ok(Some(PatternSet {
             set,
-            entries: self.entries,
+            slots: self.slots,
         }))
     }
 }
@@ -405,9 +428,10 @@ pub struct CompiledPack {
     pub(crate) normalization: Normalization,
     pub(crate) decoders: Vec<DecoderKind>,
     pub(crate) limits: DecoderLimits,
-    /// Rules on the normalized text, and detectors.
-    pub(crate) normalized: Option<PatternSet>,
-    /// `matchOn: original` rules.
+    /// Rules on the normalized text, detectors, the `matchOn: original` rules for unchanged
+    /// text, and the keyword and decoder gates: one pass decides what else must run.
+    pub(crate) primary: Option<PatternSet>,
+    /// `matchOn: original` rules, for text that normalization changed.
     pub(crate) original: Option<PatternSet>,
     /// `matchOn: decoded` rules.
     pub(crate) decoded: Option<PatternSet>,
@@ -483,7 +507,7 @@ pub fn compile_resolved(
     let limits = limits.unwrap_or_default();
 
     let mut compiled_rules = Vec::new();
-    let mut normalized_patterns = PatternsBuilder::default();
+    let mut primary_patterns = PatternsBuilder::default();
     let mut original_patterns = PatternsBuilder::default();
     let mut decoded_patterns = PatternsBuilder::default();
     let mut kw_patterns: Vec<Vec<u8>> = Vec::new();
@@ -506,7 +530,7 @@ pub fn compile_resolved(
             Matcher::Regex(source) => match rule_regex(source) {
                 Ok(re) => {
                     let scope = match rule.match_on {
-                        MatchOn::Normalized => &mut normalized_patterns,
+                        MatchOn::Normalized => &mut primary_patterns,
                         MatchOn::Original => &mut original_patterns,
                         MatchOn::Decoded => &mut decoded_patterns,
                     };
@@ -518,7 +542,7 @@ pub fn compile_resolved(
                 detector = Some(*d);
                 let source = d.candidate_pattern();
                 match rule_regex(source) {
-                    Ok(re) => normalized_patterns.add(source.to_string(), re, Some(*d), index),
+                    Ok(re) => primary_patterns.add(source.to_string(), re, Some(*d), index),
                     Err(message) => {
                         problems.push(rule_problem(pack, rule, format!("detector: {message}")))
                     }
@@ -569,7 +593,30 @@ pub fn compile_resolved(
         return Err(CompileError::Invalid(problems));
     }
 
-    let normalized = normalized_patterns.build(&resolved)?;
+    for (source, slot) in original_patterns
+        .sources
+        .iter()
+        .zip(&original_patterns.slots)
+    {
+        if let Slot::Match(e) = slot {
+            primary_patterns.push(
+                source.clone(),
+                Slot::OriginalIfIdentity(SetEntry {
+                    span: e.span.clone(),
+                    detector: e.detector,
+                    rules: e.rules.clone(),
+                }),
+            );
+        }
+    }
+    if !kw_patterns.is_empty() {
+        primary_patterns.push(keyword_gate(&kw_patterns), Slot::KeywordGate);
+    }
+    let decoders: Vec<DecoderKind> = decoders.into_iter().collect();
+    if let Some(gate) = decode_gate(&decoders, limits.min_encoded_len) {
+        primary_patterns.push(gate, Slot::DecodeGate);
+    }
+    let primary = primary_patterns.build(&resolved)?;
     let original = original_patterns.build(&resolved)?;
     let decoded = decoded_patterns.build(&resolved)?;
     let keywords = if kw_patterns.is_empty() {
@@ -617,13 +664,22 @@ pub fn compile_resolved(
         resolved,
         rules: compiled_rules,
         normalization,
-        decoders: decoders.into_iter().collect(),
+        decoders,
         limits,
-        normalized,
+        primary,
         original,
         decoded,
         keywords,
     })
+}
+
+/// A case-insensitive alternation of every keyword: matches wherever the automaton could.
+fn keyword_gate(keywords: &[Vec<u8>]) -> String {
+    let alternatives: Vec<String> = keywords
+        .iter()
+        .map(|k| regex::escape(&String::from_utf8_lossy(k)))
+        .collect();
+    format!("(?i:{})", alternatives.join("|"))
 }
 
 fn pack_names(resolved: &[ResolvedPack]) -> String {

@@ -183,6 +183,43 @@ fn class(b: &[u8], i: usize) -> u8 {
     b.get(i).map_or(0, |&c| CLASS[usize::from(c)])
 }
 
+/// A regex (bytes, ASCII classes) that matches wherever [`find_encoded`] could find something
+/// in text it would read unchanged. The engine folds it into its one pass over the prompt and
+/// runs the decoders only when it matches — most prompts carry no payload, and the decoders'
+/// byte-by-byte scan would otherwise cost as much as all the rules together. It must stay a
+/// superset of the decoders' triggers: a gate that misses would hide a payload.
+pub fn decode_gate(kinds: &[DecoderKind], min_len: u16) -> Option<String> {
+    let min_len = usize::from(min_len).max(4);
+    let mut parts = Vec::new();
+    if kinds.contains(&DecoderKind::Base64) || kinds.contains(&DecoderKind::Hex) {
+        // Contiguous base64 or hex runs.
+        parts.push(format!("[A-Za-z0-9+/_-]{{{min_len},}}"));
+    }
+    if kinds.contains(&DecoderKind::Hex) {
+        // Separated pairs: `41 42`, `41:42`, `\x41\x42`, `0x41, 0x42`.
+        let pairs = min_len.div_ceil(2).max(2);
+        parts.push(format!(
+            "(?:(?:\\\\x|0x)?[0-9A-Fa-f]{{2}}[\\s:,]*){{{pairs},}}"
+        ));
+    }
+    if kinds.contains(&DecoderKind::Url) {
+        parts.push("%[0-9A-Fa-f]{2}".into());
+    }
+    if kinds.contains(&DecoderKind::UnicodeTags) {
+        parts.push("\\xF3\\xA0[\\x80-\\x81]".into());
+    }
+    if kinds.contains(&DecoderKind::Rot13) {
+        let mut words: Vec<String> = ROT13_TRIGGERS
+            .iter()
+            .map(|t| t.bytes().map(|c| char::from(rot13_byte(c))).collect())
+            .collect();
+        words.push("flfgrz".into()); // "system", for "system prompt"
+        words.push("[Rr][Oo][Tt][ _-]?13".into());
+        parts.push(format!("(?i:{})", words.join("|")));
+    }
+    (!parts.is_empty()).then(|| parts.join("|"))
+}
+
 /// Finds encoded segments of the requested kinds in `text` (the text as sent, since
 /// normalization would corrupt encodings) and returns their decodings. At most `*budget`
 /// decoded bytes are returned in total and that many are subtracted from `*budget`; the last

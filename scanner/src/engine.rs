@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::compile::{CompiledPack, PackRef, PatternSet};
+use crate::compile::{CompiledPack, PackRef, PatternSet, SetEntry, Slot};
 use crate::decode::{find_encoded, DecoderKind};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
@@ -191,21 +191,45 @@ impl CompiledPack {
             Some(seg) => Mapping::Encoded(seg.clone()),
         };
         let t = normalized.text().as_bytes();
-        if let Some(set) = &self.normalized {
-            match_set(set, t, via, &mapping, hits);
+        let identity = normalized.is_identity();
+        let original_mapping = match &segment {
+            None => Mapping::Identity,
+            Some(seg) => Mapping::Encoded(seg.clone()),
+        };
+        // Without a primary set (a pack of `matchOn: original` rules only) nothing gates.
+        let mut gates = Gates {
+            keywords: self.primary.is_none(),
+            decode: self.primary.is_none(),
+        };
+        if let Some(set) = &self.primary {
+            let matched = set.set.matches(t);
+            for i in matched.iter() {
+                match set.slots.get(i) {
+                    Some(Slot::Match(entry)) => match_entry(entry, t, via, &mapping, hits),
+                    Some(Slot::OriginalIfIdentity(entry)) if identity => {
+                        match_entry(entry, t, via, &original_mapping, hits)
+                    }
+                    Some(Slot::KeywordGate) => gates.keywords = true,
+                    Some(Slot::DecodeGate) => gates.decode = true,
+                    Some(Slot::OriginalIfIdentity(_)) | None => {}
+                }
+            }
         }
-        if let Some(set) = &self.original {
-            let mapping = match &segment {
-                None => Mapping::Identity,
-                Some(seg) => Mapping::Encoded(seg.clone()),
-            };
-            match_set(set, text.as_bytes(), via, &mapping, hits);
+        if !identity {
+            if let Some(set) = &self.original {
+                match_set(set, text.as_bytes(), via, &original_mapping, hits);
+            }
         }
         if let (Some(set), Some(_)) = (&self.decoded, &segment) {
             match_set(set, t, via, &mapping, hits);
         }
-        self.match_keywords(t, via, &mapping, hits);
-        if depth < self.limits.max_depth && !self.decoders.is_empty() && *budget > 0 {
+        if gates.keywords {
+            self.match_keywords(t, via, &mapping, hits);
+        }
+        // The decode gate looked at the normalized text; it speaks for the original only when
+        // the two are the same.
+        let decode = gates.decode || !identity;
+        if decode && depth < self.limits.max_depth && !self.decoders.is_empty() && *budget > 0 {
             let min_len = usize::from(self.limits.min_encoded_len);
             for d in find_encoded(text, &self.decoders, min_len, budget) {
                 let mut chain = via.to_vec();
@@ -344,6 +368,12 @@ impl CompiledPack {
     }
 }
 
+/// Which of the gated passes the primary set asked for.
+struct Gates {
+    keywords: bool,
+    decode: bool,
+}
+
 fn match_set(
     set: &PatternSet,
     t: &[u8],
@@ -351,32 +381,39 @@ fn match_set(
     mapping: &Mapping,
     hits: &mut Vec<Hit>,
 ) {
-    let matched = set.set.matches(t);
-    if !matched.matched_any() {
-        return;
+    for i in set.set.matches(t).iter() {
+        if let Some(Slot::Match(entry)) = set.slots.get(i) {
+            match_entry(entry, t, via, mapping, hits);
+        }
     }
-    for i in matched.iter() {
-        let Some(entry) = set.entries.get(i) else {
-            continue;
+}
+
+/// Spans of one pattern the set reported (detector candidates are validated by `refine`; a
+/// candidate that fails validation leaves no trace).
+fn match_entry(
+    entry: &SetEntry,
+    t: &[u8],
+    via: &[DecoderKind],
+    mapping: &Mapping,
+    hits: &mut Vec<Hit>,
+) {
+    let mut spans: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    for m in entry.span.find_iter(t) {
+        let value = match entry.detector {
+            None => Some(0..m.len()),
+            Some(d) => d.refine(m.as_bytes()),
         };
-        let mut spans: Vec<(Range<usize>, Range<usize>)> = Vec::new();
-        for m in entry.span.find_iter(t) {
-            let value = match entry.detector {
-                None => Some(0..m.len()),
-                Some(d) => d.refine(m.as_bytes()),
-            };
-            if let Some(v) = value {
-                let value = m.start() + v.start..m.start() + v.end;
-                spans.push((mapping.map(m.range()), mapping.map(value)));
-                if spans.len() == MAX_SPANS_PER_RULE {
-                    break;
-                }
+        if let Some(v) = value {
+            let value = m.start() + v.start..m.start() + v.end;
+            spans.push((mapping.map(m.range()), mapping.map(value)));
+            if spans.len() == MAX_SPANS_PER_RULE {
+                break;
             }
         }
-        for &rule in &entry.rules {
-            for (span, value) in &spans {
-                record(hits, rule, span.clone(), value.clone(), via);
-            }
+    }
+    for &rule in &entry.rules {
+        for (span, value) in &spans {
+            record(hits, rule, span.clone(), value.clone(), via);
         }
     }
 }

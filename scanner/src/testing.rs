@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::compile::{compile, CompileError, PackSet};
+use crate::compile::{compile, PackSet};
 use crate::engine::InputHasher;
 use crate::policy::Policy;
 use crate::verdict::Verdict;
@@ -60,7 +60,7 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
             return PackReport {
                 pack: name.to_string(),
                 hash: None,
-                error: Some(compile_error_text(&e)),
+                error: Some(e.to_string()),
                 outcomes: Vec::new(),
             }
         }
@@ -133,10 +133,6 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
         error: None,
         outcomes,
     }
-}
-
-fn compile_error_text(e: &CompileError) -> String {
-    e.to_string()
 }
 
 #[cfg(test)]
