@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
@@ -29,6 +30,8 @@ const RULE_REGEX_SIZE: usize = 2 << 20;
 /// Compiled size limit of the pack-wide set, and of its lazy DFA cache.
 const SET_SIZE: usize = 64 << 20;
 const SET_DFA_SIZE: usize = 32 << 20;
+/// Lazy DFA cache of one span regex.
+const SPAN_DFA_SIZE: usize = 2 << 20;
 /// `extends` chains longer than this are almost certainly a mistake.
 const MAX_EXTENDS_DEPTH: usize = 8;
 /// Keywords a rule's `all` list may hold (tracked in a 64-bit set while scanning).
@@ -323,7 +326,7 @@ struct PatternsBuilder {
 
 impl PatternsBuilder {
     /// Identical patterns (two rules on one detector, say) share a set slot.
-    fn add(&mut self, source: String, span: Regex, detector: Option<DetectorKind>, rule: usize) {
+    fn add(&mut self, source: String, detector: Option<DetectorKind>, rule: usize) {
         for (i, s) in self.sources.iter().enumerate() {
             if *s == source {
                 if let Slot::Match(e) = &mut self.slots[i] {
@@ -335,11 +338,11 @@ impl PatternsBuilder {
             }
         }
         self.sources.push(source);
-        self.slots.push(Slot::Match(SetEntry {
-            span,
+        self.slots.push(Slot::Match(SetEntry::new(
+            source_for_span(&self.sources),
             detector,
-            rules: vec![rule],
-        }));
+            vec![rule],
+        )));
     }
 
     fn push(&mut self, source: String, slot: Slot) {
@@ -347,7 +350,8 @@ impl PatternsBuilder {
         self.slots.push(slot);
     }
 
-    fn build(self, resolved: &[ResolvedPack]) -> Result<Option<PatternSet>, CompileError> {
+    /// `Err` carries the set's own error; the caller then finds the rules responsible.
+    fn build(self) -> Result<Option<PatternSet>, regex::Error> {
         if self.sources.is_empty() {
             return Ok(None);
         }
@@ -355,13 +359,7 @@ impl PatternsBuilder {
             .unicode(false)
             .size_limit(SET_SIZE)
             .dfa_size_limit(SET_DFA_SIZE)
-            .build()
-            .map_err(|e| {
-                CompileError::pack(
-                    &pack_names(resolved),
-                    format!("the combined regex set does not compile ({e}); reduce the number or size of regex rules"),
-                )
-            })?;
+            .build()?;
         Ok(Some(PatternSet {
             set,
             slots: self.slots,
@@ -369,15 +367,49 @@ impl PatternsBuilder {
     }
 }
 
+fn source_for_span(sources: &[String]) -> String {
+    sources.last().cloned().unwrap_or_default()
+}
+
 /// One pattern of a `RegexSet`.
 #[derive(Debug)]
 pub(crate) struct SetEntry {
-    /// The same pattern compiled alone, run only when the set reports it.
-    pub span: Regex,
+    source: String,
+    /// The same pattern compiled alone, to find spans once the set reports it. Compiled on
+    /// first use: most rules never match most prompts, and compiling every rule up front would
+    /// double the bundle's compile time (the set has already validated the pattern).
+    span: OnceLock<Option<Regex>>,
     /// For detector candidates: validated by `refine` before a rule counts as matched.
     pub detector: Option<DetectorKind>,
     /// Rules (indices into `CompiledPack::rules`) this pattern belongs to.
     pub rules: Vec<usize>,
+}
+
+impl SetEntry {
+    fn new(source: String, detector: Option<DetectorKind>, rules: Vec<usize>) -> Self {
+        SetEntry {
+            source,
+            span: OnceLock::new(),
+            detector,
+            rules,
+        }
+    }
+
+    /// The span regex. `None` only if the pattern, valid inside the set, fails alone — which
+    /// the size limits (the set's own) rule out; the rule then reports no spans rather than
+    /// failing the scan.
+    pub fn span(&self) -> Option<&Regex> {
+        self.span
+            .get_or_init(|| {
+                RegexBuilder::new(&self.source)
+                    .unicode(false)
+                    .size_limit(SET_SIZE)
+                    .dfa_size_limit(SPAN_DFA_SIZE)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
 }
 
 /// One keyword of the shared automaton.
@@ -513,7 +545,7 @@ pub fn compile_resolved(
     let mut kw_patterns: Vec<Vec<u8>> = Vec::new();
     let mut kw_entries: Vec<KeywordEntry> = Vec::new();
     let mut kw_rules = HashMap::new();
-    for (rule, pack) in rules {
+    for &(rule, pack) in &rules {
         if !rule.enabled {
             // Still checked, so enabling it later cannot break the pack.
             if let Err(message) = check_matcher(rule, &normalization) {
@@ -527,26 +559,27 @@ pub fn compile_resolved(
             .or_else(|| policy.spec.actions.get(&rule.category).copied());
         let mut detector = None;
         match &rule.matcher {
-            Matcher::Regex(source) => match rule_regex(source) {
-                Ok(re) => {
-                    let scope = match rule.match_on {
-                        MatchOn::Normalized => &mut primary_patterns,
-                        MatchOn::Original => &mut original_patterns,
-                        MatchOn::Decoded => &mut decoded_patterns,
-                    };
-                    scope.add(source.clone(), re, None, index);
+            Matcher::Regex(source) => {
+                if source.len() > MAX_REGEX_LEN {
+                    problems.push(rule_problem(
+                        pack,
+                        rule,
+                        format!(
+                            "regex is {} bytes; the limit is {MAX_REGEX_LEN}",
+                            source.len()
+                        ),
+                    ));
                 }
-                Err(message) => problems.push(rule_problem(pack, rule, message)),
-            },
+                let scope = match rule.match_on {
+                    MatchOn::Normalized => &mut primary_patterns,
+                    MatchOn::Original => &mut original_patterns,
+                    MatchOn::Decoded => &mut decoded_patterns,
+                };
+                scope.add(source.clone(), None, index);
+            }
             Matcher::Detector(d) => {
                 detector = Some(*d);
-                let source = d.candidate_pattern();
-                match rule_regex(source) {
-                    Ok(re) => primary_patterns.add(source.to_string(), re, Some(*d), index),
-                    Err(message) => {
-                        problems.push(rule_problem(pack, rule, format!("detector: {message}")))
-                    }
-                }
+                primary_patterns.add(d.candidate_pattern().to_string(), Some(*d), index);
             }
             Matcher::Keywords(k) => match keyword_bytes(k, &normalization) {
                 Ok((any, all)) => {
@@ -589,9 +622,6 @@ pub fn compile_resolved(
             pack: pack.to_string(),
         });
     }
-    if !problems.is_empty() {
-        return Err(CompileError::Invalid(problems));
-    }
 
     for (source, slot) in original_patterns
         .sources
@@ -601,11 +631,11 @@ pub fn compile_resolved(
         if let Slot::Match(e) = slot {
             primary_patterns.push(
                 source.clone(),
-                Slot::OriginalIfIdentity(SetEntry {
-                    span: e.span.clone(),
-                    detector: e.detector,
-                    rules: e.rules.clone(),
-                }),
+                Slot::OriginalIfIdentity(SetEntry::new(
+                    source.clone(),
+                    e.detector,
+                    e.rules.clone(),
+                )),
             );
         }
     }
@@ -616,9 +646,56 @@ pub fn compile_resolved(
     if let Some(gate) = decode_gate(&decoders, limits.min_encoded_len) {
         primary_patterns.push(gate, Slot::DecodeGate);
     }
-    let primary = primary_patterns.build(&resolved)?;
-    let original = original_patterns.build(&resolved)?;
-    let decoded = decoded_patterns.build(&resolved)?;
+    let sets = (|| {
+        Ok::<_, regex::Error>((
+            primary_patterns.build()?,
+            original_patterns.build()?,
+            decoded_patterns.build()?,
+        ))
+    })();
+    let (primary, original, decoded) = match sets {
+        Ok(sets) => sets,
+        Err(e) => {
+            // The slow path: compile every regex rule alone to name the ones at fault.
+            problems.extend(rules.iter().filter_map(|(rule, pack)| {
+                match &rule.matcher {
+                    Matcher::Regex(source) if rule.enabled => rule_regex(source)
+                        .err()
+                        .map(|m| rule_problem(pack, rule, m)),
+                    _ => None,
+                }
+            }));
+            return Err(if problems.is_empty() {
+                CompileError::pack(
+                    &pack_names(&resolved),
+                    format!("the combined regex set does not compile ({}); reduce the number or size of regex rules", one_line(&e.to_string())),
+                )
+            } else {
+                CompileError::Invalid(problems)
+            });
+        }
+    };
+    // A pattern that matches the empty string would fire on every prompt.
+    for set in [&primary, &original, &decoded].into_iter().flatten() {
+        for i in set.set.matches(b"").iter() {
+            if let Some(Slot::Match(e)) = set.slots.get(i) {
+                for &r in &e.rules {
+                    if let Some(cr) = compiled_rules.get(r) {
+                        problems.push(Problem {
+                            pack: cr.pack.clone(),
+                            rule: Some(cr.id.to_string()),
+                            message:
+                                "regex matches the empty string, so it would match every prompt"
+                                    .into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
     let keywords = if kw_patterns.is_empty() {
         None
     } else {

@@ -150,8 +150,9 @@ struct Hit {
 enum Mapping<'a, 'n> {
     /// Matches in the top-level text: mapped back through normalization.
     Direct(&'n Normalized<'a>),
-    /// Matches in the top-level text as sent.
-    Identity,
+    /// Matches in the top-level text as sent. Byte-level patterns can start or end inside a
+    /// multi-byte character, so spans are widened to whole characters.
+    Identity(&'a str),
     /// Matches inside decoded text: reported as the encoded segment that hid them.
     Encoded(Range<usize>),
 }
@@ -160,7 +161,17 @@ impl Mapping<'_, '_> {
     fn map(&self, r: Range<usize>) -> Range<usize> {
         match self {
             Mapping::Direct(n) => n.to_original(r),
-            Mapping::Identity => r,
+            Mapping::Identity(text) => {
+                let mut start = r.start.min(text.len());
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut end = r.end.clamp(start, text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                start..end
+            }
             Mapping::Encoded(seg) => seg.clone(),
         }
     }
@@ -193,7 +204,7 @@ impl CompiledPack {
         let t = normalized.text().as_bytes();
         let identity = normalized.is_identity();
         let original_mapping = match &segment {
-            None => Mapping::Identity,
+            None => Mapping::Identity(text),
             Some(seg) => Mapping::Encoded(seg.clone()),
         };
         // Without a primary set (a pack of `matchOn: original` rules only) nothing gates.
@@ -398,7 +409,10 @@ fn match_entry(
     hits: &mut Vec<Hit>,
 ) {
     let mut spans: Vec<(Range<usize>, Range<usize>)> = Vec::new();
-    for m in entry.span.find_iter(t) {
+    let Some(span) = entry.span() else {
+        return;
+    };
+    for m in span.find_iter(t) {
         let value = match entry.detector {
             None => Some(0..m.len()),
             Some(d) => d.refine(m.as_bytes()),
