@@ -29,7 +29,7 @@ pub const MAX_REGEX_LEN: usize = 4096;
 const RULE_REGEX_SIZE: usize = 2 << 20;
 /// Compiled size limit of the pack-wide set, and of its lazy DFA cache.
 const SET_SIZE: usize = 64 << 20;
-const SET_DFA_SIZE: usize = 32 << 20;
+const SET_DFA_SIZE: usize = 128 << 20;
 /// Lazy DFA cache of one span regex.
 const SPAN_DFA_SIZE: usize = 2 << 20;
 /// `extends` chains longer than this are almost certainly a mistake.
@@ -326,23 +326,29 @@ struct PatternsBuilder {
 
 impl PatternsBuilder {
     /// Identical patterns (two rules on one detector, say) share a set slot.
-    fn add(&mut self, source: String, detector: Option<DetectorKind>, rule: usize) {
+    fn add(
+        &mut self,
+        source: String,
+        detector: Option<DetectorKind>,
+        rule: usize,
+        all_spans: bool,
+    ) {
         for (i, s) in self.sources.iter().enumerate() {
             if *s == source {
                 if let Slot::Match(e) = &mut self.slots[i] {
                     if e.detector == detector {
                         e.rules.push(rule);
+                        e.all_spans |= all_spans;
                         return;
                     }
                 }
             }
         }
-        self.sources.push(source);
-        self.slots.push(Slot::Match(SetEntry::new(
-            source_for_span(&self.sources),
-            detector,
-            vec![rule],
-        )));
+        self.sources.push(source.clone());
+        self.slots.push(Slot::Match(SetEntry {
+            all_spans,
+            ..SetEntry::new(source, detector, vec![rule])
+        }));
     }
 
     fn push(&mut self, source: String, slot: Slot) {
@@ -367,10 +373,6 @@ impl PatternsBuilder {
     }
 }
 
-fn source_for_span(sources: &[String]) -> String {
-    sources.last().cloned().unwrap_or_default()
-}
-
 /// One pattern of a `RegexSet`.
 #[derive(Debug)]
 pub(crate) struct SetEntry {
@@ -383,6 +385,9 @@ pub(crate) struct SetEntry {
     pub detector: Option<DetectorKind>,
     /// Rules (indices into `CompiledPack::rules`) this pattern belongs to.
     pub rules: Vec<usize>,
+    /// Whether every span is wanted (a rule redacts) or the first one decides. Each further
+    /// span costs a scan of the rest of the text, so attack prompts stay cheap.
+    pub all_spans: bool,
 }
 
 impl SetEntry {
@@ -392,6 +397,7 @@ impl SetEntry {
             span: OnceLock::new(),
             detector,
             rules,
+            all_spans: false,
         }
     }
 
@@ -471,6 +477,22 @@ pub struct CompiledPack {
 }
 
 impl CompiledPack {
+    /// Compiles every per-rule span regex now instead of on first match. Compilation leaves
+    /// them lazy to stay fast; a server calls this after a reload, off the request path, so no
+    /// request pays for it.
+    pub fn warm_up(&self) {
+        for set in [&self.primary, &self.original, &self.decoded]
+            .into_iter()
+            .flatten()
+        {
+            for slot in &set.slots {
+                if let Slot::Match(e) | Slot::OriginalIfIdentity(e) = slot {
+                    let _ = e.span();
+                }
+            }
+        }
+    }
+
     /// Number of enabled rules.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
@@ -575,11 +597,16 @@ pub fn compile_resolved(
                     MatchOn::Original => &mut original_patterns,
                     MatchOn::Decoded => &mut decoded_patterns,
                 };
-                scope.add(source.clone(), None, index);
+                scope.add(source.clone(), None, index, action == Some(Action::Redact));
             }
             Matcher::Detector(d) => {
                 detector = Some(*d);
-                primary_patterns.add(d.candidate_pattern().to_string(), Some(*d), index);
+                primary_patterns.add(
+                    d.candidate_pattern().to_string(),
+                    Some(*d),
+                    index,
+                    action == Some(Action::Redact),
+                );
             }
             Matcher::Keywords(k) => match keyword_bytes(k, &normalization) {
                 Ok((any, all)) => {

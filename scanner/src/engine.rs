@@ -96,7 +96,9 @@ pub struct Advisory {
     pub action: Option<Action>,
     /// First match. For a match inside an encoded payload, the whole encoded segment.
     pub span: Span,
-    /// How many places matched (capped at [`MAX_SPANS_PER_RULE`]).
+    /// How many places matched: every one (up to [`MAX_SPANS_PER_RULE`]) for rules that redact
+    /// — redaction needs them all — else 1 for a regex or detector rule (the first decides;
+    /// each further one would cost another pass over the text). Keyword rules count all.
     pub matches: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mitigation: Option<String>,
@@ -212,9 +214,10 @@ impl CompiledPack {
             keywords: self.primary.is_none(),
             decode: self.primary.is_none(),
         };
-        if let Some(set) = &self.primary {
-            let matched = set.set.matches(t);
-            for i in matched.iter() {
+        // Most prompts match nothing at all; `is_match` answers that with the faster
+        // non-overlapping search, and the overlapping `matches` runs only when needed.
+        if let Some(set) = self.primary.as_ref().filter(|s| s.set.is_match(t)) {
+            for i in set.set.matches(t).iter() {
                 match set.slots.get(i) {
                     Some(Slot::Match(entry)) => match_entry(entry, t, via, &mapping, hits),
                     Some(Slot::OriginalIfIdentity(entry)) if identity => {
@@ -227,7 +230,11 @@ impl CompiledPack {
             }
         }
         if !identity {
-            if let Some(set) = &self.original {
+            if let Some(set) = self
+                .original
+                .as_ref()
+                .filter(|s| s.set.is_match(text.as_bytes()))
+            {
                 match_set(set, text.as_bytes(), via, &original_mapping, hits);
             }
         }
@@ -237,9 +244,14 @@ impl CompiledPack {
         if gates.keywords {
             self.match_keywords(t, via, &mapping, hits);
         }
-        // The decode gate looked at the normalized text; it speaks for the original only when
-        // the two are the same.
-        let decode = gates.decode || !identity;
+        // The decode gate looked at the normalized text. Normalization leaves ASCII alone but
+        // for whitespace and invisible characters, so an encoded run in the original is still a
+        // run there (or part of a longer one) — except Unicode tag characters, which it strips:
+        // those are looked for directly (every tag character starts with byte F3).
+        let decode = gates.decode
+            || (!identity
+                && self.decoders.contains(&DecoderKind::UnicodeTags)
+                && text.as_bytes().contains(&0xF3));
         if decode && depth < self.limits.max_depth && !self.decoders.is_empty() && *budget > 0 {
             let min_len = usize::from(self.limits.min_encoded_len);
             for d in find_encoded(text, &self.decoders, min_len, budget) {
@@ -420,7 +432,7 @@ fn match_entry(
         if let Some(v) = value {
             let value = m.start() + v.start..m.start() + v.end;
             spans.push((mapping.map(m.range()), mapping.map(value)));
-            if spans.len() == MAX_SPANS_PER_RULE {
+            if spans.len() == MAX_SPANS_PER_RULE || !entry.all_spans {
                 break;
             }
         }

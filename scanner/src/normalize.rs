@@ -232,27 +232,39 @@ fn ascii_needs_ws_fold(b: &[u8], fold: bool) -> bool {
         return false;
     }
     const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     /// High bit set in exactly the bytes of `v` that are zero.
     fn zero_bytes(v: u64) -> u64 {
         !(((v & LO7).wrapping_add(LO7)) | v | LO7)
     }
-    fn splat(c: u8) -> u64 {
-        u64::from(c) * 0x0101_0101_0101_0101
-    }
-    let (space, newline) = (splat(b' '), splat(b'\n'));
-    let others = [splat(b'\t'), splat(b'\r'), splat(0x0B), splat(0x0C)];
+    let space = u64::from(b' ') * ONES;
     let mut prev_ws = false;
     let mut chunks = b.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let v = u64::from_le_bytes(word);
-        if others.iter().any(|o| zero_bytes(v ^ o) != 0) {
-            return true;
+        // Any byte below 0x0E (tab, newline, VT, FF, CR live there)? The input is ASCII, so
+        // the classic "has less than" test is exact enough to pick the rare slow chunks.
+        if v.wrapping_sub(0x0E * ONES) & !v & HIGH != 0 {
+            for &c in chunk {
+                match c {
+                    b' ' | b'\n' => {
+                        if prev_ws {
+                            return true;
+                        }
+                        prev_ws = true;
+                    }
+                    b'\t' | b'\r' | 0x0B | 0x0C => return true,
+                    _ => prev_ws = false,
+                }
+            }
+            continue;
         }
-        let ws = zero_bytes(v ^ space) | zero_bytes(v ^ newline);
-        // Byte i and byte i+1 both whitespace, or the previous chunk ended in whitespace and
-        // this one starts with it.
+        let ws = zero_bytes(v ^ space);
+        // Byte i and byte i+1 both spaces, or the previous chunk ended in whitespace and this
+        // one starts with a space.
         if ws & (ws >> 8) != 0 || (prev_ws && ws & 0x80 != 0) {
             return true;
         }
