@@ -446,7 +446,7 @@ pub(crate) struct Keywords {
 }
 
 /// Identity of a compiled bundle, returned with every result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PackRef {
     /// Pack names joined with `+` when a policy binds several.
     pub name: String,

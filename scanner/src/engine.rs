@@ -69,7 +69,7 @@ impl InputHasher {
 }
 
 /// A byte range of the scanned text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Span {
     pub start: usize,
     pub end: usize,
@@ -85,7 +85,7 @@ impl From<Range<usize>> for Span {
 }
 
 /// One matched rule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Advisory {
     pub rule_id: String,
     pub category: Category,
@@ -109,7 +109,7 @@ pub struct Advisory {
 
 /// Everything a scan concludes. No raw prompt text is in here unless redaction produced a
 /// `redacted_prompt`, which is the caller's own text with the sensitive parts removed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ScanResult {
     /// The verdict to act on (`allow` in audit mode).
     pub verdict: Verdict,

@@ -18,5 +18,6 @@ pub mod pack;
 pub mod policy;
 pub mod redact;
 pub mod score;
+pub mod serve;
 pub mod testing;
 pub mod verdict;

@@ -49,6 +49,67 @@ enum Command {
     Eval(EvalArgs),
     /// Print the JSON schema of the rule-pack format.
     Schema,
+    /// Serve the scan API (HTTP) with hot reload, audit records and metrics.
+    Serve(ServeArgs),
+    /// Audit-log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the OpenAPI document of the scan API.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check an audit log's hash chain; reports the first broken or missing record.
+    Verify {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// API keys: a file of `id=token` lines, or a directory with one file per key (a mounted
+    /// Secret). Without it, a random key `local` is generated once into `keys` beside the HMAC
+    /// key file.
+    #[arg(long, env = "PD_KEYS")]
+    keys: Option<PathBuf>,
+    /// Serve without authentication (logged loudly). Only for local use.
+    #[arg(long, env = "PD_NO_AUTH")]
+    no_auth: bool,
+    /// Sustained requests per second per key.
+    #[arg(long, env = "PD_RATE_LIMIT", default_value_t = 1000.0)]
+    rate_limit: f64,
+    /// Requests a key may make back to back.
+    #[arg(long, env = "PD_RATE_BURST", default_value_t = 2000)]
+    rate_burst: u32,
+    /// Largest prompt accepted, in bytes.
+    #[arg(long, env = "PD_MAX_PROMPT_BYTES", default_value_t = 256 * 1024)]
+    max_prompt_bytes: usize,
+    /// Most items in one batch request.
+    #[arg(long, env = "PD_MAX_BATCH", default_value_t = 64)]
+    max_batch: usize,
+    /// How often sources are checked for changes, in milliseconds.
+    #[arg(long, env = "PD_RELOAD_INTERVAL_MS", default_value_t = 250)]
+    reload_interval_ms: u64,
+    /// HMAC key for input hashes; created with a random key when missing.
+    #[arg(long, env = "PD_HMAC_KEY_FILE", default_value = ".pd-scanner/hmac.key")]
+    hmac_key_file: PathBuf,
+    /// Write audit records to stdout (logs go to stderr).
+    #[arg(long, env = "PD_AUDIT_STDOUT")]
+    audit_stdout: bool,
+    /// Append audit records to this file.
+    #[arg(long, env = "PD_AUDIT_FILE")]
+    audit_file: Option<PathBuf>,
+    /// When to fsync the audit file: always, never, or an interval in milliseconds.
+    #[arg(long, env = "PD_AUDIT_FSYNC", default_value = "1000")]
+    audit_fsync: String,
+    /// Log format.
+    #[arg(long, env = "PD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -127,10 +188,89 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), args),
         Command::Test(args) => test(&cli.files, args),
         Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
+        Command::Serve(args) => serve(cli.files, cli.policy, args),
+        Command::Audit(AuditCommand::Verify { file }) => audit_verify(&file),
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&pd_scanner::serve::http::openapi_document())?
+            );
+            Ok(0)
+        }
         Command::Schema => {
             let schema = schemars::schema_for!(RulePackSpec);
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(0)
+        }
+    }
+}
+
+fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result<u8> {
+    use pd_scanner::serve::{audit::Fsync, ratelimit::RateLimit, reload::Sources, ServeConfig};
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let audit_fsync = match args.audit_fsync.as_str() {
+        "always" => Fsync::Always,
+        "never" => Fsync::Never,
+        ms => Fsync::Interval(std::time::Duration::from_millis(ms.parse().map_err(
+            |_| format!("--audit-fsync must be always, never or milliseconds, not {ms:?}"),
+        )?)),
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        sources: Sources {
+            paths: files,
+            policy,
+        },
+        keys: args.keys,
+        no_auth: args.no_auth,
+        rate: RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst,
+        },
+        max_prompt_bytes: args.max_prompt_bytes,
+        max_batch: args.max_batch,
+        reload_interval: std::time::Duration::from_millis(args.reload_interval_ms.max(10)),
+        hmac_key_file: args.hmac_key_file,
+        audit_stdout: args.audit_stdout,
+        audit_file: args.audit_file,
+        audit_fsync,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(pd_scanner::serve::run(
+        config,
+        pd_scanner::serve::shutdown_signal(),
+    ))?;
+    Ok(0)
+}
+
+fn audit_verify(file: &PathBuf) -> Result<u8> {
+    let f =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    match pd_scanner::serve::audit::verify(BufReader::new(f)) {
+        Ok(report) => {
+            println!(
+                "ok: {} records, chain intact; last hash {}",
+                report.records,
+                report.last_hash.as_deref().unwrap_or("-")
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            println!("BROKEN: {e}");
+            Ok(1)
         }
     }
 }

@@ -119,7 +119,8 @@ impl PolicySpec {
 }
 
 /// A named policy as the scanner applies it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     pub name: String,
     pub tenant: Option<String>,

@@ -1,0 +1,190 @@
+//! Prometheus metrics of the scan service. Label values come from closed sets (verdicts, routes,
+//! status codes) or from the loaded bundle (policy name, rule ids) — never from a request, so
+//! cardinality stays bounded whatever clients send.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::compile::PackRef;
+use crate::engine::ScanResult;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScanLabels {
+    verdict: String,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+    category: String,
+    severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BundleLabels {
+    name: String,
+    version: String,
+    hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    status: String,
+}
+
+/// Every metric the service exports, registered once.
+pub struct Metrics {
+    registry: Registry,
+    scans: Family<ScanLabels, Counter>,
+    duration: Histogram,
+    rule_hits: Family<RuleLabels, Counter>,
+    bundle_info: Family<BundleLabels, Gauge>,
+    reloads: Family<ResultLabels, Counter>,
+    http: Family<HttpLabels, Counter>,
+    rate_limited: Counter,
+    audit_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let scans = Family::<ScanLabels, Counter>::default();
+        registry.register("pd_scans", "Scans by verdict and policy", scans.clone());
+        // 10 µs .. ~0.3 s
+        let duration = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
+        registry.register(
+            "pd_scan_duration_seconds",
+            "Time spent scanning one prompt (engine only)",
+            duration.clone(),
+        );
+        let rule_hits = Family::<RuleLabels, Counter>::default();
+        registry.register("pd_rule_hits", "Matches by rule", rule_hits.clone());
+        let bundle_info = Family::<BundleLabels, Gauge>::default();
+        registry.register(
+            "pd_bundle_info",
+            "The bundle being served (value 1)",
+            bundle_info.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "pd_bundle_reloads",
+            "Bundle (re)loads by result: loaded or rejected",
+            reloads.clone(),
+        );
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "pd_http_requests",
+            "HTTP requests by route and status",
+            http.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "pd_rate_limited",
+            "Requests refused by the per-key rate limit",
+            rate_limited.clone(),
+        );
+        let audit_errors = Counter::default();
+        registry.register(
+            "pd_audit_write_errors",
+            "Audit records that could not be written",
+            audit_errors.clone(),
+        );
+        Metrics {
+            registry,
+            scans,
+            duration,
+            rule_hits,
+            bundle_info,
+            reloads,
+            http,
+            rate_limited,
+            audit_errors,
+        }
+    }
+
+    pub fn scanned(&self, r: &ScanResult, engine_seconds: f64) {
+        self.scans
+            .get_or_create(&ScanLabels {
+                verdict: r.verdict.as_str().to_string(),
+                policy: r.policy.clone(),
+            })
+            .inc();
+        self.duration.observe(engine_seconds);
+        for a in &r.advisories {
+            self.rule_hits
+                .get_or_create(&RuleLabels {
+                    rule: a.rule_id.clone(),
+                    category: a.category.as_str().to_string(),
+                    severity: a.severity.as_str().to_string(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn bundle_loaded(&self, pack: &PackRef) {
+        self.bundle_info.clear();
+        self.bundle_info
+            .get_or_create(&BundleLabels {
+                name: pack.name.clone(),
+                version: pack.version.clone(),
+                hash: pack.hash.clone(),
+            })
+            .set(1);
+        self.reload("loaded");
+    }
+
+    pub fn bundle_rejected(&self) {
+        self.reload("rejected");
+    }
+
+    fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn http(&self, route: &'static str, status: u16) {
+        self.http
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    pub fn audit_error(&self) {
+        self.audit_errors.inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

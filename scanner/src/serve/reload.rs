@@ -1,0 +1,181 @@
+//! The bundle being served, and hot reload of its sources.
+//!
+//! Sources are polled (default every 250 ms): the fingerprint is a SHA-256 over the path and
+//! bytes of every source file, read through symlinks — so kubelet's atomic ConfigMap update
+//! (a new `..<timestamp>` directory and a swapped `..data` link) is seen like any edit, and no
+//! platform file-watch API is needed. A changed fingerprint triggers a compile off the request
+//! path (a blocking task); the result replaces the served bundle atomically. A bundle that does
+//! not load or compile never replaces a good one: the old one keeps serving and the reason is
+//! kept for `/readyz`, the log and `pd_bundle_reloads_total{result="rejected"}`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use sha2::{Digest, Sha256};
+
+use crate::bundle::build;
+use crate::compile::CompiledPack;
+use crate::serve::metrics::Metrics;
+
+/// What to load and how to choose the policy.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Files and directories (`-f`); empty means the default samples.
+    pub paths: Vec<PathBuf>,
+    pub policy: Option<String>,
+}
+
+/// The served bundle plus what readiness reports.
+pub struct BundleState {
+    current: ArcSwapOption<CompiledPack>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Default for BundleState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BundleState {
+    pub fn new() -> Self {
+        BundleState {
+            current: ArcSwapOption::empty(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The bundle for one request. Holding the `Arc` keeps it alive however many reloads
+    /// happen meanwhile, so a request finishes on the bundle it started with.
+    pub fn current(&self) -> Option<Arc<CompiledPack>> {
+        self.current.load_full()
+    }
+
+    /// Why the last reload was rejected, if it was.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+
+    /// Loads and compiles `sources` and swaps the result in; on failure keeps the old bundle.
+    /// Returns whether the new bundle was installed.
+    pub fn reload(&self, sources: &Sources, metrics: &Metrics) -> bool {
+        match build(&sources.paths, sources.policy.as_deref()) {
+            Ok(pack) => {
+                pack.warm_up();
+                tracing::info!(
+                    bundle = %pack.pack.name,
+                    version = %pack.pack.version,
+                    hash = %pack.pack.hash,
+                    rules = pack.rule_count(),
+                    policy = %pack.policy.name,
+                    "bundle loaded"
+                );
+                metrics.bundle_loaded(&pack.pack);
+                self.current.store(Some(Arc::new(pack)));
+                self.set_error(None);
+                true
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let keeping = self
+                    .current()
+                    .map(|p| p.pack.hash.clone())
+                    .unwrap_or_else(|| "nothing".into());
+                tracing::error!(error = %message, keeping = %keeping, "bundle rejected; the previous one keeps serving");
+                metrics.bundle_rejected();
+                self.set_error(Some(message));
+                false
+            }
+        }
+    }
+}
+
+/// A digest of every source file's path and bytes. Unreadable files are part of the digest
+/// (as an error marker) so that a file appearing or disappearing counts as a change.
+pub fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let defaults = [PathBuf::from(crate::bundle::DEFAULT_SAMPLES_DIR)];
+    let paths = if paths.is_empty() {
+        &defaults[..]
+    } else {
+        paths
+    };
+    for p in paths {
+        for file in source_files(p) {
+            h.update(file.to_string_lossy().as_bytes());
+            h.update([0]);
+            match std::fs::read(&file) {
+                Ok(bytes) => {
+                    h.update((bytes.len() as u64).to_le_bytes());
+                    h.update(&bytes);
+                }
+                Err(_) => h.update(b"\xFFunreadable"),
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+/// The files the loader would read under `path`, in the same order.
+fn source_files(path: &Path) -> Vec<PathBuf> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return vec![path.to_path_buf()];
+    };
+    if !meta.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return vec![path.to_path_buf()];
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Polls the sources until `stop` resolves, reloading on change.
+pub async fn watch(
+    state: Arc<BundleState>,
+    sources: Sources,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = fingerprint(&sources.paths);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let paths = sources.paths.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&paths)).await else {
+            continue;
+        };
+        if now == last {
+            continue;
+        }
+        last = now;
+        let (state, sources, metrics) = (state.clone(), sources.clone(), metrics.clone());
+        // Compile off the async workers; requests keep being served meanwhile.
+        let _ = tokio::task::spawn_blocking(move || state.reload(&sources, &metrics)).await;
+    }
+}
