@@ -105,6 +105,40 @@ pub fn select_policy(loaded: &Loaded, name: Option<&str>) -> Result<Policy, Bund
     }
 }
 
+/// The `ScanBundle` document for a policy: the policy and exactly the packs it binds (with
+/// their `extends` chains), so a scanner needs this one file and nothing else. The operator
+/// writes it into the policy's ConfigMap; `pd-scanner bundle` prints it.
+pub fn bundle_document(
+    loaded: &Loaded,
+    policy: Option<&str>,
+) -> Result<serde_json::Value, BundleError> {
+    let policy = select_policy(loaded, policy)?;
+    let packs = pack_set(loaded);
+    // Compiling validates everything the scanner would check.
+    let compiled = compile(&packs, policy.clone())?;
+    let needed: std::collections::BTreeSet<&str> = compiled
+        .resolved
+        .iter()
+        .flat_map(|r| r.chain.iter().map(String::as_str))
+        .collect();
+    let spec = crate::load::BundleSpec {
+        packs: packs
+            .into_iter()
+            .filter(|(n, _)| needed.contains(n.as_str()))
+            .collect(),
+        policy,
+    };
+    Ok(serde_json::json!({
+        "apiVersion": format!("{}/v1alpha1", crate::load::API_GROUP),
+        "kind": "ScanBundle",
+        "metadata": {
+            "name": spec.policy.name,
+            "annotations": {"promptdefenders.io/bundle-hash": compiled.pack.hash},
+        },
+        "spec": spec,
+    }))
+}
+
 /// Loads, selects the policy and compiles.
 pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, BundleError> {
     let loaded = load_sources(paths)?;

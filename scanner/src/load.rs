@@ -219,6 +219,29 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
                     .policies
                     .push((Policy { name, tenant, spec }, origin));
             }
+            Doc::Bundle { spec } => {
+                let bundle: BundleSpec = serde_yaml::from_value(spec)
+                    .map_err(|e| invalid(format!("scan bundle: {e}")))?;
+                bundle.policy.spec.validate().map_err(|e| {
+                    invalid(format!("scan bundle policy `{}`: {e}", bundle.policy.name))
+                })?;
+                for (name, spec) in bundle.packs {
+                    validate_name(&name).map_err(&invalid)?;
+                    add_pack(loaded, name, spec, origin.clone())?;
+                }
+                if let Some((_, first)) = loaded
+                    .policies
+                    .iter()
+                    .find(|(p, _)| p.name == bundle.policy.name)
+                {
+                    return Err(LoadError::DuplicatePolicy {
+                        name: bundle.policy.name,
+                        first: first.clone(),
+                        second: origin,
+                    });
+                }
+                loaded.policies.push((bundle.policy, origin));
+            }
             Doc::Skipped(what) => loaded.skipped.push(format!("{what} in {origin}")),
         }
     }
@@ -236,7 +259,19 @@ enum Doc {
         tenant: Option<String>,
         spec: Value,
     },
+    Bundle {
+        spec: Value,
+    },
     Skipped(String),
+}
+
+/// `spec` of a `ScanBundle`: one policy and exactly the packs it needs, resolved by the
+/// operator (or `pd-scanner bundle`) and mounted into scanner pods as one file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSpec {
+    pub policy: Policy,
+    pub packs: BTreeMap<String, RulePackSpec>,
 }
 
 fn classify(map: &Mapping) -> Result<Doc, String> {
@@ -279,8 +314,9 @@ fn classify(map: &Mapping) -> Result<Doc, String> {
             Ok(Doc::ScanPolicy { name, tenant, spec })
         }
         "Tenant" => Ok(Doc::Skipped(format!("Tenant `{name}`"))),
+        "ScanBundle" => Ok(Doc::Bundle { spec }),
         other => Err(format!(
-            "unknown kind `{other}` in {API_GROUP}; expected RulePack, ScanPolicy or Tenant"
+            "unknown kind `{other}` in {API_GROUP}; expected RulePack, ScanPolicy, ScanBundle or Tenant"
         )),
     }
 }
@@ -464,6 +500,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mood"), "{e}");
+    }
+
+    #[test]
+    fn scan_bundles_round_trip_through_the_loader() {
+        let text = format!(
+            "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {{name: base}}\nspec: {{version: '1', rules: [{RULE}]}}\n---\n\
+             apiVersion: promptdefenders.io/v1alpha1\nkind: ScanPolicy\nmetadata: {{name: pol}}\nspec: {{tenantRef: t, rulePacks: [base]}}\n"
+        );
+        let l = load(&text, "in.yaml").unwrap();
+        let doc = crate::bundle::bundle_document(&l, None).unwrap();
+        let again = load(&serde_json::to_string(&doc).unwrap(), "bundle.json").unwrap();
+        assert_eq!(again.packs["base"].spec, l.packs["base"].spec);
+        assert_eq!(again.policies[0].0, l.policies[0].0);
+        let e = load(
+            "apiVersion: promptdefenders.io/v1alpha1\nkind: ScanBundle\nmetadata: {name: x}\nspec: {packs: {}}\n",
+            "b.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("scan bundle") && e.contains("policy"), "{e}");
     }
 
     #[test]

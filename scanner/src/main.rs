@@ -56,6 +56,9 @@ enum Command {
     Audit(AuditCommand),
     /// Print the OpenAPI document of the scan API.
     Openapi,
+    /// Print the policy's compiled-and-checked bundle (`ScanBundle` JSON): one file a scanner
+    /// can serve with `-f`.
+    Bundle,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +193,12 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
         Command::Serve(args) => serve(cli.files, cli.policy, args),
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(&file),
+        Command::Bundle => {
+            let loaded = load_sources(&cli.files)?;
+            let doc = pd_scanner::bundle::bundle_document(&loaded, cli.policy.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(0)
+        }
         Command::Openapi => {
             println!(
                 "{}",
