@@ -248,17 +248,8 @@ fn ascii_needs_ws_fold(b: &[u8], fold: bool) -> bool {
         // Any byte below 0x0E (tab, newline, VT, FF, CR live there)? The input is ASCII, so
         // the classic "has less than" test is exact enough to pick the rare slow chunks.
         if v.wrapping_sub(0x0E * ONES) & !v & HIGH != 0 {
-            for &c in chunk {
-                match c {
-                    b' ' | b'\n' => {
-                        if prev_ws {
-                            return true;
-                        }
-                        prev_ws = true;
-                    }
-                    b'\t' | b'\r' | 0x0B | 0x0C => return true,
-                    _ => prev_ws = false,
-                }
+            if bytes_need_fold(chunk, &mut prev_ws) {
+                return true;
             }
             continue;
         }
@@ -270,16 +261,22 @@ fn ascii_needs_ws_fold(b: &[u8], fold: bool) -> bool {
         }
         prev_ws = ws >> 63 != 0;
     }
-    for &c in chunks.remainder() {
+    bytes_need_fold(chunks.remainder(), &mut prev_ws)
+}
+
+/// The byte-at-a-time check, for chunks holding control bytes and for the tail.
+/// `prev_ws` carries "the previous byte was a space or newline" across calls.
+fn bytes_need_fold(bytes: &[u8], prev_ws: &mut bool) -> bool {
+    for &c in bytes {
         match c {
             b' ' | b'\n' => {
-                if prev_ws {
+                if *prev_ws {
                     return true;
                 }
-                prev_ws = true;
+                *prev_ws = true;
             }
             b'\t' | b'\r' | 0x0B | 0x0C => return true,
-            _ => prev_ws = false,
+            _ => *prev_ws = false,
         }
     }
     false
