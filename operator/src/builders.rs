@@ -1,0 +1,715 @@
+//! Desired state: what must exist in the cluster for one ScanPolicy, as pure functions.
+//!
+//! The reconciler (a later layer) only applies what these return, server-side, with the field
+//! manager [`FIELD_MANAGER`]. Keeping the decisions here — and out of code that talks to the API
+//! server — is what lets `pd-operator render` show exactly what would be applied, and lets the
+//! golden tests pin every field without a cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
+    MetricSpec, MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use pd_scanner::bundle::{bundle_document, BundleError};
+use pd_scanner::load::{Loaded, Origin, PackSource};
+use pd_scanner::pack::RulePackSpec;
+use pd_scanner::policy::Policy;
+use thiserror::Error;
+
+use crate::crd::{ScanPolicy, Tenant};
+
+/// The one field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "pd-operator";
+/// Scanner API, health and metrics port.
+pub const SCANNER_PORT: i32 = 8080;
+/// Namespace whose pods may scrape scanner metrics.
+pub const MONITORING_NAMESPACE: &str = "monitoring";
+/// Annotation carrying the bundle's hash on the ConfigMap.
+pub const BUNDLE_HASH_ANNOTATION: &str = "promptdefenders.io/bundle-hash";
+/// Key of the bundle in its ConfigMap.
+pub const BUNDLE_KEY: &str = "bundle.json";
+/// Unprivileged user of the scanner image (distroless `nonroot`).
+pub const SCANNER_UID: i64 = 65532;
+/// Default scanner image: the scanner released with this operator.
+pub const DEFAULT_IMAGE: &str = concat!("pd-scanner:", env!("CARGO_PKG_VERSION"));
+
+const BUNDLE_DIR: &str = "/etc/pd/bundle";
+const KEYS_DIR: &str = "/etc/pd/keys";
+const HMAC_DIR: &str = "/etc/pd/hmac";
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("ScanPolicy `{0}` has no namespace")]
+    NoNamespace(String),
+    #[error("ScanPolicy `{policy}` refers to tenant `{wanted}`, but tenant `{given}` was given")]
+    WrongTenant {
+        policy: String,
+        wanted: String,
+        given: String,
+    },
+    #[error("tenant `{tenant}` does not allow namespace `{namespace}` (allowed: {allowed})")]
+    NamespaceNotAllowed {
+        tenant: String,
+        namespace: String,
+        allowed: String,
+    },
+    /// The packs or policy do not compile; carries the scanner's rule-level problems.
+    #[error("ScanPolicy `{policy}`: {source}")]
+    Bundle {
+        policy: String,
+        #[source]
+        source: BundleError,
+    },
+    #[error("cannot serialize the bundle: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Every child object of one ScanPolicy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    pub service_account: ServiceAccount,
+    pub role: Role,
+    pub role_binding: RoleBinding,
+    pub config_map: ConfigMap,
+    pub service: Service,
+    pub network_policy: NetworkPolicy,
+    pub deployment: Deployment,
+    pub hpa: HorizontalPodAutoscaler,
+    pub pdb: PodDisruptionBudget,
+    /// `promptdefenders.io/bundle-hash` of the ConfigMap.
+    pub bundle_hash: String,
+}
+
+impl Children {
+    /// All objects in apply order (identities and RBAC first, workload last) as JSON values,
+    /// each with `apiVersion` and `kind`.
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        Ok(vec![
+            serde_json::to_value(&self.service_account)?,
+            serde_json::to_value(&self.role)?,
+            serde_json::to_value(&self.role_binding)?,
+            serde_json::to_value(&self.config_map)?,
+            serde_json::to_value(&self.service)?,
+            serde_json::to_value(&self.network_policy)?,
+            serde_json::to_value(&self.deployment)?,
+            serde_json::to_value(&self.hpa)?,
+            serde_json::to_value(&self.pdb)?,
+        ])
+    }
+}
+
+/// Names of a policy's children, in one place so builders, render and (later) the reconciler
+/// agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub policy: String,
+    pub namespace: String,
+    pub tenant: String,
+    /// ConfigMap `<policy>-bundle`.
+    pub bundle: String,
+    /// Deployment, Service, HPA, PDB, NetworkPolicy, ServiceAccount, Role, RoleBinding.
+    pub scanner: String,
+}
+
+impl Names {
+    pub fn new(policy: &str, namespace: &str, tenant: &str) -> Self {
+        Names {
+            policy: policy.to_string(),
+            namespace: namespace.to_string(),
+            tenant: tenant.to_string(),
+            bundle: format!("{policy}-bundle"),
+            scanner: format!("{policy}-scanner"),
+        }
+    }
+
+    /// In-cluster URL of the scan API.
+    pub fn endpoint(&self) -> String {
+        format!(
+            "http://{}.{}.svc:{SCANNER_PORT}",
+            self.scanner, self.namespace
+        )
+    }
+}
+
+/// The labels every child carries.
+pub fn labels(names: &Names) -> BTreeMap<String, String> {
+    BTreeMap::from(
+        [
+            ("app.kubernetes.io/name", "pd-scanner"),
+            ("app.kubernetes.io/instance", names.policy.as_str()),
+            ("app.kubernetes.io/component", "scanner"),
+            ("app.kubernetes.io/part-of", "prompt-defenders"),
+            ("app.kubernetes.io/managed-by", "pd-operator"),
+            ("promptdefenders.io/tenant", names.tenant.as_str()),
+            ("promptdefenders.io/policy", names.policy.as_str()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+/// The stable subset used in selectors: selectors are immutable on Deployments, so they must
+/// not include anything that could ever change (such as the tenant).
+pub fn selector_labels(names: &Names) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "pd-scanner".to_string()),
+        ("app.kubernetes.io/instance".to_string(), names.policy.clone()),
+    ])
+}
+
+/// Controller owner reference to the policy, so children are garbage-collected with it. The
+/// uid is empty when the policy never reached an API server (`render`).
+pub fn owner_reference(policy: &ScanPolicy) -> OwnerReference {
+    OwnerReference {
+        api_version: ScanPolicy::api_version(&()).into_owned(),
+        kind: ScanPolicy::kind(&()).into_owned(),
+        name: policy.name_any(),
+        uid: policy.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn meta(names: &Names, name: &str, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(labels(names)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Builds every child of `policy`. `packs` are the RulePacks of the policy's namespace by name;
+/// only those the policy binds (with their `extends` chains) go into the bundle, and they are
+/// compiled first, so an invalid pack is an error here and never reaches a scanner.
+pub fn build_children(
+    policy: &ScanPolicy,
+    tenant: &Tenant,
+    packs: &BTreeMap<String, RulePackSpec>,
+) -> Result<Children, BuildError> {
+    let policy_name = policy.name_any();
+    let namespace = policy
+        .namespace()
+        .ok_or_else(|| BuildError::NoNamespace(policy_name.clone()))?;
+    let tenant_name = tenant.name_any();
+    if policy.spec.tenant_ref.name != tenant_name {
+        return Err(BuildError::WrongTenant {
+            policy: policy_name,
+            wanted: policy.spec.tenant_ref.name.clone(),
+            given: tenant_name,
+        });
+    }
+    let allowed = &tenant.spec.namespaces;
+    if !allowed.is_empty() && !allowed.contains(&namespace) {
+        return Err(BuildError::NamespaceNotAllowed {
+            tenant: tenant_name,
+            namespace,
+            allowed: allowed.join(", "),
+        });
+    }
+    let names = Names::new(&policy_name, &namespace, &tenant_name);
+    let owner = owner_reference(policy);
+    let (config_map, bundle_hash) = config_map(policy, &names, &owner, packs)?;
+    Ok(Children {
+        service_account: service_account(&names, &owner),
+        role: role(&names, &owner),
+        role_binding: role_binding(&names, &owner),
+        config_map,
+        service: service(&names, &owner),
+        network_policy: network_policy(tenant, &names, &owner),
+        deployment: deployment(policy, tenant, &names, &owner),
+        hpa: hpa(policy, &names, &owner),
+        pdb: pdb(&names, &owner),
+        bundle_hash,
+    })
+}
+
+/// The `ScanBundle` the scanners serve: exactly the scanner's `bundle_document`, so the pods
+/// load what `pd-scanner bundle` would print for the same inputs.
+pub fn bundle(
+    policy: &ScanPolicy,
+    packs: &BTreeMap<String, RulePackSpec>,
+) -> Result<serde_json::Value, BuildError> {
+    let name = policy.name_any();
+    let mut loaded = Loaded::default();
+    let ns = policy.namespace().unwrap_or_default();
+    for (pack, spec) in packs {
+        loaded.packs.insert(
+            pack.clone(),
+            PackSource {
+                name: pack.clone(),
+                spec: spec.clone(),
+                origin: Origin {
+                    path: PathBuf::from(format!("rulepacks/{ns}/{pack}")),
+                    document: 1,
+                },
+            },
+        );
+    }
+    loaded.policies.push((
+        Policy {
+            name: name.clone(),
+            tenant: Some(policy.spec.tenant_ref.name.clone()),
+            spec: policy.spec.policy_spec(),
+        },
+        Origin {
+            path: PathBuf::from(format!("scanpolicies/{ns}/{name}")),
+            document: 1,
+        },
+    ));
+    bundle_document(&loaded, Some(&name)).map_err(|source| BuildError::Bundle {
+        policy: name,
+        source,
+    })
+}
+
+fn config_map(
+    policy: &ScanPolicy,
+    names: &Names,
+    owner: &OwnerReference,
+    packs: &BTreeMap<String, RulePackSpec>,
+) -> Result<(ConfigMap, String), BuildError> {
+    let doc = bundle(policy, packs)?;
+    let hash = doc["metadata"]["annotations"][BUNDLE_HASH_ANNOTATION]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let text = serde_json::to_string_pretty(&doc)?;
+    let mut meta = meta(names, &names.bundle, owner);
+    meta.annotations = Some(BTreeMap::from([(
+        BUNDLE_HASH_ANNOTATION.to_string(),
+        hash.clone(),
+    )]));
+    let cm = ConfigMap {
+        metadata: meta,
+        data: Some(BTreeMap::from([(BUNDLE_KEY.to_string(), text)])),
+        ..ConfigMap::default()
+    };
+    Ok((cm, hash))
+}
+
+fn service_account(names: &Names, owner: &OwnerReference) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(names, &names.scanner, owner),
+        ..ServiceAccount::default()
+    }
+}
+
+/// Read access to the policy's own bundle ConfigMap and nothing else: a compromised scanner
+/// must not read other tenants' bundles.
+fn role(names: &Names, owner: &OwnerReference) -> Role {
+    Role {
+        metadata: meta(names, &names.scanner, owner),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".to_string()]),
+            resource_names: Some(vec![names.bundle.clone()]),
+            verbs: vec!["get".to_string(), "watch".to_string()],
+            ..PolicyRule::default()
+        }]),
+    }
+}
+
+fn role_binding(names: &Names, owner: &OwnerReference) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(names, &names.scanner, owner),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_string(),
+            kind: "Role".to_string(),
+            name: names.scanner.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_string(),
+            name: names.scanner.clone(),
+            namespace: Some(names.namespace.clone()),
+            ..Subject::default()
+        }]),
+    }
+}
+
+fn service(names: &Names, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: meta(names, &names.scanner, owner),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(names)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_string()),
+                port: SCANNER_PORT,
+                target_port: Some(IntOrString::String("http".to_string())),
+                protocol: Some("TCP".to_string()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn tcp_port(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some("TCP".to_string()),
+        port: Some(IntOrString::Int(port)),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+fn namespace_named(name: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            name.to_string(),
+        )])),
+        ..LabelSelector::default()
+    }
+}
+
+/// Selecting the scanner pods with both policy types makes everything not listed here denied:
+/// ingress only from the tenant's clients and the monitoring namespace, egress only DNS.
+fn network_policy(tenant: &Tenant, names: &Names, owner: &OwnerReference) -> NetworkPolicy {
+    let clients: Vec<NetworkPolicyPeer> = tenant
+        .spec
+        .clients
+        .iter()
+        .filter(|c| c.namespace_selector.is_some() || c.pod_selector.is_some())
+        .map(|c| NetworkPolicyPeer {
+            namespace_selector: c.namespace_selector.clone(),
+            pod_selector: c.pod_selector.clone(),
+            ..NetworkPolicyPeer::default()
+        })
+        .collect();
+    let mut ingress = Vec::new();
+    if !clients.is_empty() {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(clients),
+            ports: Some(vec![tcp_port(SCANNER_PORT)]),
+        });
+    }
+    ingress.push(NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(namespace_named(MONITORING_NAMESPACE)),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![tcp_port(SCANNER_PORT)]),
+    });
+    let dns = |protocol: &str| NetworkPolicyPort {
+        protocol: Some(protocol.to_string()),
+        port: Some(IntOrString::Int(53)),
+        ..NetworkPolicyPort::default()
+    };
+    NetworkPolicy {
+        metadata: meta(names, &names.scanner, owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(names)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_string(), "Egress".to_string()]),
+            ingress: Some(ingress),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(namespace_named("kube-system")),
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            "k8s-app".to_string(),
+                            "kube-dns".to_string(),
+                        )])),
+                        ..LabelSelector::default()
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![dns("UDP"), dns("TCP")]),
+            }]),
+        }),
+    }
+}
+
+/// The HMAC Secret's name and data key: the tenant's ref, else `<tenant>-hmac` / `key`.
+pub fn hmac_secret(tenant: &Tenant) -> (String, String) {
+    match &tenant.spec.hmac_key_secret_ref {
+        Some(r) => (
+            r.name.clone(),
+            r.key.clone().unwrap_or_else(|| "key".to_string()),
+        ),
+        None => (format!("{}-hmac", tenant.name_any()), "key".to_string()),
+    }
+}
+
+/// The scanner's command line.
+pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "serve",
+        "-f",
+        BUNDLE_DIR,
+        "--keys",
+        KEYS_DIR,
+        "--hmac-key-file",
+        "/etc/pd/hmac/key",
+        "--listen",
+        "0.0.0.0:8080",
+        "--log-format",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(n) = policy.spec.scanner.max_prompt_bytes {
+        args.extend(["--max-prompt-bytes".to_string(), n.to_string()]);
+    }
+    if let Some(r) = &tenant.spec.rate_limit {
+        args.extend([
+            "--rate-limit".to_string(),
+            r.requests_per_second.to_string(),
+            "--rate-burst".to_string(),
+            r.burst.to_string(),
+        ]);
+    }
+    args
+}
+
+/// Requests CPU so the HPA has something to scale on; limits memory so one pod cannot starve
+/// a node (the scanner's lazy DFA cache is bounded well below this).
+pub fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), q("100m")),
+            ("memory".to_string(), q("64Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), q("512Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The restricted Pod Security Standard, field by field.
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(SCANNER_UID),
+        run_as_group: Some(SCANNER_UID),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("http".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn deployment(
+    policy: &ScanPolicy,
+    tenant: &Tenant,
+    names: &Names,
+    owner: &OwnerReference,
+) -> Deployment {
+    let scanner = &policy.spec.scanner;
+    let (hmac_name, hmac_key) = hmac_secret(tenant);
+    let container = Container {
+        name: "scanner".to_string(),
+        image: Some(scanner.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_string())),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        args: Some(scanner_args(policy, tenant)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_string()),
+            container_port: SCANNER_PORT,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: Some(
+            scanner
+                .resources
+                .clone()
+                .unwrap_or_else(default_resources),
+        ),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(vec![
+            mount("bundle", BUNDLE_DIR, true),
+            mount("keys", KEYS_DIR, true),
+            mount("hmac", HMAC_DIR, true),
+            mount("tmp", "/tmp", false),
+        ]),
+        ..Container::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: "bundle".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.bundle.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "keys".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tenant.spec.api_keys_secret_ref.name.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "hmac".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(hmac_name),
+                items: Some(vec![KeyToPath {
+                    key: hmac_key,
+                    path: "key".to_string(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("16Mi".to_string())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    // No bundle hash on the pod template: the scanners hot-reload the mounted ConfigMap, so a
+    // new bundle must not restart them.
+    let pod_annotations = BTreeMap::from(
+        [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "8080"),
+            ("prometheus.io/path", "/metrics"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Deployment {
+        metadata: meta(names, &names.scanner, owner),
+        spec: Some(DeploymentSpec {
+            // Left unset: the HPA owns the replica count, and setting it here would make every
+            // apply fight the autoscaler.
+            replicas: None,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(names)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(names)),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(names.scanner.clone()),
+                    // The token is what the Role is for: watching the bundle ConfigMap.
+                    automount_service_account_token: Some(true),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(SCANNER_UID),
+                        run_as_group: Some(SCANNER_UID),
+                        fs_group: Some(SCANNER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_string(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn hpa(policy: &ScanPolicy, names: &Names, owner: &OwnerReference) -> HorizontalPodAutoscaler {
+    let s = &policy.spec.scanner;
+    HorizontalPodAutoscaler {
+        metadata: meta(names, &names.scanner, owner),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".to_string()),
+                kind: "Deployment".to_string(),
+                name: names.scanner.clone(),
+            },
+            min_replicas: Some(s.replicas.min),
+            max_replicas: s.replicas.max,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".to_string(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".to_string(),
+                    target: MetricTarget {
+                        type_: "Utilization".to_string(),
+                        average_utilization: Some(s.target_cpu_utilization_percentage),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            ..HorizontalPodAutoscalerSpec::default()
+        }),
+        ..HorizontalPodAutoscaler::default()
+    }
+}
+
+/// `maxUnavailable: 1` rather than `minAvailable`: with `replicas.min: 1` a `minAvailable: 1`
+/// budget would block every node drain.
+fn pdb(names: &Names, owner: &OwnerReference) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(names, &names.scanner, owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(names)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}

@@ -1,0 +1,9 @@
+//! Prompt Defenders operator library: the custom resource types ([`crd`]), the pure
+//! desired-state builders that turn a ScanPolicy into the objects a scanner needs
+//! ([`builders`]), and the offline `render` used for GitOps previews and golden tests
+//! ([`render`]). Everything here is pure so it can be tested without an API server; the
+//! controller that applies these objects is a later layer on top.
+
+pub mod builders;
+pub mod crd;
+pub mod render;

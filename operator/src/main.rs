@@ -1,0 +1,61 @@
+//! `pd-operator`: `crdgen` writes the CRDs, `render` prints what the operator would apply.
+//! The controller (`run`) comes in a later change.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pd-operator", version, about = "Prompt Defenders operator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
+    Crdgen {
+        /// Output directory.
+        #[arg(long, default_value = "crds")]
+        dir: PathBuf,
+    },
+    /// Print every object the operator would create for the ScanPolicies in the given files,
+    /// as multi-document YAML.
+    Render {
+        /// Files or directories with Tenant, RulePack and ScanPolicy resources.
+        #[arg(short = 'f', long = "file", required = true, value_delimiter = ',')]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crdgen { dir } => crdgen(&dir),
+        Command::Render { paths } => pd_operator::render::render(&paths)
+            .and_then(|c| pd_operator::render::to_yaml(&c))
+            .map(|yaml| print!("{yaml}"))
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            // 3: an operational error, as in pd-scanner.
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn crdgen(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (file, crd) in pd_operator::crd::crds() {
+        let path = dir.join(file);
+        let yaml = pd_operator::crd::crd_yaml(&crd).map_err(|e| e.to_string())?;
+        std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
