@@ -140,8 +140,9 @@ pub struct TenantStatus {
 // RulePack
 // ---------------------------------------------------------------------------------------------
 
-/// `spec` is exactly the scanner's rule-pack format; this wrapper only exists because the
-/// `CustomResource` derive needs a local struct to hang the resource on.
+// `spec` is exactly the scanner's rule-pack format; this wrapper only exists because the
+// `CustomResource` derive needs a local struct to hang the resource on.
+/// A rule pack, in the format `pd-scanner` reads (`pd-scanner schema` prints it).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "promptdefenders.io",
@@ -218,10 +219,11 @@ pub struct TestSummary {
 // ScanPolicy
 // ---------------------------------------------------------------------------------------------
 
-/// Binds a tenant to rule packs and says how to run its scanners. The detection fields are the
-/// scanner's `PolicySpec`, written out flat (rather than `#[serde(flatten)]`) so the generated
-/// schema stays structural; [`ScanPolicySpec::policy_spec`] converts, and a test keeps the two
-/// field sets equal.
+// The detection fields are the scanner's `PolicySpec`, written out flat (rather than
+// `#[serde(flatten)]`, which would carry `PolicySpec`'s `additionalProperties: false` into a
+// schema that also has `tenantRef` and `scanner`); `ScanPolicySpec::policy_spec` converts, and a
+// test keeps the two field sets equal.
+/// Binds a tenant to rule packs (detection settings) and says how to run its scanners.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "promptdefenders.io",

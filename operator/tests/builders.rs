@@ -1,0 +1,284 @@
+//! Focused checks on the desired-state builders, from the sample configuration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pd_operator::builders::{build_children, BuildError, Children, BUNDLE_HASH_ANNOTATION};
+use pd_operator::crd::{ScanPolicy, Tenant};
+use pd_scanner::pack::RulePackSpec;
+
+struct Inputs {
+    tenant: Tenant,
+    policy: ScanPolicy,
+    packs: BTreeMap<String, RulePackSpec>,
+}
+
+fn inputs() -> Inputs {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples");
+    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let res = pd_operator::render::read_resources(&[samples]).unwrap();
+    Inputs {
+        tenant: res.tenants[0].clone(),
+        policy: res.policies[0].clone(),
+        packs: pd_scanner::bundle::pack_set(&loaded),
+    }
+}
+
+fn children(i: &Inputs) -> Children {
+    build_children(&i.policy, &i.tenant, &i.packs).unwrap()
+}
+
+fn all_metas(c: &Children) -> Vec<(String, serde_json::Value)> {
+    c.to_values()
+        .unwrap()
+        .into_iter()
+        .map(|v| (v["kind"].as_str().unwrap().to_string(), v["metadata"].clone()))
+        .collect()
+}
+
+#[test]
+fn every_child_is_owned_by_the_policy_as_controller() {
+    let mut i = inputs();
+    i.policy.metadata.uid = Some("1234-uid".into());
+    let c = children(&i);
+    let metas = all_metas(&c);
+    assert_eq!(metas.len(), 9);
+    for (kind, m) in metas {
+        let refs = m["ownerReferences"].as_array().unwrap();
+        assert_eq!(refs.len(), 1, "{kind}");
+        let r = &refs[0];
+        assert_eq!(r["apiVersion"], "promptdefenders.io/v1alpha1", "{kind}");
+        assert_eq!(r["kind"], "ScanPolicy", "{kind}");
+        assert_eq!(r["name"], "acme-chat", "{kind}");
+        assert_eq!(r["uid"], "1234-uid", "{kind}");
+        assert_eq!(r["controller"], true, "{kind}");
+        assert_eq!(m["namespace"], "acme-prod", "{kind}");
+    }
+}
+
+#[test]
+fn every_child_carries_the_convention_labels() {
+    let c = children(&inputs());
+    let want = serde_json::json!({
+        "app.kubernetes.io/name": "pd-scanner",
+        "app.kubernetes.io/instance": "acme-chat",
+        "app.kubernetes.io/component": "scanner",
+        "app.kubernetes.io/part-of": "prompt-defenders",
+        "app.kubernetes.io/managed-by": "pd-operator",
+        "promptdefenders.io/tenant": "acme",
+        "promptdefenders.io/policy": "acme-chat",
+    });
+    for (kind, m) in all_metas(&c) {
+        assert_eq!(m["labels"], want, "{kind}");
+    }
+    let pod = c.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+    assert_eq!(serde_json::to_value(&pod.labels).unwrap(), want);
+}
+
+#[test]
+fn scanner_runs_under_the_restricted_pod_security_standard() {
+    let c = children(&inputs());
+    let pod = c.deployment.spec.unwrap().template.spec.unwrap();
+    let psc = pod.security_context.unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    assert_eq!(pod.containers.len(), 1);
+    let sc = pod.containers[0].security_context.clone().unwrap();
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.run_as_user, Some(65532));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    assert!(sc.privileged.is_none());
+    // Anything writable is an emptyDir.
+    let volumes = pod.volumes.unwrap();
+    let tmp = volumes.iter().find(|v| v.name == "tmp").unwrap();
+    assert!(tmp.empty_dir.is_some());
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    for m in &mounts {
+        assert_eq!(m.read_only, Some(m.name != "tmp"), "{}", m.name);
+    }
+}
+
+#[test]
+fn container_serves_the_bundle_with_the_tenant_secrets() {
+    let c = children(&inputs());
+    let pod = c.deployment.spec.clone().unwrap().template.spec.unwrap();
+    let ct = &pod.containers[0];
+    let args = ct.args.clone().unwrap().join(" ");
+    assert!(
+        args.starts_with("serve -f /etc/pd/bundle --keys /etc/pd/keys --hmac-key-file /etc/pd/hmac/key --listen 0.0.0.0:8080 --log-format json"),
+        "{args}"
+    );
+    assert!(args.contains("--max-prompt-bytes 262144"), "{args}");
+    assert!(args.contains("--rate-limit 200 --rate-burst 400"), "{args}");
+    let volumes = pod.volumes.unwrap();
+    let by_name = |n: &str| volumes.iter().find(|v| v.name == n).unwrap().clone();
+    assert_eq!(by_name("bundle").config_map.unwrap().name, "acme-chat-bundle");
+    assert_eq!(by_name("keys").secret.unwrap().secret_name.as_deref(), Some("acme-scanner-keys"));
+    let hmac = by_name("hmac").secret.unwrap();
+    assert_eq!(hmac.secret_name.as_deref(), Some("acme-hmac"), "default HMAC secret name");
+    assert_eq!(hmac.items.unwrap()[0].path, "key");
+    let http = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.clone().unwrap().http_get.unwrap().path.unwrap()
+    };
+    assert_eq!(http(&ct.liveness_probe), "/healthz");
+    assert_eq!(http(&ct.readiness_probe), "/readyz");
+    assert_eq!(ct.ports.clone().unwrap()[0].container_port, 8080);
+    let res = ct.resources.clone().unwrap();
+    assert!(res.requests.unwrap().contains_key("cpu"), "HPA needs a CPU request");
+    let ann = c.deployment.spec.as_ref().map(|s| s.template.metadata.clone().unwrap().annotations.unwrap()).unwrap();
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], "8080");
+    assert!(!ann.contains_key(BUNDLE_HASH_ANNOTATION), "hot reload must not need a restart");
+    assert_eq!(pod.service_account_name.as_deref(), Some("acme-chat-scanner"));
+}
+
+#[test]
+fn deployment_leaves_replicas_to_the_hpa() {
+    let c = children(&inputs());
+    assert_eq!(c.deployment.spec.unwrap().replicas, None);
+    let hpa = c.hpa.spec.unwrap();
+    assert_eq!(hpa.min_replicas, Some(2));
+    assert_eq!(hpa.max_replicas, 6);
+    assert_eq!(hpa.scale_target_ref.kind, "Deployment");
+    assert_eq!(hpa.scale_target_ref.name, "acme-chat-scanner");
+    let metric = &hpa.metrics.unwrap()[0];
+    assert_eq!(metric.resource.as_ref().unwrap().target.average_utilization, Some(70));
+}
+
+#[test]
+fn hpa_follows_the_policy_replicas() {
+    let mut i = inputs();
+    i.policy.spec.scanner.replicas.min = 3;
+    i.policy.spec.scanner.replicas.max = 9;
+    i.policy.spec.scanner.target_cpu_utilization_percentage = 55;
+    let hpa = children(&i).hpa.spec.unwrap();
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(3), 9));
+    assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(55));
+}
+
+#[test]
+fn network_policy_admits_only_tenant_clients_and_monitoring() {
+    let c = children(&inputs());
+    let np = serde_json::to_value(c.network_policy.spec.unwrap()).unwrap();
+    assert_eq!(np["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    assert_eq!(np["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], "acme-chat");
+    let ingress = np["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2);
+    assert_eq!(
+        ingress[0]["from"],
+        serde_json::json!([{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "acme-prod"}},
+            "podSelector": {"matchLabels": {"promptdefenders.io/client": "true"}},
+        }])
+    );
+    assert_eq!(
+        ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    for rule in ingress {
+        assert_eq!(rule["ports"], serde_json::json!([{"port": 8080, "protocol": "TCP"}]));
+    }
+    let egress = np["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 1, "egress is DNS only");
+    let ports: Vec<_> = egress[0]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64()).collect();
+    assert_eq!(ports, [Some(53), Some(53)]);
+}
+
+#[test]
+fn network_policy_without_clients_admits_only_monitoring() {
+    let mut i = inputs();
+    i.tenant.spec.clients.clear();
+    let np = children(&i).network_policy.spec.unwrap();
+    let ingress = np.ingress.unwrap();
+    assert_eq!(ingress.len(), 1);
+    let peer = &ingress[0].from.as_ref().unwrap()[0];
+    assert!(peer.pod_selector.is_none());
+}
+
+#[test]
+fn role_reads_only_its_own_config_map() {
+    let c = children(&inputs());
+    let rules = c.role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    let r = &rules[0];
+    assert_eq!(r.api_groups, Some(vec![String::new()]));
+    assert_eq!(r.resources, Some(vec!["configmaps".to_string()]));
+    assert_eq!(r.resource_names, Some(vec!["acme-chat-bundle".to_string()]));
+    assert_eq!(r.verbs, ["get", "watch"]);
+    let rb = c.role_binding;
+    assert_eq!(rb.role_ref.name, "acme-chat-scanner");
+    let s = &rb.subjects.unwrap()[0];
+    assert_eq!((s.kind.as_str(), s.name.as_str()), ("ServiceAccount", "acme-chat-scanner"));
+    assert_eq!(s.namespace.as_deref(), Some("acme-prod"));
+}
+
+#[test]
+fn config_map_carries_the_bundle_and_its_hash() {
+    let i = inputs();
+    let c = children(&i);
+    let cm = &c.config_map;
+    assert_eq!(cm.metadata.name.as_deref(), Some("acme-chat-bundle"));
+    let hash = &cm.metadata.annotations.as_ref().unwrap()[BUNDLE_HASH_ANNOTATION];
+    assert!(hash.starts_with("sha256:"), "{hash}");
+    assert_eq!(hash, &c.bundle_hash);
+    let text = &cm.data.as_ref().unwrap()["bundle.json"];
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(doc, pd_operator::builders::bundle(&i.policy, &i.packs).unwrap());
+    assert_eq!(doc["kind"], "ScanBundle");
+    let packs: Vec<_> = doc["spec"]["packs"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(packs, ["acme", "baseline"]);
+    // The scanner reads it back as a bundle and compiles it to the same hash.
+    let mut loaded = pd_scanner::load::Loaded::default();
+    pd_scanner::load::load_str(text, Path::new("bundle.json"), &mut loaded).unwrap();
+    let compiled = pd_scanner::compile::compile(
+        &pd_scanner::bundle::pack_set(&loaded),
+        loaded.policies[0].0.clone(),
+    )
+    .unwrap();
+    assert_eq!(&compiled.pack.hash, hash);
+    assert_eq!(compiled.policy.spec.thresholds.block, 60);
+}
+
+#[test]
+fn bundle_hash_changes_with_the_packs() {
+    let mut i = inputs();
+    let before = children(&i).bundle_hash;
+    i.packs.get_mut("acme").unwrap().rules[0].weight = 31;
+    assert_ne!(children(&i).bundle_hash, before);
+}
+
+#[test]
+fn service_and_pdb_select_the_scanner_pods() {
+    let c = children(&inputs());
+    let svc = c.service.spec.unwrap();
+    assert_eq!(svc.ports.unwrap()[0].port, 8080);
+    let sel = svc.selector.unwrap();
+    assert_eq!(sel["app.kubernetes.io/instance"], "acme-chat");
+    let pdb = c.pdb.spec.unwrap();
+    assert_eq!(pdb.selector.unwrap().match_labels.unwrap(), sel);
+    let dep_sel = c.deployment.spec.unwrap().selector.match_labels.unwrap();
+    assert_eq!(dep_sel, sel);
+}
+
+#[test]
+fn invalid_inputs_are_errors() {
+    let mut i = inputs();
+    i.policy.metadata.namespace = Some("elsewhere".into());
+    assert!(matches!(
+        build_children(&i.policy, &i.tenant, &i.packs),
+        Err(BuildError::NamespaceNotAllowed { .. })
+    ));
+    let mut i = inputs();
+    i.policy.spec.tenant_ref.name = "other".into();
+    assert!(matches!(
+        build_children(&i.policy, &i.tenant, &i.packs),
+        Err(BuildError::WrongTenant { .. })
+    ));
+    let mut i = inputs();
+    i.packs.remove("baseline");
+    let e = build_children(&i.policy, &i.tenant, &i.packs).unwrap_err();
+    assert!(e.to_string().contains("baseline"), "{e}");
+}

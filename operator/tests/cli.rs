@@ -1,0 +1,99 @@
+//! The real `pd-operator` binary: `render` and `crdgen`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pd-operator"))
+}
+
+fn samples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples")
+}
+
+#[test]
+fn render_prints_every_child_kind() {
+    let out = bin().arg("render").arg("-f").arg(samples()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
+            assert_eq!(v["metadata"]["namespace"].as_str(), Some("acme-prod"));
+            format!(
+                "{}/{}",
+                v["apiVersion"].as_str().unwrap(),
+                v["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "v1/ServiceAccount",
+            "rbac.authorization.k8s.io/v1/Role",
+            "rbac.authorization.k8s.io/v1/RoleBinding",
+            "v1/ConfigMap",
+            "v1/Service",
+            "networking.k8s.io/v1/NetworkPolicy",
+            "apps/v1/Deployment",
+            "autoscaling/v2/HorizontalPodAutoscaler",
+            "policy/v1/PodDisruptionBudget",
+        ]
+    );
+}
+
+const TENANT: &str = "apiVersion: promptdefenders.io/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec:\n  apiKeysSecretRef: {name: keys}\n";
+const POLICY: &str = "apiVersion: promptdefenders.io/v1alpha1\nkind: ScanPolicy\nmetadata: {name: p, namespace: n}\nspec:\n  tenantRef: {name: t}\n  rulePacks: [bad]\n";
+
+fn render_with_pack(pack: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("all.yaml"), format!("{TENANT}---\n{POLICY}---\n{pack}")).unwrap();
+    bin().arg("render").arg("-f").arg(dir.path()).output().unwrap()
+}
+
+#[test]
+fn invalid_pack_fails_naming_the_rule() {
+    let out = render_with_pack(
+        "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {name: bad, namespace: n}\nspec:\n  version: '1'\n  rules:\n  - {id: ok-rule, category: other, severity: low, weight: 5, regex: 'fine'}\n  - {id: broken-rule, category: other, severity: low, weight: 5, regex: '(unclosed'}\n",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty(), "nothing is rendered for an invalid pack");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken-rule"), "{err}");
+    assert!(!err.contains("ok-rule"), "{err}");
+}
+
+#[test]
+fn pack_failing_its_tests_fails_naming_the_test() {
+    let out = render_with_pack(
+        "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {name: bad, namespace: n}\nspec:\n  version: '1'\n  rules:\n  - {id: r1, category: other, severity: high, weight: 80, regex: 'evil'}\n  tests:\n  - {name: must-block, input: 'harmless', expect: {verdict: block}}\n",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must-block") && err.contains("bad"), "{err}");
+}
+
+#[test]
+fn missing_tenant_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        format!("{POLICY}---\napiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {{name: bad}}\nspec: {{version: '1', rules: [{{id: a, category: other, severity: low, weight: 5, regex: x}}]}}\n"),
+    )
+    .unwrap();
+    let out = bin().arg("render").arg("-f").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant `t`"));
+}
+
+#[test]
+fn crdgen_writes_the_three_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().arg("crdgen").arg("--dir").arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    for f in ["tenants.yaml", "rulepacks.yaml", "scanpolicies.yaml"] {
+        let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(text.contains("kind: CustomResourceDefinition"), "{f}");
+    }
+}
