@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
-    MetricSpec, MetricTarget, ResourceMetricSource,
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -170,8 +170,14 @@ pub fn labels(names: &Names) -> BTreeMap<String, String> {
 /// not include anything that could ever change (such as the tenant).
 pub fn selector_labels(names: &Names) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "pd-scanner".to_string()),
-        ("app.kubernetes.io/instance".to_string(), names.policy.clone()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "pd-scanner".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            names.policy.clone(),
+        ),
     ])
 }
 
@@ -550,7 +556,12 @@ fn deployment(
     let (hmac_name, hmac_key) = hmac_secret(tenant);
     let container = Container {
         name: "scanner".to_string(),
-        image: Some(scanner.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_string())),
+        image: Some(
+            scanner
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        ),
         image_pull_policy: Some("IfNotPresent".to_string()),
         args: Some(scanner_args(policy, tenant)),
         ports: Some(vec![ContainerPort {
@@ -561,12 +572,7 @@ fn deployment(
         }]),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
-        resources: Some(
-            scanner
-                .resources
-                .clone()
-                .unwrap_or_else(default_resources),
-        ),
+        resources: Some(scanner.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![
             mount("bundle", BUNDLE_DIR, true),

@@ -27,6 +27,8 @@ pub const VERSION: &str = "v1alpha1";
 
 /// A team that may run scanners: where its policies may live, who may call its scanners, and
 /// the secrets its scanners use. Cluster-scoped because it spans namespaces.
+// Several `printcolumn(type_ = "string", ...)` look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "promptdefenders.io",
@@ -41,8 +43,16 @@ pub const VERSION: &str = "v1alpha1";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Policies", type_ = "integer", json_path = ".status.policyCount"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Policies",
+        type_ = "integer",
+        json_path = ".status.policyCount"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantSpec {
@@ -143,6 +153,8 @@ pub struct TenantStatus {
 // `spec` is exactly the scanner's rule-pack format; this wrapper only exists because the
 // `CustomResource` derive needs a local struct to hang the resource on.
 /// A rule pack, in the format `pd-scanner` reads (`pd-scanner schema` prints it).
+// Several `printcolumn(type_ = "string", ...)` look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "promptdefenders.io",
@@ -166,7 +178,11 @@ pub struct TenantStatus {
         json_path = ".status.contentHash",
         priority = "1"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(transparent)]
 #[schemars(transparent)]
@@ -224,6 +240,8 @@ pub struct TestSummary {
 // schema that also has `tenantRef` and `scanner`); `ScanPolicySpec::policy_spec` converts, and a
 // test keeps the two field sets equal.
 /// Binds a tenant to rule packs (detection settings) and says how to run its scanners.
+// Several `printcolumn(type_ = "string", ...)` look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "promptdefenders.io",
@@ -241,14 +259,22 @@ pub struct TestSummary {
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
     printcolumn(
         name = "Hash",
         type_ = "string",
         json_path = ".status.activeBundleHash",
         priority = "1"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScanPolicySpec {
@@ -513,7 +539,10 @@ mod tests {
         assert!(sp.contains("self.min <= self.max"), "{sp}");
         for c in &all {
             let s = c.to_string();
-            assert!(s.contains("observedGeneration"), "status lacks observedGeneration");
+            assert!(
+                s.contains("observedGeneration"),
+                "status lacks observedGeneration"
+            );
             assert!(s.contains(".status.conditions[?(@.type==\\\"Ready\\\")].status"));
         }
     }
@@ -531,7 +560,10 @@ mod tests {
         assert_eq!(cs[0].last_transition_time, t0);
         assert_eq!(cs[0].reason, "StillPending");
         assert_eq!(cs[0].observed_generation, Some(2));
-        set_condition(&mut cs, condition("Ready", true, "Compiled", "", Some(2), &t1));
+        set_condition(
+            &mut cs,
+            condition("Ready", true, "Compiled", "", Some(2), &t1),
+        );
         assert_eq!(cs[0].last_transition_time, t1);
         set_condition(&mut cs, condition("Compiled", true, "Ok", "", Some(2), &t1));
         assert_eq!(cs.len(), 2);

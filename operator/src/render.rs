@@ -41,7 +41,9 @@ pub enum RenderError {
     },
     #[error("no ScanPolicy found in the given files")]
     NoPolicies,
-    #[error("ScanPolicy `{policy}` refers to tenant `{tenant}`, which is not among the given files")]
+    #[error(
+        "ScanPolicy `{policy}` refers to tenant `{tenant}`, which is not among the given files"
+    )]
     NoTenant { policy: String, tenant: String },
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -114,9 +116,9 @@ fn read_file(path: &Path, out: &mut Resources) -> Result<(), RenderError> {
             continue;
         }
         match value.get("kind").and_then(Value::as_str) {
-            Some("Tenant") => out.tenants.push(
-                serde_yaml::from_value(value).map_err(|e| invalid(format!("Tenant: {e}")))?,
-            ),
+            Some("Tenant") => out
+                .tenants
+                .push(serde_yaml::from_value(value).map_err(|e| invalid(format!("Tenant: {e}")))?),
             Some("ScanPolicy") => {
                 let mut p: ScanPolicy = serde_yaml::from_value(value)
                     .map_err(|e| invalid(format!("ScanPolicy: {e}")))?;
@@ -168,11 +170,9 @@ fn check_pack_tests(
         tenant: Some(policy.spec.tenant_ref.name.clone()),
         spec: policy.spec.policy_spec(),
     };
-    let bound = policy_packs(packs, &scanner_policy).map_err(|source| {
-        BuildError::Bundle {
-            policy: policy.name_any(),
-            source: source.into(),
-        }
+    let bound = policy_packs(packs, &scanner_policy).map_err(|source| BuildError::Bundle {
+        policy: policy.name_any(),
+        source: source.into(),
     })?;
     let mut seen = std::collections::BTreeSet::new();
     for name in bound {

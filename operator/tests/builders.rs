@@ -32,7 +32,12 @@ fn all_metas(c: &Children) -> Vec<(String, serde_json::Value)> {
     c.to_values()
         .unwrap()
         .into_iter()
-        .map(|v| (v["kind"].as_str().unwrap().to_string(), v["metadata"].clone()))
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_string(),
+                v["metadata"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -71,7 +76,15 @@ fn every_child_carries_the_convention_labels() {
     for (kind, m) in all_metas(&c) {
         assert_eq!(m["labels"], want, "{kind}");
     }
-    let pod = c.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+    let pod = c
+        .deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap();
     assert_eq!(serde_json::to_value(&pod.labels).unwrap(), want);
 }
 
@@ -115,10 +128,20 @@ fn container_serves_the_bundle_with_the_tenant_secrets() {
     assert!(args.contains("--rate-limit 200 --rate-burst 400"), "{args}");
     let volumes = pod.volumes.unwrap();
     let by_name = |n: &str| volumes.iter().find(|v| v.name == n).unwrap().clone();
-    assert_eq!(by_name("bundle").config_map.unwrap().name, "acme-chat-bundle");
-    assert_eq!(by_name("keys").secret.unwrap().secret_name.as_deref(), Some("acme-scanner-keys"));
+    assert_eq!(
+        by_name("bundle").config_map.unwrap().name,
+        "acme-chat-bundle"
+    );
+    assert_eq!(
+        by_name("keys").secret.unwrap().secret_name.as_deref(),
+        Some("acme-scanner-keys")
+    );
     let hmac = by_name("hmac").secret.unwrap();
-    assert_eq!(hmac.secret_name.as_deref(), Some("acme-hmac"), "default HMAC secret name");
+    assert_eq!(
+        hmac.secret_name.as_deref(),
+        Some("acme-hmac"),
+        "default HMAC secret name"
+    );
     assert_eq!(hmac.items.unwrap()[0].path, "key");
     let http = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
         p.clone().unwrap().http_get.unwrap().path.unwrap()
@@ -127,12 +150,26 @@ fn container_serves_the_bundle_with_the_tenant_secrets() {
     assert_eq!(http(&ct.readiness_probe), "/readyz");
     assert_eq!(ct.ports.clone().unwrap()[0].container_port, 8080);
     let res = ct.resources.clone().unwrap();
-    assert!(res.requests.unwrap().contains_key("cpu"), "HPA needs a CPU request");
-    let ann = c.deployment.spec.as_ref().map(|s| s.template.metadata.clone().unwrap().annotations.unwrap()).unwrap();
+    assert!(
+        res.requests.unwrap().contains_key("cpu"),
+        "HPA needs a CPU request"
+    );
+    let ann = c
+        .deployment
+        .spec
+        .as_ref()
+        .map(|s| s.template.metadata.clone().unwrap().annotations.unwrap())
+        .unwrap();
     assert_eq!(ann["prometheus.io/scrape"], "true");
     assert_eq!(ann["prometheus.io/port"], "8080");
-    assert!(!ann.contains_key(BUNDLE_HASH_ANNOTATION), "hot reload must not need a restart");
-    assert_eq!(pod.service_account_name.as_deref(), Some("acme-chat-scanner"));
+    assert!(
+        !ann.contains_key(BUNDLE_HASH_ANNOTATION),
+        "hot reload must not need a restart"
+    );
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("acme-chat-scanner")
+    );
 }
 
 #[test]
@@ -145,7 +182,10 @@ fn deployment_leaves_replicas_to_the_hpa() {
     assert_eq!(hpa.scale_target_ref.kind, "Deployment");
     assert_eq!(hpa.scale_target_ref.name, "acme-chat-scanner");
     let metric = &hpa.metrics.unwrap()[0];
-    assert_eq!(metric.resource.as_ref().unwrap().target.average_utilization, Some(70));
+    assert_eq!(
+        metric.resource.as_ref().unwrap().target.average_utilization,
+        Some(70)
+    );
 }
 
 #[test]
@@ -156,7 +196,15 @@ fn hpa_follows_the_policy_replicas() {
     i.policy.spec.scanner.target_cpu_utilization_percentage = 55;
     let hpa = children(&i).hpa.spec.unwrap();
     assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(3), 9));
-    assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(55));
+    assert_eq!(
+        hpa.metrics.unwrap()[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .target
+            .average_utilization,
+        Some(55)
+    );
 }
 
 #[test]
@@ -164,7 +212,10 @@ fn network_policy_admits_only_tenant_clients_and_monitoring() {
     let c = children(&inputs());
     let np = serde_json::to_value(c.network_policy.spec.unwrap()).unwrap();
     assert_eq!(np["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
-    assert_eq!(np["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], "acme-chat");
+    assert_eq!(
+        np["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "acme-chat"
+    );
     let ingress = np["ingress"].as_array().unwrap();
     assert_eq!(ingress.len(), 2);
     assert_eq!(
@@ -179,11 +230,19 @@ fn network_policy_admits_only_tenant_clients_and_monitoring() {
         "monitoring"
     );
     for rule in ingress {
-        assert_eq!(rule["ports"], serde_json::json!([{"port": 8080, "protocol": "TCP"}]));
+        assert_eq!(
+            rule["ports"],
+            serde_json::json!([{"port": 8080, "protocol": "TCP"}])
+        );
     }
     let egress = np["egress"].as_array().unwrap();
     assert_eq!(egress.len(), 1, "egress is DNS only");
-    let ports: Vec<_> = egress[0]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64()).collect();
+    let ports: Vec<_> = egress[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_i64())
+        .collect();
     assert_eq!(ports, [Some(53), Some(53)]);
 }
 
@@ -211,7 +270,10 @@ fn role_reads_only_its_own_config_map() {
     let rb = c.role_binding;
     assert_eq!(rb.role_ref.name, "acme-chat-scanner");
     let s = &rb.subjects.unwrap()[0];
-    assert_eq!((s.kind.as_str(), s.name.as_str()), ("ServiceAccount", "acme-chat-scanner"));
+    assert_eq!(
+        (s.kind.as_str(), s.name.as_str()),
+        ("ServiceAccount", "acme-chat-scanner")
+    );
     assert_eq!(s.namespace.as_deref(), Some("acme-prod"));
 }
 
@@ -226,9 +288,17 @@ fn config_map_carries_the_bundle_and_its_hash() {
     assert_eq!(hash, &c.bundle_hash);
     let text = &cm.data.as_ref().unwrap()["bundle.json"];
     let doc: serde_json::Value = serde_json::from_str(text).unwrap();
-    assert_eq!(doc, pd_operator::builders::bundle(&i.policy, &i.packs).unwrap());
+    assert_eq!(
+        doc,
+        pd_operator::builders::bundle(&i.policy, &i.packs).unwrap()
+    );
     assert_eq!(doc["kind"], "ScanBundle");
-    let packs: Vec<_> = doc["spec"]["packs"].as_object().unwrap().keys().cloned().collect();
+    let packs: Vec<_> = doc["spec"]["packs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(packs, ["acme", "baseline"]);
     // The scanner reads it back as a bundle and compiles it to the same hash.
     let mut loaded = pd_scanner::load::Loaded::default();

@@ -13,8 +13,17 @@ fn samples() -> std::path::PathBuf {
 
 #[test]
 fn render_prints_every_child_kind() {
-    let out = bin().arg("render").arg("-f").arg(samples()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("render")
+        .arg("-f")
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| {
@@ -48,8 +57,17 @@ const POLICY: &str = "apiVersion: promptdefenders.io/v1alpha1\nkind: ScanPolicy\
 
 fn render_with_pack(pack: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("all.yaml"), format!("{TENANT}---\n{POLICY}---\n{pack}")).unwrap();
-    bin().arg("render").arg("-f").arg(dir.path()).output().unwrap()
+    std::fs::write(
+        dir.path().join("all.yaml"),
+        format!("{TENANT}---\n{POLICY}---\n{pack}"),
+    )
+    .unwrap();
+    bin()
+        .arg("render")
+        .arg("-f")
+        .arg(dir.path())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -58,7 +76,10 @@ fn invalid_pack_fails_naming_the_rule() {
         "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {name: bad, namespace: n}\nspec:\n  version: '1'\n  rules:\n  - {id: ok-rule, category: other, severity: low, weight: 5, regex: 'fine'}\n  - {id: broken-rule, category: other, severity: low, weight: 5, regex: '(unclosed'}\n",
     );
     assert_eq!(out.status.code(), Some(3));
-    assert!(out.stdout.is_empty(), "nothing is rendered for an invalid pack");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is rendered for an invalid pack"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken-rule"), "{err}");
     assert!(!err.contains("ok-rule"), "{err}");
@@ -82,7 +103,12 @@ fn missing_tenant_is_an_error() {
         format!("{POLICY}---\napiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {{name: bad}}\nspec: {{version: '1', rules: [{{id: a, category: other, severity: low, weight: 5, regex: x}}]}}\n"),
     )
     .unwrap();
-    let out = bin().arg("render").arg("-f").arg(dir.path()).output().unwrap();
+    let out = bin()
+        .arg("render")
+        .arg("-f")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tenant `t`"));
 }
@@ -90,7 +116,12 @@ fn missing_tenant_is_an_error() {
 #[test]
 fn crdgen_writes_the_three_files() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin().arg("crdgen").arg("--dir").arg(dir.path()).output().unwrap();
+    let out = bin()
+        .arg("crdgen")
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     for f in ["tenants.yaml", "rulepacks.yaml", "scanpolicies.yaml"] {
         let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
