@@ -7,3 +7,4 @@
 pub mod builders;
 pub mod crd;
 pub mod render;
+pub mod status;
