@@ -74,7 +74,9 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_key_secret_ref: Option<SecretRef>,
     /// Where critical findings are POSTed (signed with HMAC-SHA256).
+    // Bounded (with `url`'s length) so the API server's CEL cost estimate stays within budget.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub webhooks: Vec<Webhook>,
     /// How long audit records are kept, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +122,7 @@ pub struct RateLimit {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Webhook {
     #[x_kube(validation = kube::core::Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("url must be http(s)"))]
+    #[schemars(length(max = 2048))]
     pub url: String,
     /// Secret with the signing key.
     pub secret_ref: SecretRef,
