@@ -1,15 +1,19 @@
-//! Pure status computation: what the operator writes into `RulePack.status`.
+//! Pure status computation: what the operator writes into `RulePack.status` and `ScanPolicy.status`.
 //!
 //! Kept apart from the controller so the conditions a user sees (`kubectl wait
 //! --for=condition=Ready rp/x`, Argo CD health) are decided by tested code that needs no API
 //! server. The reconciler only adds `now` and writes the result.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use pd_scanner::compile::{compile, resolve, CompileError, PackSet};
 use pd_scanner::policy::Policy;
 use pd_scanner::testing::run_pack_tests;
 
-use crate::crd::{condition, set_condition, RuleError, RulePackStatus, TestSummary};
+use crate::builders::Names;
+use crate::crd::{
+    condition, set_condition, RuleError, RulePackStatus, ScanPolicyStatus, TestSummary,
+};
 
 /// Failing tests listed in status; the rest are counted only (status objects must stay small).
 pub const MAX_LISTED_FAILURES: usize = 10;
@@ -129,6 +133,143 @@ pub fn rulepack_status(
     status
 }
 
+/// What the reconciler observed for one ScanPolicy, as plain data.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyObservation<'a> {
+    pub generation: Option<i64>,
+    /// `Ok(bundle hash)` when every bound pack compiled, passed its tests and the bundle was
+    /// written; `Err(why)` otherwise (the previous bundle keeps serving).
+    pub bundle: Result<&'a str, &'a str>,
+    /// The scanner Deployment as the API server reports it, if it exists yet.
+    pub deployment: Option<&'a Deployment>,
+}
+
+/// `RulePacksReady`, `Progressing`, `Available` and `Ready` for a ScanPolicy. `Ready` needs
+/// valid packs *and* a fully rolled-out, available Deployment of the current generation, which
+/// is what a GitOps tool should wait for.
+pub fn scanpolicy_status(
+    names: &Names,
+    obs: PolicyObservation<'_>,
+    previous: Option<&ScanPolicyStatus>,
+    now: &Time,
+) -> ScanPolicyStatus {
+    let g = obs.generation;
+    let mut st = ScanPolicyStatus {
+        observed_generation: g,
+        conditions: previous.map(|p| p.conditions.clone()).unwrap_or_default(),
+        // Keep reporting the bundle that is actually serving when a new one is rejected.
+        active_bundle_hash: previous.and_then(|p| p.active_bundle_hash.clone()),
+        endpoint: Some(names.endpoint()),
+        ..ScanPolicyStatus::default()
+    };
+    let set = |cs: &mut Vec<_>, t: &str, ok: bool, reason: &str, msg: String| {
+        set_condition(cs, condition(t, ok, reason, msg, g, now));
+    };
+    let packs_ok = match obs.bundle {
+        Ok(hash) => {
+            st.active_bundle_hash = Some(hash.to_string());
+            set(
+                &mut st.conditions,
+                "RulePacksReady",
+                true,
+                "BundleWritten",
+                format!("bundle {hash}"),
+            );
+            true
+        }
+        Err(why) => {
+            st.last_error = Some(why.to_string());
+            set(
+                &mut st.conditions,
+                "RulePacksReady",
+                false,
+                "RulePacksInvalid",
+                why.to_string(),
+            );
+            false
+        }
+    };
+    let d_status = obs.deployment.and_then(|d| d.status.as_ref());
+    let d_gen = obs.deployment.and_then(|d| d.metadata.generation);
+    let ready = d_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = d_status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let wanted = d_status.and_then(|s| s.replicas).unwrap_or(0);
+    let observed = d_status.and_then(|s| s.observed_generation);
+    st.ready_replicas = obs.deployment.map(|_| ready);
+    let rolled_out = obs.deployment.is_some()
+        && observed == d_gen
+        && updated >= wanted
+        && ready >= wanted
+        && wanted > 0;
+    let available = ready > 0;
+    if obs.deployment.is_none() {
+        set(
+            &mut st.conditions,
+            "Progressing",
+            true,
+            "Creating",
+            "scanner Deployment not created yet".into(),
+        );
+    } else if rolled_out {
+        set(
+            &mut st.conditions,
+            "Progressing",
+            false,
+            "RolledOut",
+            format!("{ready}/{wanted} scanners ready"),
+        );
+    } else {
+        set(
+            &mut st.conditions,
+            "Progressing",
+            true,
+            "RollingOut",
+            format!("{updated}/{wanted} updated, {ready} ready"),
+        );
+    }
+    if available {
+        set(
+            &mut st.conditions,
+            "Available",
+            true,
+            "ScannersReady",
+            format!("{ready} scanners ready"),
+        );
+    } else {
+        set(
+            &mut st.conditions,
+            "Available",
+            false,
+            "NoReadyScanners",
+            "no scanner is ready".into(),
+        );
+    }
+    match (packs_ok, available && rolled_out) {
+        (true, true) => set(
+            &mut st.conditions,
+            "Ready",
+            true,
+            "Ready",
+            format!("serving at {}", names.endpoint()),
+        ),
+        (false, _) => set(
+            &mut st.conditions,
+            "Ready",
+            false,
+            "RulePacksInvalid",
+            st.last_error.clone().unwrap_or_default(),
+        ),
+        (true, false) => set(
+            &mut st.conditions,
+            "Ready",
+            false,
+            "ScannersNotReady",
+            "waiting for the scanner rollout".into(),
+        ),
+    }
+    st
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +327,80 @@ mod tests {
             t.failures[0].starts_with("t1: expected verdict block"),
             "{t:?}"
         );
+    }
+
+    fn deployment(
+        generation: i64,
+        observed: i64,
+        replicas: i32,
+        updated: i32,
+        ready: i32,
+    ) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p-scanner", "generation": generation},
+            "status": {"observedGeneration": observed, "replicas": replicas,
+                       "updatedReplicas": updated, "readyReplicas": ready},
+        }))
+        .unwrap()
+    }
+
+    fn pcond<'a>(s: &'a ScanPolicyStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn policy_is_ready_only_when_packs_are_valid_and_rollout_done() {
+        let names = Names::new("p", "ns", "t");
+        let d = deployment(2, 2, 2, 2, 2);
+        let obs = PolicyObservation {
+            generation: Some(5),
+            bundle: Ok("sha256:abc"),
+            deployment: Some(&d),
+        };
+        let s = scanpolicy_status(&names, obs, None, &now());
+        assert_eq!(s.observed_generation, Some(5));
+        assert_eq!(pcond(&s, "RulePacksReady"), ("True", "BundleWritten"));
+        assert_eq!(pcond(&s, "Progressing"), ("False", "RolledOut"));
+        assert_eq!(pcond(&s, "Available"), ("True", "ScannersReady"));
+        assert_eq!(pcond(&s, "Ready"), ("True", "Ready"));
+        assert_eq!(s.active_bundle_hash.as_deref(), Some("sha256:abc"));
+        assert_eq!(s.ready_replicas, Some(2));
+        assert_eq!(s.endpoint.as_deref(), Some("http://p-scanner.ns.svc:8080"));
+
+        // Mid-rollout: still available, not ready.
+        let d = deployment(3, 3, 2, 1, 2);
+        let obs = PolicyObservation {
+            deployment: Some(&d),
+            ..obs
+        };
+        let s2 = scanpolicy_status(&names, obs, Some(&s), &now());
+        assert_eq!(pcond(&s2, "Progressing"), ("True", "RollingOut"));
+        assert_eq!(pcond(&s2, "Available"), ("True", "ScannersReady"));
+        assert_eq!(pcond(&s2, "Ready"), ("False", "ScannersNotReady"));
+
+        // A rejected bundle: the old hash keeps being reported, the error is surfaced.
+        let d = deployment(2, 2, 2, 2, 2);
+        let obs = PolicyObservation {
+            generation: Some(6),
+            bundle: Err("rule `x`: bad regex"),
+            deployment: Some(&d),
+        };
+        let s3 = scanpolicy_status(&names, obs, Some(&s), &now());
+        assert_eq!(pcond(&s3, "Ready"), ("False", "RulePacksInvalid"));
+        assert_eq!(s3.active_bundle_hash.as_deref(), Some("sha256:abc"));
+        assert_eq!(s3.last_error.as_deref(), Some("rule `x`: bad regex"));
+
+        // No Deployment yet.
+        let obs = PolicyObservation {
+            generation: Some(1),
+            bundle: Ok("h"),
+            deployment: None,
+        };
+        let s4 = scanpolicy_status(&names, obs, None, &now());
+        assert_eq!(pcond(&s4, "Progressing"), ("True", "Creating"));
+        assert_eq!(pcond(&s4, "Ready"), ("False", "ScannersNotReady"));
+        assert_eq!(s4.ready_replicas, None);
     }
 
     #[test]
