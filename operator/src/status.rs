@@ -1,4 +1,5 @@
-//! Pure status computation: what the operator writes into `RulePack.status` and `ScanPolicy.status`.
+//! Pure status computation: what the operator writes into `RulePack.status` and
+//! `ScanPolicy.status`.
 //!
 //! Kept apart from the controller so the conditions a user sees (`kubectl wait
 //! --for=condition=Ready rp/x`, Argo CD health) are decided by tested code that needs no API
