@@ -1,10 +1,11 @@
 //! Prompt Defenders operator library: the custom resource types ([`crd`]), the pure
 //! desired-state builders that turn a ScanPolicy into the objects a scanner needs
 //! ([`builders`]), and the offline `render` used for GitOps previews and golden tests
-//! ([`render`]). Everything here is pure so it can be tested without an API server; the
-//! controller that applies these objects is a later layer on top.
+//! ([`render`]). Everything but [`controller`] is pure so it can be tested without an API
+//! server; the controller applies these objects and is tested against a mocked API server.
 
 pub mod builders;
+pub mod controller;
 pub mod crd;
 pub mod render;
 pub mod status;

@@ -1,5 +1,5 @@
-//! `pd-operator`: `crdgen` writes the CRDs, `render` prints what the operator would apply.
-//! The controller (`run`) comes in a later change.
+//! `pd-operator`: `run` starts the controllers, `crdgen` writes the CRDs, `render` prints what
+//! the operator would apply.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the ScanPolicy and RulePack controllers against the cluster of the current
+    /// kubeconfig or in-cluster service account, until SIGTERM/SIGINT.
+    Run,
     /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
     Crdgen {
         /// Output directory.
@@ -33,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run => run(),
         Command::Crdgen { dir } => crdgen(&dir),
         Command::Render { paths } => pd_operator::render::render(&paths)
             .and_then(|c| pd_operator::render::to_yaml(&c))
@@ -58,4 +62,24 @@ fn crdgen(dir: &std::path::Path) -> Result<(), String> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn run() -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot connect to the Kubernetes API: {e}"))?;
+        pd_operator::controller::run(client).await;
+        Ok(())
+    })
 }

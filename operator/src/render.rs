@@ -160,8 +160,9 @@ pub fn render(paths: &[PathBuf]) -> Result<Vec<Children>, RenderError> {
     Ok(out)
 }
 
-/// Runs the tests of every pack the policy binds, and of the packs they extend.
-fn check_pack_tests(
+/// Runs the tests of every pack the policy binds, and of the packs they extend. Shared with the
+/// controller, so `render` and the cluster reject the same packs.
+pub fn check_pack_tests(
     policy: &ScanPolicy,
     packs: &BTreeMap<String, pd_scanner::pack::RulePackSpec>,
 ) -> Result<(), RenderError> {

@@ -1,0 +1,489 @@
+//! The controller (`pd-operator run`): reconcilers for ScanPolicy and RulePack and the
+//! `kube_runtime::Controller` wiring.
+//!
+//! The decisions live in pure code ([`crate::builders`], [`crate::status`]); this module only
+//! reads what those need from the API server, applies the result server-side with the one field
+//! manager [`FIELD_MANAGER`], and writes status through the status subresource. The reconcile
+//! functions take a [`kube::Client`] inside [`Context`] so tests can hand them a client backed by
+//! a mock API server (`tower-test`) and assert every request.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use pd_scanner::bundle::BundleError;
+use pd_scanner::compile::{CompileError, PackSet};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::builders::{build_children, BuildError, Children, Names, FIELD_MANAGER};
+use crate::crd::{RulePack, ScanPolicy, Tenant};
+use crate::render::{check_pack_tests, RenderError};
+use crate::status::{rulepack_status, scanpolicy_status, PolicyObservation};
+
+/// Label every child carries; the owned-object watches select on it so the operator does not
+/// cache every ConfigMap and Deployment of the cluster.
+const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=pd-operator";
+/// Periodic re-check of a healthy object. Changes arrive through watches; this only heals drift
+/// nobody announced (a child edited by hand and not watched, a missed event).
+const RESYNC: Duration = Duration::from_secs(300);
+/// First retry after an error other than a conflict; doubles per consecutive failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// First retry after a 409: another writer raced us, so a quick retry usually succeeds.
+pub const CONFLICT_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// No retry waits longer than this.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Any API failure: transport, 409 conflict, 5xx. Retried with backoff, never fatal.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{kind} `{name}` has no {field}")]
+    MissingField {
+        kind: &'static str,
+        name: String,
+        field: &'static str,
+    },
+    #[error("tenant `{0}` does not exist")]
+    MissingTenant(String),
+    /// A bound pack does not compile or fails its tests. The policy's status says so; the
+    /// bundle ConfigMap is not written, so the last good bundle keeps serving.
+    #[error("rule pack `{pack}`{}: {message}", .rule.as_ref().map(|r| format!(", rule `{r}`")).unwrap_or_default())]
+    InvalidPack {
+        pack: String,
+        rule: Option<String>,
+        message: String,
+    },
+    /// The policy cannot be built for another reason (tenant mismatch, namespace not allowed).
+    #[error(transparent)]
+    Build(BuildError),
+    #[error("cannot serialize: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// True for a 409 from the API server.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.is_conflict())
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Bundle { policy, source } => invalid_pack(&policy, &source),
+            other => Error::Build(other),
+        }
+    }
+}
+
+/// Names the first broken rule (status messages stay short; the RulePack's own status lists
+/// all of them).
+fn invalid_pack(policy: &str, source: &BundleError) -> Error {
+    match source {
+        BundleError::Compile(CompileError::Invalid(problems)) if !problems.is_empty() => {
+            let first = &problems[0];
+            let more = problems.len() - 1;
+            Error::InvalidPack {
+                pack: first.pack.clone(),
+                rule: first.rule.clone(),
+                message: if more > 0 {
+                    format!("{} (and {more} more problem(s))", first.message)
+                } else {
+                    first.message.clone()
+                },
+            }
+        }
+        other => Error::InvalidPack {
+            pack: policy.to_string(),
+            rule: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    /// Consecutive failures per object (`kind/namespace/name`), for [`error_policy`]'s backoff;
+    /// cleared when the object reconciles successfully.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Self {
+        Context {
+            client,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one more failure of `key` and returns how many came before it.
+    fn record_failure(&self, key: String) -> u32 {
+        // A poisoned lock only means another reconcile panicked mid-update of a counter;
+        // the map is still usable.
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key).or_insert(0);
+        let before = *n;
+        *n = n.saturating_add(1);
+        before
+    }
+
+    fn clear_failures(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+
+    /// Consecutive failures recorded for `key` (for tests and metrics).
+    pub fn failures(&self, key: &str) -> u32 {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// `kind/namespace/name`, the key of the failure counter.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// Delay before retry number `previous_failures + 1`: 1 s (conflict) or 5 s (anything else),
+/// doubling per consecutive failure, capped at [`BACKOFF_MAX`]. A conflict or a 5xx therefore
+/// slows down instead of crash-looping.
+pub fn backoff(error: &Error, previous_failures: u32) -> Duration {
+    let base = if error.is_conflict() {
+        CONFLICT_BACKOFF_BASE
+    } else {
+        BACKOFF_BASE
+    };
+    let factor = 1u32 << previous_failures.min(16);
+    base.saturating_mul(factor).min(BACKOFF_MAX)
+}
+
+/// What the controllers do with a failed reconcile: log it and requeue with [`backoff`].
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(obj.as_ref());
+    let previous = ctx.record_failure(key.clone());
+    let delay = backoff(error, previous);
+    tracing::warn!(object = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Server-side apply, forced: the operator is the only intended writer of these fields, so a
+/// conflict with another manager is resolved in its favour.
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn missing(kind: &'static str, name: &str, field: &'static str) -> Error {
+    Error::MissingField {
+        kind,
+        name: name.to_string(),
+        field,
+    }
+}
+
+async fn apply<K>(client: &Client, namespace: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or_else(|| missing("child", "?", "metadata.name"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    Ok(api.patch(&name, &apply_params(), &Patch::Apply(obj)).await?)
+}
+
+/// Applies every child in [`Children::to_values`] order (identities and RBAC first, workload
+/// last) and returns the Deployment as the API server reports it.
+async fn apply_children(
+    client: &Client,
+    namespace: &str,
+    c: &Children,
+) -> Result<Deployment, Error> {
+    apply(client, namespace, &c.service_account).await?;
+    apply(client, namespace, &c.role).await?;
+    apply(client, namespace, &c.role_binding).await?;
+    apply(client, namespace, &c.config_map).await?;
+    apply(client, namespace, &c.service).await?;
+    apply(client, namespace, &c.network_policy).await?;
+    let deployment = apply(client, namespace, &c.deployment).await?;
+    apply(client, namespace, &c.hpa).await?;
+    apply(client, namespace, &c.pdb).await?;
+    Ok(deployment)
+}
+
+/// Status patch body for server-side apply of the status subresource. Apply (not merge) so a
+/// field the operator stops setting (`lastError` after a fix) is removed, not left stale.
+fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+/// The RulePacks of one namespace by name.
+async fn namespace_packs(client: &Client, namespace: &str) -> Result<PackSet, Error> {
+    let api: Api<RulePack> = Api::namespaced(client.clone(), namespace);
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p.spec.0))
+        .collect())
+}
+
+/// Builds the children and runs the bound packs' tests; pack problems become
+/// [`Error::InvalidPack`].
+fn desired(policy: &ScanPolicy, tenant: &Tenant, packs: &PackSet) -> Result<Children, Error> {
+    let children = build_children(policy, tenant, packs)?;
+    match check_pack_tests(policy, packs) {
+        Ok(()) => Ok(children),
+        Err(RenderError::PackTests { pack, failures }) => Err(Error::InvalidPack {
+            pack,
+            rule: None,
+            message: format!("tests failed: {}", failures.join("; ").trim()),
+        }),
+        Err(RenderError::Build(e)) => Err(e.into()),
+        Err(other) => Err(Error::InvalidPack {
+            pack: policy.name_any(),
+            rule: None,
+            message: other.to_string(),
+        }),
+    }
+}
+
+/// Reconciles one ScanPolicy: reads its Tenant and the RulePacks of its namespace, applies every
+/// child server-side when the bound packs compile and pass their tests, and writes the status.
+/// An invalid pack writes nothing but the status (the last good bundle keeps serving) and is not
+/// an error: the RulePack watch brings the policy back when the pack changes.
+pub async fn reconcile_scanpolicy(
+    policy: Arc<ScanPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let name = policy.name_any();
+    let namespace = policy
+        .namespace()
+        .ok_or_else(|| missing("ScanPolicy", &name, "namespace"))?;
+    // Owner references need the real uid; an object from the API server always has one.
+    if policy.metadata.uid.is_none() {
+        return Err(missing("ScanPolicy", &name, "metadata.uid"));
+    }
+    let client = &ctx.client;
+    let tenant_name = policy.spec.tenant_ref.name.clone();
+    let tenant = Api::<Tenant>::all(client.clone())
+        .get_opt(&tenant_name)
+        .await?
+        .ok_or_else(|| Error::MissingTenant(tenant_name.clone()))?;
+    let packs = namespace_packs(client, &namespace).await?;
+    let names = Names::new(&name, &namespace, &tenant_name);
+
+    let (bundle, deployment) = match desired(&policy, &tenant, &packs) {
+        Ok(children) => {
+            let d = apply_children(client, &namespace, &children).await?;
+            tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+            (Ok(children.bundle_hash), Some(d))
+        }
+        Err(e @ Error::InvalidPack { .. }) => {
+            tracing::warn!(policy = %name, namespace = %namespace, error = %e, "bundle rejected; the last good bundle keeps serving");
+            let d = Api::<Deployment>::namespaced(client.clone(), &namespace)
+                .get_opt(&names.scanner)
+                .await?;
+            (Err(e.to_string()), d)
+        }
+        Err(e) => return Err(e),
+    };
+    let obs = PolicyObservation {
+        generation: policy.metadata.generation,
+        bundle: bundle.as_deref().map_err(String::as_str),
+        deployment: deployment.as_ref(),
+    };
+    let status = scanpolicy_status(&names, obs, policy.status.as_ref(), &now());
+    Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &apply_params(),
+            &Patch::Apply(status_patch::<ScanPolicy>(&status)),
+        )
+        .await?;
+    ctx.clear_failures(&object_key(policy.as_ref()));
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Reconciles one RulePack: compiles it (with its `extends` chain from the same namespace), runs
+/// its tests with the scanner engine, and writes `Compiled` / `TestsPassed` / `Ready`, rule count,
+/// content hash and errors by rule into its status.
+pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = pack.name_any();
+    let namespace = pack
+        .namespace()
+        .ok_or_else(|| missing("RulePack", &name, "namespace"))?;
+    let client = &ctx.client;
+    let mut packs = namespace_packs(client, &namespace).await?;
+    // The object being reconciled is the freshest copy of itself.
+    packs.insert(name.clone(), pack.spec.0.clone());
+    let status = rulepack_status(
+        &packs,
+        &name,
+        pack.metadata.generation,
+        pack.status.as_ref(),
+        &now(),
+    );
+    Api::<RulePack>::namespaced(client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &apply_params(),
+            &Patch::Apply(status_patch::<RulePack>(&status)),
+        )
+        .await?;
+    ctx.clear_failures(&object_key(pack.as_ref()));
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The pack names `name` resolves through (itself and its `extends` chain), from `packs`.
+fn chain<'a>(name: &'a str, packs: &'a [Arc<RulePack>], namespace: &str) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    let mut next = Some(name);
+    while let Some(n) = next {
+        if !seen.insert(n) {
+            break; // a cycle; the compiler reports it
+        }
+        next = packs
+            .iter()
+            .find(|p| p.name_any() == n && p.namespace().as_deref() == Some(namespace))
+            .and_then(|p| p.spec.0.extends.as_deref());
+    }
+    seen
+}
+
+/// The ScanPolicies that use `pack`: in its namespace, binding it directly, through an
+/// `extends` chain, or binding every pack (empty `rulePacks`). The RulePack watch of the
+/// ScanPolicy controller maps a pack change through this, so every user re-reconciles.
+pub fn policies_using_pack(
+    pack: &RulePack,
+    policies: &[Arc<ScanPolicy>],
+    packs: &[Arc<RulePack>],
+) -> Vec<ObjectRef<ScanPolicy>> {
+    let name = pack.name_any();
+    let Some(namespace) = pack.namespace() else {
+        return Vec::new();
+    };
+    policies
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|p| {
+            p.spec.rule_packs.is_empty()
+                || p.spec
+                    .rule_packs
+                    .iter()
+                    .any(|b| chain(b, packs, &namespace).contains(name.as_str()))
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// The RulePacks whose `extends` chain includes `pack` (their status depends on it).
+pub fn packs_extending(pack: &RulePack, packs: &[Arc<RulePack>]) -> Vec<ObjectRef<RulePack>> {
+    let name = pack.name_any();
+    let Some(namespace) = pack.namespace() else {
+        return Vec::new();
+    };
+    packs
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.name_any() != name)
+        .filter(|p| chain(&p.name_any(), packs, &namespace).contains(name.as_str()))
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// Runs the ScanPolicy and RulePack controllers until SIGTERM/SIGINT, then lets in-flight
+/// reconciles finish (`shutdown_on_signal`).
+pub async fn run(client: Client) {
+    let ctx = Arc::new(Context::new(client.clone()));
+    let all = watcher::Config::default();
+    let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+
+    let packs = Controller::new(Api::<RulePack>::all(client.clone()), all.clone());
+    let pack_store = packs.store();
+    let store = pack_store.clone();
+    let packs = packs
+        .watches(Api::<RulePack>::all(client.clone()), all.clone(), move |p| {
+            packs_extending(&p, &store.state())
+        })
+        .shutdown_on_signal()
+        .run(reconcile_rulepack, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Ok((obj, _)) = r {
+                tracing::debug!(rulepack = %obj, "reconciled");
+            }
+        });
+
+    let policies = Controller::new(Api::<ScanPolicy>::all(client.clone()), all.clone());
+    let policy_store = policies.store();
+    let policies = policies
+        .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
+        .owns(
+            Api::<HorizontalPodAutoscaler>::all(client.clone()),
+            children.clone(),
+        )
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            children.clone(),
+        )
+        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+        .owns(Api::<Role>::all(client.clone()), children.clone())
+        .owns(Api::<RoleBinding>::all(client.clone()), children)
+        .watches(Api::<RulePack>::all(client.clone()), all, move |p| {
+            policies_using_pack(&p, &policy_store.state(), &pack_store.state())
+        })
+        .shutdown_on_signal()
+        .run(reconcile_scanpolicy, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Ok((obj, _)) = r {
+                tracing::debug!(scanpolicy = %obj, "reconciled");
+            }
+        });
+
+    tracing::info!("pd-operator controllers started");
+    futures::join!(packs, policies);
+    tracing::info!("pd-operator stopped");
+}
