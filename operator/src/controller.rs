@@ -226,7 +226,9 @@ where
         .clone()
         .ok_or_else(|| missing("child", "?", "metadata.name"))?;
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    Ok(api.patch(&name, &apply_params(), &Patch::Apply(obj)).await?)
+    Ok(api
+        .patch(&name, &apply_params(), &Patch::Apply(obj))
+        .await?)
 }
 
 /// Applies every child in [`Children::to_values`] order (identities and RBAC first, workload
@@ -443,9 +445,11 @@ pub async fn run(client: Client) {
     let pack_store = packs.store();
     let store = pack_store.clone();
     let packs = packs
-        .watches(Api::<RulePack>::all(client.clone()), all.clone(), move |p| {
-            packs_extending(&p, &store.state())
-        })
+        .watches(
+            Api::<RulePack>::all(client.clone()),
+            all.clone(),
+            move |p| packs_extending(&p, &store.state()),
+        )
         .shutdown_on_signal()
         .run(reconcile_rulepack, error_policy, ctx.clone())
         .for_each(|r| async move {
