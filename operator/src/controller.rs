@@ -1,4 +1,4 @@
-//! The controller (`pd-operator run`): reconcilers for ScanPolicy and RulePack and the
+//! The controller (`pd-operator run`): reconcilers for ScanPolicy, RulePack and Tenant and the
 //! `kube_runtime::Controller` wiring.
 //!
 //! The decisions live in pure code ([`crate::builders`], [`crate::status`]); this module only
@@ -7,7 +7,7 @@
 //! functions take a [`kube::Client`] inside [`Context`] so tests can hand them a client backed by
 //! a mock API server (`tower-test`) and assert every request.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,13 +15,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -32,8 +33,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::builders::{build_children, BuildError, Children, Names, FIELD_MANAGER};
-use crate::crd::{RulePack, ScanPolicy, Tenant};
+use crate::builders::{build_children, hmac_secret, BuildError, Children, Names, FIELD_MANAGER};
+use crate::crd::{condition, set_condition, RulePack, ScanPolicy, Tenant, TenantStatus};
 use crate::render::{check_pack_tests, RenderError};
 use crate::status::{rulepack_status, scanpolicy_status, PolicyObservation};
 
@@ -378,6 +379,128 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
     Ok(Action::requeue(RESYNC))
 }
 
+/// 32 random bytes from the thread-local CSPRNG (ChaCha, seeded from the OS), the HMAC key of
+/// a tenant's audit input hashes and webhook signatures.
+fn hmac_key() -> Vec<u8> {
+    rand::random::<[u8; 32]>().to_vec()
+}
+
+/// Creates the tenant's HMAC key Secret in `namespace` unless it exists. A create (POST), not an
+/// apply: an existing key is never read or overwritten — rotating it would break the audit chain
+/// and every webhook receiver — so a 409 AlreadyExists is success. Returns whether it created one.
+async fn ensure_hmac_secret(
+    client: &Client,
+    tenant: &Tenant,
+    namespace: &str,
+) -> Result<bool, Error> {
+    let (name, key) = hmac_secret(tenant);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    FIELD_MANAGER.to_string(),
+                ),
+                (
+                    "app.kubernetes.io/part-of".to_string(),
+                    "prompt-defenders".to_string(),
+                ),
+                ("promptdefenders.io/tenant".to_string(), tenant.name_any()),
+            ])),
+            // No owner reference on purpose: deleting a Tenant must not destroy the key that
+            // verifies its past audit records.
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_string()),
+        data: Some(BTreeMap::from([(key, ByteString(hmac_key()))])),
+        ..Secret::default()
+    };
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&params, &secret)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reconciles one Tenant: counts the ScanPolicies that refer to it, makes sure its HMAC key
+/// Secret exists in every namespace it allows and every namespace one of its policies lives in,
+/// and writes `policyCount` and `Ready` into its status.
+pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = tenant.name_any();
+    let client = &ctx.client;
+    let policies = Api::<ScanPolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mine: Vec<&ScanPolicy> = policies
+        .items
+        .iter()
+        .filter(|p| p.spec.tenant_ref.name == name)
+        .collect();
+    let mut namespaces: BTreeSet<String> = tenant.spec.namespaces.iter().cloned().collect();
+    namespaces.extend(mine.iter().filter_map(|p| p.namespace()));
+    for ns in &namespaces {
+        if ensure_hmac_secret(client, &tenant, ns).await? {
+            tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret");
+        }
+    }
+    let generation = tenant.metadata.generation;
+    let mut status = TenantStatus {
+        observed_generation: generation,
+        conditions: tenant
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+        policy_count: u32::try_from(mine.len()).unwrap_or(u32::MAX),
+    };
+    set_condition(
+        &mut status.conditions,
+        condition(
+            "Ready",
+            true,
+            "Reconciled",
+            format!(
+                "{} policies; HMAC key present in {} namespace(s)",
+                mine.len(),
+                namespaces.len()
+            ),
+            generation,
+            &now(),
+        ),
+    );
+    Api::<Tenant>::all(client.clone())
+        .patch_status(
+            &name,
+            &apply_params(),
+            &Patch::Apply(status_patch::<Tenant>(&status)),
+        )
+        .await?;
+    ctx.clear_failures(&object_key(tenant.as_ref()));
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The ScanPolicies of `tenant` (its namespaces and clients shape their children).
+pub fn policies_of_tenant(
+    tenant: &Tenant,
+    policies: &[Arc<ScanPolicy>],
+) -> Vec<ObjectRef<ScanPolicy>> {
+    let name = tenant.name_any();
+    policies
+        .iter()
+        .filter(|p| p.spec.tenant_ref.name == name)
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
 /// The pack names `name` resolves through (itself and its `extends` chain), from `packs`.
 fn chain<'a>(name: &'a str, packs: &'a [Arc<RulePack>], namespace: &str) -> BTreeSet<&'a str> {
     let mut seen = BTreeSet::new();
@@ -434,8 +557,8 @@ pub fn packs_extending(pack: &RulePack, packs: &[Arc<RulePack>]) -> Vec<ObjectRe
         .collect()
 }
 
-/// Runs the ScanPolicy and RulePack controllers until SIGTERM/SIGINT, then lets in-flight
-/// reconciles finish (`shutdown_on_signal`).
+/// Runs the ScanPolicy, RulePack and Tenant controllers until SIGTERM/SIGINT, then lets
+/// in-flight reconciles finish (`shutdown_on_signal`).
 pub async fn run(client: Client) {
     let ctx = Arc::new(Context::new(client.clone()));
     let all = watcher::Config::default();
@@ -460,6 +583,7 @@ pub async fn run(client: Client) {
 
     let policies = Controller::new(Api::<ScanPolicy>::all(client.clone()), all.clone());
     let policy_store = policies.store();
+    let tenant_policies = policy_store.clone();
     let policies = policies
         .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
@@ -476,18 +600,36 @@ pub async fn run(client: Client) {
         .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
         .owns(Api::<Role>::all(client.clone()), children.clone())
         .owns(Api::<RoleBinding>::all(client.clone()), children)
-        .watches(Api::<RulePack>::all(client.clone()), all, move |p| {
-            policies_using_pack(&p, &policy_store.state(), &pack_store.state())
+        .watches(
+            Api::<RulePack>::all(client.clone()),
+            all.clone(),
+            move |p| policies_using_pack(&p, &policy_store.state(), &pack_store.state()),
+        )
+        .watches(Api::<Tenant>::all(client.clone()), all.clone(), move |t| {
+            policies_of_tenant(&t, &tenant_policies.state())
         })
         .shutdown_on_signal()
-        .run(reconcile_scanpolicy, error_policy, ctx)
+        .run(reconcile_scanpolicy, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Ok((obj, _)) = r {
                 tracing::debug!(scanpolicy = %obj, "reconciled");
             }
         });
 
+    // A policy appearing, moving or changing tenant changes a tenant's count and namespaces.
+    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), all.clone())
+        .watches(Api::<ScanPolicy>::all(client), all, |p| {
+            Some(ObjectRef::<Tenant>::new(&p.spec.tenant_ref.name))
+        })
+        .shutdown_on_signal()
+        .run(reconcile_tenant, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Ok((obj, _)) = r {
+                tracing::debug!(tenant = %obj, "reconciled");
+            }
+        });
+
     tracing::info!("pd-operator controllers started");
-    futures::join!(packs, policies);
+    futures::join!(packs, policies, tenants);
     tracing::info!("pd-operator stopped");
 }

@@ -11,9 +11,10 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::Client;
 use pd_operator::controller::{
-    error_policy, policies_using_pack, reconcile_rulepack, reconcile_scanpolicy, Context, Error,
+    error_policy, policies_using_pack, reconcile_rulepack, reconcile_scanpolicy, reconcile_tenant,
+    Context, Error,
 };
-use pd_operator::crd::{RulePack, ScanPolicy};
+use pd_operator::crd::{RulePack, ScanPolicy, Tenant};
 use serde_json::{json, Value};
 
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
@@ -498,4 +499,82 @@ fn a_pack_change_maps_to_every_policy_using_it() {
     assert_eq!(names(&packs[0]), ["direct", "all"]);
     assert_eq!(names(&packs[1]), ["direct", "all"]);
     assert_eq!(names(&packs[2]), ["all", "unrelated"]);
+}
+
+/// Tenant reconcile with the Secret create answered by `secret_code`: two policies of `acme`
+/// (one in a namespace the tenant does not list) and one of another tenant.
+async fn tenant_reconcile(secret_code: u16) -> Vec<Recorded> {
+    let mk = |name: &str, ns: &str, tenant: &str| {
+        let mut p = serde_json::to_value(policy()).expect("policy json");
+        p["metadata"]["name"] = json!(name);
+        p["metadata"]["namespace"] = json!(ns);
+        p["spec"]["tenantRef"]["name"] = json!(tenant);
+        p
+    };
+    let list = json!({"apiVersion": "promptdefenders.io/v1alpha1", "kind": "ScanPolicyList",
+        "metadata": {}, "items": [mk("a", "acme-prod", "acme"), mk("b", "acme-dev", "acme"),
+                                  mk("c", "acme-prod", "globex")]});
+    let mut object = tenant();
+    object["metadata"]["generation"] = json!(5);
+    let t: Tenant = serde_json::from_value(object.clone()).expect("tenant");
+    let (client, server) = mock_client(move |r| {
+        let p = r.path.split('?').next().unwrap_or_default();
+        match r.method.as_str() {
+            "GET" if p == "/apis/promptdefenders.io/v1alpha1/scanpolicies" => (200, list.clone()),
+            "POST" if secret_code == 201 => (201, r.body.clone()),
+            "POST" => (secret_code, api_status(secret_code, "AlreadyExists")),
+            "PATCH" if p.ends_with("/status") => {
+                let mut o = object.clone();
+                o["status"] = r.body["status"].clone();
+                (200, o)
+            }
+            _ => (405, api_status(405, "MethodNotAllowed")),
+        }
+    });
+    let ctx = Arc::new(Context::new(client));
+    let action = reconcile_tenant(Arc::new(t), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let reqs = requests(ctx, server).await;
+    assert_eq!(
+        lines(&reqs),
+        [
+            "GET /apis/promptdefenders.io/v1alpha1/scanpolicies?".to_string(),
+            "POST /api/v1/namespaces/acme-dev/secrets?&fieldManager=pd-operator".into(),
+            "POST /api/v1/namespaces/acme-prod/secrets?&fieldManager=pd-operator".into(),
+            format!("PATCH /apis/promptdefenders.io/v1alpha1/tenants/acme/status{SSA}"),
+        ]
+    );
+    let s = &reqs[3].body["status"];
+    assert_eq!(reqs[3].content_type.as_deref(), Some(APPLY_YAML));
+    assert_eq!(s["policyCount"], 2);
+    assert_eq!(s["observedGeneration"], 5);
+    assert_eq!(condition(s, "Ready")["status"], "True");
+    reqs
+}
+
+#[tokio::test]
+async fn tenant_gets_a_fresh_hmac_key_per_namespace() {
+    let reqs = tenant_reconcile(201).await;
+    let keys: Vec<&str> = reqs[1..3]
+        .iter()
+        .map(|r| {
+            let b = &r.body;
+            assert_eq!(b["metadata"]["name"], "acme-hmac");
+            assert!(b["metadata"].get("ownerReferences").is_none());
+            assert_eq!(b["type"], "Opaque");
+            b["data"]["key"].as_str().expect("base64 key")
+        })
+        .collect();
+    // 32 bytes are 44 base64 characters; each namespace gets its own random key.
+    assert!(keys.iter().all(|k| k.len() == 44), "{keys:?}");
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[tokio::test]
+async fn existing_hmac_key_is_never_overwritten() {
+    // 409 AlreadyExists on create is success; `tenant_reconcile` asserts that no PUT or PATCH
+    // touches a Secret afterwards.
+    tenant_reconcile(409).await;
 }
