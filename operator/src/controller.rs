@@ -24,6 +24,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -34,7 +35,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::builders::{build_children, hmac_secret, BuildError, Children, Names, FIELD_MANAGER};
-use crate::crd::{condition, set_condition, RulePack, ScanPolicy, Tenant, TenantStatus};
+use crate::crd::{
+    condition, set_condition, RulePack, RulePackStatus, ScanPolicy, Tenant, TenantStatus,
+};
 use crate::render::{check_pack_tests, RenderError};
 use crate::status::{rulepack_status, scanpolicy_status, PolicyObservation};
 
@@ -123,6 +126,8 @@ fn invalid_pack(policy: &str, source: &BundleError) -> Error {
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
+    /// Publishes Kubernetes Events (`kubectl describe` shows them); best effort.
+    recorder: Recorder,
     /// Consecutive failures per object (`kind/namespace/name`), for [`error_policy`]'s backoff;
     /// cleared when the object reconciles successfully.
     failures: Mutex<HashMap<String, u32>>,
@@ -130,7 +135,13 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            // The pod name, when the Deployment passes it down (downward API).
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             failures: Mutex::new(HashMap::new()),
         }
@@ -150,6 +161,32 @@ impl Context {
     fn clear_failures(&self, key: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(key);
+    }
+
+    /// Publishes an Event about `obj`. Best effort: a failed publish is logged and never fails
+    /// the reconcile, since the status already carries the same facts.
+    async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(object = %object_key(obj), error = %e, "cannot publish an event");
+        }
     }
 
     /// Consecutive failures recorded for `key` (for tests and metrics).
@@ -345,6 +382,21 @@ pub async fn reconcile_scanpolicy(
             &Patch::Apply(status_patch::<ScanPolicy>(&status)),
         )
         .await?;
+    // Events only on change, so a steady state does not spam `kubectl describe`.
+    let previous = policy.status.as_ref();
+    match &bundle {
+        Ok(hash) if previous.and_then(|s| s.active_bundle_hash.as_ref()) != Some(hash) => {
+            let note = format!("rolled out bundle {hash} to ConfigMap {}", names.bundle);
+            ctx.event(policy.as_ref(), false, "BundleUpdated", "Apply", note)
+                .await;
+        }
+        Err(why) if previous.and_then(|s| s.last_error.as_ref()) != Some(why) => {
+            let note = format!("bundle rejected, the last good one keeps serving: {why}");
+            ctx.event(policy.as_ref(), true, "RulePacksInvalid", "Validate", note)
+                .await;
+        }
+        _ => {}
+    }
     ctx.clear_failures(&object_key(policy.as_ref()));
     Ok(Action::requeue(RESYNC))
 }
@@ -375,6 +427,34 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
             &Patch::Apply(status_patch::<RulePack>(&status)),
         )
         .await?;
+    let ready = |s: Option<&RulePackStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status == "True")
+    };
+    if ready(Some(&status)) == Some(false) && ready(pack.status.as_ref()) != Some(false) {
+        let reason = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default();
+        let first = status
+            .errors
+            .first()
+            .map(|e| match &e.rule {
+                Some(r) => format!("rule `{r}`: {}", e.message),
+                None => e.message.clone(),
+            })
+            .or_else(|| {
+                status
+                    .tests
+                    .as_ref()
+                    .and_then(|t| t.failures.first().cloned())
+            })
+            .unwrap_or_default();
+        ctx.event(pack.as_ref(), true, &reason, "Validate", first)
+            .await;
+    }
     ctx.clear_failures(&object_key(pack.as_ref()));
     Ok(Action::requeue(RESYNC))
 }

@@ -20,6 +20,18 @@ use serde_json::{json, Value};
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
 const APPLY_YAML: &str = "application/apply-patch+yaml";
 const GROUP_NS: &str = "/apis/promptdefenders.io/v1alpha1/namespaces/acme-prod";
+const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/acme-prod/events?";
+
+/// Asserts an Event (events.k8s.io/v1) about `kind`/`name`.
+fn assert_event(r: &Recorded, type_: &str, reason: &str, kind: &str, name: &str) -> String {
+    let b = &r.body;
+    assert_eq!(b["type"], type_, "{b}");
+    assert_eq!(b["reason"], reason, "{b}");
+    assert_eq!(b["reportingController"], "pd-operator", "{b}");
+    assert_eq!(b["regarding"]["kind"], kind, "{b}");
+    assert_eq!(b["regarding"]["name"], name, "{b}");
+    b["note"].as_str().unwrap_or_default().to_string()
+}
 
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -98,6 +110,7 @@ fn default_response(r: &Recorded, packs: &Value, object: &Value) -> (u16, Value)
             (200, d)
         }
         "PATCH" => (200, r.body.clone()),
+        "POST" if p.ends_with("/events") => (201, r.body.clone()),
         _ => (405, api_status(405, "MethodNotAllowed")),
     }
 }
@@ -227,6 +240,7 @@ async fn happy_path_applies_every_child_then_reports_ready() {
     want.push(format!(
         "PATCH {GROUP_NS}/scanpolicies/acme-chat/status{SSA}"
     ));
+    want.push(EVENTS.into());
     assert_eq!(lines(&reqs), want);
 
     for r in reqs.iter().filter(|r| r.method == "PATCH") {
@@ -267,6 +281,16 @@ async fn happy_path_applies_every_child_then_reports_ready() {
     assert_eq!(condition(s, "RulePacksReady")["status"], "True");
     assert_eq!(condition(s, "Ready")["status"], "True");
     assert_eq!(condition(s, "Ready")["observedGeneration"], 3);
+
+    let note = assert_event(
+        &reqs[12],
+        "Normal",
+        "BundleUpdated",
+        "ScanPolicy",
+        "acme-chat",
+    );
+    assert!(note.contains(hash), "{note}");
+    assert_eq!(reqs[12].body["regarding"]["uid"], "policy-uid-42");
 }
 
 #[tokio::test]
@@ -292,7 +316,16 @@ async fn invalid_pack_never_reaches_the_configmap() {
     want.push(format!(
         "PATCH {GROUP_NS}/scanpolicies/acme-chat/status{SSA}"
     ));
+    want.push(EVENTS.into());
     assert_eq!(lines(&reqs), want);
+    let note = assert_event(
+        &reqs[4],
+        "Warning",
+        "RulePacksInvalid",
+        "ScanPolicy",
+        "acme-chat",
+    );
+    assert!(note.contains("bad-rule"), "{note}");
     assert!(!reqs.iter().any(|r| r.path.contains("configmaps")));
 
     let s = &reqs[3].body["status"];
@@ -324,7 +357,11 @@ async fn failing_pack_tests_are_reported_too() {
         .expect("reconcile");
     let reqs = requests(ctx, server).await;
     assert!(!reqs.iter().any(|r| r.path.contains("configmaps")));
-    let s = &reqs.last().expect("status patch").body["status"];
+    let s = &reqs
+        .iter()
+        .find(|r| r.path.contains("/status"))
+        .expect("status patch")
+        .body["status"];
     let msg = condition(s, "RulePacksReady")["message"]
         .as_str()
         .expect("message");
@@ -464,6 +501,9 @@ async fn rulepack_with_bad_rule_reports_it() {
     assert_eq!(condition(s, "Compiled")["status"], "False");
     assert_eq!(condition(s, "Ready")["reason"], "CompileFailed");
     assert_eq!(s["errors"][0]["rule"], "bad-rule");
+    assert_eq!(lines(&reqs[2..]), [EVENTS]);
+    let note = assert_event(&reqs[2], "Warning", "CompileFailed", "RulePack", "acme");
+    assert!(note.starts_with("rule `bad-rule`"), "{note}");
 }
 
 #[test]
