@@ -618,3 +618,33 @@ async fn existing_hmac_key_is_never_overwritten() {
     // touches a Secret afterwards.
     tenant_reconcile(409).await;
 }
+
+#[tokio::test]
+async fn steady_state_reapplies_without_new_events() {
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let first = {
+        let (packs, object) = (packs.clone(), object.clone());
+        let (client, server) = mock_client(move |r| default_response(r, &packs, &object));
+        let ctx = Arc::new(Context::new(client));
+        reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+            .await
+            .expect("first reconcile");
+        requests(ctx, server).await
+    };
+    // The policy as the API server now has it: with the status just written.
+    let mut p = policy();
+    p.status = Some(serde_json::from_value(first[11].body["status"].clone()).expect("status"));
+    let (client, server) = mock_client(move |r| default_response(r, &packs, &object));
+    let ctx = Arc::new(Context::new(client));
+    reconcile_scanpolicy(Arc::new(p), ctx.clone())
+        .await
+        .expect("second reconcile");
+    let reqs = requests(ctx, server).await;
+    assert_eq!(lines(&reqs), lines(&first[..12]), "same applies, no event");
+    // Conditions did not flip, so their transition times are kept.
+    assert_eq!(
+        reqs[11].body["status"]["conditions"],
+        first[11].body["status"]["conditions"]
+    );
+}
