@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -33,11 +33,13 @@ use pd_scanner::compile::{CompileError, PackSet};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
+use tokio::net::TcpListener;
 
 use crate::builders::{build_children, hmac_secret, BuildError, Children, Names, FIELD_MANAGER};
 use crate::crd::{
     condition, set_condition, RulePack, RulePackStatus, ScanPolicy, Tenant, TenantStatus,
 };
+use crate::metrics::Metrics;
 use crate::render::{check_pack_tests, RenderError};
 use crate::status::{rulepack_status, scanpolicy_status, PolicyObservation};
 
@@ -637,10 +639,38 @@ pub fn packs_extending(pack: &RulePack, packs: &[Arc<RulePack>]) -> Vec<ObjectRe
         .collect()
 }
 
-/// Runs the ScanPolicy, RulePack and Tenant controllers until SIGTERM/SIGINT, then lets
-/// in-flight reconciles finish (`shutdown_on_signal`).
-pub async fn run(client: Client) {
+/// Wraps a reconcile function so every call is counted and timed in [`Metrics`].
+fn instrumented<K, F, Fut>(
+    kind: &'static str,
+    metrics: Arc<Metrics>,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
+where
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+    K: Send + Sync + 'static,
+{
+    move |obj, ctx| {
+        let metrics = metrics.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            let result = reconcile(obj, ctx).await;
+            metrics.observe(kind, start.elapsed(), result.is_ok());
+            result
+        })
+    }
+}
+
+/// Runs the ScanPolicy, RulePack and Tenant controllers and the health/metrics server on
+/// `listener` until SIGTERM/SIGINT, then lets in-flight reconciles finish
+/// (`shutdown_on_signal`) and stops the server.
+pub async fn run(client: Client, listener: TcpListener) -> std::io::Result<()> {
     let ctx = Arc::new(Context::new(client.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
+        let _ = stopped.await;
+    }));
     let all = watcher::Config::default();
     let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
 
@@ -654,7 +684,11 @@ pub async fn run(client: Client) {
             move |p| packs_extending(&p, &store.state()),
         )
         .shutdown_on_signal()
-        .run(reconcile_rulepack, error_policy, ctx.clone())
+        .run(
+            instrumented("RulePack", metrics.clone(), reconcile_rulepack),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| async move {
             if let Ok((obj, _)) = r {
                 tracing::debug!(rulepack = %obj, "reconciled");
@@ -689,7 +723,11 @@ pub async fn run(client: Client) {
             policies_of_tenant(&t, &tenant_policies.state())
         })
         .shutdown_on_signal()
-        .run(reconcile_scanpolicy, error_policy, ctx.clone())
+        .run(
+            instrumented("ScanPolicy", metrics.clone(), reconcile_scanpolicy),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| async move {
             if let Ok((obj, _)) = r {
                 tracing::debug!(scanpolicy = %obj, "reconciled");
@@ -702,7 +740,11 @@ pub async fn run(client: Client) {
             Some(ObjectRef::<Tenant>::new(&p.spec.tenant_ref.name))
         })
         .shutdown_on_signal()
-        .run(reconcile_tenant, error_policy, ctx)
+        .run(
+            instrumented("Tenant", metrics, reconcile_tenant),
+            error_policy,
+            ctx,
+        )
         .for_each(|r| async move {
             if let Ok((obj, _)) = r {
                 tracing::debug!(tenant = %obj, "reconciled");
@@ -711,5 +753,8 @@ pub async fn run(client: Client) {
 
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
+    let _ = stop.send(());
+    let served = server.await.map_err(std::io::Error::other)?;
     tracing::info!("pd-operator stopped");
+    served
 }

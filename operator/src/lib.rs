@@ -7,5 +7,6 @@
 pub mod builders;
 pub mod controller;
 pub mod crd;
+pub mod metrics;
 pub mod render;
 pub mod status;

@@ -15,9 +15,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the ScanPolicy and RulePack controllers against the cluster of the current
-    /// kubeconfig or in-cluster service account, until SIGTERM/SIGINT.
-    Run,
+    /// Run the ScanPolicy, RulePack and Tenant controllers and the health/metrics server,
+    /// against the cluster of the current kubeconfig or in-cluster service account, until
+    /// SIGTERM/SIGINT.
+    Run {
+        /// Address of the health (`/healthz`, `/readyz`) and metrics (`/metrics`) server.
+        #[arg(long, env = "PD_METRICS_ADDR", default_value = pd_operator::metrics::DEFAULT_ADDR)]
+        metrics_addr: String,
+    },
     /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
     Crdgen {
         /// Output directory.
@@ -36,7 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run => run(),
+        Command::Run { metrics_addr } => run(&metrics_addr),
         Command::Crdgen { dir } => crdgen(&dir),
         Command::Render { paths } => pd_operator::render::render(&paths)
             .and_then(|c| pd_operator::render::to_yaml(&c))
@@ -64,7 +69,7 @@ fn crdgen(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run() -> Result<(), String> {
+fn run(metrics_addr: &str) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -79,7 +84,11 @@ fn run() -> Result<(), String> {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("cannot connect to the Kubernetes API: {e}"))?;
-        pd_operator::controller::run(client).await;
-        Ok(())
+        let listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;
+        pd_operator::controller::run(client, listener)
+            .await
+            .map_err(|e| format!("health/metrics server: {e}"))
     })
 }
