@@ -1,8 +1,9 @@
 //! Prompt Defenders operator library: the custom resource types ([`crd`]), the pure
 //! desired-state builders that turn a ScanPolicy into the objects a scanner needs
 //! ([`builders`]), and the offline `render` used for GitOps previews and golden tests
-//! ([`render`]). Everything but [`controller`] is pure so it can be tested without an API
-//! server; the controller applies these objects and is tested against a mocked API server.
+//! ([`render`]). Everything but [`controller`] and [`metrics`] is pure so it can be tested
+//! without an API server; the controller applies these objects and is tested against a mocked
+//! API server; [`metrics`] serves the operator's health and Prometheus metrics.
 
 pub mod builders;
 pub mod controller;
