@@ -39,6 +39,7 @@ use crate::builders::{build_children, hmac_secret, BuildError, Children, Names, 
 use crate::crd::{
     condition, set_condition, RulePack, RulePackStatus, ScanPolicy, Tenant, TenantStatus,
 };
+use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::render::{check_pack_tests, RenderError};
 use crate::status::{rulepack_status, scanpolicy_status, PolicyObservation};
@@ -664,13 +665,50 @@ where
 /// Runs the ScanPolicy, RulePack and Tenant controllers and the health/metrics server on
 /// `listener` until SIGTERM/SIGINT, then lets in-flight reconciles finish
 /// (`shutdown_on_signal`) and stops the server.
-pub async fn run(client: Client, listener: TcpListener) -> std::io::Result<()> {
+pub async fn run(
+    client: Client,
+    listener: TcpListener,
+    elector: Option<LeaderElector>,
+) -> Result<(), RunError> {
     let ctx = Arc::new(Context::new(client.clone()));
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Health and metrics answer while this replica waits to become leader.
     let server = tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
         let _ = stopped.await;
     }));
+    let stop_server = |stop: tokio::sync::oneshot::Sender<()>| async move {
+        let _ = stop.send(());
+        match server.await {
+            Ok(served) => served.map_err(RunError::Server),
+            Err(e) => Err(RunError::Server(std::io::Error::other(e))),
+        }
+    };
+
+    // Lease lost → every controller shuts down gracefully, then `run` fails.
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    let renewer = match &elector {
+        None => None,
+        Some(elector) => {
+            tokio::select! {
+                () = acquire(elector) => {}
+                _ = shutdown_signal() => return stop_server(stop).await,
+            }
+            tracing::info!(identity = %elector.identity, lease = %elector.lease_name, "became leader");
+            let elector = elector.clone();
+            Some(tokio::spawn(async move {
+                let lost = keep_renewing(&elector).await;
+                let _ = lost_tx.send(true);
+                lost
+            }))
+        }
+    };
+    let lease_lost = move || {
+        let mut rx = lost_rx.clone();
+        async move {
+            let _ = rx.wait_for(|lost| *lost).await;
+        }
+    };
     let all = watcher::Config::default();
     let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
 
@@ -684,6 +722,7 @@ pub async fn run(client: Client, listener: TcpListener) -> std::io::Result<()> {
             move |p| packs_extending(&p, &store.state()),
         )
         .shutdown_on_signal()
+        .graceful_shutdown_on(lease_lost())
         .run(
             instrumented("RulePack", metrics.clone(), reconcile_rulepack),
             error_policy,
@@ -723,6 +762,7 @@ pub async fn run(client: Client, listener: TcpListener) -> std::io::Result<()> {
             policies_of_tenant(&t, &tenant_policies.state())
         })
         .shutdown_on_signal()
+        .graceful_shutdown_on(lease_lost())
         .run(
             instrumented("ScanPolicy", metrics.clone(), reconcile_scanpolicy),
             error_policy,
@@ -740,6 +780,7 @@ pub async fn run(client: Client, listener: TcpListener) -> std::io::Result<()> {
             Some(ObjectRef::<Tenant>::new(&p.spec.tenant_ref.name))
         })
         .shutdown_on_signal()
+        .graceful_shutdown_on(lease_lost())
         .run(
             instrumented("Tenant", metrics, reconcile_tenant),
             error_policy,
@@ -753,8 +794,100 @@ pub async fn run(client: Client, listener: TcpListener) -> std::io::Result<()> {
 
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
-    let _ = stop.send(());
-    let served = server.await.map_err(std::io::Error::other)?;
+    let lost = match renewer {
+        Some(renewer) if renewer.is_finished() => Some(match renewer.await {
+            Ok(reason) => reason,
+            Err(e) => e.to_string(),
+        }),
+        Some(renewer) => {
+            // Shut down by a signal: stop renewing and hand the Lease over at once.
+            renewer.abort();
+            if let Some(elector) = &elector {
+                match elector.release(crate::leader::now()).await {
+                    Ok(()) => tracing::info!("released the leader lease"),
+                    Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
+                }
+            }
+            None
+        }
+        None => None,
+    };
+    stop_server(stop).await?;
+    if let Some(reason) = lost {
+        return Err(RunError::LeadershipLost(reason));
+    }
     tracing::info!("pd-operator stopped");
-    served
+    Ok(())
+}
+
+/// Why [`run`] failed.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("health/metrics server: {0}")]
+    Server(std::io::Error),
+    /// The Lease could not be renewed or another replica holds it: the controllers were stopped;
+    /// the process should exit non-zero so Kubernetes restarts it as a fresh candidate.
+    #[error("lost leadership: {0}")]
+    LeadershipLost(String),
+}
+
+/// Retries every `renew_every` until this replica holds the Lease (the caller races this
+/// against the shutdown signal).
+async fn acquire(elector: &LeaderElector) {
+    let mut logged = false;
+    loop {
+        match elector.try_acquire_or_renew(crate::leader::now()).await {
+            Ok(true) => return,
+            Ok(false) if !logged => {
+                tracing::info!(lease = %elector.lease_name, "another replica is leader; waiting");
+                logged = true;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election"),
+        }
+        tokio::time::sleep(elector.renew_every).await;
+    }
+}
+
+/// Renews every `renew_every` while leader. Returns why leadership ended: the Lease was taken
+/// (or a write conflicted), or renewals kept failing until less than one renew period of the
+/// Lease was left (client-go's renew deadline).
+async fn keep_renewing(elector: &LeaderElector) -> String {
+    let deadline = elector.lease_duration.saturating_sub(elector.renew_every);
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(elector.renew_every).await;
+        match elector.try_acquire_or_renew(crate::leader::now()).await {
+            Ok(true) => last_renewed = Instant::now(),
+            Ok(false) => {
+                return format!("lease `{}` is held by another replica", elector.lease_name)
+            }
+            Err(e) if last_renewed.elapsed() >= deadline => {
+                return format!("cannot renew lease `{}`: {e}", elector.lease_name)
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew the leader lease; retrying"),
+        }
+    }
+}
+
+/// Ctrl+C or SIGTERM, while waiting for leadership (the controllers have their own handlers).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

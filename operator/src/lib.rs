@@ -3,11 +3,13 @@
 //! ([`builders`]), and the offline `render` used for GitOps previews and golden tests
 //! ([`render`]). Everything but [`controller`] and [`metrics`] is pure so it can be tested
 //! without an API server; the controller applies these objects and is tested against a mocked
-//! API server; [`metrics`] serves the operator's health and Prometheus metrics.
+//! API server; [`metrics`] serves the operator's health and Prometheus metrics;
+//! [`leader`] elects one active replica through a `coordination.k8s.io/v1` Lease.
 
 pub mod builders;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod render;
 pub mod status;

@@ -22,6 +22,12 @@ enum Command {
         /// Address of the health (`/healthz`, `/readyz`) and metrics (`/metrics`) server.
         #[arg(long, env = "PD_METRICS_ADDR", default_value = pd_operator::metrics::DEFAULT_ADDR)]
         metrics_addr: String,
+        /// Namespace of the `pd-operator-leader` Lease the replicas compete for.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        leader_election_namespace: String,
+        /// Run the controllers without electing a leader (local runs, a single replica).
+        #[arg(long)]
+        no_leader_election: bool,
     },
     /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
     Crdgen {
@@ -41,7 +47,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { metrics_addr } => run(&metrics_addr),
+        Command::Run {
+            metrics_addr,
+            leader_election_namespace,
+            no_leader_election,
+        } => run(
+            &metrics_addr,
+            (!no_leader_election).then_some(leader_election_namespace),
+        ),
         Command::Crdgen { dir } => crdgen(&dir),
         Command::Render { paths } => pd_operator::render::render(&paths)
             .and_then(|c| pd_operator::render::to_yaml(&c))
@@ -69,7 +82,8 @@ fn crdgen(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run(metrics_addr: &str) -> Result<(), String> {
+/// `leader_namespace`: where the Lease lives; `None` disables leader election.
+fn run(metrics_addr: &str, leader_namespace: Option<String>) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -87,8 +101,10 @@ fn run(metrics_addr: &str) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;
-        pd_operator::controller::run(client, listener)
+        let elector =
+            leader_namespace.map(|ns| pd_operator::leader::LeaderElector::new(client.clone(), ns));
+        pd_operator::controller::run(client, listener, elector)
             .await
-            .map_err(|e| format!("health/metrics server: {e}"))
+            .map_err(|e| e.to_string())
     })
 }

@@ -1,0 +1,267 @@
+//! Leader election against a mocked API server (as `tests/reconcile.rs`): every request the
+//! elector sends is recorded, so the tests pin method, path and the Lease written.
+
+use std::time::Duration;
+
+use http::{header::CONTENT_TYPE, Request, Response};
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::Client;
+use pd_operator::leader::LeaderElector;
+use serde_json::{json, Value};
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases";
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases/pd-operator-leader";
+const ME: &str = "pd-operator-7d9f-abc12345";
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+fn mock_client(
+    respond: impl Fn(&Recorded) -> (u16, Value) + Send + 'static,
+) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().to_string();
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let bytes = req.into_body().collect_bytes().await.expect("request body");
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("JSON request body")
+            };
+            let rec = Recorded { method, path, body };
+            let (code, answer) = respond(&rec);
+            let response = Response::builder()
+                .status(code)
+                .header(CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&answer).expect("answer")))
+                .expect("response");
+            send.send_response(response);
+            seen.push(rec);
+        }
+        seen
+    });
+    (Client::new(service, "default"), server)
+}
+
+fn elector(client: Client) -> LeaderElector {
+    LeaderElector {
+        client,
+        namespace: "pd-system".into(),
+        lease_name: "pd-operator-leader".into(),
+        identity: ME.into(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    }
+}
+
+async fn requests(
+    elector: LeaderElector,
+    server: tokio::task::JoinHandle<Vec<Recorded>>,
+) -> Vec<Recorded> {
+    drop(elector);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("mock server still has clients")
+        .expect("mock server panicked")
+}
+
+fn lines(reqs: &[Recorded]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn api_status(code: u16, reason: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+           "message": format!("mock {reason}"), "reason": reason, "code": code})
+}
+
+fn now() -> Timestamp {
+    "2026-03-01T12:00:30.250000Z".parse().expect("timestamp")
+}
+const NOW: &str = "2026-03-01T12:00:30.250000Z";
+
+fn lease(holder: &str, renewed: &str, transitions: i32) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "pd-operator-leader", "namespace": "pd-system",
+                     "resourceVersion": "41", "uid": "lease-uid"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                 "acquireTime": "2026-03-01T11:00:00.000000Z", "renewTime": renewed,
+                 "leaseTransitions": transitions}
+    })
+}
+
+/// An API server holding `current` (404 if `None`) that answers writes with `write_code`.
+fn server_with(
+    current: Option<Value>,
+    write_code: u16,
+) -> impl Fn(&Recorded) -> (u16, Value) + Send + 'static {
+    move |r| match (r.method.as_str(), &current) {
+        ("GET", Some(l)) => (200, l.clone()),
+        ("GET", None) => (404, api_status(404, "NotFound")),
+        (_, _) if write_code == 409 => (409, api_status(409, "Conflict")),
+        ("POST", _) => (201, r.body.clone()),
+        ("PUT", _) => (200, r.body.clone()),
+        _ => (405, api_status(405, "MethodNotAllowed")),
+    }
+}
+
+#[tokio::test]
+async fn absent_lease_is_created_and_we_lead() {
+    let (client, server) = mock_client(server_with(None, 201));
+    let e = elector(client);
+    assert!(e.try_acquire_or_renew(now()).await.expect("election"));
+    let reqs = requests(e, server).await;
+    assert_eq!(
+        lines(&reqs),
+        vec![format!("GET {LEASE}"), format!("POST {LEASES}?")]
+    );
+    let b = &reqs[1].body;
+    assert_eq!(b["metadata"]["name"], "pd-operator-leader", "{b}");
+    assert_eq!(b["metadata"]["namespace"], "pd-system", "{b}");
+    assert_eq!(
+        b["spec"],
+        json!({"holderIdentity": ME, "leaseDurationSeconds": 15, "acquireTime": NOW,
+               "renewTime": NOW, "leaseTransitions": 0}),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn lease_held_by_me_is_renewed() {
+    let held = lease(ME, "2026-03-01T12:00:25.000000Z", 2);
+    let (client, server) = mock_client(server_with(Some(held), 200));
+    let e = elector(client);
+    assert!(e.try_acquire_or_renew(now()).await.expect("election"));
+    let reqs = requests(e, server).await;
+    assert_eq!(
+        lines(&reqs),
+        vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
+    );
+    let b = &reqs[1].body;
+    assert_eq!(b["metadata"]["resourceVersion"], "41", "{b}");
+    assert_eq!(
+        b["spec"],
+        json!({"holderIdentity": ME, "leaseDurationSeconds": 15,
+               "acquireTime": "2026-03-01T11:00:00.000000Z", "renewTime": NOW,
+               "leaseTransitions": 2}),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn fresh_lease_of_another_replica_is_left_alone() {
+    // Renewed 10 s ago, valid for 15 s: 5 s left.
+    let held = lease("other-replica", "2026-03-01T12:00:20.250000Z", 2);
+    let (client, server) = mock_client(server_with(Some(held), 200));
+    let e = elector(client);
+    assert!(!e.try_acquire_or_renew(now()).await.expect("election"));
+    let reqs = requests(e, server).await;
+    assert_eq!(lines(&reqs), vec![format!("GET {LEASE}")]);
+}
+
+#[tokio::test]
+async fn expired_lease_of_another_replica_is_taken_over() {
+    // Renewed 16 s ago, valid for 15 s.
+    let held = lease("other-replica", "2026-03-01T12:00:14.250000Z", 2);
+    let (client, server) = mock_client(server_with(Some(held), 200));
+    let e = elector(client);
+    assert!(e.try_acquire_or_renew(now()).await.expect("election"));
+    let reqs = requests(e, server).await;
+    assert_eq!(
+        lines(&reqs),
+        vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
+    );
+    let b = &reqs[1].body;
+    assert_eq!(b["metadata"]["resourceVersion"], "41", "{b}");
+    assert_eq!(
+        b["spec"],
+        json!({"holderIdentity": ME, "leaseDurationSeconds": 15, "acquireTime": NOW,
+               "renewTime": NOW, "leaseTransitions": 3}),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn lost_takeover_race_is_not_leader() {
+    let held = lease("other-replica", "2026-03-01T12:00:14.250000Z", 2);
+    let (client, server) = mock_client(server_with(Some(held), 409));
+    let e = elector(client);
+    assert!(!e
+        .try_acquire_or_renew(now())
+        .await
+        .expect("409 is not an error"));
+    let reqs = requests(e, server).await;
+    assert_eq!(
+        lines(&reqs),
+        vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
+    );
+}
+
+#[tokio::test]
+async fn lost_create_race_is_not_leader() {
+    let (client, server) = mock_client(server_with(None, 409));
+    let e = elector(client);
+    assert!(!e
+        .try_acquire_or_renew(now())
+        .await
+        .expect("409 is not an error"));
+    let reqs = requests(e, server).await;
+    assert_eq!(
+        lines(&reqs),
+        vec![format!("GET {LEASE}"), format!("POST {LEASES}?")]
+    );
+}
+
+#[tokio::test]
+async fn server_error_is_returned() {
+    let (client, server) = mock_client(|_| (500, api_status(500, "InternalError")));
+    let e = elector(client);
+    let err = e.try_acquire_or_renew(now()).await.expect_err("500");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 500),
+        "{err}"
+    );
+    let reqs = requests(e, server).await;
+    assert_eq!(lines(&reqs), vec![format!("GET {LEASE}")]);
+}
+
+#[tokio::test]
+async fn release_clears_the_holder() {
+    let held = lease(ME, "2026-03-01T12:00:25.000000Z", 2);
+    let (client, server) = mock_client(server_with(Some(held), 200));
+    let e = elector(client);
+    e.release(now()).await.expect("release");
+    let reqs = requests(e, server).await;
+    assert_eq!(
+        lines(&reqs),
+        vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
+    );
+    let b = &reqs[1].body;
+    assert_eq!(b["metadata"]["resourceVersion"], "41", "{b}");
+    assert!(b["spec"].get("holderIdentity").is_none(), "{b}");
+    assert_eq!(b["spec"]["leaseDurationSeconds"], 1, "{b}");
+}
+
+#[tokio::test]
+async fn release_leaves_another_holders_lease_alone() {
+    let held = lease("other-replica", "2026-03-01T12:00:25.000000Z", 2);
+    let (client, server) = mock_client(server_with(Some(held), 200));
+    let e = elector(client);
+    e.release(now()).await.expect("release");
+    let reqs = requests(e, server).await;
+    assert_eq!(lines(&reqs), vec![format!("GET {LEASE}")]);
+}
