@@ -112,7 +112,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     Ok(loaded)
 }
 
-fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+/// The files of `dir` the loader reads, in the order it reads them (hidden entries skipped,
+/// symlinks followed). The hot-reload watcher fingerprints exactly these.
+pub(crate) fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let io = |source| LoadError::Io {
         path: dir.to_path_buf(),
         source,

@@ -438,8 +438,33 @@ fn run_scan(s: &AppState, pack: &crate::compile::CompiledPack, prompt: &str) -> 
     result
 }
 
+/// Prompts up to this size are scanned right on the async worker (tens of microseconds);
+/// larger ones go to the blocking pool, so one 256 KiB attack prompt (milliseconds) cannot
+/// stall the other connections served by that worker.
+const INLINE_SCAN_BYTES: usize = 16 * 1024;
+
+async fn offload<T: Send + 'static>(
+    s: &Arc<AppState>,
+    bytes: usize,
+    f: impl FnOnce(&AppState) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if bytes <= INLINE_SCAN_BYTES {
+        return Ok(f(s));
+    }
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the scan task failed",
+            )
+        })
+}
+
 async fn scan_inner(
-    s: &AppState,
+    s: &Arc<AppState>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<ScanResult, ApiError> {
@@ -448,11 +473,12 @@ async fn scan_inner(
     let req: ScanRequest = parse(&bytes)?;
     check_size(s, &req.prompt)?;
     let pack = bundle(s)?;
-    Ok(run_scan(s, &pack, &req.prompt))
+    let prompt = req.prompt;
+    offload(s, prompt.len(), move |s| run_scan(s, &pack, &prompt)).await
 }
 
 async fn batch_inner(
-    s: &AppState,
+    s: &Arc<AppState>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<BatchResponse, ApiError> {
@@ -478,14 +504,18 @@ async fn batch_inner(
     }
     // One bundle for the whole batch, so every item is judged by the same rules.
     let pack = bundle(s)?;
-    let results = req
-        .items
-        .into_iter()
-        .map(|item| BatchResult {
-            result: run_scan(s, &pack, &item.prompt),
-            id: item.id,
-        })
-        .collect();
+    let bytes = req.items.iter().map(|i| i.prompt.len()).sum();
+    let items = req.items;
+    let results = offload(s, bytes, move |s| {
+        items
+            .into_iter()
+            .map(|item| BatchResult {
+                result: run_scan(s, &pack, &item.prompt),
+                id: item.id,
+            })
+            .collect()
+    })
+    .await?;
     Ok(BatchResponse { results })
 }
 

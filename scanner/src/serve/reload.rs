@@ -127,27 +127,12 @@ pub fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
 
 /// The files the loader would read under `path`, in the same order.
 fn source_files(path: &Path) -> Vec<PathBuf> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return vec![path.to_path_buf()];
-    };
-    if !meta.is_dir() {
-        return vec![path.to_path_buf()];
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            crate::load::dir_files(path).unwrap_or_else(|_| vec![path.to_path_buf()])
+        }
+        _ => vec![path.to_path_buf()],
     }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return vec![path.to_path_buf()];
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 /// Polls the sources until `stop` resolves, reloading on change.
