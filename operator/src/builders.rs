@@ -41,7 +41,7 @@ use crate::crd::{ScanPolicy, Tenant};
 pub const FIELD_MANAGER: &str = "pd-operator";
 /// Scanner API, health and metrics port.
 pub const SCANNER_PORT: i32 = 8080;
-/// Namespace whose pods may scrape scanner metrics.
+/// Default namespace whose pods may scrape scanner metrics.
 pub const MONITORING_NAMESPACE: &str = "monitoring";
 /// Annotation carrying the bundle's hash on the ConfigMap.
 pub const BUNDLE_HASH_ANNOTATION: &str = "promptdefenders.io/bundle-hash";
@@ -50,7 +50,29 @@ pub const BUNDLE_KEY: &str = "bundle.json";
 /// Unprivileged user of the scanner image (distroless `nonroot`).
 pub const SCANNER_UID: i64 = 65532;
 /// Default scanner image: the scanner released with this operator.
-pub const DEFAULT_IMAGE: &str = concat!("pd-scanner:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/prompt-defenders/pd-scanner:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Cluster-wide choices that shape every policy's children: set once per operator (flags of
+/// `pd-operator run` / `render`), not per ScanPolicy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Scanner image for policies without `scanner.image`.
+    pub scanner_image: String,
+    /// Namespace (by `kubernetes.io/metadata.name`) allowed to scrape scanner metrics.
+    pub monitoring_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            scanner_image: DEFAULT_IMAGE.to_string(),
+            monitoring_namespace: MONITORING_NAMESPACE.to_string(),
+        }
+    }
+}
 
 const BUNDLE_DIR: &str = "/etc/pd/bundle";
 const KEYS_DIR: &str = "/etc/pd/keys";
@@ -211,6 +233,7 @@ pub fn build_children(
     policy: &ScanPolicy,
     tenant: &Tenant,
     packs: &BTreeMap<String, RulePackSpec>,
+    settings: &Settings,
 ) -> Result<Children, BuildError> {
     let policy_name = policy.name_any();
     let namespace = policy
@@ -241,8 +264,8 @@ pub fn build_children(
         role_binding: role_binding(&names, &owner),
         config_map,
         service: service(&names, &owner),
-        network_policy: network_policy(tenant, &names, &owner),
-        deployment: deployment(policy, tenant, &names, &owner),
+        network_policy: network_policy(tenant, &names, &owner, &settings.monitoring_namespace),
+        deployment: deployment(policy, tenant, &names, &owner, &settings.scanner_image),
         hpa: hpa(policy, &names, &owner),
         pdb: pdb(&names, &owner),
         bundle_hash,
@@ -390,7 +413,12 @@ fn namespace_named(name: &str) -> LabelSelector {
 
 /// Selecting the scanner pods with both policy types makes everything not listed here denied:
 /// ingress only from the tenant's clients and the monitoring namespace, egress only DNS.
-fn network_policy(tenant: &Tenant, names: &Names, owner: &OwnerReference) -> NetworkPolicy {
+fn network_policy(
+    tenant: &Tenant,
+    names: &Names,
+    owner: &OwnerReference,
+    monitoring_namespace: &str,
+) -> NetworkPolicy {
     let clients: Vec<NetworkPolicyPeer> = tenant
         .spec
         .clients
@@ -411,7 +439,7 @@ fn network_policy(tenant: &Tenant, names: &Names, owner: &OwnerReference) -> Net
     }
     ingress.push(NetworkPolicyIngressRule {
         from: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(namespace_named(MONITORING_NAMESPACE)),
+            namespace_selector: Some(namespace_named(monitoring_namespace)),
             ..NetworkPolicyPeer::default()
         }]),
         ports: Some(vec![tcp_port(SCANNER_PORT)]),
@@ -551,6 +579,7 @@ fn deployment(
     tenant: &Tenant,
     names: &Names,
     owner: &OwnerReference,
+    default_image: &str,
 ) -> Deployment {
     let scanner = &policy.spec.scanner;
     let (hmac_name, hmac_key) = hmac_secret(tenant);
@@ -560,7 +589,7 @@ fn deployment(
             scanner
                 .image
                 .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+                .unwrap_or_else(|| default_image.to_string()),
         ),
         image_pull_policy: Some("IfNotPresent".to_string()),
         args: Some(scanner_args(policy, tenant)),

@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -35,14 +35,19 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::builders::{build_children, hmac_secret, BuildError, Children, Names, FIELD_MANAGER};
+use crate::builders::{
+    build_children, hmac_secret, BuildError, Children, Names, Settings, FIELD_MANAGER,
+};
 use crate::crd::{
     condition, set_condition, RulePack, RulePackStatus, ScanPolicy, Tenant, TenantStatus,
 };
 use crate::leader::LeaderElector;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Phase};
 use crate::render::{check_pack_tests, RenderError};
-use crate::status::{rulepack_status, scanpolicy_status, PolicyObservation};
+use crate::status::{
+    rulepack_status, scanpolicy_status, Blocked, PolicyObservation, REASON_NAMESPACE_NOT_ALLOWED,
+    REASON_PACKS_INVALID, REASON_TENANT_NOT_FOUND,
+};
 
 /// Label every child carries; the owned-object watches select on it so the operator does not
 /// cache every ConfigMap and Deployment of the cluster.
@@ -134,10 +139,17 @@ pub struct Context {
     /// Consecutive failures per object (`kind/namespace/name`), for [`error_policy`]'s backoff;
     /// cleared when the object reconciles successfully.
     failures: Mutex<HashMap<String, u32>>,
+    /// Scanner image and other cluster-wide choices for the children.
+    pub settings: Settings,
 }
 
 impl Context {
+    /// A context with [`Settings::default`].
     pub fn new(client: Client) -> Self {
+        Self::with_settings(client, Settings::default())
+    }
+
+    pub fn with_settings(client: Client, settings: Settings) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             // The pod name, when the Deployment passes it down (downward API).
@@ -147,6 +159,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             failures: Mutex::new(HashMap::new()),
+            settings,
         }
     }
 
@@ -314,8 +327,13 @@ async fn namespace_packs(client: &Client, namespace: &str) -> Result<PackSet, Er
 
 /// Builds the children and runs the bound packs' tests; pack problems become
 /// [`Error::InvalidPack`].
-fn desired(policy: &ScanPolicy, tenant: &Tenant, packs: &PackSet) -> Result<Children, Error> {
-    let children = build_children(policy, tenant, packs)?;
+fn desired(
+    policy: &ScanPolicy,
+    tenant: &Tenant,
+    packs: &PackSet,
+    settings: &Settings,
+) -> Result<Children, Error> {
+    let children = build_children(policy, tenant, packs, settings)?;
     match check_pack_tests(policy, packs) {
         Ok(()) => Ok(children),
         Err(RenderError::PackTests { pack, failures }) => Err(Error::InvalidPack {
@@ -350,31 +368,48 @@ pub async fn reconcile_scanpolicy(
     }
     let client = &ctx.client;
     let tenant_name = policy.spec.tenant_ref.name.clone();
+    let names = Names::new(&name, &namespace, &tenant_name);
     let tenant = Api::<Tenant>::all(client.clone())
         .get_opt(&tenant_name)
-        .await?
-        .ok_or_else(|| Error::MissingTenant(tenant_name.clone()))?;
-    let packs = namespace_packs(client, &namespace).await?;
-    let names = Names::new(&name, &namespace, &tenant_name);
-
-    let (bundle, deployment) = match desired(&policy, &tenant, &packs) {
+        .await?;
+    let outcome = match &tenant {
+        // The Tenant watch brings the policy back when the tenant appears.
+        None => Err(Error::MissingTenant(tenant_name.clone())),
+        Some(tenant) => {
+            let packs = namespace_packs(client, &namespace).await?;
+            desired(&policy, tenant, &packs, &ctx.settings)
+        }
+    };
+    let (bundle, deployment) = match outcome {
         Ok(children) => {
             let d = apply_children(client, &namespace, &children).await?;
             tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
             (Ok(children.bundle_hash), Some(d))
         }
-        Err(e @ Error::InvalidPack { .. }) => {
-            tracing::warn!(policy = %name, namespace = %namespace, error = %e, "bundle rejected; the last good bundle keeps serving");
+        Err(e) => {
+            // Problems the policy's author must fix: write nothing but the status (the last
+            // good bundle keeps serving) and wait for the watched objects to change.
+            let reason = match &e {
+                Error::InvalidPack { .. } => REASON_PACKS_INVALID,
+                Error::MissingTenant(_) => REASON_TENANT_NOT_FOUND,
+                Error::Build(BuildError::NamespaceNotAllowed { .. }) => {
+                    REASON_NAMESPACE_NOT_ALLOWED
+                }
+                _ => return Err(e),
+            };
+            tracing::warn!(policy = %name, namespace = %namespace, error = %e, reason, "no new bundle; the last good one keeps serving");
             let d = Api::<Deployment>::namespaced(client.clone(), &namespace)
                 .get_opt(&names.scanner)
                 .await?;
-            (Err(e.to_string()), d)
+            (Err((reason, e.to_string())), d)
         }
-        Err(e) => return Err(e),
     };
     let obs = PolicyObservation {
         generation: policy.metadata.generation,
-        bundle: bundle.as_deref().map_err(String::as_str),
+        bundle: match &bundle {
+            Ok(hash) => Ok(hash.as_str()),
+            Err((reason, message)) => Err(Blocked { reason, message }),
+        },
         deployment: deployment.as_ref(),
     };
     let status = scanpolicy_status(&names, obs, policy.status.as_ref(), &now());
@@ -393,9 +428,9 @@ pub async fn reconcile_scanpolicy(
             ctx.event(policy.as_ref(), false, "BundleUpdated", "Apply", note)
                 .await;
         }
-        Err(why) if previous.and_then(|s| s.last_error.as_ref()) != Some(why) => {
-            let note = format!("bundle rejected, the last good one keeps serving: {why}");
-            ctx.event(policy.as_ref(), true, "RulePacksInvalid", "Validate", note)
+        Err((reason, why)) if previous.and_then(|s| s.last_error.as_ref()) != Some(why) => {
+            let note = format!("no new bundle, the last good one keeps serving: {why}");
+            ctx.event(policy.as_ref(), true, reason, "Validate", note)
                 .await;
         }
         _ => {}
@@ -669,8 +704,9 @@ pub async fn run(
     client: Client,
     listener: TcpListener,
     elector: Option<LeaderElector>,
+    settings: Settings,
 ) -> Result<(), RunError> {
-    let ctx = Arc::new(Context::new(client.clone()));
+    let ctx = Arc::new(Context::with_settings(client.clone(), settings));
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Health and metrics answer while this replica waits to become leader.
@@ -695,6 +731,7 @@ pub async fn run(
                 _ = shutdown_signal() => return stop_server(stop).await,
             }
             tracing::info!(identity = %elector.identity, lease = %elector.lease_name, "became leader");
+            metrics.set_phase(Phase::Syncing);
             let elector = elector.clone();
             Some(tokio::spawn(async move {
                 let lost = keep_renewing(&elector).await;
@@ -703,6 +740,9 @@ pub async fn run(
             }))
         }
     };
+    if elector.is_none() {
+        metrics.set_phase(Phase::Syncing);
+    }
     let lease_lost = move || {
         let mut rx = lost_rx.clone();
         async move {
@@ -714,6 +754,8 @@ pub async fn run(
 
     let packs = Controller::new(Api::<RulePack>::all(client.clone()), all.clone());
     let pack_store = packs.store();
+    let store = pack_store.clone();
+    let mut caches = vec![async move { store.wait_until_ready().await }.boxed()];
     let store = pack_store.clone();
     let packs = packs
         .watches(
@@ -736,6 +778,8 @@ pub async fn run(
 
     let policies = Controller::new(Api::<ScanPolicy>::all(client.clone()), all.clone());
     let policy_store = policies.store();
+    let store = policy_store.clone();
+    caches.push(async move { store.wait_until_ready().await }.boxed());
     let tenant_policies = policy_store.clone();
     let policies = policies
         .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
@@ -775,7 +819,19 @@ pub async fn run(
         });
 
     // A policy appearing, moving or changing tenant changes a tenant's count and namespaces.
-    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), all.clone())
+    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), all.clone());
+    let store = tenants.store();
+    caches.push(async move { store.wait_until_ready().await }.boxed());
+    let synced = metrics.clone();
+    let readiness = tokio::spawn(async move {
+        // Each store is ready after its watcher's first full list; an error means the
+        // controller (and so the store's writer) stopped, which shutdown handles.
+        if futures::future::try_join_all(caches).await.is_ok() {
+            synced.set_phase(Phase::Ready);
+            tracing::info!("caches synced; ready");
+        }
+    });
+    let tenants = tenants
         .watches(Api::<ScanPolicy>::all(client), all, |p| {
             Some(ObjectRef::<Tenant>::new(&p.spec.tenant_ref.name))
         })
@@ -794,6 +850,7 @@ pub async fn run(
 
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
+    readiness.abort();
     let lost = match renewer {
         Some(renewer) if renewer.is_finished() => Some(match renewer.await {
             Ok(reason) => reason,

@@ -13,6 +13,27 @@ struct Cli {
     command: Command,
 }
 
+/// Choices that shape every scanner the operator creates (`run` and `render` share them, so a
+/// preview shows what the cluster gets).
+#[derive(clap::Args)]
+struct SettingsArgs {
+    /// Scanner image for policies that do not set `scanner.image`.
+    #[arg(long, env = "PD_SCANNER_IMAGE", default_value = pd_operator::builders::DEFAULT_IMAGE)]
+    scanner_image: String,
+    /// Namespace whose pods may scrape scanner metrics (the NetworkPolicy admits it).
+    #[arg(long, env = "PD_MONITORING_NAMESPACE", default_value = pd_operator::builders::MONITORING_NAMESPACE)]
+    monitoring_namespace: String,
+}
+
+impl SettingsArgs {
+    fn settings(self) -> pd_operator::builders::Settings {
+        pd_operator::builders::Settings {
+            scanner_image: self.scanner_image,
+            monitoring_namespace: self.monitoring_namespace,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the ScanPolicy, RulePack and Tenant controllers and the health/metrics server,
@@ -28,6 +49,8 @@ enum Command {
         /// Run the controllers without electing a leader (local runs, a single replica).
         #[arg(long)]
         no_leader_election: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
     /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
     Crdgen {
@@ -41,6 +64,8 @@ enum Command {
         /// Files or directories with Tenant, RulePack and ScanPolicy resources.
         #[arg(short = 'f', long = "file", required = true, value_delimiter = ',')]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
 }
 
@@ -51,15 +76,19 @@ fn main() -> ExitCode {
             metrics_addr,
             leader_election_namespace,
             no_leader_election,
+            settings,
         } => run(
             &metrics_addr,
             (!no_leader_election).then_some(leader_election_namespace),
+            settings.settings(),
         ),
         Command::Crdgen { dir } => crdgen(&dir),
-        Command::Render { paths } => pd_operator::render::render(&paths)
-            .and_then(|c| pd_operator::render::to_yaml(&c))
-            .map(|yaml| print!("{yaml}"))
-            .map_err(|e| e.to_string()),
+        Command::Render { paths, settings } => {
+            pd_operator::render::render(&paths, &settings.settings())
+                .and_then(|c| pd_operator::render::to_yaml(&c))
+                .map(|yaml| print!("{yaml}"))
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,7 +112,11 @@ fn crdgen(dir: &std::path::Path) -> Result<(), String> {
 }
 
 /// `leader_namespace`: where the Lease lives; `None` disables leader election.
-fn run(metrics_addr: &str, leader_namespace: Option<String>) -> Result<(), String> {
+fn run(
+    metrics_addr: &str,
+    leader_namespace: Option<String>,
+    settings: pd_operator::builders::Settings,
+) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -103,7 +136,7 @@ fn run(metrics_addr: &str, leader_namespace: Option<String>) -> Result<(), Strin
             .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;
         let elector =
             leader_namespace.map(|ns| pd_operator::leader::LeaderElector::new(client.clone(), ns));
-        pd_operator::controller::run(client, listener, elector)
+        pd_operator::controller::run(client, listener, elector, settings)
             .await
             .map_err(|e| e.to_string())
     })

@@ -17,7 +17,7 @@ use pd_scanner::testing::run_pack_tests;
 use serde_yaml::Value;
 use thiserror::Error;
 
-use crate::builders::{build_children, BuildError, Children};
+use crate::builders::{build_children, BuildError, Children, Settings};
 use crate::crd::{ScanPolicy, Tenant};
 
 /// Namespace assumed for a ScanPolicy without one, as `kubectl apply` would.
@@ -135,7 +135,7 @@ fn read_file(path: &Path, out: &mut Resources) -> Result<(), RenderError> {
 
 /// Every child of every ScanPolicy in `paths`, policy by policy in file order. Fails — naming
 /// the rule — when a bound pack does not compile or fails its tests, as the operator would.
-pub fn render(paths: &[PathBuf]) -> Result<Vec<Children>, RenderError> {
+pub fn render(paths: &[PathBuf], settings: &Settings) -> Result<Vec<Children>, RenderError> {
     let loaded = load_paths(paths)?;
     let packs = pack_set(&loaded);
     let resources = read_resources(paths)?;
@@ -153,7 +153,7 @@ pub fn render(paths: &[PathBuf]) -> Result<Vec<Children>, RenderError> {
                 policy: policy.name_any(),
                 tenant: wanted.clone(),
             })?;
-        let children = build_children(policy, tenant, &packs)?;
+        let children = build_children(policy, tenant, &packs, settings)?;
         check_pack_tests(policy, &packs)?;
         out.push(children);
     }

@@ -134,13 +134,28 @@ pub fn rulepack_status(
     status
 }
 
+/// `Ready` reason when a bound pack does not compile or fails its tests.
+pub const REASON_PACKS_INVALID: &str = "RulePacksInvalid";
+/// `Ready` reason when the policy's `tenantRef` names no Tenant.
+pub const REASON_TENANT_NOT_FOUND: &str = "TenantNotFound";
+/// `Ready` reason when the Tenant does not list the policy's namespace.
+pub const REASON_NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+
+/// Why the reconciler wrote no new bundle. `reason` is one of the `REASON_*` constants: only
+/// [`REASON_PACKS_INVALID`] says anything about the packs, so only it sets `RulePacksReady`.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocked<'a> {
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
 /// What the reconciler observed for one ScanPolicy, as plain data.
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyObservation<'a> {
     pub generation: Option<i64>,
     /// `Ok(bundle hash)` when every bound pack compiled, passed its tests and the bundle was
-    /// written; `Err(why)` otherwise (the previous bundle keeps serving).
-    pub bundle: Result<&'a str, &'a str>,
+    /// written; `Err` otherwise (the previous bundle keeps serving).
+    pub bundle: Result<&'a str, Blocked<'a>>,
     /// The scanner Deployment as the API server reports it, if it exists yet.
     pub deployment: Option<&'a Deployment>,
 }
@@ -178,15 +193,17 @@ pub fn scanpolicy_status(
             );
             true
         }
-        Err(why) => {
-            st.last_error = Some(why.to_string());
-            set(
-                &mut st.conditions,
-                "RulePacksReady",
-                false,
-                "RulePacksInvalid",
-                why.to_string(),
-            );
+        Err(blocked) => {
+            st.last_error = Some(blocked.message.to_string());
+            if blocked.reason == REASON_PACKS_INVALID {
+                set(
+                    &mut st.conditions,
+                    "RulePacksReady",
+                    false,
+                    REASON_PACKS_INVALID,
+                    blocked.message.to_string(),
+                );
+            }
             false
         }
     };
@@ -257,7 +274,10 @@ pub fn scanpolicy_status(
             &mut st.conditions,
             "Ready",
             false,
-            "RulePacksInvalid",
+            match obs.bundle {
+                Err(blocked) => blocked.reason,
+                Ok(_) => REASON_PACKS_INVALID,
+            },
             st.last_error.clone().unwrap_or_default(),
         ),
         (true, false) => set(
@@ -384,7 +404,10 @@ mod tests {
         let d = deployment(2, 2, 2, 2, 2);
         let obs = PolicyObservation {
             generation: Some(6),
-            bundle: Err("rule `x`: bad regex"),
+            bundle: Err(Blocked {
+                reason: REASON_PACKS_INVALID,
+                message: "rule `x`: bad regex",
+            }),
             deployment: Some(&d),
         };
         let s3 = scanpolicy_status(&names, obs, Some(&s), &now());
@@ -402,6 +425,24 @@ mod tests {
         assert_eq!(pcond(&s4, "Progressing"), ("True", "Creating"));
         assert_eq!(pcond(&s4, "Ready"), ("False", "ScannersNotReady"));
         assert_eq!(s4.ready_replicas, None);
+
+        // The tenant disappeared: Ready says so, RulePacksReady keeps what it knew.
+        let obs = PolicyObservation {
+            generation: Some(6),
+            bundle: Err(Blocked {
+                reason: REASON_TENANT_NOT_FOUND,
+                message: "tenant `acme` does not exist",
+            }),
+            deployment: Some(&d),
+        };
+        let s5 = scanpolicy_status(&names, obs, Some(&s), &now());
+        assert_eq!(pcond(&s5, "Ready"), ("False", "TenantNotFound"));
+        assert_eq!(pcond(&s5, "RulePacksReady"), ("True", "BundleWritten"));
+        assert_eq!(
+            s5.last_error.as_deref(),
+            Some("tenant `acme` does not exist")
+        );
+        assert_eq!(s5.active_bundle_hash.as_deref(), Some("sha256:abc"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pd_operator::builders::{build_children, BuildError, Children, BUNDLE_HASH_ANNOTATION};
+use pd_operator::builders::{
+    build_children, BuildError, Children, Settings, BUNDLE_HASH_ANNOTATION,
+};
 use pd_operator::crd::{ScanPolicy, Tenant};
 use pd_scanner::pack::RulePackSpec;
 
@@ -25,7 +27,7 @@ fn inputs() -> Inputs {
 }
 
 fn children(i: &Inputs) -> Children {
-    build_children(&i.policy, &i.tenant, &i.packs).unwrap()
+    build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()).unwrap()
 }
 
 fn all_metas(c: &Children) -> Vec<(String, serde_json::Value)> {
@@ -338,17 +340,17 @@ fn invalid_inputs_are_errors() {
     let mut i = inputs();
     i.policy.metadata.namespace = Some("elsewhere".into());
     assert!(matches!(
-        build_children(&i.policy, &i.tenant, &i.packs),
+        build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()),
         Err(BuildError::NamespaceNotAllowed { .. })
     ));
     let mut i = inputs();
     i.policy.spec.tenant_ref.name = "other".into();
     assert!(matches!(
-        build_children(&i.policy, &i.tenant, &i.packs),
+        build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()),
         Err(BuildError::WrongTenant { .. })
     ));
     let mut i = inputs();
     i.packs.remove("baseline");
-    let e = build_children(&i.policy, &i.tenant, &i.packs).unwrap_err();
+    let e = build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()).unwrap_err();
     assert!(e.to_string().contains("baseline"), "{e}");
 }

@@ -128,3 +128,33 @@ fn crdgen_writes_the_three_files() {
         assert!(text.contains("kind: CustomResourceDefinition"), "{f}");
     }
 }
+
+#[test]
+fn render_takes_the_operator_settings_from_flags_and_environment() {
+    let out = bin()
+        .args([
+            "render",
+            "--scanner-image",
+            "registry.local/pd-scanner:dev",
+            "-f",
+        ])
+        .arg(samples())
+        .env("PD_MONITORING_NAMESPACE", "observability")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("image: registry.local/pd-scanner:dev"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubernetes.io/metadata.name: observability"),
+        "{text}"
+    );
+    assert!(!text.contains("kubernetes.io/metadata.name: monitoring"));
+}

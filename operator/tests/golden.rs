@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 #[test]
 fn samples_render_to_the_golden_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let children = pd_operator::render::render(&[root.join("../config/samples")]).unwrap();
+    let children = pd_operator::render::render(
+        &[root.join("../config/samples")],
+        &pd_operator::builders::Settings::default(),
+    )
+    .unwrap();
     let yaml = pd_operator::render::to_yaml(&children).unwrap();
     let golden: PathBuf = root.join("tests/golden/acme-chat.yaml");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {

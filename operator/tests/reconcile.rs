@@ -430,25 +430,92 @@ async fn server_error_requeues_with_backoff() {
 }
 
 #[tokio::test]
-async fn missing_tenant_is_an_error_without_writes() {
+async fn missing_tenant_is_reported_in_status_without_child_writes() {
     let packs = pack_list(vec![]);
-    let object = serde_json::to_value(policy()).expect("policy json");
-    let mut p = policy();
-    p.spec.tenant_ref.name = "nobody".into();
+    let mut object = serde_json::to_value(policy()).expect("policy json");
+    object["spec"]["tenantRef"]["name"] = json!("nobody");
+    object["status"] = json!({"activeBundleHash": "sha256:lastgood", "observedGeneration": 2});
+    let p: ScanPolicy = serde_json::from_value(object.clone()).expect("policy");
     let (client, server) = mock_client(move |r| default_response(r, &packs, &object));
     let ctx = Arc::new(Context::new(client));
-    let err = reconcile_scanpolicy(Arc::new(p), ctx.clone())
+    let action = reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
-        .expect_err("no tenant");
-    assert!(
-        matches!(err, Error::MissingTenant(ref t) if t == "nobody"),
-        "{err}"
-    );
+        .expect("a missing tenant is the author's problem: status, not a retry loop");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     let reqs = requests(ctx, server).await;
     assert_eq!(
         lines(&reqs),
-        ["GET /apis/promptdefenders.io/v1alpha1/tenants/nobody"]
+        [
+            "GET /apis/promptdefenders.io/v1alpha1/tenants/nobody".to_string(),
+            "GET /apis/apps/v1/namespaces/acme-prod/deployments/acme-chat-scanner".into(),
+            format!("PATCH {GROUP_NS}/scanpolicies/acme-chat/status{SSA}"),
+            EVENTS.into(),
+        ]
     );
+    let s = &reqs[2].body["status"];
+    let ready = condition(s, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "TenantNotFound");
+    assert!(ready["message"]
+        .as_str()
+        .expect("message")
+        .contains("`nobody`"));
+    assert_eq!(s["activeBundleHash"], "sha256:lastgood");
+    assert_eq!(s["observedGeneration"], 3);
+    let note = assert_event(
+        &reqs[3],
+        "Warning",
+        "TenantNotFound",
+        "ScanPolicy",
+        "acme-chat",
+    );
+    assert!(note.contains("`nobody` does not exist"), "{note}");
+}
+
+#[tokio::test]
+async fn namespace_the_tenant_does_not_allow_is_reported_in_status() {
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let mut object = serde_json::to_value(policy()).expect("policy json");
+    object["metadata"]["namespace"] = json!("elsewhere");
+    let p: ScanPolicy = serde_json::from_value(object.clone()).expect("policy");
+    let (client, server) = mock_client(move |r| {
+        // The policy lives in `elsewhere`; answer its RulePack list like the default one.
+        let p = r.path.split('?').next().unwrap_or_default();
+        if r.method == "GET"
+            && p == "/apis/promptdefenders.io/v1alpha1/namespaces/elsewhere/rulepacks"
+        {
+            return (200, packs.clone());
+        }
+        default_response(r, &packs, &object)
+    });
+    let ctx = Arc::new(Context::new(client));
+    reconcile_scanpolicy(Arc::new(p), ctx.clone())
+        .await
+        .expect("reported in status");
+    let reqs = requests(ctx, server).await;
+    let ns = "/apis/promptdefenders.io/v1alpha1/namespaces/elsewhere";
+    assert_eq!(
+        lines(&reqs),
+        [
+            "GET /apis/promptdefenders.io/v1alpha1/tenants/acme".to_string(),
+            format!("GET {ns}/rulepacks?"),
+            "GET /apis/apps/v1/namespaces/elsewhere/deployments/acme-chat-scanner".into(),
+            format!("PATCH {ns}/scanpolicies/acme-chat/status{SSA}"),
+            "POST /apis/events.k8s.io/v1/namespaces/elsewhere/events?".into(),
+        ]
+    );
+    let s = &reqs[3].body["status"];
+    let ready = condition(s, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "NamespaceNotAllowed");
+    let msg = ready["message"].as_str().expect("message");
+    assert!(
+        msg.contains("does not allow namespace `elsewhere`"),
+        "{msg}"
+    );
+    assert!(!reqs
+        .iter()
+        .any(|r| r.method == "PATCH" && !r.path.contains("/status")));
 }
 
 #[tokio::test]

@@ -42,7 +42,11 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let children = pd_operator::render::render(&[root.join("../config/samples")]).unwrap();
+    let children = pd_operator::render::render(
+        &[root.join("../config/samples")],
+        &pd_operator::builders::Settings::default(),
+    )
+    .unwrap();
     let c = &children[0];
 
     // Lay out the pod's volumes.
