@@ -63,6 +63,9 @@ pub struct Settings {
     pub scanner_image: String,
     /// Namespace (by `kubernetes.io/metadata.name`) allowed to scrape scanner metrics.
     pub monitoring_namespace: String,
+    /// Namespace whose RulePacks every policy can bind and extend (a platform team's baseline),
+    /// after its own namespace's. `None`: each namespace sees only its own packs.
+    pub shared_namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
         Settings {
             scanner_image: DEFAULT_IMAGE.to_string(),
             monitoring_namespace: MONITORING_NAMESPACE.to_string(),
+            shared_namespace: None,
         }
     }
 }

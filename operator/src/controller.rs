@@ -314,15 +314,25 @@ fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde
     })
 }
 
-/// The RulePacks of one namespace by name.
-async fn namespace_packs(client: &Client, namespace: &str) -> Result<PackSet, Error> {
-    let api: Api<RulePack> = Api::namespaced(client.clone(), namespace);
-    let list = api.list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .map(|p| (p.name_any(), p.spec.0))
-        .collect())
+/// The RulePacks visible from `namespace` by name: the shared namespace's (when configured)
+/// overlaid by the namespace's own, so a local pack shadows a shared one of the same name.
+async fn visible_packs(
+    client: &Client,
+    namespace: &str,
+    shared: Option<&str>,
+) -> Result<PackSet, Error> {
+    let mut packs = PackSet::new();
+    let mut namespaces = Vec::with_capacity(2);
+    if let Some(shared) = shared.filter(|s| *s != namespace) {
+        namespaces.push(shared);
+    }
+    namespaces.push(namespace);
+    for ns in namespaces {
+        let api: Api<RulePack> = Api::namespaced(client.clone(), ns);
+        let list = api.list(&ListParams::default()).await?;
+        packs.extend(list.items.into_iter().map(|p| (p.name_any(), p.spec.0)));
+    }
+    Ok(packs)
 }
 
 /// Builds the children and runs the bound packs' tests; pack problems become
@@ -376,7 +386,8 @@ pub async fn reconcile_scanpolicy(
         // The Tenant watch brings the policy back when the tenant appears.
         None => Err(Error::MissingTenant(tenant_name.clone())),
         Some(tenant) => {
-            let packs = namespace_packs(client, &namespace).await?;
+            let packs =
+                visible_packs(client, &namespace, ctx.settings.shared_namespace.as_deref()).await?;
             desired(&policy, tenant, &packs, &ctx.settings)
         }
     };
@@ -448,7 +459,8 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
         .namespace()
         .ok_or_else(|| missing("RulePack", &name, "namespace"))?;
     let client = &ctx.client;
-    let mut packs = namespace_packs(client, &namespace).await?;
+    let mut packs =
+        visible_packs(client, &namespace, ctx.settings.shared_namespace.as_deref()).await?;
     // The object being reconciled is the freshest copy of itself.
     packs.insert(name.clone(), pack.spec.0.clone());
     let status = rulepack_status(
@@ -619,59 +631,102 @@ pub fn policies_of_tenant(
         .collect()
 }
 
-/// The pack names `name` resolves through (itself and its `extends` chain), from `packs`.
-fn chain<'a>(name: &'a str, packs: &'a [Arc<RulePack>], namespace: &str) -> BTreeSet<&'a str> {
+/// Finds the pack `name` as seen from `namespace`: the namespace's own first, then the shared
+/// namespace's (the same lookup order as [`visible_packs`]).
+fn resolve<'a>(
+    name: &str,
+    packs: &'a [Arc<RulePack>],
+    namespace: &str,
+    shared: Option<&str>,
+) -> Option<&'a RulePack> {
+    let find = |ns: &str| {
+        packs
+            .iter()
+            .find(|p| p.name_any() == name && p.namespace().as_deref() == Some(ns))
+    };
+    find(namespace)
+        .or_else(|| shared.and_then(find))
+        .map(AsRef::as_ref)
+}
+
+/// The packs (namespace, name) that `name`, seen from `namespace`, resolves through: itself
+/// and its `extends` chain.
+fn chain(
+    name: &str,
+    packs: &[Arc<RulePack>],
+    namespace: &str,
+    shared: Option<&str>,
+) -> BTreeSet<(String, String)> {
     let mut seen = BTreeSet::new();
-    let mut next = Some(name);
-    while let Some(n) = next {
-        if !seen.insert(n) {
+    let mut next = Some(name.to_string());
+    while let Some(n) = next.take() {
+        let Some(found) = resolve(&n, packs, namespace, shared) else {
+            break; // missing; the compiler reports it
+        };
+        let key = (found.namespace().unwrap_or_default(), n);
+        if !seen.insert(key) {
             break; // a cycle; the compiler reports it
         }
-        next = packs
-            .iter()
-            .find(|p| p.name_any() == n && p.namespace().as_deref() == Some(namespace))
-            .and_then(|p| p.spec.0.extends.as_deref());
+        next = found.spec.0.extends.clone();
     }
     seen
 }
 
-/// The ScanPolicies that use `pack`: in its namespace, binding it directly, through an
-/// `extends` chain, or binding every pack (empty `rulePacks`). The RulePack watch of the
-/// ScanPolicy controller maps a pack change through this, so every user re-reconciles.
+/// The ScanPolicies that use `pack`: binding it directly, through an `extends` chain, or
+/// binding every visible pack (empty `rulePacks`) — in its namespace, or in any namespace when
+/// `pack` lives in the `shared` namespace. The RulePack watch of the ScanPolicy controller maps
+/// a pack change through this, so every user re-reconciles.
 pub fn policies_using_pack(
     pack: &RulePack,
     policies: &[Arc<ScanPolicy>],
     packs: &[Arc<RulePack>],
+    shared: Option<&str>,
 ) -> Vec<ObjectRef<ScanPolicy>> {
     let name = pack.name_any();
     let Some(namespace) = pack.namespace() else {
         return Vec::new();
     };
+    let key = (namespace.clone(), name);
+    let is_shared = shared == Some(namespace.as_str());
     policies
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|p| {
-            p.spec.rule_packs.is_empty()
-                || p.spec
-                    .rule_packs
-                    .iter()
-                    .any(|b| chain(b, packs, &namespace).contains(name.as_str()))
+        .filter_map(|p| Some((p, p.namespace()?)))
+        .filter(|(_, ns)| *ns == namespace || is_shared)
+        .filter(|(p, ns)| {
+            if p.spec.rule_packs.is_empty() {
+                // Every visible pack: this one unless a local pack shadows it.
+                return resolve(&key.1, packs, ns, shared)
+                    .is_some_and(|r| r.namespace().as_deref() == Some(key.0.as_str()));
+            }
+            p.spec
+                .rule_packs
+                .iter()
+                .any(|b| chain(b, packs, ns, shared).contains(&key))
         })
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .map(|(p, _)| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
 
 /// The RulePacks whose `extends` chain includes `pack` (their status depends on it).
-pub fn packs_extending(pack: &RulePack, packs: &[Arc<RulePack>]) -> Vec<ObjectRef<RulePack>> {
+pub fn packs_extending(
+    pack: &RulePack,
+    packs: &[Arc<RulePack>],
+    shared: Option<&str>,
+) -> Vec<ObjectRef<RulePack>> {
     let name = pack.name_any();
     let Some(namespace) = pack.namespace() else {
         return Vec::new();
     };
+    let key = (namespace.clone(), name);
+    let is_shared = shared == Some(namespace.as_str());
     packs
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && p.name_any() != name)
-        .filter(|p| chain(&p.name_any(), packs, &namespace).contains(name.as_str()))
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .filter_map(|p| Some((p, p.namespace()?)))
+        .filter(|(p, ns)| {
+            (*ns == namespace || is_shared) && (ns, p.name_any()) != (&key.0, key.1.clone())
+        })
+        .filter(|(p, ns)| chain(&p.name_any(), packs, ns, shared).contains(&key))
+        .map(|(p, _)| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
 
@@ -706,6 +761,8 @@ pub async fn run(
     elector: Option<LeaderElector>,
     settings: Settings,
 ) -> Result<(), RunError> {
+    let shared_for_packs = settings.shared_namespace.clone();
+    let shared_for_policies = settings.shared_namespace.clone();
     let ctx = Arc::new(Context::with_settings(client.clone(), settings));
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -761,7 +818,7 @@ pub async fn run(
         .watches(
             Api::<RulePack>::all(client.clone()),
             all.clone(),
-            move |p| packs_extending(&p, &store.state()),
+            move |p| packs_extending(&p, &store.state(), shared_for_packs.as_deref()),
         )
         .shutdown_on_signal()
         .graceful_shutdown_on(lease_lost())
@@ -800,7 +857,14 @@ pub async fn run(
         .watches(
             Api::<RulePack>::all(client.clone()),
             all.clone(),
-            move |p| policies_using_pack(&p, &policy_store.state(), &pack_store.state()),
+            move |p| {
+                policies_using_pack(
+                    &p,
+                    &policy_store.state(),
+                    &pack_store.state(),
+                    shared_for_policies.as_deref(),
+                )
+            },
         )
         .watches(Api::<Tenant>::all(client.clone()), all.clone(), move |t| {
             policies_of_tenant(&t, &tenant_policies.state())

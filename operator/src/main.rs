@@ -23,6 +23,10 @@ struct SettingsArgs {
     /// Namespace whose pods may scrape scanner metrics (the NetworkPolicy admits it).
     #[arg(long, env = "PD_MONITORING_NAMESPACE", default_value = pd_operator::builders::MONITORING_NAMESPACE)]
     monitoring_namespace: String,
+    /// Namespace whose RulePacks every ScanPolicy may bind and extend after its own
+    /// namespace's (e.g. the operator's namespace holding a baseline pack).
+    #[arg(long, env = "PD_SHARED_NAMESPACE")]
+    shared_namespace: Option<String>,
 }
 
 impl SettingsArgs {
@@ -30,6 +34,7 @@ impl SettingsArgs {
         pd_operator::builders::Settings {
             scanner_image: self.scanner_image,
             monitoring_namespace: self.monitoring_namespace,
+            shared_namespace: self.shared_namespace.filter(|s| !s.is_empty()),
         }
     }
 }

@@ -10,9 +10,10 @@ use http::{header::CONTENT_TYPE, Request, Response};
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::Client;
+use pd_operator::builders::Settings;
 use pd_operator::controller::{
-    error_policy, policies_using_pack, reconcile_rulepack, reconcile_scanpolicy, reconcile_tenant,
-    Context, Error,
+    error_policy, packs_extending, policies_using_pack, reconcile_rulepack, reconcile_scanpolicy,
+    reconcile_tenant, Context, Error,
 };
 use pd_operator::crd::{RulePack, ScanPolicy, Tenant};
 use serde_json::{json, Value};
@@ -597,7 +598,7 @@ fn a_pack_change_maps_to_every_policy_using_it() {
         mk("elsewhere", "other-ns", &["acme"]),
     ];
     let names = |pack: &Arc<RulePack>| {
-        policies_using_pack(pack, &policies, &packs)
+        policies_using_pack(pack, &policies, &packs, None)
             .into_iter()
             .map(|r| r.name)
             .collect::<Vec<_>>()
@@ -606,6 +607,102 @@ fn a_pack_change_maps_to_every_policy_using_it() {
     assert_eq!(names(&packs[0]), ["direct", "all"]);
     assert_eq!(names(&packs[1]), ["direct", "all"]);
     assert_eq!(names(&packs[2]), ["all", "unrelated"]);
+}
+
+fn pack_in(ns: &str, name: &str, extends: Option<&str>) -> Arc<RulePack> {
+    let mut v = pack(name, extends, "x", "r");
+    v["metadata"]["namespace"] = json!(ns);
+    Arc::new(serde_json::from_value(v).expect("pack"))
+}
+
+#[test]
+fn shared_namespace_packs_reach_policies_everywhere_unless_shadowed() {
+    let shared = Some("pd-system");
+    let packs = vec![
+        pack_in("pd-system", "baseline", None),
+        pack_in("team-a", "acme", Some("baseline")),
+        // team-b has its own `baseline`, which shadows the shared one.
+        pack_in("team-b", "baseline", None),
+        pack_in("team-b", "bob", Some("baseline")),
+    ];
+    let mk = |name: &str, ns: &str, bound: &[&str]| {
+        let mut p = policy();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some(ns.into());
+        p.spec.rule_packs = bound.iter().map(|s| s.to_string()).collect();
+        Arc::new(p)
+    };
+    let policies = vec![
+        mk("a-chat", "team-a", &["acme"]),
+        mk("a-direct", "team-a", &["baseline"]),
+        mk("a-all", "team-a", &[]),
+        mk("b-chat", "team-b", &["bob"]),
+        mk("b-all", "team-b", &[]),
+    ];
+    let users = |pack: &Arc<RulePack>, shared: Option<&str>| {
+        policies_using_pack(pack, &policies, &packs, shared)
+            .into_iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(users(&packs[0], shared), ["a-chat", "a-direct", "a-all"]);
+    assert_eq!(users(&packs[2], shared), ["b-chat", "b-all"]);
+    // Without a shared namespace the pack in pd-system reaches nobody else.
+    assert!(users(&packs[0], None).is_empty());
+    let extending = |pack: &Arc<RulePack>| {
+        packs_extending(pack, &packs, shared)
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(extending(&packs[0]), ["team-a/acme"]);
+    assert_eq!(extending(&packs[2]), ["team-b/bob"]);
+}
+
+#[tokio::test]
+async fn scanpolicy_reads_the_shared_namespace_before_its_own() {
+    // The bound pack `acme` extends `baseline`, which only the shared namespace has.
+    let local = pack_list(vec![pack("acme", Some("baseline"), "evil", "r-evil")]);
+    let mut base = pack("baseline", None, "evil", "r-base");
+    base["metadata"]["namespace"] = json!("pd-system");
+    let shared = pack_list(vec![base]);
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let (client, server) = mock_client(move |r| {
+        let p = r.path.split('?').next().unwrap_or_default();
+        if r.method == "GET"
+            && p == "/apis/promptdefenders.io/v1alpha1/namespaces/pd-system/rulepacks"
+        {
+            return (200, shared.clone());
+        }
+        default_response(r, &local, &object)
+    });
+    let settings = Settings {
+        shared_namespace: Some("pd-system".into()),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::with_settings(client, settings));
+    reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect("reconcile");
+    let reqs = requests(ctx, server).await;
+    let l = lines(&reqs);
+    assert_eq!(
+        l[..3],
+        [
+            "GET /apis/promptdefenders.io/v1alpha1/tenants/acme".to_string(),
+            "GET /apis/promptdefenders.io/v1alpha1/namespaces/pd-system/rulepacks?".into(),
+            format!("GET {GROUP_NS}/rulepacks?"),
+        ]
+    );
+    let cm = reqs
+        .iter()
+        .find(|r| r.path.contains("/configmaps/acme-chat-bundle"))
+        .expect("bundle applied");
+    let bundle = cm.body["data"]["bundle.json"].as_str().expect("bundle");
+    assert!(
+        bundle.contains("r-base") && bundle.contains("r-evil"),
+        "{bundle}"
+    );
 }
 
 /// Tenant reconcile with the Secret create answered by `secret_code`: two policies of `acme`
