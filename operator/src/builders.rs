@@ -682,8 +682,11 @@ fn deployment(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(names.scanner.clone()),
-                    // The token is what the Role is for: watching the bundle ConfigMap.
-                    automount_service_account_token: Some(true),
+                    // The scanner reads its bundle from the mounted ConfigMap and never calls
+                    // the API, so it gets no token: a compromised pod holds no credential.
+                    // The Role (get/watch on this one ConfigMap) is kept for the planned direct
+                    // watch, which will mount the token and open API-server egress together.
+                    automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(SCANNER_UID),

@@ -97,6 +97,8 @@ fn scanner_runs_under_the_restricted_pod_security_standard() {
     let psc = pod.security_context.unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    // The scanner never calls the API: no token in the pod.
+    assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.containers.len(), 1);
     let sc = pod.containers[0].security_context.clone().unwrap();
     assert_eq!(sc.run_as_non_root, Some(true));
