@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Where `crdgen` writes by default, relative to the repository root: the CRDs applied with
+/// `kubectl apply -f crds/` and the copy the Helm chart installs from its `crds/` directory.
+const CRD_DIRS: [&str; 2] = ["crds", "charts/prompt-defenders/crds"];
+
 #[derive(Parser)]
 #[command(name = "pd-operator", version, about = "Prompt Defenders operator")]
 struct Cli {
@@ -29,11 +33,13 @@ enum Command {
         #[arg(long)]
         no_leader_election: bool,
     },
-    /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
+    /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml)
+    /// into every output directory: by default the repository's `crds/` and the Helm chart's
+    /// `charts/prompt-defenders/crds/` (run from the repository root), which must stay identical.
     Crdgen {
-        /// Output directory.
-        #[arg(long, default_value = "crds")]
-        dir: PathBuf,
+        /// Output directory; repeat the flag to write several. Giving it replaces the defaults.
+        #[arg(long = "dir", default_values = CRD_DIRS)]
+        dirs: Vec<PathBuf>,
     },
     /// Print every object the operator would create for the ScanPolicies in the given files,
     /// as multi-document YAML.
@@ -55,7 +61,7 @@ fn main() -> ExitCode {
             &metrics_addr,
             (!no_leader_election).then_some(leader_election_namespace),
         ),
-        Command::Crdgen { dir } => crdgen(&dir),
+        Command::Crdgen { dirs } => crdgen(&dirs),
         Command::Render { paths } => pd_operator::render::render(&paths)
             .and_then(|c| pd_operator::render::to_yaml(&c))
             .map(|yaml| print!("{yaml}"))
@@ -71,13 +77,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn crdgen(dir: &std::path::Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for (file, crd) in pd_operator::crd::crds() {
-        let path = dir.join(file);
-        let yaml = pd_operator::crd::crd_yaml(&crd).map_err(|e| e.to_string())?;
-        std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+fn crdgen(dirs: &[PathBuf]) -> Result<(), String> {
+    // Render once, so every directory gets byte-identical files.
+    let files = pd_operator::crd::crds()
+        .into_iter()
+        .map(|(file, crd)| {
+            pd_operator::crd::crd_yaml(&crd)
+                .map(|yaml| (file, yaml))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    for dir in dirs {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (file, yaml) in &files {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
     }
     Ok(())
 }
