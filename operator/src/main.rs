@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Where `crdgen` writes by default, relative to the repository root: the CRDs applied with
+/// `kubectl apply -f crds/` and the copy the Helm chart installs from its `crds/` directory.
+const CRD_DIRS: [&str; 2] = ["crds", "charts/prompt-defenders/crds"];
+
 #[derive(Parser)]
 #[command(name = "pd-operator", version, about = "Prompt Defenders operator")]
 struct Cli {
@@ -57,11 +61,13 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
-    /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml).
+    /// Write the CustomResourceDefinitions (tenants.yaml, rulepacks.yaml, scanpolicies.yaml)
+    /// into every output directory: by default the repository's `crds/` and the Helm chart's
+    /// `charts/prompt-defenders/crds/` (run from the repository root), which must stay identical.
     Crdgen {
-        /// Output directory.
-        #[arg(long, default_value = "crds")]
-        dir: PathBuf,
+        /// Output directory; repeat the flag to write several. Giving it replaces the defaults.
+        #[arg(long = "dir", default_values = CRD_DIRS)]
+        dirs: Vec<PathBuf>,
     },
     /// Print every object the operator would create for the ScanPolicies in the given files,
     /// as multi-document YAML.
@@ -87,7 +93,7 @@ fn main() -> ExitCode {
             (!no_leader_election).then_some(leader_election_namespace),
             settings.settings(),
         ),
-        Command::Crdgen { dir } => crdgen(&dir),
+        Command::Crdgen { dirs } => crdgen(&dirs),
         Command::Render { paths, settings } => {
             pd_operator::render::render(&paths, &settings.settings())
                 .and_then(|c| pd_operator::render::to_yaml(&c))
@@ -105,13 +111,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn crdgen(dir: &std::path::Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for (file, crd) in pd_operator::crd::crds() {
-        let path = dir.join(file);
-        let yaml = pd_operator::crd::crd_yaml(&crd).map_err(|e| e.to_string())?;
-        std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+fn crdgen(dirs: &[PathBuf]) -> Result<(), String> {
+    // Render once, so every directory gets byte-identical files.
+    let files = pd_operator::crd::crds()
+        .into_iter()
+        .map(|(file, crd)| {
+            pd_operator::crd::crd_yaml(&crd)
+                .map(|yaml| (file, yaml))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    for dir in dirs {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (file, yaml) in &files {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
     }
     Ok(())
 }
