@@ -67,7 +67,7 @@ started=$(date +%s)
 
 # The one place that decides how images are built. Adjust here if images/ changes shape.
 build_image() { # build_image NAME  -> $REGISTRY/NAME:$IMAGE_TAG
-  docker build -f images/Dockerfile --target "$1" -t "$REGISTRY/$1:$IMAGE_TAG" .
+  docker build -f Dockerfile --target "$1" -t "$REGISTRY/$1:$IMAGE_TAG" .
 }
 
 # ── Diagnostics and teardown ──────────────────────────────────────────────────────────────

@@ -85,7 +85,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    use pd_operator::builders::{build_children, BuildError, Children};
+    use pd_operator::builders::{build_children, BuildError, Children, Settings};
     use pd_operator::crd::{ScanPolicy, Tenant};
     use pd_scanner::pack::RulePackSpec;
 
@@ -117,7 +117,7 @@ mod tests {
     fn build(spec: Value) -> Result<Children, BuildError> {
         let p = policy("e2e-x", policy_spec("acme", &["e2e-x".into()], 2, 2));
         let packs = BTreeMap::from([("e2e-x".to_string(), pack(spec))]);
-        build_children(&p, &sample_tenant(), &packs)
+        build_children(&p, &sample_tenant(), &packs, &Settings::default())
     }
 
     #[test]
@@ -146,7 +146,7 @@ mod tests {
         let p = policy("e2e-x", policy_spec("acme", &["e2e-x".into()], 2, 2));
         let packs = BTreeMap::from([("e2e-x".to_string(), pack(canary_pack("alphaabc")))]);
         pd_operator::render::check_pack_tests(&p, &packs).unwrap();
-        let children = build_children(&p, &sample_tenant(), &packs).unwrap();
+        let children = build_children(&p, &sample_tenant(), &packs, &Settings::default()).unwrap();
         assert!(children.bundle_hash.starts_with("sha256:"));
         assert_eq!(
             children.deployment.metadata.name.as_deref(),

@@ -9,6 +9,7 @@
 //! builds it), `curl` and `sh`; each test prints one SKIPPED line when one is missing.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use pd_e2e::fixtures::{canary_pack, policy_spec, scan_body, CANARY_RULE};
 use pd_e2e::{parse_output, Auth, HashWait, ProbeOutput, Script};
-use pd_operator::builders::{build_children, Children};
+use pd_operator::builders::{build_children, Children, Settings};
 use pd_operator::crd::ScanPolicy;
 use serde_json::{json, Value};
 
@@ -51,7 +52,8 @@ fn prerequisites(test: &str) -> Option<PathBuf> {
             None => "the pd-scanner binary is not built (cargo build -p pd-scanner)".to_string(),
         }
     };
-    println!("SKIPPED probe_script::{test}: {missing}");
+    // The stderr handle, not `println!`: the harness captures the print macros.
+    let _ = writeln!(std::io::stderr(), "SKIPPED probe_script::{test}: {missing}");
     None
 }
 
@@ -187,7 +189,7 @@ fn samples() -> PathBuf {
 
 /// The sample policy `acme-chat`, rendered like the operator does.
 fn sample_children() -> Children {
-    pd_operator::render::render(&[samples()])
+    pd_operator::render::render(&[samples()], &Settings::default())
         .unwrap()
         .into_iter()
         .next()
@@ -211,7 +213,7 @@ fn canary_children(marker: &str) -> Children {
         "e2e-local".to_string(),
         serde_json::from_value(canary_pack(marker)).unwrap(),
     )]);
-    build_children(&policy, &tenant, &packs).unwrap()
+    build_children(&policy, &tenant, &packs, &Settings::default()).unwrap()
 }
 
 fn json_of(out: &ProbeOutput, tag: &str, code: u16) -> Value {
