@@ -16,6 +16,11 @@ use pd_scanner::eval::{evaluate, Fields};
 use pd_scanner::pack::RulePackSpec;
 use pd_scanner::testing::run_pack_tests;
 
+/// Static musl builds (the container images) use mimalloc: musl's allocator costs throughput.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_ERROR: u8 = 3;
 const EXIT_USAGE: u8 = 64;
 
