@@ -159,6 +159,14 @@ pub async fn run(
     let hasher = load_or_create_hmac_key(&config.hmac_key_file)?;
     let metrics = Arc::new(Metrics::new());
     let bundle = Arc::new(BundleState::new());
+    // Fingerprint before the first load: a change landing between the two is then seen by the
+    // first poll (at worst one redundant reload), never mistaken for the loaded state.
+    let loaded_fingerprint = {
+        let paths = config.sources.paths.clone();
+        tokio::task::spawn_blocking(move || reload::fingerprint(&paths))
+            .await
+            .map_err(|e| ServeError::Server(std::io::Error::other(e)))?
+    };
     {
         let (bundle, sources, metrics) = (bundle.clone(), config.sources.clone(), metrics.clone());
         // A bad initial bundle is not fatal: the server reports not-ready and keeps watching.
@@ -235,6 +243,7 @@ pub async fn run(
         config.sources.clone(),
         metrics,
         config.reload_interval,
+        loaded_fingerprint,
         stop_rx,
     ));
     axum::serve(listener, app)

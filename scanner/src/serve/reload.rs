@@ -135,15 +135,18 @@ fn source_files(path: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Polls the sources until `stop` resolves, reloading on change.
+/// Polls the sources until `stop` resolves, reloading on change. `loaded` is the fingerprint
+/// taken before the current bundle was loaded: taking it here instead would miss a change made
+/// between that load and this task's first poll, forever.
 pub async fn watch(
     state: Arc<BundleState>,
     sources: Sources,
     metrics: Arc<Metrics>,
     interval: Duration,
+    loaded: [u8; 32],
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last = fingerprint(&sources.paths);
+    let mut last = loaded;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -162,5 +165,48 @@ pub async fn watch(
         let (state, sources, metrics) = (state.clone(), sources.clone(), metrics.clone());
         // Compile off the async workers; requests keep being served meanwhile.
         let _ = tokio::task::spawn_blocking(move || state.reload(&sources, &metrics)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACK_V1: &str =
+        "version: '1'\nrules:\n- {id: r, category: other, severity: low, weight: 70, regex: 'evil'}\n";
+    const PACK_V2: &str =
+        "version: '2'\nrules:\n- {id: r, category: other, severity: low, weight: 70, regex: 'evil'}\n";
+
+    #[tokio::test]
+    async fn a_change_before_the_first_poll_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join("p.yaml");
+        std::fs::write(&pack, PACK_V1).unwrap();
+        let sources = Sources {
+            paths: vec![dir.path().to_path_buf()],
+            policy: None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let state = Arc::new(BundleState::new());
+        let loaded = fingerprint(&sources.paths);
+        assert!(state.reload(&sources, &metrics));
+        // The file changes after the load, before the watcher ever looks.
+        std::fs::write(&pack, PACK_V2).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(watch(
+            state.clone(),
+            sources,
+            metrics,
+            Duration::from_millis(10),
+            loaded,
+            stop_rx,
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while state.current().map(|p| p.pack.version.clone()).as_deref() != Some("2") {
+            assert!(std::time::Instant::now() < deadline, "change never loaded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop_tx.send(true).unwrap();
+        watcher.await.unwrap();
     }
 }
