@@ -3,57 +3,17 @@
 
 use std::time::Duration;
 
-use http::{header::CONTENT_TYPE, Request, Response};
 use k8s_openapi::jiff::Timestamp;
-use kube::client::Body;
 use kube::Client;
 use pd_operator::leader::LeaderElector;
 use serde_json::{json, Value};
 
+mod mock_api;
+use mock_api::{api_status, mock_client, Recorded};
+
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases/pd-operator-leader";
 const ME: &str = "pd-operator-7d9f-abc12345";
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path: String,
-    body: Value,
-}
-
-fn mock_client(
-    respond: impl Fn(&Recorded) -> (u16, Value) + Send + 'static,
-) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            let path = req
-                .uri()
-                .path_and_query()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let bytes = req.into_body().collect_bytes().await.expect("request body");
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).expect("JSON request body")
-            };
-            let rec = Recorded { method, path, body };
-            let (code, answer) = respond(&rec);
-            let response = Response::builder()
-                .status(code)
-                .header(CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(&answer).expect("answer")))
-                .expect("response");
-            send.send_response(response);
-            seen.push(rec);
-        }
-        seen
-    });
-    (Client::new(service, "default"), server)
-}
 
 fn elector(client: Client) -> LeaderElector {
     LeaderElector {
@@ -81,11 +41,6 @@ fn lines(reqs: &[Recorded]) -> Vec<String> {
     reqs.iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
-}
-
-fn api_status(code: u16, reason: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-           "message": format!("mock {reason}"), "reason": reason, "code": code})
 }
 
 fn now() -> Timestamp {

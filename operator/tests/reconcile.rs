@@ -1,15 +1,11 @@
-//! Reconcilers against a mocked API server (testing tier 2): `tower_test::mock::pair` behind a
-//! real `kube::Client`, as in kube-rs's controller-rs fixtures. Every request the reconciler
-//! sends is recorded, so the tests pin method, path and query (server-side apply with the
+//! Reconcilers against a mocked API server (testing tier 2, `mock_api`). Every request the
+//! reconciler sends is recorded, so the tests pin method, path and query (server-side apply with the
 //! `pd-operator` field manager), content type and the important parts of each body.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header::CONTENT_TYPE, Request, Response};
-use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::Client;
 use pd_operator::builders::Settings;
 use pd_operator::controller::{
     error_policy, packs_extending, policies_using_pack, reconcile_rulepack, reconcile_scanpolicy,
@@ -17,6 +13,9 @@ use pd_operator::controller::{
 };
 use pd_operator::crd::{RulePack, ScanPolicy, Tenant};
 use serde_json::{json, Value};
+
+mod mock_api;
+use mock_api::{api_status, mock_client, Recorded};
 
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
 const APPLY_YAML: &str = "application/apply-patch+yaml";
@@ -32,14 +31,6 @@ fn assert_event(r: &Recorded, type_: &str, reason: &str, kind: &str, name: &str)
     assert_eq!(b["regarding"]["kind"], kind, "{b}");
     assert_eq!(b["regarding"]["name"], name, "{b}");
     b["note"].as_str().unwrap_or_default().to_string()
-}
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path: String,
-    content_type: Option<String>,
-    body: Value,
 }
 
 fn tenant() -> Value {
@@ -85,11 +76,6 @@ fn pack_list(items: Vec<Value>) -> Value {
            "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
-fn api_status(code: u16, reason: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-           "message": format!("mock {reason}"), "reason": reason, "code": code})
-}
-
 /// Answers like an API server that accepts every apply: the applied object comes back (the
 /// Deployment fully rolled out), status applies come back merged into the fixture `object`.
 fn default_response(r: &Recorded, packs: &Value, object: &Value) -> (u16, Value) {
@@ -114,52 +100,6 @@ fn default_response(r: &Recorded, packs: &Value, object: &Value) -> (u16, Value)
         "POST" if p.ends_with("/events") => (201, r.body.clone()),
         _ => (405, api_status(405, "MethodNotAllowed")),
     }
-}
-
-/// A client whose requests go to `respond`; returns the client and a task that yields every
-/// request once all clients are dropped.
-fn mock_client(
-    respond: impl Fn(&Recorded) -> (u16, Value) + Send + 'static,
-) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            let path = req
-                .uri()
-                .path_and_query()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let content_type = req
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
-            let bytes = req.into_body().collect_bytes().await.expect("request body");
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).expect("JSON request body")
-            };
-            let rec = Recorded {
-                method,
-                path,
-                content_type,
-                body,
-            };
-            let (code, answer) = respond(&rec);
-            let response = Response::builder()
-                .status(code)
-                .header(CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(&answer).expect("answer")))
-                .expect("response");
-            send.send_response(response);
-            seen.push(rec);
-        }
-        seen
-    });
-    (Client::new(service, "default"), server)
 }
 
 async fn requests(
