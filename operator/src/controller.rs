@@ -722,10 +722,11 @@ pub fn packs_extending(
     packs
         .iter()
         .filter_map(|p| Some((p, p.namespace()?)))
-        .filter(|(p, ns)| {
-            (*ns == namespace || is_shared) && (ns, p.name_any()) != (&key.0, key.1.clone())
-        })
-        .filter(|(p, ns)| chain(&p.name_any(), packs, ns, shared).contains(&key))
+        .filter(|(_, ns)| *ns == namespace || is_shared)
+        .map(|(p, ns)| (p, (ns, p.name_any())))
+        // Not the pack itself: its own chain starts with it.
+        .filter(|(_, this)| *this != key)
+        .filter(|(_, (ns, name))| chain(name, packs, ns, shared).contains(&key))
         .map(|(p, _)| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
