@@ -505,6 +505,9 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant) -> Vec<String> {
         "0.0.0.0:8080",
         "--log-format",
         "json",
+        // The tamper-evident audit chain goes to stdout and logs to stderr, so a log pipeline
+        // can tell them apart by stream; the root file system is read-only, so no file sink.
+        "--audit-stdout",
     ]
     .iter()
     .map(|s| s.to_string())

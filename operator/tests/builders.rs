@@ -128,6 +128,7 @@ fn container_serves_the_bundle_with_the_tenant_secrets() {
         args.starts_with("serve -f /etc/pd/bundle --keys /etc/pd/keys --hmac-key-file /etc/pd/hmac/key --listen 0.0.0.0:8080 --log-format json"),
         "{args}"
     );
+    assert!(args.contains(" --audit-stdout"), "{args}");
     assert!(args.contains("--max-prompt-bytes 262144"), "{args}");
     assert!(args.contains("--rate-limit 200 --rate-burst 400"), "{args}");
     let volumes = pod.volumes.unwrap();

@@ -1,6 +1,7 @@
 //! The scanner pod's command line, run for real: the rendered Deployment's args and the
 //! ConfigMap's bundle, with `/etc/pd` mapped to a temporary directory laid out like the pod's
-//! volumes. Proves the operator and the scanner agree on flags, file layout and bundle hash.
+//! volumes. Proves the operator and the scanner agree on flags, file layout and bundle hash, and
+//! that the pod's stdout carries a verifiable audit chain without the prompt.
 //!
 //! Needs the `pd-scanner` binary from the same target directory (`cargo test --workspace` builds
 //! it); skipped with a message when it is missing.
@@ -83,10 +84,16 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
         .args(&args)
         .env_remove("PD_FILES")
         .env_remove("PD_POLICY")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let audit = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
     let (tx, rx) = mpsc::channel();
     let pipe = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -122,8 +129,15 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
         body.len()
     );
     let (scan_status, result) = http(&addr, &scan);
-    let _ = child.kill();
+    // SIGTERM, as the kubelet sends: the scanner drains and flushes its audit writer.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    if !matches!(term, Ok(s) if s.success()) {
+        let _ = child.kill();
+    }
     let _ = child.wait();
+    let audit = audit.join().unwrap();
 
     assert_eq!(status, 200, "{ready}");
     assert_eq!(
@@ -134,4 +148,18 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
     assert_eq!(scan_status, 200, "{result}");
     assert_eq!(result["verdict"], "block", "{result}");
     assert_eq!(result["policy"], "acme-chat", "{result}");
+
+    // The Deployment's args send the audit chain to stdout: one sealed record for the scan, a
+    // chain that verifies, the input only as its HMAC, never the prompt itself.
+    let report = pd_scanner::serve::audit::verify(audit.as_bytes())
+        .unwrap_or_else(|e| panic!("audit chain on stdout does not verify: {e}\n{audit}"));
+    assert_eq!(report.records, 1, "{audit}");
+    let record: serde_json::Value = serde_json::from_str(audit.trim()).unwrap();
+    assert_eq!(record["verdict"], "block", "{record}");
+    assert_eq!(record["policy"], "acme-chat", "{record}");
+    assert_eq!(record["input_hash"], result["input_hash"], "{record}");
+    assert!(
+        !audit.contains("Ignore all previous"),
+        "prompt leaked: {audit}"
+    );
 }
