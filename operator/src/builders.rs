@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -35,6 +35,7 @@ use pd_scanner::pack::RulePackSpec;
 use pd_scanner::policy::Policy;
 use thiserror::Error;
 
+use crate::apiserver::ApiEndpoint;
 use crate::crd::{ScanPolicy, Tenant};
 
 /// The one field manager for server-side apply.
@@ -66,6 +67,11 @@ pub struct Settings {
     /// Namespace whose RulePacks every policy can bind and extend (a platform team's baseline),
     /// after its own namespace's. `None`: each namespace sees only its own packs.
     pub shared_namespace: Option<String>,
+    /// Where scanners reach the API server. Non-empty: each scanner watches its bundle
+    /// ConfigMap through the API (new bundles in about a second instead of kubelet's minute),
+    /// so its pods get a token and egress to exactly these destinations. Empty: no token, egress
+    /// DNS only, reloads when kubelet refreshes the mounted copy.
+    pub api_server: Vec<ApiEndpoint>,
 }
 
 impl Default for Settings {
@@ -74,6 +80,7 @@ impl Default for Settings {
             scanner_image: DEFAULT_IMAGE.to_string(),
             monitoring_namespace: MONITORING_NAMESPACE.to_string(),
             shared_namespace: None,
+            api_server: Vec::new(),
         }
     }
 }
@@ -156,13 +163,18 @@ pub struct Names {
     pub scanner: String,
 }
 
+/// The bundle ConfigMap's name for a policy.
+pub fn bundle_config_map(policy: &str) -> String {
+    format!("{policy}-bundle")
+}
+
 impl Names {
     pub fn new(policy: &str, namespace: &str, tenant: &str) -> Self {
         Names {
             policy: policy.to_string(),
             namespace: namespace.to_string(),
             tenant: tenant.to_string(),
-            bundle: format!("{policy}-bundle"),
+            bundle: bundle_config_map(policy),
             scanner: format!("{policy}-scanner"),
         }
     }
@@ -268,8 +280,8 @@ pub fn build_children(
         role_binding: role_binding(&names, &owner),
         config_map,
         service: service(&names, &owner),
-        network_policy: network_policy(tenant, &names, &owner, &settings.monitoring_namespace),
-        deployment: deployment(policy, tenant, &names, &owner, &settings.scanner_image),
+        network_policy: network_policy(tenant, &names, &owner, settings),
+        deployment: deployment(policy, tenant, &names, &owner, settings),
         hpa: hpa(policy, &names, &owner),
         pdb: pdb(&names, &owner),
         bundle_hash,
@@ -348,7 +360,9 @@ fn service_account(names: &Names, owner: &OwnerReference) -> ServiceAccount {
 }
 
 /// Read access to the policy's own bundle ConfigMap and nothing else: a compromised scanner
-/// must not read other tenants' bundles.
+/// must not read other tenants' bundles. `list` and `watch` with
+/// `fieldSelector=metadata.name=<name>` are authorized against `resourceNames` too, which is
+/// how the scanner's watch asks.
 fn role(names: &Names, owner: &OwnerReference) -> Role {
     Role {
         metadata: meta(names, &names.scanner, owner),
@@ -356,7 +370,7 @@ fn role(names: &Names, owner: &OwnerReference) -> Role {
             api_groups: Some(vec![String::new()]),
             resources: Some(vec!["configmaps".to_string()]),
             resource_names: Some(vec![names.bundle.clone()]),
-            verbs: vec!["get".to_string(), "watch".to_string()],
+            verbs: ["get", "list", "watch"].map(String::from).to_vec(),
             ..PolicyRule::default()
         }]),
     }
@@ -416,13 +430,15 @@ fn namespace_named(name: &str) -> LabelSelector {
 }
 
 /// Selecting the scanner pods with both policy types makes everything not listed here denied:
-/// ingress only from the tenant's clients and the monitoring namespace, egress only DNS.
+/// ingress only from the tenant's clients and the monitoring namespace, egress only DNS and,
+/// with the ConfigMap watch on, the API server's addresses (see [`crate::apiserver`]).
 fn network_policy(
     tenant: &Tenant,
     names: &Names,
     owner: &OwnerReference,
-    monitoring_namespace: &str,
+    settings: &Settings,
 ) -> NetworkPolicy {
+    let monitoring_namespace = settings.monitoring_namespace.as_str();
     let clients: Vec<NetworkPolicyPeer> = tenant
         .spec
         .clients
@@ -448,11 +464,7 @@ fn network_policy(
         }]),
         ports: Some(vec![tcp_port(SCANNER_PORT)]),
     });
-    let dns = |protocol: &str| NetworkPolicyPort {
-        protocol: Some(protocol.to_string()),
-        port: Some(IntOrString::Int(53)),
-        ..NetworkPolicyPort::default()
-    };
+    let egress = egress_rules(&settings.api_server);
     NetworkPolicy {
         metadata: meta(names, &names.scanner, owner),
         spec: Some(NetworkPolicySpec {
@@ -462,22 +474,54 @@ fn network_policy(
             }),
             policy_types: Some(vec!["Ingress".to_string(), "Egress".to_string()]),
             ingress: Some(ingress),
-            egress: Some(vec![NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(namespace_named("kube-system")),
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            "k8s-app".to_string(),
-                            "kube-dns".to_string(),
-                        )])),
-                        ..LabelSelector::default()
-                    }),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![dns("UDP"), dns("TCP")]),
-            }]),
+            egress: Some(egress),
         }),
     }
+}
+
+/// DNS, then one rule per API-server port with the blocks reachable on it.
+fn egress_rules(api_server: &[ApiEndpoint]) -> Vec<NetworkPolicyEgressRule> {
+    let dns = |protocol: &str| NetworkPolicyPort {
+        protocol: Some(protocol.to_string()),
+        port: Some(IntOrString::Int(53)),
+        ..NetworkPolicyPort::default()
+    };
+    let mut rules = vec![NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(namespace_named("kube-system")),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "k8s-app".to_string(),
+                    "kube-dns".to_string(),
+                )])),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![dns("UDP"), dns("TCP")]),
+    }];
+    let mut by_port: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for e in api_server {
+        by_port.entry(e.port).or_default().push(&e.cidr);
+    }
+    for (port, blocks) in by_port {
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(
+                blocks
+                    .into_iter()
+                    .map(|cidr| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: cidr.to_string(),
+                            except: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![tcp_port(i32::from(port))]),
+        });
+    }
+    rules
 }
 
 /// The HMAC Secret's name and data key: the tenant's ref, else `<tenant>-hmac` / `key`.
@@ -492,7 +536,7 @@ pub fn hmac_secret(tenant: &Tenant) -> (String, String) {
 }
 
 /// The scanner's command line.
-pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant) -> Vec<String> {
+pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -> Vec<String> {
     let mut args: Vec<String> = [
         "serve",
         "-f",
@@ -512,6 +556,13 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !settings.api_server.is_empty() {
+        // The pod's own namespace comes from its service account's `namespace` file.
+        args.extend([
+            "--configmap".to_string(),
+            bundle_config_map(&policy.name_any()),
+        ]);
+    }
     if let Some(n) = policy.spec.scanner.max_prompt_bytes {
         args.extend(["--max-prompt-bytes".to_string(), n.to_string()]);
     }
@@ -586,8 +637,9 @@ fn deployment(
     tenant: &Tenant,
     names: &Names,
     owner: &OwnerReference,
-    default_image: &str,
+    settings: &Settings,
 ) -> Deployment {
+    let default_image = settings.scanner_image.as_str();
     let scanner = &policy.spec.scanner;
     let (hmac_name, hmac_key) = hmac_secret(tenant);
     let container = Container {
@@ -599,7 +651,7 @@ fn deployment(
                 .unwrap_or_else(|| default_image.to_string()),
         ),
         image_pull_policy: Some("IfNotPresent".to_string()),
-        args: Some(scanner_args(policy, tenant)),
+        args: Some(scanner_args(policy, tenant, settings)),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_string()),
             container_port: SCANNER_PORT,
@@ -685,11 +737,10 @@ fn deployment(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(names.scanner.clone()),
-                    // The scanner reads its bundle from the mounted ConfigMap and never calls
-                    // the API, so it gets no token: a compromised pod holds no credential.
-                    // The Role (get/watch on this one ConfigMap) is kept for the planned direct
-                    // watch, which will mount the token and open API-server egress together.
-                    automount_service_account_token: Some(false),
+                    // A token only for the ConfigMap watch (its Role reads this one ConfigMap
+                    // and nothing else); without the watch the scanner never calls the API,
+                    // so a compromised pod then holds no credential at all.
+                    automount_service_account_token: Some(!settings.api_server.is_empty()),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(SCANNER_UID),

@@ -4,8 +4,10 @@
 //! ([`render`]). Everything but [`controller`] and [`metrics`] is pure so it can be tested
 //! without an API server; the controller applies these objects and is tested against a mocked
 //! API server; [`metrics`] serves the operator's health and Prometheus metrics;
-//! [`leader`] elects one active replica through a `coordination.k8s.io/v1` Lease.
+//! [`leader`] elects one active replica through a `coordination.k8s.io/v1` Lease;
+//! [`apiserver`] finds where scanners may reach the API for their ConfigMap watch.
 
+pub mod apiserver;
 pub mod builders;
 pub mod controller;
 pub mod crd;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pd_operator::apiserver::{ApiEndpoint, ApiServerEgress};
 
 /// Where `crdgen` writes by default, relative to the repository root: the CRDs applied with
 /// `kubectl apply -f crds/` and the copy the Helm chart installs from its `crds/` directory.
@@ -36,14 +37,32 @@ struct SettingsArgs {
     /// namespace's (e.g. the operator's namespace holding a baseline pack).
     #[arg(long, env = "PD_SHARED_NAMESPACE")]
     shared_namespace: Option<String>,
+    /// Let scanners watch their bundle ConfigMap through the API (new bundles in about a
+    /// second, not kubelet's minute): `auto` reads the API server's addresses from Service and
+    /// EndpointSlices `default/kubernetes` at start; `CIDR:PORT,...` gives them; `off` (the
+    /// default) mounts no token and allows egress to DNS only.
+    #[arg(
+        long,
+        env = "PD_API_SERVER_EGRESS",
+        default_value = "off",
+        value_name = "off|auto|CIDR:PORT,..."
+    )]
+    api_server_egress: ApiServerEgress,
 }
 
 impl SettingsArgs {
-    fn settings(self) -> pd_operator::builders::Settings {
+    /// `auto` is resolved by the caller (it needs a cluster) and passed in as `discovered`.
+    fn settings(self, discovered: Vec<ApiEndpoint>) -> pd_operator::builders::Settings {
+        let api_server = match self.api_server_egress {
+            ApiServerEgress::Off => Vec::new(),
+            ApiServerEgress::Auto => discovered,
+            ApiServerEgress::Endpoints(e) => e,
+        };
         pd_operator::builders::Settings {
             scanner_image: self.scanner_image,
             monitoring_namespace: self.monitoring_namespace,
             shared_namespace: self.shared_namespace.filter(|s| !s.is_empty()),
+            api_server,
         }
     }
 }
@@ -96,11 +115,19 @@ fn main() -> ExitCode {
         } => run(
             &metrics_addr,
             (!no_leader_election).then_some(leader_election_namespace),
-            settings.settings(),
+            settings,
         ),
         Command::Crdgen { dirs } => crdgen(&dirs),
+        Command::Render { settings, .. } if settings.api_server_egress == ApiServerEgress::Auto => {
+            Err(
+                "--api-server-egress auto reads the cluster's API server addresses, and render \
+                 runs without a cluster: give them as CIDR:PORT,... (kubectl get endpointslices \
+                 -n default -l kubernetes.io/service-name=kubernetes) or use off"
+                    .to_string(),
+            )
+        }
         Command::Render { paths, settings } => {
-            pd_operator::render::render(&paths, &settings.settings())
+            pd_operator::render::render(&paths, &settings.settings(Vec::new()))
                 .and_then(|c| pd_operator::render::to_yaml(&c))
                 .map(|yaml| print!("{yaml}"))
                 .map_err(|e| e.to_string())
@@ -143,7 +170,7 @@ fn crdgen(dirs: &[PathBuf]) -> Result<(), String> {
 fn run(
     metrics_addr: &str,
     leader_namespace: Option<String>,
-    settings: pd_operator::builders::Settings,
+    settings: SettingsArgs,
 ) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -159,6 +186,23 @@ fn run(
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("cannot connect to the Kubernetes API: {e}"))?;
+        let discovered = if settings.api_server_egress == ApiServerEgress::Auto {
+            let found = pd_operator::apiserver::discover(&client)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "--api-server-egress auto: {e}; grant the operator get on Service \
+                     default/kubernetes and list on EndpointSlices in default, or pass the \
+                     addresses as CIDR:PORT,..., or off"
+                    )
+                })?;
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            tracing::info!(endpoints = %list.join(","), "scanner egress to the API server");
+            found
+        } else {
+            Vec::new()
+        };
+        let settings = settings.settings(discovered);
         let listener = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use pd_operator::apiserver::ApiEndpoint;
 use pd_operator::builders::{
     build_children, BuildError, Children, Settings, BUNDLE_HASH_ANNOTATION,
 };
@@ -271,7 +272,8 @@ fn role_reads_only_its_own_config_map() {
     assert_eq!(r.api_groups, Some(vec![String::new()]));
     assert_eq!(r.resources, Some(vec!["configmaps".to_string()]));
     assert_eq!(r.resource_names, Some(vec!["acme-chat-bundle".to_string()]));
-    assert_eq!(r.verbs, ["get", "watch"]);
+    // list/watch are asked with fieldSelector=metadata.name, which resourceNames authorizes.
+    assert_eq!(r.verbs, ["get", "list", "watch"]);
     let rb = c.role_binding;
     assert_eq!(rb.role_ref.name, "acme-chat-scanner");
     let s = &rb.subjects.unwrap()[0];
@@ -356,4 +358,58 @@ fn invalid_inputs_are_errors() {
     i.packs.remove("baseline");
     let e = build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()).unwrap_err();
     assert!(e.to_string().contains("baseline"), "{e}");
+}
+
+#[test]
+fn api_server_egress_turns_on_the_configmap_watch_with_exactly_that_egress() {
+    let i = inputs();
+    let off = children(&i);
+    let settings = Settings {
+        api_server: vec![
+            ApiEndpoint {
+                cidr: "10.96.0.1/32".into(),
+                port: 443,
+            },
+            ApiEndpoint {
+                cidr: "172.18.0.2/32".into(),
+                port: 6443,
+            },
+            ApiEndpoint {
+                cidr: "172.18.0.3/32".into(),
+                port: 6443,
+            },
+        ],
+        ..Settings::default()
+    };
+    let on = build_children(&i.policy, &i.tenant, &i.packs, &settings).unwrap();
+
+    let pod = |c: &Children| c.deployment.spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(pod(&off).automount_service_account_token, Some(false));
+    assert_eq!(pod(&on).automount_service_account_token, Some(true));
+    let args = |c: &Children| pod(c).containers[0].args.clone().unwrap().join(" ");
+    assert!(!args(&off).contains("--configmap"), "{}", args(&off));
+    assert!(
+        args(&on).contains(" --configmap acme-chat-bundle"),
+        "{}",
+        args(&on)
+    );
+
+    let ingress = |c: &Children| c.network_policy.spec.clone().unwrap().ingress;
+    assert_eq!(ingress(&on), ingress(&off));
+    let np = serde_json::to_value(on.network_policy.spec.unwrap()).unwrap();
+    assert_eq!(
+        np["egress"],
+        serde_json::json!([
+            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+            {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+             "ports": [{"protocol": "TCP", "port": 443}]},
+            {"to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}, {"ipBlock": {"cidr": "172.18.0.3/32"}}],
+             "ports": [{"protocol": "TCP", "port": 6443}]},
+        ])
+    );
+    // Same bundle and Role either way.
+    assert_eq!(on.bundle_hash, off.bundle_hash);
+    assert_eq!(on.role, off.role);
 }

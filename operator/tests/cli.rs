@@ -158,3 +158,51 @@ fn render_takes_the_operator_settings_from_flags_and_environment() {
     );
     assert!(!text.contains("kubernetes.io/metadata.name: monitoring"));
 }
+
+#[test]
+fn render_api_server_egress_given_or_refused_without_a_cluster() {
+    let out = bin()
+        .args(["render", "-f"])
+        .arg(samples())
+        .env(
+            "PD_API_SERVER_EGRESS",
+            "10.96.0.1/32:443,172.18.0.2/32:6443",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "automountServiceAccountToken: true",
+        "- --configmap\n        - acme-chat-bundle",
+        "cidr: 10.96.0.1/32",
+        "cidr: 172.18.0.2/32",
+        "port: 6443",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+
+    // `auto` needs a cluster to read; render has none and says what to do instead.
+    let out = bin()
+        .args(["render", "--api-server-egress", "auto", "-f"])
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("render runs without a cluster"), "{err}");
+
+    // A malformed value is a usage error naming the expected form.
+    let out = bin()
+        .args(["render", "--api-server-egress", "10.0.0.1:443", "-f"])
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CIDR:PORT"), "{err}");
+}

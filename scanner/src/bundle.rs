@@ -146,6 +146,19 @@ pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, Bu
     Ok(compile(&pack_set(&loaded), policy)?)
 }
 
+/// Like [`build`], for a bundle held in memory (a ConfigMap's value read from the API);
+/// `origin` names it in errors the way a file path would.
+pub fn build_from_text(
+    text: &str,
+    origin: &Path,
+    policy: Option<&str>,
+) -> Result<CompiledPack, BundleError> {
+    let mut loaded = Loaded::default();
+    load_str(text, origin, &mut loaded)?;
+    let policy = select_policy(&loaded, policy)?;
+    Ok(compile(&pack_set(&loaded), policy)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,15 @@ struct ServeArgs {
     /// When to fsync the audit file: always, never, or an interval in milliseconds.
     #[arg(long, env = "PD_AUDIT_FSYNC", default_value = "1000")]
     audit_fsync: String,
+    /// Also watch this ConfigMap ([NAMESPACE/]NAME) through the Kubernetes API and load each
+    /// new bundle it holds at once, instead of waiting for kubelet to refresh the mounted copy.
+    /// Needs a service-account token (or KUBECONFIG) allowed to get/list/watch it; while the
+    /// watch is down the `-f` files are the source.
+    #[arg(long, env = "PD_CONFIGMAP", value_name = "[NAMESPACE/]NAME")]
+    configmap: Option<String>,
+    /// The ConfigMap key holding the bundle.
+    #[arg(long, env = "PD_CONFIGMAP_KEY", default_value = pd_scanner::serve::configmap::DEFAULT_KEY)]
+    configmap_key: String,
     /// Log format.
     #[arg(long, env = "PD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -240,7 +249,13 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
             |_| format!("--audit-fsync must be always, never or milliseconds, not {ms:?}"),
         )?)),
     };
+    let configmap = args
+        .configmap
+        .as_deref()
+        .map(|c| pd_scanner::serve::configmap::ConfigMapRef::parse(c, &args.configmap_key))
+        .transpose()?;
     let config = ServeConfig {
+        configmap,
         listen: args.listen,
         sources: Sources {
             paths: files,

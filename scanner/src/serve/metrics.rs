@@ -55,6 +55,8 @@ pub struct Metrics {
     http: Family<HttpLabels, Counter>,
     rate_limited: Counter,
     audit_errors: Counter,
+    watch_up: Gauge,
+    watch_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -107,8 +109,22 @@ impl Metrics {
             "Audit records that could not be written",
             audit_errors.clone(),
         );
+        let watch_up = Gauge::default();
+        registry.register(
+            "pd_bundle_watch_up",
+            "1 while the ConfigMap watch (--configmap) is synced and is the bundle source",
+            watch_up.clone(),
+        );
+        let watch_errors = Counter::default();
+        registry.register(
+            "pd_bundle_watch_errors",
+            "Errors of the ConfigMap watch (each is retried with backoff)",
+            watch_errors.clone(),
+        );
         Metrics {
             registry,
+            watch_up,
+            watch_errors,
             scans,
             duration,
             rule_hits,
@@ -178,6 +194,14 @@ impl Metrics {
 
     pub fn audit_error(&self) {
         self.audit_errors.inc();
+    }
+
+    pub fn bundle_watch_up(&self, up: bool) {
+        self.watch_up.set(i64::from(up));
+    }
+
+    pub fn bundle_watch_error(&self) {
+        self.watch_errors.inc();
     }
 
     /// The Prometheus text exposition.

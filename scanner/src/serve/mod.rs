@@ -6,6 +6,7 @@
 //! in-flight requests finish, then closes the audit channel; the writer drains and syncs it.
 
 pub mod audit;
+pub mod configmap;
 pub mod http;
 pub mod keys;
 pub mod metrics;
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub audit_stdout: bool,
     pub audit_file: Option<PathBuf>,
     pub audit_fsync: Fsync,
+    /// Also watch this ConfigMap through the API (in-cluster: sub-second reloads).
+    pub configmap: Option<configmap::ConfigMapRef>,
 }
 
 #[derive(Debug, Error)]
@@ -239,13 +242,22 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(reload::watch(
-        bundle,
+        bundle.clone(),
         config.sources.clone(),
-        metrics,
+        metrics.clone(),
         config.reload_interval,
         loaded_fingerprint,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let configmap_watch = config.configmap.clone().map(|target| {
+        tokio::spawn(configmap::watch(
+            target,
+            config.sources.policy.clone(),
+            bundle.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ))
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -253,6 +265,9 @@ pub async fn run(
     tracing::info!("draining finished; stopping");
     let _ = stop_tx.send(true);
     let _ = watcher.await;
+    if let Some(w) = configmap_watch {
+        let _ = w.await;
+    }
     // Dropping the last sender ends the writer loop after it has written every record.
     drop(state);
     if let Some(t) = audit_thread {

@@ -7,15 +7,21 @@
 //! path (a blocking task); the result replaces the served bundle atomically. A bundle that does
 //! not load or compile never replaces a good one: the old one keeps serving and the reason is
 //! kept for `/readyz`, the log and `pd_bundle_reloads_total{result="rejected"}`.
+//!
+//! In a cluster the files are kubelet's copy of the policy's ConfigMap, refreshed only on
+//! kubelet's sync period (up to about a minute). With `--configmap` the scanner also watches
+//! that ConfigMap through the API ([`crate::serve::configmap`]); while that watch is synced the
+//! polled files are tracked but not loaded, and when it drops they take over again.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::build;
+use crate::bundle::{build, BundleError};
 use crate::compile::CompiledPack;
 use crate::serve::metrics::Metrics;
 
@@ -31,6 +37,10 @@ pub struct Sources {
 pub struct BundleState {
     current: ArcSwapOption<CompiledPack>,
     last_error: Mutex<Option<String>>,
+    /// Set while the ConfigMap watch ([`crate::serve::configmap`]) is synced: the API is then
+    /// the fresher source, and the files (kubelet's copy of the same ConfigMap, up to a minute
+    /// behind) must not swap an older bundle back in.
+    api_live: AtomicBool,
 }
 
 impl Default for BundleState {
@@ -44,6 +54,7 @@ impl BundleState {
         BundleState {
             current: ArcSwapOption::empty(),
             last_error: Mutex::new(None),
+            api_live: AtomicBool::new(false),
         }
     }
 
@@ -65,11 +76,45 @@ impl BundleState {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = e;
     }
 
+    /// Whether the ConfigMap watch is synced and the file sources are only being tracked.
+    pub fn api_live(&self) -> bool {
+        self.api_live.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_api_live(&self, live: bool) {
+        self.api_live.store(live, Ordering::Release);
+    }
+
     /// Loads and compiles `sources` and swaps the result in; on failure keeps the old bundle.
     /// Returns whether the new bundle was installed.
     pub fn reload(&self, sources: &Sources, metrics: &Metrics) -> bool {
-        match build(&sources.paths, sources.policy.as_deref()) {
+        self.install(
+            build(&sources.paths, sources.policy.as_deref()),
+            metrics,
+            false,
+        )
+    }
+
+    /// Installs a compiled bundle, or keeps the old one and records why. With `skip_same`, a
+    /// bundle with the served hash is not swapped in again (nor counted as a reload): the
+    /// watch delivers the ConfigMap's current state on every (re)connect.
+    pub(crate) fn install(
+        &self,
+        built: Result<CompiledPack, BundleError>,
+        metrics: &Metrics,
+        skip_same: bool,
+    ) -> bool {
+        match built {
             Ok(pack) => {
+                if skip_same
+                    && self
+                        .current()
+                        .is_some_and(|c| c.pack.hash == pack.pack.hash)
+                {
+                    tracing::debug!(hash = %pack.pack.hash, "bundle unchanged");
+                    self.set_error(None);
+                    return false;
+                }
                 pack.warm_up();
                 tracing::info!(
                     bundle = %pack.pack.name,
@@ -85,17 +130,21 @@ impl BundleState {
                 true
             }
             Err(e) => {
-                let message = e.to_string();
-                let keeping = self
-                    .current()
-                    .map(|p| p.pack.hash.clone())
-                    .unwrap_or_else(|| "nothing".into());
-                tracing::error!(error = %message, keeping = %keeping, "bundle rejected; the previous one keeps serving");
-                metrics.bundle_rejected();
-                self.set_error(Some(message));
+                self.reject(e.to_string(), metrics);
                 false
             }
         }
+    }
+
+    /// Keeps serving the current bundle and reports why the new one was refused.
+    pub(crate) fn reject(&self, message: String, metrics: &Metrics) {
+        let keeping = self
+            .current()
+            .map(|p| p.pack.hash.clone())
+            .unwrap_or_else(|| "nothing".into());
+        tracing::error!(error = %message, keeping = %keeping, "bundle rejected; the previous one keeps serving");
+        metrics.bundle_rejected();
+        self.set_error(Some(message));
     }
 }
 
@@ -162,6 +211,11 @@ pub async fn watch(
             continue;
         }
         last = now;
+        if state.api_live() {
+            // The watch already delivered this (or something newer); see `api_live`.
+            tracing::debug!("source files changed; the ConfigMap watch is authoritative");
+            continue;
+        }
         let (state, sources, metrics) = (state.clone(), sources.clone(), metrics.clone());
         // Compile off the async workers; requests keep being served meanwhile.
         let _ = tokio::task::spawn_blocking(move || state.reload(&sources, &metrics)).await;

@@ -1,0 +1,234 @@
+//! In-cluster bundle source: a watch on the one ConfigMap the operator writes the bundle to.
+//!
+//! The mounted copy of that ConfigMap is refreshed only on kubelet's sync period (up to about
+//! a minute, plus its cache TTL), so a rule fix would take that long to reach every pod. The
+//! API server pushes the change instead, typically in well under a second. The file source
+//! stays: it is what the pod starts from, and what takes over whenever this watch is not
+//! synced (no token, API unreachable, RBAC missing), so a broken watch costs freshness, never
+//! availability.
+//!
+//! The watch lists and watches with `fieldSelector=metadata.name=<name>`, which RBAC
+//! authorizes as a request for that one name: the pod's Role grants `get, list, watch` on its
+//! own ConfigMap only (`resourceNames`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::bundle::build_from_text;
+use crate::serve::metrics::Metrics;
+use crate::serve::reload::BundleState;
+
+/// The ConfigMap key the operator writes the bundle under.
+pub const DEFAULT_KEY: &str = "bundle.json";
+
+/// Which ConfigMap to watch: `--configmap [NAMESPACE/]NAME` and `--configmap-key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    /// `None`: the client's default namespace (in a pod: the pod's own, from the service
+    /// account's `namespace` file).
+    pub namespace: Option<String>,
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("--configmap must be NAME or NAMESPACE/NAME (DNS labels), not {0:?}")]
+pub struct ParseRefError(String);
+
+impl ConfigMapRef {
+    /// Parses `NAME` or `NAMESPACE/NAME`.
+    pub fn parse(s: &str, key: &str) -> Result<Self, ParseRefError> {
+        let err = || ParseRefError(s.to_string());
+        let (namespace, name) = match s.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, s),
+        };
+        // ConfigMap names are DNS subdomains, namespaces DNS labels; both lower-case.
+        let valid = |v: &str, dots: bool| {
+            !v.is_empty()
+                && v.len() <= 253
+                && v.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+                })
+        };
+        if !valid(name, true) || namespace.is_some_and(|ns| !valid(ns, false)) || key.is_empty() {
+            return Err(err());
+        }
+        Ok(ConfigMapRef {
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
+/// Watches the ConfigMap until `stop` resolves, installing every new, valid bundle it holds.
+///
+/// Never returns an error: without a client it logs why and leaves the files in charge; with
+/// one, kube's watcher reconnects with backoff forever, and while it is down the files are.
+pub async fn watch(
+    target: ConfigMapRef,
+    policy: Option<String>,
+    state: Arc<BundleState>,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = tokio::select! {
+        c = Client::try_default() => c,
+        _ = stop.changed() => return,
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                configmap = %target.name,
+                "no Kubernetes API client (is the service account token mounted?); \
+                 reloading from the mounted files only"
+            );
+            return;
+        }
+    };
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={}", target.name))
+        .any_semantic();
+    let origin = PathBuf::from(format!(
+        "configmap/{namespace}/{}[{}]",
+        target.name, target.key
+    ));
+    tracing::info!(configmap = %format!("{namespace}/{}", target.name), key = %target.key, "watching the bundle ConfigMap");
+
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut seen: Option<[u8; 32]> = None;
+    let mut found_in_list = false;
+    loop {
+        let event = tokio::select! {
+            e = events.next() => e,
+            _ = stop.changed() => break,
+        };
+        let Some(event) = event else { break };
+        match event {
+            Ok(Event::Init) => found_in_list = false,
+            Ok(Event::InitApply(cm)) => {
+                found_in_list = true;
+                apply(&cm, &target, &origin, &policy, &state, &metrics, &mut seen).await;
+            }
+            Ok(Event::InitDone) => {
+                if found_in_list {
+                    go_live(&state, &metrics, true);
+                } else {
+                    tracing::warn!(configmap = %origin.display(), "the bundle ConfigMap does not exist; reloading from the mounted files");
+                    go_live(&state, &metrics, false);
+                }
+            }
+            Ok(Event::Apply(cm)) => {
+                apply(&cm, &target, &origin, &policy, &state, &metrics, &mut seen).await;
+                go_live(&state, &metrics, true);
+            }
+            Ok(Event::Delete(_)) => {
+                // The policy is being deleted (or the ConfigMap by hand): keep serving what we
+                // have; the files, still mounted, decide from here.
+                tracing::warn!(configmap = %origin.display(), "the bundle ConfigMap was deleted; keeping the current bundle");
+                seen = None;
+                go_live(&state, &metrics, false);
+            }
+            Err(e) => {
+                if state.api_live() {
+                    tracing::warn!(error = %e, "ConfigMap watch lost; reloading from the mounted files until it is back");
+                } else {
+                    tracing::debug!(error = %e, "ConfigMap watch still failing");
+                }
+                metrics.bundle_watch_error();
+                go_live(&state, &metrics, false);
+            }
+        }
+    }
+    go_live(&state, &metrics, false);
+}
+
+fn go_live(state: &BundleState, metrics: &Metrics, live: bool) {
+    if live && !state.api_live() {
+        tracing::info!("ConfigMap watch synced; it is the bundle source now");
+    }
+    state.set_api_live(live);
+    metrics.bundle_watch_up(live);
+}
+
+/// Compiles and installs the bundle `cm` holds, unless it is the text last seen.
+async fn apply(
+    cm: &ConfigMap,
+    target: &ConfigMapRef,
+    origin: &std::path::Path,
+    policy: &Option<String>,
+    state: &Arc<BundleState>,
+    metrics: &Arc<Metrics>,
+    seen: &mut Option<[u8; 32]>,
+) {
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(&target.key)).cloned() else {
+        *seen = None;
+        state.reject(
+            format!(
+                "{}: the ConfigMap has no key {:?}",
+                origin.display(),
+                target.key
+            ),
+            metrics,
+        );
+        return;
+    };
+    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    if *seen == Some(digest) {
+        return;
+    }
+    *seen = Some(digest);
+    let (state, metrics, origin, policy) = (
+        state.clone(),
+        metrics.clone(),
+        origin.to_path_buf(),
+        policy.clone(),
+    );
+    // Compile off the async workers, as the file reload does; requests keep being served.
+    let _ = tokio::task::spawn_blocking(move || {
+        let built = build_from_text(&text, &origin, policy.as_deref());
+        state.install(built, &metrics, true)
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_name_and_namespaced_name() {
+        assert_eq!(
+            ConfigMapRef::parse("acme-chat-bundle", DEFAULT_KEY).unwrap(),
+            ConfigMapRef {
+                namespace: None,
+                name: "acme-chat-bundle".into(),
+                key: "bundle.json".into()
+            }
+        );
+        let r = ConfigMapRef::parse("acme-prod/acme-chat-bundle", "b.json").unwrap();
+        assert_eq!(r.namespace.as_deref(), Some("acme-prod"));
+        assert_eq!(r.name, "acme-chat-bundle");
+        assert_eq!(r.key, "b.json");
+        for bad in ["", "/x", "ns/", "a/b/c", "Upper", "ns.dots/x", "x y"] {
+            assert!(ConfigMapRef::parse(bad, DEFAULT_KEY).is_err(), "{bad:?}");
+        }
+        assert!(ConfigMapRef::parse("x", "").is_err());
+    }
+}
