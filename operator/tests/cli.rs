@@ -11,12 +11,14 @@ fn samples() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples")
 }
 
-#[test]
-fn render_prints_every_child_kind() {
+/// `render ARGS -f config/samples/` with `env`; the YAML it printed, which it must have.
+fn render_samples(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = bin()
         .arg("render")
+        .args(args)
         .arg("-f")
         .arg(samples())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -24,7 +26,12 @@ fn render_prints_every_child_kind() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn render_prints_every_child_kind() {
+    let text = render_samples(&[], &[]);
     let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| {
             let v: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
@@ -131,23 +138,10 @@ fn crdgen_writes_the_three_files() {
 
 #[test]
 fn render_takes_the_operator_settings_from_flags_and_environment() {
-    let out = bin()
-        .args([
-            "render",
-            "--scanner-image",
-            "registry.local/pd-scanner:dev",
-            "-f",
-        ])
-        .arg(samples())
-        .env("PD_MONITORING_NAMESPACE", "observability")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = render_samples(
+        &["--scanner-image", "registry.local/pd-scanner:dev"],
+        &[("PD_MONITORING_NAMESPACE", "observability")],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("image: registry.local/pd-scanner:dev"),
         "{text}"
@@ -161,21 +155,13 @@ fn render_takes_the_operator_settings_from_flags_and_environment() {
 
 #[test]
 fn render_api_server_egress_given_or_refused_without_a_cluster() {
-    let out = bin()
-        .args(["render", "-f"])
-        .arg(samples())
-        .env(
+    let text = render_samples(
+        &[],
+        &[(
             "PD_API_SERVER_EGRESS",
             "10.96.0.1/32:443,172.18.0.2/32:6443",
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        )],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     for want in [
         "automountServiceAccountToken: true",
         "- --configmap\n        - acme-chat-bundle",
