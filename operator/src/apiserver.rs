@@ -4,15 +4,21 @@
 //! addresses a packet to the API carries when the policy is checked depends on the network
 //! plugin (the `kubernetes` Service's ClusterIP before DNAT, or an endpoint after it), so the
 //! scanners' egress allows both: the ClusterIP on the Service port and every endpoint address on
-//! the endpoint port. `--api-server-egress auto` reads them once at operator start.
+//! the endpoint port. `--api-server-egress auto` reads them at operator start and again whenever
+//! the `kubernetes` EndpointSlices change ([`changes`]), so a control plane that moves (managed
+//! clusters during upgrades) gets its scanners' NetworkPolicies re-applied.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use thiserror::Error;
 
@@ -110,6 +116,9 @@ impl FromStr for ApiServerEgress {
     }
 }
 
+/// The label the API server puts on the EndpointSlices of Service `default/kubernetes`.
+pub const SLICE_SELECTOR: &str = "kubernetes.io/service-name=kubernetes";
+
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
     #[error("reading Service default/kubernetes and its EndpointSlices: {0}")]
@@ -144,7 +153,7 @@ pub async fn discover(client: &Client) -> Result<Vec<ApiEndpoint>, DiscoveryErro
     }
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let list = slices
-        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .list(&ListParams::default().labels(SLICE_SELECTOR))
         .await?;
     let mut backends = 0;
     for slice in list.items {
@@ -169,6 +178,41 @@ pub async fn discover(client: &Client) -> Result<Vec<ApiEndpoint>, DiscoveryErro
     endpoints.sort();
     endpoints.dedup();
     Ok(endpoints)
+}
+
+/// Watches the API server's EndpointSlices and, on every change (and once after each
+/// (re)list), reads the addresses again and hands them to `update`, which stores them and says
+/// whether they differ from the ones in use; the stream yields `()` for each that did, which
+/// the ScanPolicy controller turns into a re-apply of every policy. A failed read keeps the
+/// addresses in use: a control plane restarting has no endpoints for a moment.
+pub fn changes<F>(client: Client, update: F) -> impl Stream<Item = ()> + Send
+where
+    F: Fn(Vec<ApiEndpoint>) -> bool + Send + Sync + 'static,
+{
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let update = Arc::new(update);
+    watcher::watcher(slices, watcher::Config::default().labels(SLICE_SELECTOR))
+        .default_backoff()
+        .filter_map(move |event| {
+            let (client, update) = (client.clone(), update.clone());
+            async move {
+                match event {
+                    Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {}
+                    Ok(Event::Init | Event::InitApply(_)) => return None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watching the API server's EndpointSlices");
+                        return None;
+                    }
+                }
+                match discover(&client).await {
+                    Ok(found) => update(found).then_some(()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-reading the API server's addresses; keeping the ones in use");
+                        None
+                    }
+                }
+            }
+        })
 }
 
 #[cfg(test)]

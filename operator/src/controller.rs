@@ -12,6 +12,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -35,6 +36,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
+use crate::apiserver::ApiEndpoint;
 use crate::builders::{
     build_children, hmac_secret, BuildError, Children, Names, Settings, FIELD_MANAGER,
 };
@@ -139,8 +141,9 @@ pub struct Context {
     /// Consecutive failures per object (`kind/namespace/name`), for [`error_policy`]'s backoff;
     /// cleared when the object reconciles successfully.
     failures: Mutex<HashMap<String, u32>>,
-    /// Scanner image and other cluster-wide choices for the children.
-    pub settings: Settings,
+    /// Scanner image and other cluster-wide choices for the children. Swapped, not locked:
+    /// only the API server's addresses change at run time ([`Context::set_api_server`]).
+    settings: ArcSwap<Settings>,
 }
 
 impl Context {
@@ -159,8 +162,29 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             failures: Mutex::new(HashMap::new()),
-            settings,
+            settings: ArcSwap::from_pointee(settings),
         }
+    }
+
+    /// The settings in effect now; a reconcile uses one snapshot throughout.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Stores newly discovered API server addresses; returns whether they changed (then every
+    /// policy must be re-applied to update its scanners' egress).
+    pub fn set_api_server(&self, found: Vec<ApiEndpoint>) -> bool {
+        let current = self.settings.load_full();
+        if current.api_server == found {
+            return false;
+        }
+        let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+        tracing::info!(endpoints = %list.join(","), "the API server's addresses changed; re-applying every ScanPolicy");
+        self.settings.store(Arc::new(Settings {
+            api_server: found,
+            ..(*current).clone()
+        }));
+        true
     }
 
     /// Counts one more failure of `key` and returns how many came before it.
@@ -377,6 +401,7 @@ pub async fn reconcile_scanpolicy(
         return Err(missing("ScanPolicy", &name, "metadata.uid"));
     }
     let client = &ctx.client;
+    let settings = ctx.settings();
     let tenant_name = policy.spec.tenant_ref.name.clone();
     let names = Names::new(&name, &namespace, &tenant_name);
     let tenant = Api::<Tenant>::all(client.clone())
@@ -387,8 +412,8 @@ pub async fn reconcile_scanpolicy(
         None => Err(Error::MissingTenant(tenant_name.clone())),
         Some(tenant) => {
             let packs =
-                visible_packs(client, &namespace, ctx.settings.shared_namespace.as_deref()).await?;
-            desired(&policy, tenant, &packs, &ctx.settings)
+                visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
+            desired(&policy, tenant, &packs, &settings)
         }
     };
     let (bundle, deployment) = match outcome {
@@ -459,8 +484,12 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
         .namespace()
         .ok_or_else(|| missing("RulePack", &name, "namespace"))?;
     let client = &ctx.client;
-    let mut packs =
-        visible_packs(client, &namespace, ctx.settings.shared_namespace.as_deref()).await?;
+    let mut packs = visible_packs(
+        client,
+        &namespace,
+        ctx.settings().shared_namespace.as_deref(),
+    )
+    .await?;
     // The object being reconciled is the freshest copy of itself.
     packs.insert(name.clone(), pack.spec.0.clone());
     let status = rulepack_status(
@@ -761,6 +790,7 @@ pub async fn run(
     listener: TcpListener,
     elector: Option<LeaderElector>,
     settings: Settings,
+    follow_api_server: bool,
 ) -> Result<(), RunError> {
     let shared_for_packs = settings.shared_namespace.clone();
     let shared_for_policies = settings.shared_namespace.clone();
@@ -834,6 +864,14 @@ pub async fn run(
             }
         });
 
+    // `--api-server-egress auto`: when the control plane moves, every scanner NetworkPolicy
+    // must follow, or the scanners' ConfigMap watch falls back to kubelet's slower sync.
+    let api_server_moved = if follow_api_server {
+        let ctx = ctx.clone();
+        crate::apiserver::changes(client.clone(), move |found| ctx.set_api_server(found)).boxed()
+    } else {
+        futures::stream::pending().boxed()
+    };
     let policies = Controller::new(Api::<ScanPolicy>::all(client.clone()), all.clone());
     let policy_store = policies.store();
     let store = policy_store.clone();
@@ -870,6 +908,7 @@ pub async fn run(
         .watches(Api::<Tenant>::all(client.clone()), all.clone(), move |t| {
             policies_of_tenant(&t, &tenant_policies.state())
         })
+        .reconcile_all_on(api_server_moved)
         .shutdown_on_signal()
         .graceful_shutdown_on(lease_lost())
         .run(

@@ -202,13 +202,14 @@ fn run(
         } else {
             Vec::new()
         };
+        let follow_api_server = settings.api_server_egress == ApiServerEgress::Auto;
         let settings = settings.settings(discovered);
         let listener = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;
         let elector =
             leader_namespace.map(|ns| pd_operator::leader::LeaderElector::new(client.clone(), ns));
-        pd_operator::controller::run(client, listener, elector, settings)
+        pd_operator::controller::run(client, listener, elector, settings, follow_api_server)
             .await
             .map_err(|e| e.to_string())
     })

@@ -15,7 +15,7 @@ fn service() -> Value {
 }
 
 fn slices(addresses: &[&str]) -> Value {
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList", "metadata": {},
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList", "metadata": {"resourceVersion": "7"},
            "items": [{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                       "metadata": {"name": "kubernetes", "namespace": "default"},
                       "addressType": "IPv4",
@@ -75,4 +75,54 @@ async fn no_endpoints_or_no_access_is_an_error_that_says_so() {
     let e = discover(&client).await.unwrap_err();
     assert!(matches!(e, DiscoveryError::Api(_)), "{e}");
     assert!(e.to_string().contains("default/kubernetes"), "{e}");
+}
+
+#[tokio::test]
+async fn a_moved_control_plane_is_stored_and_triggers_one_re_apply() {
+    use futures::StreamExt;
+    use pd_operator::builders::Settings;
+    use pd_operator::controller::Context;
+    use std::sync::Arc;
+
+    // The API server now answers on .9; the operator started with .2.
+    let (client, _server) = mock_client(|r| {
+        if r.path
+            .starts_with("/api/v1/namespaces/default/services/kubernetes")
+        {
+            (200, service())
+        } else if r.path.contains("watch=true") {
+            // An empty watch: the stream ends and the watcher re-watches.
+            (200, Value::Null)
+        } else {
+            (200, slices(&["172.18.0.9"]))
+        }
+    });
+    let started = vec![
+        endpoint("10.96.0.1/32", 443),
+        endpoint("172.18.0.2/32", 6443),
+    ];
+    let ctx = Arc::new(Context::with_settings(
+        client.clone(),
+        Settings {
+            api_server: started.clone(),
+            ..Settings::default()
+        },
+    ));
+    let c = ctx.clone();
+    let mut changes =
+        pd_operator::apiserver::changes(client, move |found| c.set_api_server(found)).boxed();
+    tokio::time::timeout(std::time::Duration::from_secs(20), changes.next())
+        .await
+        .expect("a change within 20 s")
+        .expect("the stream goes on");
+    assert_eq!(
+        ctx.settings().api_server,
+        [
+            endpoint("10.96.0.1/32", 443),
+            endpoint("172.18.0.9/32", 6443)
+        ]
+    );
+    // The same addresses again are no change.
+    assert!(!ctx.set_api_server(ctx.settings().api_server.clone()));
+    assert!(ctx.set_api_server(started));
 }
