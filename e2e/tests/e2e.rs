@@ -560,10 +560,13 @@ async fn rulepack_edit_reaches_every_scanner_pod_without_restart() {
             "pod {} serves a bundle that is neither the old nor the status's new one",
             report.host
         );
+        // `configmap`: the scanner's API watch delivered it (chart default); `files`: kubelet's
+        // sync did (`apiServerEgress: off`, or the watch could not reach the API server).
         per_pod.push(format!(
-            "{} +{}s",
+            "{} +{}s via {}",
             report.host,
-            report.epoch_secs.saturating_sub(edited_at)
+            report.epoch_secs.saturating_sub(edited_at),
+            ready["source"].as_str().unwrap_or("?")
         ));
     }
     let all_secs = watched

@@ -1121,6 +1121,9 @@ fn configmap_watch_is_the_fresh_source_and_files_take_over_when_it_drops() {
     eventually("the watch replaces the stale file bundle", || {
         version(&s).as_deref() == Some("2")
     });
+    eventually("readiness names the source", || {
+        s.request("GET", "/readyz", &[], b"").json()["source"] == "configmap"
+    });
     assert_eq!(metric(&s, "pd_bundle_watch_up").as_deref(), Some("1"));
     let list = api
         .requests()
@@ -1165,6 +1168,10 @@ fn configmap_watch_is_the_fresh_source_and_files_take_over_when_it_drops() {
     eventually("the files take over", || {
         version(&s).as_deref() == Some("4")
     });
+    assert_eq!(
+        s.request("GET", "/readyz", &[], b"").json()["source"],
+        "files"
+    );
     let errors: u64 = metric(&s, "pd_bundle_watch_errors_total")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);

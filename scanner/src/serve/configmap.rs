@@ -114,6 +114,7 @@ pub async fn watch(
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut seen: Option<[u8; 32]> = None;
     let mut found_in_list = false;
+    let mut failing = false;
     loop {
         let event = tokio::select! {
             e = events.next() => e,
@@ -127,6 +128,7 @@ pub async fn watch(
                 apply(&cm, &target, &origin, &policy, &state, &metrics, &mut seen).await;
             }
             Ok(Event::InitDone) => {
+                failing = false;
                 if found_in_list {
                     go_live(&state, &metrics, true);
                 } else {
@@ -146,11 +148,17 @@ pub async fn watch(
                 go_live(&state, &metrics, false);
             }
             Err(e) => {
-                if state.api_live() {
-                    tracing::warn!(error = %e, "ConfigMap watch lost; reloading from the mounted files until it is back");
-                } else {
+                // Said once per outage (the first failure after start or after being synced),
+                // so a watch that never connects (RBAC, NetworkPolicy) is visible in the log.
+                if failing {
                     tracing::debug!(error = %e, "ConfigMap watch still failing");
+                } else {
+                    tracing::warn!(error = %e, "ConfigMap watch failing; reloading from the mounted files until it is back");
+                    failing = true;
                 }
+                // The files may have loaded something meanwhile: after reconnecting, install
+                // what the API holds even if the watch saw that text before.
+                seen = None;
                 metrics.bundle_watch_error();
                 go_live(&state, &metrics, false);
             }

@@ -198,6 +198,9 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
                 "policy": p.policy.name,
                 "rules": p.rule_count(),
                 "last_reload_error": last_error,
+                // Which source updates arrive from: the ConfigMap watch while it is synced,
+                // else the polled files.
+                "source": if s.bundle.api_live() { "configmap" } else { "files" },
             }))
             .into_response()
         }
