@@ -14,6 +14,7 @@ use pd_scanner::compile::compile;
 use pd_scanner::engine::InputHasher;
 use pd_scanner::eval::{evaluate, Fields};
 use pd_scanner::pack::RulePackSpec;
+use pd_scanner::serve::configmap::ConfigMapRef;
 use pd_scanner::testing::run_pack_tests;
 
 /// Static musl builds (the container images) use mimalloc: musl's allocator costs throughput.
@@ -119,10 +120,10 @@ struct ServeArgs {
     /// new bundle it holds at once, instead of waiting for kubelet to refresh the mounted copy.
     /// Needs a service-account token (or KUBECONFIG) allowed to get/list/watch it; while the
     /// watch is down the `-f` files are the source.
-    #[arg(long, env = "PD_CONFIGMAP", value_name = "[NAMESPACE/]NAME")]
-    configmap: Option<String>,
+    #[arg(long, env = "PD_CONFIGMAP", value_name = "[NAMESPACE/]NAME", value_parser = parse_configmap)]
+    configmap: Option<ConfigMapRef>,
     /// The ConfigMap key holding the bundle.
-    #[arg(long, env = "PD_CONFIGMAP_KEY", default_value = pd_scanner::serve::configmap::DEFAULT_KEY)]
+    #[arg(long, env = "PD_CONFIGMAP_KEY", default_value = pd_scanner::serve::configmap::DEFAULT_KEY, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     configmap_key: String,
     /// Log format.
     #[arg(long, env = "PD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -178,6 +179,11 @@ struct EvalArgs {
     /// List up to N misclassified items (id, rules, start of the text).
     #[arg(long, default_value_t = 0)]
     show_errors: usize,
+}
+
+/// `--configmap`, checked while parsing so a typo is a usage error (exit 64).
+fn parse_configmap(s: &str) -> std::result::Result<ConfigMapRef, String> {
+    ConfigMapRef::parse(s, pd_scanner::serve::configmap::DEFAULT_KEY).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -249,11 +255,10 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
             |_| format!("--audit-fsync must be always, never or milliseconds, not {ms:?}"),
         )?)),
     };
-    let configmap = args
-        .configmap
-        .as_deref()
-        .map(|c| pd_scanner::serve::configmap::ConfigMapRef::parse(c, &args.configmap_key))
-        .transpose()?;
+    let configmap = args.configmap.map(|c| ConfigMapRef {
+        key: args.configmap_key,
+        ..c
+    });
     let config = ServeConfig {
         configmap,
         listen: args.listen,

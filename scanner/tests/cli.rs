@@ -192,6 +192,10 @@ fn eval_reports_and_writes_per_item_results() {
 fn usage_errors_exit_64_and_help_exits_0() {
     assert_eq!(run(&["frobnicate"]).status.code(), Some(64));
     assert_eq!(run(&["eval"]).status.code(), Some(64));
+    // Checked while parsing, before anything starts.
+    let o = run(&["serve", "--configmap", "Not_A_Name"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NAMESPACE/NAME"));
     assert_eq!(run(&["--help"]).status.code(), Some(0));
 }
 
