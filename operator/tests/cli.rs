@@ -11,16 +11,21 @@ fn samples() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples")
 }
 
-/// `render ARGS -f config/samples/` with `env`; the YAML it printed, which it must have.
-fn render_samples(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = bin()
+/// `render ARGS -f config/samples/` with `env`, however it ends.
+fn render_samples_output(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    bin()
         .arg("render")
         .args(args)
         .arg("-f")
         .arg(samples())
         .envs(env.iter().copied())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `render ARGS -f config/samples/` with `env`; the YAML it printed, which it must have.
+fn render_samples(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = render_samples_output(args, env);
     assert!(
         out.status.success(),
         "{}",
@@ -173,21 +178,13 @@ fn render_api_server_egress_given_or_refused_without_a_cluster() {
     }
 
     // `auto` needs a cluster to read; render has none and says what to do instead.
-    let out = bin()
-        .args(["render", "--api-server-egress", "auto", "-f"])
-        .arg(samples())
-        .output()
-        .unwrap();
+    let out = render_samples_output(&["--api-server-egress", "auto"], &[]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("render runs without a cluster"), "{err}");
 
     // A malformed value is a usage error naming the expected form.
-    let out = bin()
-        .args(["render", "--api-server-egress", "10.0.0.1:443", "-f"])
-        .arg(samples())
-        .output()
-        .unwrap();
+    let out = render_samples_output(&["--api-server-egress", "10.0.0.1:443"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CIDR:PORT"), "{err}");

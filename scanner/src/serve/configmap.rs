@@ -111,8 +111,15 @@ pub async fn watch(
     ));
     tracing::info!(configmap = %format!("{namespace}/{}", target.name), key = %target.key, "watching the bundle ConfigMap");
 
+    let mut installer = Installer {
+        key: target.key,
+        origin,
+        policy,
+        state,
+        metrics,
+        seen: None,
+    };
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut seen: Option<[u8; 32]> = None;
     let mut found_in_list = false;
     let mut failing = false;
     loop {
@@ -125,27 +132,25 @@ pub async fn watch(
             Ok(Event::Init) => found_in_list = false,
             Ok(Event::InitApply(cm)) => {
                 found_in_list = true;
-                apply(&cm, &target, &origin, &policy, &state, &metrics, &mut seen).await;
+                installer.apply(&cm).await;
             }
             Ok(Event::InitDone) => {
                 failing = false;
-                if found_in_list {
-                    go_live(&state, &metrics, true);
-                } else {
-                    tracing::warn!(configmap = %origin.display(), "the bundle ConfigMap does not exist; reloading from the mounted files");
-                    go_live(&state, &metrics, false);
+                if !found_in_list {
+                    tracing::warn!(configmap = %installer.origin.display(), "the bundle ConfigMap does not exist; reloading from the mounted files");
                 }
+                installer.set_live(found_in_list);
             }
             Ok(Event::Apply(cm)) => {
-                apply(&cm, &target, &origin, &policy, &state, &metrics, &mut seen).await;
-                go_live(&state, &metrics, true);
+                installer.apply(&cm).await;
+                installer.set_live(true);
             }
             Ok(Event::Delete(_)) => {
                 // The policy is being deleted (or the ConfigMap by hand): keep serving what we
                 // have; the files, still mounted, decide from here.
-                tracing::warn!(configmap = %origin.display(), "the bundle ConfigMap was deleted; keeping the current bundle");
-                seen = None;
-                go_live(&state, &metrics, false);
+                tracing::warn!(configmap = %installer.origin.display(), "the bundle ConfigMap was deleted; keeping the current bundle");
+                installer.seen = None;
+                installer.set_live(false);
             }
             Err(e) => {
                 // Said once per outage (the first failure after start or after being synced),
@@ -158,62 +163,69 @@ pub async fn watch(
                 }
                 // The files may have loaded something meanwhile: after reconnecting, install
                 // what the API holds even if the watch saw that text before.
-                seen = None;
-                metrics.bundle_watch_error();
-                go_live(&state, &metrics, false);
+                installer.seen = None;
+                installer.metrics.bundle_watch_error();
+                installer.set_live(false);
             }
         }
     }
-    go_live(&state, &metrics, false);
+    installer.set_live(false);
 }
 
-fn go_live(state: &BundleState, metrics: &Metrics, live: bool) {
-    if live && !state.api_live() {
-        tracing::info!("ConfigMap watch synced; it is the bundle source now");
+/// Turns the watched ConfigMap's value into the served bundle.
+struct Installer {
+    key: String,
+    /// Names the ConfigMap in errors, as a path names a file.
+    origin: PathBuf,
+    policy: Option<String>,
+    state: Arc<BundleState>,
+    metrics: Arc<Metrics>,
+    /// Digest of the text last compiled, so a relist of an unchanged ConfigMap costs nothing.
+    seen: Option<[u8; 32]>,
+}
+
+impl Installer {
+    /// Whether the watch is the bundle source (see [`BundleState::api_live`]).
+    fn set_live(&self, live: bool) {
+        if live && !self.state.api_live() {
+            tracing::info!("ConfigMap watch synced; it is the bundle source now");
+        }
+        self.state.set_api_live(live);
+        self.metrics.bundle_watch_up(live);
     }
-    state.set_api_live(live);
-    metrics.bundle_watch_up(live);
-}
 
-/// Compiles and installs the bundle `cm` holds, unless it is the text last seen.
-async fn apply(
-    cm: &ConfigMap,
-    target: &ConfigMapRef,
-    origin: &std::path::Path,
-    policy: &Option<String>,
-    state: &Arc<BundleState>,
-    metrics: &Arc<Metrics>,
-    seen: &mut Option<[u8; 32]>,
-) {
-    let Some(text) = cm.data.as_ref().and_then(|d| d.get(&target.key)).cloned() else {
-        *seen = None;
-        state.reject(
-            format!(
-                "{}: the ConfigMap has no key {:?}",
-                origin.display(),
-                target.key
-            ),
-            metrics,
+    /// Compiles and installs the bundle `cm` holds, unless it is the text last seen.
+    async fn apply(&mut self, cm: &ConfigMap) {
+        let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)).cloned() else {
+            self.seen = None;
+            self.state.reject(
+                format!(
+                    "{}: the ConfigMap has no key {:?}",
+                    self.origin.display(),
+                    self.key
+                ),
+                &self.metrics,
+            );
+            return;
+        };
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if self.seen == Some(digest) {
+            return;
+        }
+        self.seen = Some(digest);
+        let (state, metrics, origin, policy) = (
+            self.state.clone(),
+            self.metrics.clone(),
+            self.origin.clone(),
+            self.policy.clone(),
         );
-        return;
-    };
-    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-    if *seen == Some(digest) {
-        return;
+        // Compile off the async workers, as the file reload does; requests keep being served.
+        let _ = tokio::task::spawn_blocking(move || {
+            let built = build_from_text(&text, &origin, policy.as_deref());
+            state.install(built, &metrics, true)
+        })
+        .await;
     }
-    *seen = Some(digest);
-    let (state, metrics, origin, policy) = (
-        state.clone(),
-        metrics.clone(),
-        origin.to_path_buf(),
-        policy.clone(),
-    );
-    // Compile off the async workers, as the file reload does; requests keep being served.
-    let _ = tokio::task::spawn_blocking(move || {
-        let built = build_from_text(&text, &origin, policy.as_deref());
-        state.install(built, &metrics, true)
-    })
-    .await;
 }
 
 #[cfg(test)]
