@@ -2,36 +2,37 @@
 //!
 //! Compilation does all the expensive and fallible work once, so the scan path only runs
 //! automata: `extends` chains are flattened and `overrides` applied ([`resolve`]), every regex is
-//! checked on its own (so an error names its rule), then all regexes and detector candidates go
-//! into one `RegexSet` (presence in one pass) and all keywords into one Aho–Corasick DFA.
-//! Per-rule regexes are kept only to find spans for the rules the set says matched.
+//! compiled on its own (so an error names its rule), then the regexes and detector candidates of
+//! each scope get a [`Prefilter`]: their required literals in one Aho–Corasick DFA, and the
+//! patterns without any in one fully built DFA. All keywords go into one Aho–Corasick DFA. A
+//! rule's own regex runs only when the prefilter says it can match, to confirm and find spans.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::decode::{decode_gate, DecoderKind, DecoderLimits};
+use crate::decode::{decode_gate_parts, DecoderKind, DecoderLimits};
 use crate::detectors::DetectorKind;
 use crate::normalize::{normalize, Normalization};
 use crate::pack::{Action, Category, MatchOn, Matcher, Rule, RuleId, RulePackSpec, Severity};
 use crate::policy::Policy;
+use crate::prefilter::{BuildError, Prefilter};
 
 /// Longest regex source accepted, in bytes. Rule packs are data from users; a bound keeps a
 /// pathological pack from stalling the operator or a scanner reload.
 pub const MAX_REGEX_LEN: usize = 4096;
 /// Compiled size limit of one rule's regex.
 const RULE_REGEX_SIZE: usize = 2 << 20;
-/// Compiled size limit of the pack-wide set, and of its lazy DFA cache.
-const SET_SIZE: usize = 64 << 20;
-const SET_DFA_SIZE: usize = 128 << 20;
-/// Lazy DFA cache of one span regex.
-const SPAN_DFA_SIZE: usize = 2 << 20;
+/// Lazy DFA cache of one rule's regex, per thread. A rule's regex runs only on texts that
+/// contain its atoms, and a full cache is cleared and refilled rather than grown, so this bounds
+/// the scanner's memory whatever the traffic: about 100 regexes × this × threads at worst.
+const SPAN_DFA_SIZE: usize = 256 << 10;
 /// `extends` chains longer than this are almost certainly a mistake.
 const MAX_EXTENDS_DEPTH: usize = 8;
 /// Keywords a rule's `all` list may hold (tracked in a 64-bit set while scanning).
@@ -304,17 +305,24 @@ pub(crate) enum Slot {
     /// left the text unchanged (then original and normalized text are the same bytes), which is
     /// the common case and saves a pass. Otherwise the separate original set runs.
     OriginalIfIdentity(SetEntry),
-    /// Some keyword could occur: run the Aho–Corasick pass.
-    KeywordGate,
     /// Some decoder could find a payload (valid on unchanged text): run the decoders.
-    DecodeGate,
+    DecodeGate(SetEntry),
 }
 
-/// A `RegexSet` and what each of its patterns stands for.
+impl Slot {
+    pub(crate) fn entry(&self) -> &SetEntry {
+        match self {
+            Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e) => e,
+        }
+    }
+}
+
+/// The patterns of one scope, what each stands for, and the prefilter that says which of them
+/// can match a text.
 #[derive(Debug)]
 pub(crate) struct PatternSet {
-    pub set: RegexSet,
     pub slots: Vec<Slot>,
+    pub filter: Prefilter,
 }
 
 /// Patterns of one set while compiling.
@@ -325,10 +333,12 @@ struct PatternsBuilder {
 }
 
 impl PatternsBuilder {
-    /// Identical patterns (two rules on one detector, say) share a set slot.
+    /// Identical patterns (two rules on one detector, say) share a set slot. `compiled` is the
+    /// pattern's regex when the caller has already compiled it.
     fn add(
         &mut self,
         source: String,
+        compiled: Option<Regex>,
         detector: Option<DetectorKind>,
         rule: usize,
         all_spans: bool,
@@ -345,10 +355,12 @@ impl PatternsBuilder {
             }
         }
         self.sources.push(source.clone());
-        self.slots.push(Slot::Match(SetEntry {
-            all_spans,
-            ..SetEntry::new(source, detector, vec![rule])
-        }));
+        let mut entry = SetEntry::new(source, detector, vec![rule]);
+        entry.all_spans = all_spans;
+        if let Some(re) = compiled {
+            entry.span = OnceLock::from(Some(re));
+        }
+        self.slots.push(Slot::Match(entry));
     }
 
     fn push(&mut self, source: String, slot: Slot) {
@@ -356,19 +368,14 @@ impl PatternsBuilder {
         self.slots.push(slot);
     }
 
-    /// `Err` carries the set's own error; the caller then finds the rules responsible.
-    fn build(self) -> Result<Option<PatternSet>, regex::Error> {
+    fn build(self) -> Result<Option<PatternSet>, BuildError> {
         if self.sources.is_empty() {
             return Ok(None);
         }
-        let set = RegexSetBuilder::new(&self.sources)
-            .unicode(false)
-            .size_limit(SET_SIZE)
-            .dfa_size_limit(SET_DFA_SIZE)
-            .build()?;
+        let filter = Prefilter::build(&self.sources)?;
         Ok(Some(PatternSet {
-            set,
             slots: self.slots,
+            filter,
         }))
     }
 }
@@ -401,19 +408,13 @@ impl SetEntry {
         }
     }
 
-    /// The span regex. `None` only if the pattern, valid inside the set, fails alone — which
-    /// the size limits (the set's own) rule out; the rule then reports no spans rather than
-    /// failing the scan.
+    /// The span regex. Rule regexes are compiled (and validated) with the pack; detector
+    /// candidates and decoder gates, which are built in and known to compile, on first use.
+    /// `None` would mean a built-in pattern failed to compile: the slot then reports no spans
+    /// rather than failing the scan (a unit test compiles every built-in pattern).
     pub fn span(&self) -> Option<&Regex> {
         self.span
-            .get_or_init(|| {
-                RegexBuilder::new(&self.source)
-                    .unicode(false)
-                    .size_limit(SET_SIZE)
-                    .dfa_size_limit(SPAN_DFA_SIZE)
-                    .build()
-                    .ok()
-            })
+            .get_or_init(|| span_regex(&self.source).ok())
             .as_ref()
     }
 }
@@ -467,7 +468,7 @@ pub struct CompiledPack {
     pub(crate) decoders: Vec<DecoderKind>,
     pub(crate) limits: DecoderLimits,
     /// Rules on the normalized text, detectors, the `matchOn: original` rules for unchanged
-    /// text, and the keyword and decoder gates: one pass decides what else must run.
+    /// text, and the decoder gate: one prefilter pass decides what else must run.
     pub(crate) primary: Option<PatternSet>,
     /// `matchOn: original` rules, for text that normalization changed.
     pub(crate) original: Option<PatternSet>,
@@ -486,9 +487,7 @@ impl CompiledPack {
             .flatten()
         {
             for slot in &set.slots {
-                if let Slot::Match(e) | Slot::OriginalIfIdentity(e) = slot {
-                    let _ = e.span();
-                }
+                let _ = slot.entry().span();
             }
         }
     }
@@ -581,28 +580,28 @@ pub fn compile_resolved(
             .or_else(|| policy.spec.actions.get(&rule.category).copied());
         let mut detector = None;
         match &rule.matcher {
-            Matcher::Regex(source) => {
-                if source.len() > MAX_REGEX_LEN {
-                    problems.push(rule_problem(
-                        pack,
-                        rule,
-                        format!(
-                            "regex is {} bytes; the limit is {MAX_REGEX_LEN}",
-                            source.len()
-                        ),
-                    ));
+            Matcher::Regex(source) => match rule_regex(source) {
+                Ok(re) => {
+                    let scope = match rule.match_on {
+                        MatchOn::Normalized => &mut primary_patterns,
+                        MatchOn::Original => &mut original_patterns,
+                        MatchOn::Decoded => &mut decoded_patterns,
+                    };
+                    scope.add(
+                        source.clone(),
+                        Some(re),
+                        None,
+                        index,
+                        action == Some(Action::Redact),
+                    );
                 }
-                let scope = match rule.match_on {
-                    MatchOn::Normalized => &mut primary_patterns,
-                    MatchOn::Original => &mut original_patterns,
-                    MatchOn::Decoded => &mut decoded_patterns,
-                };
-                scope.add(source.clone(), None, index, action == Some(Action::Redact));
-            }
+                Err(message) => problems.push(rule_problem(pack, rule, message)),
+            },
             Matcher::Detector(d) => {
                 detector = Some(*d);
                 primary_patterns.add(
                     d.candidate_pattern().to_string(),
+                    None,
                     Some(*d),
                     index,
                     action == Some(Action::Redact),
@@ -656,73 +655,44 @@ pub fn compile_resolved(
         .zip(&original_patterns.slots)
     {
         if let Slot::Match(e) = slot {
-            primary_patterns.push(
-                source.clone(),
-                Slot::OriginalIfIdentity(SetEntry::new(
-                    source.clone(),
-                    e.detector,
-                    e.rules.clone(),
-                )),
-            );
+            let mut copy = SetEntry::new(source.clone(), e.detector, e.rules.clone());
+            if let Some(re) = e.span.get() {
+                copy.span = OnceLock::from(re.clone());
+            }
+            primary_patterns.push(source.clone(), Slot::OriginalIfIdentity(copy));
         }
     }
-    if !kw_patterns.is_empty() {
-        primary_patterns.push(keyword_gate(&kw_patterns), Slot::KeywordGate);
-    }
     let decoders: Vec<DecoderKind> = decoders.into_iter().collect();
-    if let Some(gate) = decode_gate(&decoders, limits.min_encoded_len) {
-        primary_patterns.push(gate, Slot::DecodeGate);
+    // Each part of the gate is its own pattern, so the parts made of words get atoms and only
+    // the shapes (encoded runs) join the always-on DFA.
+    for part in decode_gate_parts(&decoders, limits.min_encoded_len) {
+        primary_patterns.push(
+            part.clone(),
+            Slot::DecodeGate(SetEntry::new(part, None, vec![])),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
     }
     let sets = (|| {
-        Ok::<_, regex::Error>((
+        Ok::<_, BuildError>((
             primary_patterns.build()?,
             original_patterns.build()?,
             decoded_patterns.build()?,
         ))
     })();
-    let (primary, original, decoded) = match sets {
-        Ok(sets) => sets,
-        Err(e) => {
-            // The slow path: compile every regex rule alone to name the ones at fault.
-            problems.extend(rules.iter().filter_map(|(rule, pack)| {
-                match &rule.matcher {
-                    Matcher::Regex(source) if rule.enabled => rule_regex(source)
-                        .err()
-                        .map(|m| rule_problem(pack, rule, m)),
-                    _ => None,
-                }
-            }));
-            return Err(if problems.is_empty() {
-                CompileError::pack(
-                    &pack_names(&resolved),
-                    format!("the combined regex set does not compile ({}); reduce the number or size of regex rules", one_line(&e.to_string())),
-                )
-            } else {
-                CompileError::Invalid(problems)
-            });
-        }
-    };
-    // A pattern that matches the empty string would fire on every prompt.
-    for set in [&primary, &original, &decoded].into_iter().flatten() {
-        for i in set.set.matches(b"").iter() {
-            if let Some(Slot::Match(e)) = set.slots.get(i) {
-                for &r in &e.rules {
-                    if let Some(cr) = compiled_rules.get(r) {
-                        problems.push(Problem {
-                            pack: cr.pack.clone(),
-                            rule: Some(cr.id.to_string()),
-                            message:
-                                "regex matches the empty string, so it would match every prompt"
-                                    .into(),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(CompileError::Invalid(problems));
-    }
+    let (primary, original, decoded) = sets.map_err(|e| {
+        CompileError::pack(
+            &pack_names(&resolved),
+            match e {
+                BuildError::Regex(e) => format!(
+                    "the rules without literals do not compile together ({}); reduce their number or size",
+                    one_line(&e.to_string())
+                ),
+                BuildError::Atoms(e) => format!("literal prefilter: {e}"),
+            },
+        )
+    })?;
     let keywords = if kw_patterns.is_empty() {
         None
     } else {
@@ -777,15 +747,6 @@ pub fn compile_resolved(
     })
 }
 
-/// A case-insensitive alternation of every keyword: matches wherever the automaton could.
-fn keyword_gate(keywords: &[Vec<u8>]) -> String {
-    let alternatives: Vec<String> = keywords
-        .iter()
-        .map(|k| regex::escape(&String::from_utf8_lossy(k)))
-        .collect();
-    format!("(?i:{})", alternatives.join("|"))
-}
-
 fn pack_names(resolved: &[ResolvedPack]) -> String {
     resolved
         .iter()
@@ -820,11 +781,7 @@ fn rule_regex(source: &str) -> Result<Regex, String> {
             source.len()
         ));
     }
-    let re = RegexBuilder::new(source)
-        .unicode(false)
-        .size_limit(RULE_REGEX_SIZE)
-        .build()
-        .map_err(|e| match e {
+    let re = span_regex(source).map_err(|e| match e {
             regex::Error::CompiledTooBig(n) => {
                 format!("regex compiles to more than {n} bytes; simplify it (bounded repeats like {{1,1000}} are costly)")
             }
@@ -834,6 +791,15 @@ fn rule_regex(source: &str) -> Result<Regex, String> {
         return Err("regex matches the empty string, so it would match every prompt".into());
     }
     Ok(re)
+}
+
+/// The regex a slot runs to confirm a candidate and find its spans.
+fn span_regex(source: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(source)
+        .unicode(false)
+        .size_limit(RULE_REGEX_SIZE)
+        .dfa_size_limit(SPAN_DFA_SIZE)
+        .build()
 }
 
 fn one_line(s: &str) -> String {

@@ -183,12 +183,12 @@ fn class(b: &[u8], i: usize) -> u8 {
     b.get(i).map_or(0, |&c| CLASS[usize::from(c)])
 }
 
-/// A regex (bytes, ASCII classes) that matches wherever [`find_encoded`] could find something
-/// in text it would read unchanged. The engine folds it into its one pass over the prompt and
-/// runs the decoders only when it matches — most prompts carry no payload, and the decoders'
-/// byte-by-byte scan would otherwise cost as much as all the rules together. It must stay a
-/// superset of the decoders' triggers: a gate that misses would hide a payload.
-pub fn decode_gate(kinds: &[DecoderKind], min_len: u16) -> Option<String> {
+/// Regexes (bytes, ASCII classes), one of which matches wherever [`find_encoded`] could find
+/// something in text it would read unchanged. The engine folds them into its prefilter pass over
+/// the prompt and runs the decoders only when one matches — most prompts carry no payload, and
+/// the decoders' byte-by-byte scan would otherwise cost as much as all the rules together. They
+/// must stay a superset of the decoders' triggers: a gate that misses would hide a payload.
+pub fn decode_gate_parts(kinds: &[DecoderKind], min_len: u16) -> Vec<String> {
     let min_len = usize::from(min_len).max(4);
     let mut parts = Vec::new();
     if kinds.contains(&DecoderKind::Base64) || kinds.contains(&DecoderKind::Hex) {
@@ -217,7 +217,7 @@ pub fn decode_gate(kinds: &[DecoderKind], min_len: u16) -> Option<String> {
         words.push("[Rr][Oo][Tt][ _-]?13".into());
         parts.push(format!("(?i:{})", words.join("|")));
     }
-    (!parts.is_empty()).then(|| parts.join("|"))
+    parts
 }
 
 /// Finds encoded segments of the requested kinds in `text` (the text as sent, since

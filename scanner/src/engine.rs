@@ -1,10 +1,12 @@
-//! The scan path: normalize → match → decode-and-rescan → score → verdict → result.
+//! The scan path: normalize → prefilter → confirm → decode-and-rescan → score → verdict → result.
 //!
 //! A scan runs a fixed number of passes over the text whatever the pack size: one normalization
-//! pass, one `RegexSet` pass, one Aho–Corasick pass and one decoder pass. Per-rule work happens
-//! only for rules that matched, so the no-hit path allocates nothing per rule. Findings carry
-//! byte spans into the text the caller sent (not the normalized or decoded text), which is what
-//! a caller needs to highlight or cut.
+//! pass, one prefilter pass (an Aho–Corasick DFA over every rule's required literals plus one
+//! fully built DFA over the rules that have none), one keyword pass, and the decoders when
+//! their gate fires. A rule's own regex runs only when the prefilter says it can match, so the
+//! cost of a clean prompt hardly depends on the number of rules, and no automaton's cost
+//! depends on which texts came before. Findings carry byte spans into the text the caller sent
+//! (not the normalized or decoded text), which is what a caller needs to highlight or cut.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -210,45 +212,37 @@ impl CompiledPack {
             Some(seg) => Mapping::Encoded(seg.clone()),
         };
         // Without a primary set (a pack of `matchOn: original` rules only) nothing gates.
-        let mut gates = Gates {
-            keywords: self.primary.is_none(),
-            decode: self.primary.is_none(),
-        };
-        // Most prompts match nothing at all; `is_match` answers that with the faster
-        // non-overlapping search, and the overlapping `matches` runs only when needed.
-        if let Some(set) = self.primary.as_ref().filter(|s| s.set.is_match(t)) {
-            for i in set.set.matches(t).iter() {
+        let mut decode_gate = self.primary.is_none();
+        if let Some(set) = &self.primary {
+            let candidates = set.filter.candidates(t);
+            for i in candidates.iter() {
                 match set.slots.get(i) {
                     Some(Slot::Match(entry)) => match_entry(entry, t, via, &mapping, hits),
                     Some(Slot::OriginalIfIdentity(entry)) if identity => {
                         match_entry(entry, t, via, &original_mapping, hits)
                     }
-                    Some(Slot::KeywordGate) => gates.keywords = true,
-                    Some(Slot::DecodeGate) => gates.decode = true,
-                    Some(Slot::OriginalIfIdentity(_)) | None => {}
+                    Some(Slot::DecodeGate(entry)) if !decode_gate => {
+                        decode_gate =
+                            candidates.is_sure(i) || entry.span().is_none_or(|re| re.is_match(t));
+                    }
+                    _ => {}
                 }
             }
         }
         if !identity {
-            if let Some(set) = self
-                .original
-                .as_ref()
-                .filter(|s| s.set.is_match(text.as_bytes()))
-            {
+            if let Some(set) = &self.original {
                 match_set(set, text.as_bytes(), via, &original_mapping, hits);
             }
         }
         if let (Some(set), Some(_)) = (&self.decoded, &segment) {
             match_set(set, t, via, &mapping, hits);
         }
-        if gates.keywords {
-            self.match_keywords(t, via, &mapping, hits);
-        }
+        self.match_keywords(t, via, &mapping, hits);
         // The decode gate looked at the normalized text. Normalization leaves ASCII alone but
         // for whitespace and invisible characters, so an encoded run in the original is still a
         // run there (or part of a longer one) — except Unicode tag characters, which it strips:
         // those are looked for directly (every tag character starts with byte F3).
-        let decode = gates.decode
+        let decode = decode_gate
             || (!identity
                 && self.decoders.contains(&DecoderKind::UnicodeTags)
                 && text.as_bytes().contains(&0xF3));
@@ -391,12 +385,6 @@ impl CompiledPack {
     }
 }
 
-/// Which of the gated passes the primary set asked for.
-struct Gates {
-    keywords: bool,
-    decode: bool,
-}
-
 fn match_set(
     set: &PatternSet,
     t: &[u8],
@@ -404,7 +392,7 @@ fn match_set(
     mapping: &Mapping,
     hits: &mut Vec<Hit>,
 ) {
-    for i in set.set.matches(t).iter() {
+    for i in set.filter.candidates(t).iter() {
         if let Some(Slot::Match(entry)) = set.slots.get(i) {
             match_entry(entry, t, via, mapping, hits);
         }

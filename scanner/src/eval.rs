@@ -1,10 +1,11 @@
 //! Measuring a bundle against a labelled corpus (JSON Lines): confusion matrix, precision,
-//! recall, F1, false-positive rate, per-category recall and throughput.
+//! recall, F1, false-positive rate, per-category recall, and throughput and latency measured on
+//! text the scanner has not seen before.
 //!
 //! A prediction is positive when the verdict enforcement reaches is not `allow` — a warning is a
 //! detection, since PII and secrets inside ordinary requests are meant to warn or redact.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::baseline::BarePass;
 use crate::compile::CompiledPack;
 use crate::engine::InputHasher;
 use crate::verdict::Verdict;
@@ -44,6 +46,9 @@ pub enum EvalError {
     Record { line: usize, message: String },
     #[error("the corpus has no records")]
     Empty,
+    /// Timing text the scanner has already seen would measure its caches, not its speed.
+    #[error("{shared} texts of the input also occur in the warm-up set; timed texts must be new to the scanner")]
+    Overlap { shared: usize },
 }
 
 /// Per-item result, written by `--out`.
@@ -90,28 +95,24 @@ pub struct Report {
     pub by_category: BTreeMap<String, CategoryCount>,
     /// How often each rule fired on attack and on benign items.
     pub rule_hits: BTreeMap<String, (usize, usize)>,
-    /// First pass (cold automata).
-    pub scan_seconds: f64,
-    pub items_per_second: f64,
-    pub megabytes_per_second: f64,
-    /// Second pass over the same items (warm automata).
-    pub warm_items_per_second: f64,
-    pub warm_megabytes_per_second: f64,
+    /// The timed pass: every item scanned once, after the warm-up texts.
+    pub speed: Speed,
 }
 
-/// Scans every record of `input` and scores the bundle.
-pub fn evaluate(
-    pack: &CompiledPack,
-    input: impl BufRead,
-    fields: &Fields,
-) -> Result<(Report, Vec<ItemResult>), EvalError> {
-    let hasher = InputHasher::ephemeral();
-    // Throughput should describe a warm scanner, not the one-off compile of span regexes.
-    pack.warm_up();
-    let mut items = Vec::new();
-    let mut texts = Vec::new();
-    let mut elapsed = Duration::ZERO;
-    let mut bytes = 0usize;
+/// One labelled record of a corpus.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: Option<String>,
+    /// 1-based line in the corpus file.
+    pub line: usize,
+    pub text: String,
+    pub attack: bool,
+    pub category: Option<String>,
+}
+
+/// Reads a labelled JSON Lines corpus (blank lines are skipped).
+pub fn read_corpus(input: impl BufRead, fields: &Fields) -> Result<Vec<Record>, EvalError> {
+    let mut records = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line_no = i + 1;
         let line = line?;
@@ -134,46 +135,166 @@ pub fn evaluate(
                 fields.label
             ))
         })?;
-        let started = Instant::now();
-        let result = pack.scan(text, &hasher);
-        let took = started.elapsed();
-        elapsed += took;
-        bytes += text.len();
-        texts.push(text.to_string());
-        items.push(ItemResult {
-            id: v
-                .get(&fields.id)
-                .and_then(Value::as_str)
-                .map(str::to_string),
+        let string = |field: &str| v.get(field).and_then(Value::as_str).map(str::to_string);
+        records.push(Record {
+            id: string(&fields.id),
             line: line_no,
+            text: text.to_string(),
             attack,
-            category: v
-                .get(&fields.category)
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            category: string(&fields.category),
+        });
+    }
+    if records.is_empty() {
+        return Err(EvalError::Empty);
+    }
+    Ok(records)
+}
+
+/// Reads the `field` of every record of a JSON Lines file (labels are not needed): the texts a
+/// warm-up pass scans.
+pub fn read_texts(input: impl BufRead, field: &str) -> Result<Vec<String>, EvalError> {
+    let mut texts = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |message: String| EvalError::Record {
+            line: i + 1,
+            message,
+        };
+        let v: Value =
+            serde_json::from_str(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let text = v
+            .get(field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("no string field `{field}`")))?;
+        texts.push(text.to_string());
+    }
+    Ok(texts)
+}
+
+/// Scans every record and scores the bundle.
+///
+/// `warm_up` texts are scanned first, untimed; then each record is scanned once and timed.
+/// A scanner's automata build state as they meet new text, so a figure measured on text the
+/// process has already scanned says nothing about real traffic. The timed texts must therefore
+/// not occur in `warm_up` ([`EvalError::Overlap`]), and nothing is scanned twice.
+pub fn evaluate(
+    pack: &CompiledPack,
+    records: &[Record],
+    warm_up: &[String],
+) -> Result<(Report, Vec<ItemResult>), EvalError> {
+    if records.is_empty() {
+        return Err(EvalError::Empty);
+    }
+    let seen: HashSet<&str> = warm_up.iter().map(String::as_str).collect();
+    let shared = records
+        .iter()
+        .filter(|r| seen.contains(r.text.as_str()))
+        .count();
+    if shared > 0 {
+        return Err(EvalError::Overlap { shared });
+    }
+    let hasher = InputHasher::ephemeral();
+    for t in warm_up {
+        std::hint::black_box(pack.scan(t, &hasher));
+    }
+    let mut items = Vec::with_capacity(records.len());
+    let mut latencies = Vec::with_capacity(records.len());
+    let mut bytes = 0usize;
+    for r in records {
+        let t0 = Instant::now();
+        let result = pack.scan(&r.text, &hasher);
+        let took = t0.elapsed();
+        latencies.push(took);
+        bytes += r.text.len();
+        items.push(ItemResult {
+            id: r.id.clone(),
+            line: r.line,
+            attack: r.attack,
+            category: r.category.clone(),
             verdict: result.effective_verdict(),
             score: result.score,
             rules: result.rule_ids().map(str::to_string).collect(),
             latency_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         });
     }
-    if items.is_empty() {
-        return Err(EvalError::Empty);
-    }
-    // The first pass runs on a cold scanner: its lazy automata build their states as new text
-    // arrives. A second pass shows the steady state a long-running scanner reaches.
-    let started = Instant::now();
-    for t in &texts {
-        std::hint::black_box(pack.scan(t, &hasher));
-    }
-    let warm = started.elapsed();
-    let mut report = report(&items, elapsed, bytes);
-    let secs = warm.as_secs_f64();
-    if secs > 0.0 {
-        report.warm_items_per_second = items.len() as f64 / secs;
-        report.warm_megabytes_per_second = bytes as f64 / secs / 1e6;
-    }
+    let mut report = report(&items);
+    report.speed = Speed::new(&latencies, bytes, warm_up.len());
     Ok((report, items))
+}
+
+/// Times [`BarePass`] on `texts` after running it over `warm_up` (the same protocol as
+/// [`evaluate`]), so the engine's figure can be put as a share of it.
+pub fn time_bare_pass(bare: &BarePass, texts: &[&str], warm_up: &[String]) -> Speed {
+    for t in warm_up {
+        std::hint::black_box(bare.run(t));
+    }
+    let mut latencies = Vec::with_capacity(texts.len());
+    let mut bytes = 0;
+    for t in texts {
+        let t0 = Instant::now();
+        std::hint::black_box(bare.run(t));
+        latencies.push(t0.elapsed());
+        bytes += t.len();
+    }
+    Speed::new(&latencies, bytes, warm_up.len())
+}
+
+/// Throughput and latency of one timed pass (one thread, scan time only).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Speed {
+    /// Texts scanned, untimed, before the timed pass.
+    pub warmed_on: usize,
+    pub items: usize,
+    pub bytes: usize,
+    /// Sum of the per-item scan times.
+    pub scan_seconds: f64,
+    pub items_per_second: f64,
+    pub megabytes_per_second: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl Speed {
+    /// Throughput is items over the sum of their scan times: the loop's own work (building the
+    /// per-item results) is not the scanner's.
+    fn new(latencies: &[Duration], bytes: usize, warmed_on: usize) -> Speed {
+        let secs: f64 = latencies.iter().map(Duration::as_secs_f64).sum();
+        let mut us: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        us.sort_by(f64::total_cmp);
+        let pct = |p: f64| -> f64 {
+            if us.is_empty() {
+                return 0.0;
+            }
+            // Nearest rank: the smallest value with at least p of the items at or below it.
+            let rank = ((p * us.len() as f64).ceil() as usize).clamp(1, us.len());
+            us[rank - 1]
+        };
+        Speed {
+            warmed_on,
+            items: latencies.len(),
+            bytes,
+            scan_seconds: secs,
+            items_per_second: if secs > 0.0 {
+                latencies.len() as f64 / secs
+            } else {
+                0.0
+            },
+            megabytes_per_second: if secs > 0.0 {
+                bytes as f64 / secs / 1e6
+            } else {
+                0.0
+            },
+            p50_us: pct(0.50),
+            p90_us: pct(0.90),
+            p99_us: pct(0.99),
+            max_us: pct(1.0),
+        }
+    }
 }
 
 fn parse_label(v: Option<&Value>) -> Option<bool> {
@@ -201,7 +322,7 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-fn report(items: &[ItemResult], elapsed: Duration, bytes: usize) -> Report {
+fn report(items: &[ItemResult]) -> Report {
     let count = |attack: bool, detected: bool| {
         items
             .iter()
@@ -240,7 +361,6 @@ fn report(items: &[ItemResult], elapsed: Duration, bytes: usize) -> Report {
             }
         }
     }
-    let secs = elapsed.as_secs_f64();
     Report {
         items: items.len(),
         true_positives: tp,
@@ -254,19 +374,7 @@ fn report(items: &[ItemResult], elapsed: Duration, bytes: usize) -> Report {
         accuracy: ratio(tp + tn, items.len()),
         by_category,
         rule_hits,
-        scan_seconds: secs,
-        items_per_second: if secs > 0.0 {
-            items.len() as f64 / secs
-        } else {
-            0.0
-        },
-        warm_items_per_second: 0.0,
-        warm_megabytes_per_second: 0.0,
-        megabytes_per_second: if secs > 0.0 {
-            bytes as f64 / secs / 1e6
-        } else {
-            0.0
-        },
+        speed: Speed::default(),
     }
 }
 
@@ -299,13 +407,21 @@ impl std::fmt::Display for Report {
                 ratio(n.detected, n.total)
             )?;
         }
+        let s = &self.speed;
+        let warmed = if s.warmed_on > 0 {
+            format!("after a warm-up on {} other texts", s.warmed_on)
+        } else {
+            "cold: no warm-up".to_string()
+        };
         writeln!(
             f,
-            "throughput       {:.0} items/s, {:.1} MB/s cold (first pass); {:.0} items/s, {:.1} MB/s warm (second pass); one thread, scan time only",
-            self.items_per_second,
-            self.megabytes_per_second,
-            self.warm_items_per_second,
-            self.warm_megabytes_per_second
+            "throughput       {:.0} items/s, {:.2} MB/s ({warmed}; each text scanned once; one thread, scan time only)",
+            s.items_per_second, s.megabytes_per_second
+        )?;
+        writeln!(
+            f,
+            "latency          p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+            s.p50_us, s.p90_us, s.p99_us, s.max_us
         )
     }
 }
@@ -336,7 +452,8 @@ mod tests {
             r#"{"id":"5","text":"hi","label":"benign","category":"benign"}"#,
         ]
         .join("\n");
-        let (r, items) = evaluate(&pack(), corpus.as_bytes(), &Fields::default()).unwrap();
+        let records = read_corpus(corpus.as_bytes(), &Fields::default()).unwrap();
+        let (r, items) = evaluate(&pack(), &records, &[]).unwrap();
         assert_eq!(items.len(), 5);
         assert_eq!(
             (
@@ -358,18 +475,51 @@ mod tests {
 
     #[test]
     fn bad_records_name_the_line() {
-        let e = evaluate(
-            &pack(),
+        let e = read_corpus(
             "{\"text\": \"x\", \"label\": \"maybe\"}\n".as_bytes(),
             &Fields::default(),
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("line 1:"), "{e}");
-        let e = evaluate(&pack(), "\n{oops\n".as_bytes(), &Fields::default()).unwrap_err();
+        let e = read_corpus("\n{oops\n".as_bytes(), &Fields::default()).unwrap_err();
         assert!(e.to_string().contains("line 2: invalid JSON"), "{e}");
         assert!(matches!(
-            evaluate(&pack(), "".as_bytes(), &Fields::default()),
+            read_corpus("".as_bytes(), &Fields::default()),
             Err(EvalError::Empty)
         ));
+        let e = read_texts("{\"txt\": \"x\"}\n".as_bytes(), "text").unwrap_err();
+        assert!(
+            e.to_string().contains("line 1: no string field `text`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn warm_up_must_not_share_texts_with_the_timed_pass() {
+        let corpus = "{\"text\":\"evil plan\",\"label\":1}\n{\"text\":\"hello\",\"label\":0}\n";
+        let records = read_corpus(corpus.as_bytes(), &Fields::default()).unwrap();
+        let e = evaluate(&pack(), &records, &["hello".to_string()]).unwrap_err();
+        assert!(matches!(e, EvalError::Overlap { shared: 1 }), "{e}");
+        let warm = read_texts("{\"text\":\"other\"}\n\n".as_bytes(), "text").unwrap();
+        let (r, items) = evaluate(&pack(), &records, &warm).unwrap();
+        assert_eq!((r.speed.warmed_on, r.speed.items), (1, 2));
+        assert_eq!(r.speed.bytes, "evil plan".len() + "hello".len());
+        assert!(r.speed.p50_us <= r.speed.p90_us && r.speed.p99_us <= r.speed.max_us);
+        let max = items.iter().map(|i| i.latency_us).max().unwrap() as f64;
+        assert!(r.speed.max_us >= max, "max is the slowest item");
+        assert!(r.to_string().contains("after a warm-up on 1 other texts"));
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let lat: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        let s = Speed::new(&lat, 100, 0);
+        assert_eq!(
+            (s.p50_us, s.p90_us, s.p99_us, s.max_us),
+            (50.0, 90.0, 99.0, 100.0)
+        );
+        assert_eq!(s.items, 100);
+        let one = Speed::new(&[Duration::from_micros(7)], 1, 0);
+        assert_eq!((one.p50_us, one.max_us), (7.0, 7.0));
     }
 }

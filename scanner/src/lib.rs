@@ -6,6 +6,8 @@
 //! [`compile::CompiledPack`] → [`compile::CompiledPack::scan`] a prompt into an
 //! [`engine::ScanResult`].
 
+pub mod atoms;
+pub mod baseline;
 pub mod bundle;
 pub mod compile;
 pub mod decode;
@@ -16,8 +18,10 @@ pub mod load;
 pub mod normalize;
 pub mod pack;
 pub mod policy;
+pub mod prefilter;
 pub mod redact;
 pub mod score;
 pub mod serve;
+pub mod synth;
 pub mod testing;
 pub mod verdict;

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use pd_scanner::bundle::{build, load_sources, pack_set, select_policy};
 use pd_scanner::compile::compile;
 use pd_scanner::engine::InputHasher;
-use pd_scanner::eval::{evaluate, Fields};
+use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields};
 use pd_scanner::pack::RulePackSpec;
 use pd_scanner::serve::configmap::ConfigMapRef;
 use pd_scanner::testing::run_pack_tests;
@@ -65,6 +65,22 @@ enum Command {
     /// Print the policy's compiled-and-checked bundle (`ScanBundle` JSON): one file a scanner
     /// can serve with `-f`.
     Bundle,
+    /// Print distinct synthetic prompts as JSON Lines (`text`, `label`), deterministic for a
+    /// seed: input for `eval --warm-up` and load runs that must not repeat texts.
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, Args)]
+struct SynthArgs {
+    /// Number of prompts.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Seed; different seeds give disjoint sets in practice (checked by `eval --warm-up`).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of prompts with an attack technique spliced in (labelled `attack`).
+    #[arg(long, default_value_t = 0.0)]
+    attacks: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +195,16 @@ struct EvalArgs {
     /// List up to N misclassified items (id, rules, start of the text).
     #[arg(long, default_value_t = 0)]
     show_errors: usize,
+    /// JSON Lines texts (same text field; labels not needed) to scan, untimed, before the
+    /// timed pass over `--input`, so the figures describe a running scanner meeting new text.
+    /// Must share no text with `--input`.
+    #[arg(long)]
+    warm_up: Option<PathBuf>,
+    /// Also time the bare baseline (one RegexSet of the bundle's regex rules + one
+    /// Aho–Corasick DFA of its keywords, in a fresh process state warmed on the same warm-up
+    /// texts) on the same texts, and print the engine's throughput as a share of it.
+    #[arg(long)]
+    baseline: bool,
 }
 
 /// `--configmap`, checked while parsing so a typo is a usage error (exit 64).
@@ -213,6 +239,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
         Command::Serve(args) => serve(cli.files, cli.policy, args),
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(&file),
+        Command::Synth(args) => synth(&args),
         Command::Bundle => {
             let loaded = load_sources(&cli.files)?;
             let doc = pd_scanner::bundle::bundle_document(&loaded, cli.policy.as_deref())?;
@@ -426,16 +453,32 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
 
 fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
     let pack = build(files, policy)?;
-    let file = std::fs::File::open(&args.input)
-        .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
+    let open = |path: &PathBuf| {
+        std::fs::File::open(path)
+            .map(BufReader::new)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    };
     let fields = Fields {
         text: args.text_field,
         label: args.label_field,
         category: args.category_field,
         id: args.id_field,
     };
-    let (report, items) = evaluate(&pack, BufReader::new(file), &fields)
+    let records = read_corpus(open(&args.input)?, &fields)
         .map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let warm_up = match &args.warm_up {
+        Some(path) => {
+            read_texts(open(path)?, &fields.text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    // Span regexes compile on first use; a serving scanner compiles them before a bundle goes
+    // live, so the timed pass should not pay for that either.
+    pack.warm_up();
+    let (report, items) = evaluate(&pack, &records, &warm_up).map_err(|e| match &args.warm_up {
+        Some(w) => format!("{} (warm-up {}): {e}", args.input.display(), w.display()),
+        None => format!("{}: {e}", args.input.display()),
+    })?;
     if let Some(path) = &args.out {
         let mut w = std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -459,14 +502,28 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
         );
         print!("{report}");
     }
+    if args.baseline {
+        let bare = pd_scanner::baseline::BarePass::new(&pack)?;
+        let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+        let b = pd_scanner::eval::time_bare_pass(&bare, &texts, &warm_up);
+        println!(
+            "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
+            b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
+        );
+        if b.items_per_second > 0.0 {
+            println!(
+                "engine / bare    {:.0}%",
+                100.0 * report.speed.items_per_second / b.items_per_second
+            );
+        }
+    }
     if args.show_errors > 0 {
-        let texts = read_texts(&args.input, &fields.text)?;
-        let wrong = items.iter().filter(|i| i.attack != i.detected());
-        for i in wrong.take(args.show_errors) {
-            let text = texts
-                .get(i.line - 1)
-                .map(String::as_str)
-                .unwrap_or_default();
+        let wrong = records
+            .iter()
+            .zip(&items)
+            .filter(|(_, i)| i.attack != i.detected());
+        for (r, i) in wrong.take(args.show_errors) {
+            let text = r.text.as_str();
             println!(
                 "{} line {} {} [{}] score {} {:?}",
                 if i.attack { "FN" } else { "FP" },
@@ -481,17 +538,30 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn read_texts(path: &PathBuf, field: &str) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get(field).and_then(|t| t.as_str()).map(str::to_string))
-                .unwrap_or_default()
-        })
-        .collect())
+fn synth(args: &SynthArgs) -> Result<u8> {
+    if !(0.0..=1.0).contains(&args.attacks) {
+        return Err("--attacks must be between 0 and 1".into());
+    }
+    let mut gen = pd_scanner::synth::PromptGen::new(args.seed);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut written = 0usize;
+    while written < args.count {
+        // Deterministic attack placement: every k-th prompt, k from the requested share.
+        let attack = args.attacks > 0.0
+            && ((written + 1) as f64 * args.attacks).floor()
+                > (written as f64 * args.attacks).floor();
+        let text = if attack { gen.attack() } else { gen.prompt() };
+        if !seen.insert(text.clone()) {
+            continue;
+        }
+        let label = if attack { "attack" } else { "benign" };
+        serde_json::to_writer(&mut out, &serde_json::json!({"text": text, "label": label}))?;
+        out.write_all(b"\n")?;
+        written += 1;
+    }
+    out.flush()?;
+    Ok(0)
 }
 
 fn excerpt(s: &str, max: usize) -> String {

@@ -1,0 +1,390 @@
+//! Required literals ("atoms") of a regex: strings one of which every match must contain.
+//!
+//! This is the idea behind YARA's atoms and Hyperscan's literal decomposition. If every match
+//! of a rule contains one of a few literals, a single Aho–Corasick pass over the text for all
+//! rules' atoms tells which rules can possibly match, and the others never run. Most rules are
+//! phrases built around words (`ignore … previous … instructions`), so most rules have atoms;
+//! the few that are pure character-class shapes (card numbers, IP addresses) have none and go
+//! into a small union the engine compiles ahead of time into a full DFA.
+//!
+//! Atoms are computed on the pattern's syntax tree, folded to ASCII lower case (the prefilter
+//! automaton is ASCII case-insensitive, which can only add candidates, never lose one). The
+//! analysis is conservative by construction: whenever a node's strings cannot be enumerated
+//! within small bounds it contributes "no information", never a guess, so a pattern is only
+//! skipped when it truly cannot match.
+
+use std::collections::BTreeSet;
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+/// A set of byte strings, lower-cased.
+type Set = BTreeSet<Vec<u8>>;
+
+/// Largest exact-string set a node may carry (products of alternatives grow fast).
+const MAX_EXACT: usize = 64;
+/// Longest exact string tracked; longer literals are still found through their pieces.
+const MAX_EXACT_LEN: usize = 48;
+/// A class with more members than this (after case folding) is a wildcard for the analysis.
+const MAX_CLASS: usize = 8;
+/// Most atoms a pattern may need (an alternation of many phrases).
+const MAX_ATOMS: usize = 256;
+/// Atoms are cut to this length: a prefix of a required string is itself required, and short
+/// atoms keep the shared automaton small.
+pub const MAX_ATOM_LEN: usize = 16;
+/// Minimum [`quality`] of a usable atom set: two letters, a common word, one rare punctuation
+/// mark or non-ASCII byte. Even a weak atom beats none: the rule then runs only on the texts
+/// that contain it. Below this (single letters, digits, spaces) the atoms would occur in
+/// almost every prompt, so the pattern is treated as having none.
+pub const MIN_QUALITY: u32 = 8;
+
+/// Parses `source` the way the engine compiles it: bytes, ASCII classes.
+pub fn parse(source: &str) -> Result<Hir, String> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(source)
+        .map_err(|e| e.to_string())
+}
+
+/// The atoms of `source`: lower-cased strings, each at most [`MAX_ATOM_LEN`] bytes, one of
+/// which occurs (ASCII case-insensitively) in every match; `None` when the pattern has no
+/// usable set.
+pub fn atoms(source: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = parse(source).ok()?;
+    let set = required(&analyze(&hir))?;
+    if quality(&set) < MIN_QUALITY {
+        return None;
+    }
+    let cut: Set = set
+        .into_iter()
+        .map(|mut a| {
+            a.truncate(MAX_ATOM_LEN);
+            a
+        })
+        .collect();
+    Some(minimal(cut))
+}
+
+/// Drops atoms that contain another atom of the set: wherever the longer one occurs, the
+/// shorter one does too, so it adds nothing but automaton states.
+fn minimal(set: Set) -> Vec<Vec<u8>> {
+    let all: Vec<Vec<u8>> = set.into_iter().collect();
+    all.iter()
+        .filter(|a| {
+            !all.iter()
+                .any(|b| b.len() < a.len() && a.windows(b.len()).any(|w| w == b.as_slice()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the analysis knows about a node.
+#[derive(Debug, Clone)]
+struct Info {
+    /// Every string the node can match, when that set is small (may contain "").
+    exact: Option<Set>,
+    /// A set of strings, one of which every match contains (never contains "").
+    req: Option<Set>,
+}
+
+impl Info {
+    fn exact(set: Set) -> Info {
+        Info {
+            req: usable(Some(set.clone())),
+            exact: Some(set),
+        }
+    }
+
+    fn nothing() -> Info {
+        Info {
+            exact: None,
+            req: None,
+        }
+    }
+}
+
+fn empty_string() -> Set {
+    std::iter::once(Vec::new()).collect()
+}
+
+/// A set is usable as a requirement only if it cannot be satisfied by the empty string.
+fn usable(set: Option<Set>) -> Option<Set> {
+    set.filter(|s| !s.is_empty() && !s.contains(&Vec::new()))
+}
+
+fn required(info: &Info) -> Option<Set> {
+    info.req.clone()
+}
+
+fn analyze(h: &Hir) -> Info {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => Info::exact(empty_string()),
+        HirKind::Literal(lit) => Info::exact(std::iter::once(lower(&lit.0)).collect()),
+        HirKind::Class(c) => match class_members(c) {
+            Some(set) => Info::exact(set),
+            None => Info::nothing(),
+        },
+        HirKind::Capture(c) => analyze(&c.sub),
+        HirKind::Repetition(r) => {
+            let sub = analyze(&r.sub);
+            if r.min == 0 {
+                // `x?` keeps an exact set (`instructions?`); any other optional part says nothing.
+                let exact = match (&sub.exact, r.max) {
+                    (Some(e), Some(1)) => {
+                        let mut e = e.clone();
+                        e.insert(Vec::new());
+                        Some(e)
+                    }
+                    _ => None,
+                };
+                return Info { exact, req: None };
+            }
+            let exact = match (&sub.exact, r.max) {
+                (Some(e), Some(max)) if max == r.min => power(e, r.min),
+                _ => None,
+            };
+            // `x{3,}` starts with three copies of x: the longest power that fits is required.
+            let mut req = None;
+            if let Some(e) = &sub.exact {
+                for k in (1..=r.min.min(8)).rev() {
+                    if let Some(p) = usable(power(e, k)) {
+                        req = Some(p);
+                        break;
+                    }
+                }
+            }
+            Info {
+                exact,
+                req: better(req, sub.req),
+            }
+        }
+        HirKind::Concat(children) => {
+            let mut best: Option<Set> = None;
+            let mut run = empty_string();
+            let mut all_exact = true;
+            for child in children {
+                let ci = analyze(child);
+                match ci.exact {
+                    Some(e) => match product(&run, &e) {
+                        Some(p) => run = p,
+                        None => {
+                            best = better(best, usable(Some(run)));
+                            best = better(best, ci.req);
+                            run = e;
+                            all_exact = false;
+                        }
+                    },
+                    None => {
+                        best = better(best, usable(Some(run)));
+                        best = better(best, ci.req);
+                        run = empty_string();
+                        all_exact = false;
+                    }
+                }
+            }
+            best = better(best, usable(Some(run.clone())));
+            Info {
+                exact: all_exact.then_some(run),
+                req: best,
+            }
+        }
+        HirKind::Alternation(children) => {
+            let infos: Vec<Info> = children.iter().map(analyze).collect();
+            let mut exact = Some(Set::new());
+            let mut req = Some(Set::new());
+            for ci in &infos {
+                exact = match (exact, &ci.exact) {
+                    (Some(mut a), Some(e)) if a.len() + e.len() <= MAX_EXACT => {
+                        a.extend(e.iter().cloned());
+                        Some(a)
+                    }
+                    _ => None,
+                };
+                req = match (req, &ci.req) {
+                    (Some(mut a), Some(r)) if a.len() + r.len() <= MAX_ATOMS => {
+                        a.extend(r.iter().cloned());
+                        Some(a)
+                    }
+                    _ => None,
+                };
+            }
+            let from_exact = usable(exact.clone());
+            Info {
+                exact,
+                req: better(usable(req), from_exact),
+            }
+        }
+    }
+}
+
+fn lower(bytes: &[u8]) -> Vec<u8> {
+    bytes.to_ascii_lowercase()
+}
+
+/// The members of a small class, lower-cased; `None` for a large one.
+fn class_members(c: &Class) -> Option<Set> {
+    let mut set = Set::new();
+    match c {
+        Class::Bytes(b) => {
+            for r in b.ranges() {
+                for byte in r.start()..=r.end() {
+                    set.insert(vec![byte.to_ascii_lowercase()]);
+                    if set.len() > MAX_CLASS {
+                        return None;
+                    }
+                }
+            }
+        }
+        Class::Unicode(u) => {
+            for r in u.ranges() {
+                for ch in r.start()..=r.end() {
+                    let mut buf = [0u8; 4];
+                    set.insert(lower(ch.encode_utf8(&mut buf).as_bytes()));
+                    if set.len() > MAX_CLASS {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    Some(set)
+}
+
+fn product(a: &Set, b: &Set) -> Option<Set> {
+    if a.len().saturating_mul(b.len()) > MAX_EXACT {
+        return None;
+    }
+    let mut out = Set::new();
+    for x in a {
+        for y in b {
+            if x.len() + y.len() > MAX_EXACT_LEN {
+                return None;
+            }
+            let mut s = x.clone();
+            s.extend_from_slice(y);
+            out.insert(s);
+        }
+    }
+    Some(out)
+}
+
+fn power(e: &Set, k: u32) -> Option<Set> {
+    let mut acc = empty_string();
+    for _ in 0..k {
+        acc = product(&acc, e)?;
+    }
+    Some(acc)
+}
+
+fn better(a: Option<Set>, b: Option<Set>) -> Option<Set> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if quality(&b) > quality(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Words so common in prompts that an atom made only of one of them filters almost nothing.
+const COMMON: &[&[u8]] = &[
+    b"the", b"you", b"and", b"for", b"not", b"are", b"any", b"all", b"with", b"your", b"that",
+    b"this", b"what", b"was", b"were", b"have", b"has", b"from", b"can", b"will", b"how", b"but",
+    b"one", b"our", b"out", b"she", b"his", b"her", b"they", b"them", b"its", b"who", b"now",
+    b"use", b"get", b"may", b"just", b"then", b"than", b"when", b"each", b"also", b"into",
+];
+
+/// How selective an atom set is, in quarter-letter points: the weakest atom's weight (letters
+/// and digits 4, rare punctuation and non-ASCII bytes 12, common punctuation 2, white space 1;
+/// a very common word counts as two letters), less one point per doubling beyond 64 atoms.
+pub fn quality(set: &BTreeSet<Vec<u8>>) -> u32 {
+    if set.is_empty() || set.contains(&Vec::new()) {
+        return 0;
+    }
+    let weakest = set.iter().map(|a| weight(a)).min().unwrap_or(0);
+    let size_penalty = (set.len() / 64).checked_ilog2().map_or(0, |l| l + 1);
+    weakest.saturating_sub(size_penalty)
+}
+
+fn weight(atom: &[u8]) -> u32 {
+    let trimmed = atom.trim_ascii();
+    if COMMON.contains(&trimmed) {
+        return MIN_QUALITY;
+    }
+    atom.iter()
+        .map(|&b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 4,
+            b' ' | b'\t' | b'\n' | b'\r' => 1,
+            0x80..=0xFF => 12,
+            b'.' | b',' | b'-' | b':' | b'\'' | b'"' | b'(' | b')' | b'/' | b'!' | b'?' | b';' => 2,
+            _ => 12,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(src: &str) -> Option<Vec<String>> {
+        atoms(src).map(|v| {
+            v.into_iter()
+                .map(|x| String::from_utf8_lossy(&x).into_owned())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn words_in_phrases() {
+        assert_eq!(
+            a(r"(?i)\bignore\s+(all\s+)?previous\s+instructions\b").unwrap(),
+            ["instructions"]
+        );
+        assert_eq!(
+            a(r"\bsystem_?prompt").unwrap(),
+            ["system_prompt", "systemprompt"]
+        );
+        // The alternation's words, cut to MAX_ATOM_LEN; `instructions?` is exact.
+        let got = a(r"(?i)your\s+(?:instructions?|rules)\b").unwrap();
+        assert_eq!(got, ["instruction", "rules"]);
+    }
+
+    #[test]
+    fn alternation_needs_every_branch() {
+        // One branch without atoms: the whole pattern has none.
+        assert_eq!(a(r"secret|[0-9]{4}"), None);
+        assert_eq!(a(r"alpha|omega").unwrap(), ["alpha", "omega"]);
+    }
+
+    #[test]
+    fn repetitions() {
+        assert_eq!(a(r"(?:ab){3,}").unwrap(), ["ababab"]);
+        assert_eq!(a(r"x?y"), None, "`y` is too weak alone");
+        assert_eq!(a(r"x?yz").unwrap(), ["yz"]);
+        assert_eq!(a(r"\[/?INST\]").unwrap(), ["[/inst]", "[inst]"]);
+    }
+
+    #[test]
+    fn shapes_have_none() {
+        assert_eq!(a(r"\b[0-9](?:[ -]?[0-9]){12,18}\b"), None);
+        assert_eq!(a(r"\b[0-9]+(?:\.[0-9]+){3,}\b"), None);
+        assert_eq!(a(r"[A-Za-z]{3,}"), None);
+        assert_eq!(a(r"(?:a|I)\s+\w+"), None, "single letters");
+        assert_eq!(a(r"[0-9]+\.[0-9]+"), None, "digits and a dot");
+        // One rare character is enough.
+        assert_eq!(a(r"[a-z]+@[a-z]+\.[a-z]{2,}").unwrap(), ["@"]);
+    }
+
+    #[test]
+    fn non_ascii_bytes() {
+        let got = atoms(r"\xE2\x80[\x8B\xAA-\xAE]").unwrap();
+        assert_eq!(got.len(), 6);
+        assert!(got.iter().all(|x| x.len() == 3 && x[0] == 0xE2));
+    }
+
+    #[test]
+    fn minimal_drops_superstrings() {
+        let s: Set = [b"abc".to_vec(), b"xabcx".to_vec(), b"zzz".to_vec()]
+            .into_iter()
+            .collect();
+        assert_eq!(minimal(s), [b"abc".to_vec(), b"zzz".to_vec()]);
+    }
+}

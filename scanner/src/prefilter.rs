@@ -1,0 +1,381 @@
+//! Which patterns of a set can match a text, without running them.
+//!
+//! The old engine ran every rule of a bundle as one big `RegexSet`. Its lazy DFA is fast on
+//! text it has seen and slow on text it has not: with ~100 complex patterns in one union, every
+//! new prompt makes it build new states, so real traffic (always new text) ran at a tenth of
+//! the speed of a benchmark that repeated its input, and each thread's state cache grew toward
+//! its cap.
+//!
+//! Now a set is split by what its patterns must contain ([`crate::atoms`]):
+//! - patterns with atoms are found through one ASCII case-insensitive Aho–Corasick DFA over all
+//!   atoms; a pattern whose atoms do not occur cannot match and is never run, and one whose
+//!   atoms occur is a *candidate* the caller confirms with the pattern's own regex;
+//! - patterns without atoms (character-class shapes: card numbers, IP addresses, encoded runs)
+//!   form the *residual* union, compiled ahead of time into a fully built DFA, so its cost per
+//!   byte is a table lookup whatever text came before. It reports exact matches, not
+//!   candidates. A residual pattern whose DFA would not fit [`RESIDUAL_DFA_BUDGET`] falls back to
+//!   a lazy `RegexSet` (and [`Prefilter::lazy_patterns`] says which, for the pack lint).
+//!
+//! Both automata are immutable after compilation: scanning allocates only the candidate bit
+//! set, and memory no longer grows with the variety of the traffic.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind as AcMatchKind};
+use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex_automata::dfa::{dense, Automaton};
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet as MatchedSet};
+
+use crate::atoms;
+
+/// Memory the fully built residual DFAs of one pattern set may take. The sample bundle's
+/// residual DFAs need well under 1 MiB; a pack that needs more is served by a lazy fallback and
+/// told so by the lint.
+pub const RESIDUAL_DFA_BUDGET: usize = 4 << 20;
+/// Largest fully built DFA of one residual pattern.
+pub const PATTERN_DFA_LIMIT: usize = 1 << 20;
+/// Working memory determinization may use for one DFA; also bounds its build time.
+const DETERMINIZE_LIMIT: usize = 4 << 20;
+/// Residual DFAs at most this large are merged into one union.
+const SMALL_DFA: usize = 16 << 10;
+/// Lazy DFA cache of the fallback set (only packs whose shapes do not fit the budget use it).
+const LAZY_DFA_SIZE: usize = 2 << 20;
+/// Compiled-size limit of the fallback set.
+const LAZY_SET_SIZE: usize = 16 << 20;
+
+/// The patterns of one set that may match a text.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// Patterns to confirm (their atoms occur) or already known to match.
+    maybe: Vec<u64>,
+    /// Patterns the residual DFA found to match: no confirmation needed.
+    sure: Vec<u64>,
+}
+
+impl Candidates {
+    fn new(len: usize) -> Self {
+        let words = len.div_ceil(64);
+        Candidates {
+            maybe: vec![0; words],
+            sure: vec![0; words],
+        }
+    }
+
+    fn mark(bits: &mut [u64], i: usize) {
+        if let Some(w) = bits.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    /// Whether the residual DFA already proved that pattern `i` matches.
+    pub fn is_sure(&self, i: usize) -> bool {
+        self.sure
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maybe.iter().all(|w| *w == 0)
+    }
+
+    /// Candidate pattern indices, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.maybe.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let bit = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + bit)
+            })
+        })
+    }
+}
+
+/// One fully built DFA over some residual patterns.
+#[derive(Debug)]
+struct ResidualDfa {
+    dfa: dense::DFA<Vec<u32>>,
+    /// Pattern index in the set, by the DFA's own pattern id.
+    patterns: Vec<usize>,
+}
+
+/// The prefilter of one pattern set.
+#[derive(Debug)]
+pub struct Prefilter {
+    len: usize,
+    atoms: Option<AhoCorasick>,
+    /// Patterns that need each atom (by the automaton's pattern id).
+    atom_patterns: Vec<Vec<usize>>,
+    residual: Vec<ResidualDfa>,
+    lazy: Option<(RegexSet, Vec<usize>)>,
+    /// Patterns without atoms, in order.
+    residual_patterns: Vec<usize>,
+}
+
+/// Why a set's prefilter could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// A residual pattern does not compile even for the lazy set (its own error).
+    Regex(regex::Error),
+    /// The atom automaton could not be built (more atoms than the crate supports).
+    Atoms(String),
+}
+
+impl Prefilter {
+    /// Builds the prefilter of `sources` (patterns already validated one by one).
+    pub fn build(sources: &[String]) -> Result<Prefilter, BuildError> {
+        let mut atom_list: Vec<Vec<u8>> = Vec::new();
+        let mut atom_patterns: Vec<Vec<usize>> = Vec::new();
+        let mut residual_patterns = Vec::new();
+        for (i, src) in sources.iter().enumerate() {
+            match atoms::atoms(src) {
+                Some(list) => {
+                    for a in list {
+                        match atom_list.iter().position(|x| *x == a) {
+                            Some(j) => atom_patterns[j].push(i),
+                            None => {
+                                atom_list.push(a);
+                                atom_patterns.push(vec![i]);
+                            }
+                        }
+                    }
+                }
+                None => residual_patterns.push(i),
+            }
+        }
+        let atoms = if atom_list.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .match_kind(AcMatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .build(&atom_list)
+                    .or_else(|_| {
+                        AhoCorasick::builder()
+                            .match_kind(AcMatchKind::Standard)
+                            .ascii_case_insensitive(true)
+                            .build(&atom_list)
+                    })
+                    .map_err(|e| BuildError::Atoms(e.to_string()))?,
+            )
+        };
+        let (residual, lazy_list) = residual_dfas(sources, &residual_patterns);
+        let lazy = if lazy_list.is_empty() {
+            None
+        } else {
+            let set = RegexSetBuilder::new(lazy_list.iter().map(|&i| &sources[i]))
+                .unicode(false)
+                .size_limit(LAZY_SET_SIZE)
+                .dfa_size_limit(LAZY_DFA_SIZE)
+                .build()
+                .map_err(BuildError::Regex)?;
+            Some((set, lazy_list))
+        };
+        Ok(Prefilter {
+            len: sources.len(),
+            atoms,
+            atom_patterns,
+            residual,
+            lazy,
+            residual_patterns,
+        })
+    }
+
+    /// The patterns that may match `t`.
+    pub fn candidates(&self, t: &[u8]) -> Candidates {
+        let mut c = Candidates::new(self.len);
+        if let Some(ac) = &self.atoms {
+            for m in ac.find_overlapping_iter(t) {
+                if let Some(ps) = self.atom_patterns.get(m.pattern().as_usize()) {
+                    for &p in ps {
+                        Candidates::mark(&mut c.maybe, p);
+                    }
+                }
+            }
+        }
+        for r in &self.residual {
+            let mut found = MatchedSet::new(r.dfa.pattern_len());
+            // No quit bytes are configured and every look-around is ASCII, so the search
+            // cannot fail; if it ever did, every pattern of this DFA becomes a candidate to
+            // confirm, which is slower but still exact.
+            match r
+                .dfa
+                .try_which_overlapping_matches(&Input::new(t), &mut found)
+            {
+                Ok(()) => {
+                    for pid in found.iter() {
+                        if let Some(&p) = r.patterns.get(pid.as_usize()) {
+                            Candidates::mark(&mut c.maybe, p);
+                            Candidates::mark(&mut c.sure, p);
+                        }
+                    }
+                }
+                Err(_) => {
+                    for &p in &r.patterns {
+                        Candidates::mark(&mut c.maybe, p);
+                    }
+                }
+            }
+        }
+        if let Some((set, patterns)) = &self.lazy {
+            for i in set.matches(t).iter() {
+                if let Some(&p) = patterns.get(i) {
+                    Candidates::mark(&mut c.maybe, p);
+                    Candidates::mark(&mut c.sure, p);
+                }
+            }
+        }
+        c
+    }
+
+    /// Patterns with no usable atom: they run on every text.
+    pub fn residual_patterns(&self) -> &[usize] {
+        &self.residual_patterns
+    }
+
+    /// Residual patterns that did not fit the DFA budget and run on a lazy DFA.
+    pub fn lazy_patterns(&self) -> &[usize] {
+        self.lazy.as_ref().map_or(&[], |(_, p)| p.as_slice())
+    }
+
+    /// Bytes held by the fully built residual DFAs and the atom automaton.
+    pub fn memory_usage(&self) -> usize {
+        self.residual
+            .iter()
+            .map(|r| r.dfa.memory_usage())
+            .sum::<usize>()
+            + self.atoms.as_ref().map_or(0, AhoCorasick::memory_usage)
+    }
+
+    /// Number of distinct atoms.
+    pub fn atom_count(&self) -> usize {
+        self.atom_patterns.len()
+    }
+}
+
+/// Builds fully built DFAs over the residual patterns: one per pattern, except that the small
+/// ones share a single union (one pass instead of many). A pattern whose DFA would exceed
+/// [`PATTERN_DFA_LIMIT`], or the whole set's [`RESIDUAL_DFA_BUDGET`], is returned for the lazy
+/// fallback. Counted repetitions in unanchored patterns (`[0-9]{13,19}` anywhere in the text)
+/// are what make a DFA explode; those are the patterns that end up lazy.
+fn residual_dfas(sources: &[String], patterns: &[usize]) -> (Vec<ResidualDfa>, Vec<usize>) {
+    let mut built: Vec<ResidualDfa> = Vec::new();
+    let mut small: Vec<usize> = Vec::new();
+    let mut lazy = Vec::new();
+    let mut used = 0usize;
+    for &p in patterns {
+        let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
+        match dense_dfa(sources, &[p], budget) {
+            Some(dfa) if dfa.memory_usage() <= SMALL_DFA => small.push(p),
+            Some(dfa) => {
+                used += dfa.memory_usage();
+                built.push(ResidualDfa {
+                    dfa,
+                    patterns: vec![p],
+                });
+            }
+            None => lazy.push(p),
+        }
+    }
+    if !small.is_empty() {
+        let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
+        match dense_dfa(sources, &small, budget) {
+            Some(dfa) => built.push(ResidualDfa {
+                dfa,
+                patterns: small,
+            }),
+            // Each fits alone (they were just built); together they do not: keep them apart.
+            None => {
+                for p in small {
+                    match dense_dfa(sources, &[p], PATTERN_DFA_LIMIT) {
+                        Some(dfa) => built.push(ResidualDfa {
+                            dfa,
+                            patterns: vec![p],
+                        }),
+                        None => lazy.push(p),
+                    }
+                }
+            }
+        }
+    }
+    lazy.sort_unstable();
+    (built, lazy)
+}
+
+fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<dense::DFA<Vec<u32>>> {
+    if budget == 0 {
+        return None;
+    }
+    let pats: Vec<&str> = group.iter().map(|&i| sources[i].as_str()).collect();
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::All)
+                .byte_classes(true)
+                .dfa_size_limit(Some(budget))
+                .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
+        )
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .thompson(thompson::Config::new().utf8(false).shrink(true))
+        .build_many(&pats)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(sources: &[&str]) -> Prefilter {
+        let s: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        Prefilter::build(&s).unwrap()
+    }
+
+    fn cands(p: &Prefilter, t: &str) -> Vec<usize> {
+        p.candidates(t.as_bytes()).iter().collect()
+    }
+
+    #[test]
+    fn atoms_select_candidates_and_residual_is_exact() {
+        let p = set(&[
+            r"(?i)\bignore\s+previous\s+instructions\b",
+            r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
+            r"(?i)system\s+prompt",
+        ]);
+        assert_eq!(p.residual_patterns(), [1]);
+        assert!(p.lazy_patterns().is_empty());
+        assert!(cands(&p, "hello there").is_empty());
+        // Atom present but the phrase is not: a candidate to confirm.
+        let c = p.candidates(b"INSTRUCTIONS for the team");
+        assert_eq!(c.iter().collect::<Vec<_>>(), [0]);
+        assert!(!c.is_sure(0));
+        // The residual DFA is exact: it reports only real matches, as sure.
+        let c = p.candidates(b"ssn 078-05-1120 and 12-34");
+        assert_eq!(c.iter().collect::<Vec<_>>(), [1]);
+        assert!(c.is_sure(1));
+        assert!(cands(&p, "ssn 078-05-112").is_empty());
+    }
+
+    #[test]
+    fn many_patterns_cross_word_boundaries() {
+        let sources: Vec<String> = (0..130).map(|i| format!("token{i:03}x")).collect();
+        let p = Prefilter::build(&sources).unwrap();
+        assert_eq!(cands(&p, "a TOKEN129X and token000x"), [0, 129]);
+    }
+
+    #[test]
+    fn over_budget_residuals_fall_back_to_lazy() {
+        // Large counted repetitions of a class blow up a DFA; the set must still work.
+        let big = r"[a-q][^u-z]{13}x";
+        let p = set(&[big, r"\d{3}"]);
+        assert!(p.memory_usage() <= RESIDUAL_DFA_BUDGET + (1 << 20));
+        let t = format!("{}x", "ab".repeat(7));
+        let c = p.candidates(t.as_bytes());
+        assert!(c.iter().any(|i| i == 0));
+        assert!(cands(&p, "123").contains(&1));
+    }
+}
