@@ -280,6 +280,35 @@ pub fn policy_packs(packs: &PackSet, policy: &Policy) -> Result<Vec<String>, Com
     Ok(names)
 }
 
+/// A regex rule the prefilter cannot skip. It is not an error: the rule works, but it runs on
+/// every text, so its cost is paid by every scan. `dfa_bytes` is the size of the fully built
+/// DFA it runs on; `None` means that DFA would exceed the per-rule limit and the rule runs on a
+/// lazy DFA, whose speed depends on the traffic (new text builds new states).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lint {
+    pub pack: String,
+    pub rule: String,
+    pub dfa_bytes: Option<usize>,
+}
+
+impl fmt::Display for Lint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rule `{}` has no literal every match must contain, so it runs on every prompt",
+            self.rule
+        )?;
+        match self.dfa_bytes {
+            Some(n) => write!(f, " (fully built DFA, {} KiB)", n.div_ceil(1024)),
+            None => write!(
+                f,
+                " on a lazy DFA: its DFA would exceed {} KiB, so its speed depends on the traffic; give it a word it must contain, or fewer counted repetitions",
+                crate::prefilter::PATTERN_DFA_LIMIT / 1024
+            ),
+        }
+    }
+}
+
 /// A rule ready for scanning: effective action resolved against the policy.
 #[derive(Debug, Clone)]
 pub struct CompiledRule {
@@ -475,6 +504,9 @@ pub struct CompiledPack {
     /// `matchOn: decoded` rules.
     pub(crate) decoded: Option<PatternSet>,
     pub(crate) keywords: Option<Keywords>,
+    /// Runs every pattern instead of asking the prefilter: the reference path that tests and
+    /// `eval --no-prefilter` compare the prefilter against. Verdicts must be identical.
+    pub(crate) bypass_prefilter: bool,
 }
 
 impl CompiledPack {
@@ -490,6 +522,40 @@ impl CompiledPack {
                 let _ = slot.entry().span();
             }
         }
+    }
+
+    /// This bundle with its prefilter turned off: every rule's regex runs on every text. Only
+    /// for checking that the prefilter changes no result (it is much slower).
+    pub fn without_prefilter(mut self) -> Self {
+        self.bypass_prefilter = true;
+        self
+    }
+
+    /// Regex rules the prefilter cannot skip: they have no literal every match must contain,
+    /// so they run on every text (see [`Lint`]).
+    pub fn lints(&self) -> Vec<Lint> {
+        let mut lints = Vec::new();
+        for set in [&self.primary, &self.original, &self.decoded]
+            .into_iter()
+            .flatten()
+        {
+            for &(i, size) in set.filter.residual_patterns() {
+                let Some(Slot::Match(e)) = set.slots.get(i) else {
+                    continue;
+                };
+                if e.detector.is_some() {
+                    continue;
+                }
+                for r in e.rules.iter().filter_map(|&r| self.rules.get(r)) {
+                    lints.push(Lint {
+                        pack: r.pack.clone(),
+                        rule: r.id.to_string(),
+                        dfa_bytes: size,
+                    });
+                }
+            }
+        }
+        lints
     }
 
     /// Number of enabled rules.
@@ -744,6 +810,7 @@ pub fn compile_resolved(
         original,
         decoded,
         keywords,
+        bypass_prefilter: false,
     })
 }
 

@@ -214,7 +214,7 @@ impl CompiledPack {
         // Without a primary set (a pack of `matchOn: original` rules only) nothing gates.
         let mut decode_gate = self.primary.is_none();
         if let Some(set) = &self.primary {
-            let candidates = set.filter.candidates(t);
+            let candidates = set.filter.select(t, self.bypass_prefilter);
             for i in candidates.iter() {
                 match set.slots.get(i) {
                     Some(Slot::Match(entry)) => match_entry(entry, t, via, &mapping, hits),
@@ -231,11 +231,18 @@ impl CompiledPack {
         }
         if !identity {
             if let Some(set) = &self.original {
-                match_set(set, text.as_bytes(), via, &original_mapping, hits);
+                match_set(
+                    set,
+                    self.bypass_prefilter,
+                    text.as_bytes(),
+                    via,
+                    &original_mapping,
+                    hits,
+                );
             }
         }
         if let (Some(set), Some(_)) = (&self.decoded, &segment) {
-            match_set(set, t, via, &mapping, hits);
+            match_set(set, self.bypass_prefilter, t, via, &mapping, hits);
         }
         self.match_keywords(t, via, &mapping, hits);
         // The decode gate looked at the normalized text. Normalization leaves ASCII alone but
@@ -387,12 +394,13 @@ impl CompiledPack {
 
 fn match_set(
     set: &PatternSet,
+    bypass_prefilter: bool,
     t: &[u8],
     via: &[DecoderKind],
     mapping: &Mapping,
     hits: &mut Vec<Hit>,
 ) {
-    for i in set.filter.candidates(t).iter() {
+    for i in set.filter.select(t, bypass_prefilter).iter() {
         if let Some(Slot::Match(entry)) = set.slots.get(i) {
             match_entry(entry, t, via, mapping, hits);
         }
@@ -663,5 +671,61 @@ rules:
         assert!(word_boundary_before("—".as_bytes(), 3));
         assert!(!word_boundary_after("éa".as_bytes(), 0));
         assert!(word_boundary_after(b"", 0));
+    }
+
+    use crate::prefilter::tests::{noise, pattern};
+    use proptest::prelude::*;
+
+    fn without_latency(mut r: ScanResult) -> ScanResult {
+        r.latency_us = 0;
+        r
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// A random rule and a text planted with a match: the rule fires (when normalization
+        /// leaves the text alone), and the whole result is the same with and without the
+        /// prefilter, with or without normalization.
+        #[test]
+        fn prefilter_changes_no_result(
+            (re, sample) in pattern(),
+            before in noise(),
+            after in noise(),
+            other in noise(),
+        ) {
+            let h = hasher();
+            let planted = format!("{before}{sample}{after}");
+            for normalized in [false, true] {
+                let norm = if normalized {
+                    ""
+                } else {
+                    "normalization: {unicode: none, foldConfusables: false, stripInvisible: false, foldWhitespace: false}\n"
+                };
+                let yaml = format!(
+                    "version: '1'\n{norm}decoders: [base64]\nrules:\n- {{id: r, category: other, severity: high, weight: 80, regex: {}}}\n- {{id: mail, category: pii, severity: low, weight: 10, detector: email}}\n",
+                    serde_json::to_string(&re).unwrap()
+                );
+                let mut set = PackSet::new();
+                set.insert("p".into(), serde_yaml::from_str(&yaml).unwrap());
+                // Patterns that match the empty string are refused by the compiler.
+                let Ok(fast) = compile(&set, Policy::default_policy()) else {
+                    return Ok(());
+                };
+                let slow = compile(&set, Policy::default_policy()).unwrap().without_prefilter();
+                // A planted `\\b` may sit between two word characters; those rules are still
+                // checked for equal results below.
+                if !normalized && !re.contains("\\b") {
+                    let r = fast.scan(&planted, &h);
+                    prop_assert!(ids(&r).contains(&"r"), "{re:?} does not fire on {planted:?}");
+                }
+                for text in [planted.as_str(), other.as_str()] {
+                    prop_assert_eq!(
+                        without_latency(fast.scan(text, &h)),
+                        without_latency(slow.scan(text, &h))
+                    );
+                }
+            }
+        }
     }
 }

@@ -200,6 +200,10 @@ struct EvalArgs {
     /// Must share no text with `--input`.
     #[arg(long)]
     warm_up: Option<PathBuf>,
+    /// Run every rule on every text (no prefilter): slower, and the results must be identical;
+    /// a check that the prefilter changes nothing on your corpus.
+    #[arg(long)]
+    no_prefilter: bool,
     /// Also time the bare baseline (one RegexSet of the bundle's regex rules + one
     /// Aho–Corasick DFA of its keywords, in a fresh process state warmed on the same warm-up
     /// texts) on the same texts, and print the engine's throughput as a share of it.
@@ -418,6 +422,9 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
             r.failed(),
             r.hash.as_deref().unwrap_or_default()
         )?;
+        for lint in &r.lints {
+            writeln!(out, "  note: {lint}")?;
+        }
         for (o, t) in r.outcomes.iter().zip(tests) {
             if o.passed && !args.verbose {
                 continue;
@@ -452,7 +459,10 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
 }
 
 fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
-    let pack = build(files, policy)?;
+    let mut pack = build(files, policy)?;
+    if args.no_prefilter {
+        pack = pack.without_prefilter();
+    }
     let open = |path: &PathBuf| {
         std::fs::File::open(path)
             .map(BufReader::new)

@@ -78,6 +78,15 @@ impl Candidates {
         self.maybe.iter().all(|w| *w == 0)
     }
 
+    /// Every pattern a candidate, none sure: what running without a prefilter means.
+    pub(crate) fn all(len: usize) -> Self {
+        let mut c = Candidates::new(len);
+        for i in 0..len {
+            Candidates::mark(&mut c.maybe, i);
+        }
+        c
+    }
+
     /// Candidate pattern indices, ascending.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.maybe.iter().enumerate().flat_map(|(wi, &w)| {
@@ -111,8 +120,9 @@ pub struct Prefilter {
     atom_patterns: Vec<Vec<usize>>,
     residual: Vec<ResidualDfa>,
     lazy: Option<(RegexSet, Vec<usize>)>,
-    /// Patterns without atoms, in order.
-    residual_patterns: Vec<usize>,
+    /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
+    /// too large, runs lazily).
+    residual_patterns: Vec<(usize, Option<usize>)>,
 }
 
 /// Why a set's prefilter could not be built.
@@ -164,7 +174,7 @@ impl Prefilter {
                     .map_err(|e| BuildError::Atoms(e.to_string()))?,
             )
         };
-        let (residual, lazy_list) = residual_dfas(sources, &residual_patterns);
+        let (residual, lazy_list, sizes) = residual_dfas(sources, &residual_patterns);
         let lazy = if lazy_list.is_empty() {
             None
         } else {
@@ -182,7 +192,7 @@ impl Prefilter {
             atom_patterns,
             residual,
             lazy,
-            residual_patterns,
+            residual_patterns: sizes,
         })
     }
 
@@ -233,8 +243,20 @@ impl Prefilter {
         c
     }
 
-    /// Patterns with no usable atom: they run on every text.
-    pub fn residual_patterns(&self) -> &[usize] {
+    /// The candidates for `t`, or every pattern when `bypass` (the reference path the tests
+    /// compare the prefilter against).
+    pub(crate) fn select(&self, t: &[u8], bypass: bool) -> Candidates {
+        if bypass {
+            Candidates::all(self.len)
+        } else {
+            self.candidates(t)
+        }
+    }
+
+    /// Patterns with no usable atom (they run on every text), each with the size of the fully
+    /// built DFA it needs alone, or `None` when that exceeds [`PATTERN_DFA_LIMIT`] and it runs
+    /// on a lazy DFA instead.
+    pub fn residual_patterns(&self) -> &[(usize, Option<usize>)] {
         &self.residual_patterns
     }
 
@@ -263,14 +285,19 @@ impl Prefilter {
 /// [`PATTERN_DFA_LIMIT`], or the whole set's [`RESIDUAL_DFA_BUDGET`], is returned for the lazy
 /// fallback. Counted repetitions in unanchored patterns (`[0-9]{13,19}` anywhere in the text)
 /// are what make a DFA explode; those are the patterns that end up lazy.
-fn residual_dfas(sources: &[String], patterns: &[usize]) -> (Vec<ResidualDfa>, Vec<usize>) {
+type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Option<usize>)>);
+
+fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     let mut built: Vec<ResidualDfa> = Vec::new();
     let mut small: Vec<usize> = Vec::new();
     let mut lazy = Vec::new();
+    let mut sizes = Vec::new();
     let mut used = 0usize;
     for &p in patterns {
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
-        match dense_dfa(sources, &[p], budget) {
+        let dfa = dense_dfa(sources, &[p], budget);
+        sizes.push((p, dfa.as_ref().map(|d| d.memory_usage())));
+        match dfa {
             Some(dfa) if dfa.memory_usage() <= SMALL_DFA => small.push(p),
             Some(dfa) => {
                 used += dfa.memory_usage();
@@ -304,7 +331,7 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> (Vec<ResidualDfa>, V
         }
     }
     lazy.sort_unstable();
-    (built, lazy)
+    (built, lazy, sizes)
 }
 
 fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<dense::DFA<Vec<u32>>> {
@@ -327,7 +354,7 @@ fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<dense
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn set(sources: &[&str]) -> Prefilter {
@@ -346,7 +373,9 @@ mod tests {
             r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
             r"(?i)system\s+prompt",
         ]);
-        assert_eq!(p.residual_patterns(), [1]);
+        assert_eq!(p.residual_patterns().len(), 1);
+        assert_eq!(p.residual_patterns()[0].0, 1);
+        assert!(p.residual_patterns()[0].1.is_some_and(|n| n > 0));
         assert!(p.lazy_patterns().is_empty());
         assert!(cands(&p, "hello there").is_empty());
         // Atom present but the phrase is not: a candidate to confirm.
@@ -377,5 +406,131 @@ mod tests {
         let c = p.candidates(t.as_bytes());
         assert!(c.iter().any(|i| i == 0));
         assert!(cands(&p, "123").contains(&1));
+    }
+
+    use proptest::prelude::*;
+    use regex::bytes::RegexSetBuilder;
+
+    /// A random pattern together with a string it matches: words (some case-folded), small
+    /// classes, whitespace runs, optional parts, alternations, counted repetitions and word
+    /// boundaries — the constructs the atom analysis reasons about.
+    pub(crate) fn pattern() -> impl Strategy<Value = (String, String)> {
+        let leaf = prop_oneof![
+            prop::sample::select(vec![
+                "ignore",
+                "previous",
+                "sk-",
+                "AKIA",
+                "@",
+                "ab",
+                "x",
+                "the",
+                "é",
+                "[",
+                "::",
+                "instructions",
+                "0x",
+                "rm",
+                "%",
+            ])
+            .prop_map(|w| (regex::escape(w), w.to_string())),
+            prop::sample::select(vec!["Ignore", "SYSTEM", "Prompt"])
+                .prop_map(|w| (format!("(?i:{})", w.to_lowercase()), w.to_string())),
+            (0u8..10).prop_map(|d| ("[0-9]".to_string(), d.to_string())),
+            Just((r"\s+".to_string(), "  ".to_string())),
+            Just((r"[A-Za-z]{2,4}".to_string(), "Qz".to_string())),
+            Just((r"\b".to_string(), String::new())),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 2..4).prop_map(|parts| {
+                    let re = parts.iter().map(|(r, _)| format!("(?:{r})")).collect();
+                    let text = parts.iter().map(|(_, t)| t.as_str()).collect();
+                    (re, text)
+                }),
+                (
+                    prop::collection::vec(inner.clone(), 2..4),
+                    any::<prop::sample::Index>()
+                )
+                    .prop_map(|(alts, pick)| {
+                        let re = alts
+                            .iter()
+                            .map(|(r, _)| format!("(?:{r})"))
+                            .collect::<Vec<_>>();
+                        let chosen = alts[pick.index(alts.len())].1.clone();
+                        (re.join("|"), chosen)
+                    }),
+                inner.clone().prop_map(|(r, t)| (format!("(?:{r})?"), t)),
+                (inner.clone(), 1u32..4)
+                    .prop_map(|((r, t), n)| { (format!("(?:{r}){{{n},}}"), t.repeat(n as usize)) }),
+                (inner, 1u32..3)
+                    .prop_map(|((r, t), n)| { (format!("(?:{r}){{{n}}}"), t.repeat(n as usize)) }),
+            ]
+        })
+    }
+
+    pub(crate) fn noise() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "ignore",
+                "IGNORE",
+                "previous",
+                " ",
+                "\n",
+                "sk-",
+                "akia",
+                "4",
+                "x",
+                "é",
+                "the",
+                "Qz",
+                "[",
+                ":",
+                "%",
+                "0X",
+                "rm -rf",
+                "@",
+                "instructions",
+                "ab",
+                "!",
+            ]),
+            0..12,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Soundness: every pattern that matches a text is a candidate, and a pattern
+        /// reported as sure really matches. (The prefilter decides which rules run; if it
+        /// missed one, a verdict would change.)
+        #[test]
+        fn prefilter_never_loses_a_match(
+            pats in prop::collection::vec(pattern(), 1..6),
+            before in noise(),
+            after in noise(),
+            which in any::<prop::sample::Index>(),
+            other in noise(),
+        ) {
+            let sources: Vec<String> = pats.iter().map(|(r, _)| r.clone()).collect();
+            let Ok(reference) = RegexSetBuilder::new(&sources).unicode(false).build() else {
+                return Ok(());
+            };
+            let p = Prefilter::build(&sources).unwrap();
+            let planted = format!("{before}{}{after}", pats[which.index(pats.len())].1);
+            for text in [planted, other] {
+                let c = p.candidates(text.as_bytes());
+                let cands: Vec<usize> = c.iter().collect();
+                for m in reference.matches(text.as_bytes()).iter() {
+                    prop_assert!(cands.contains(&m), "pattern {} ({:?}) matches {:?} but is not a candidate", m, sources[m], text);
+                }
+                for &i in &cands {
+                    if c.is_sure(i) {
+                        prop_assert!(reference.matches(text.as_bytes()).matched(i), "pattern {} reported sure on {:?}", i, text);
+                    }
+                }
+            }
+        }
     }
 }

@@ -34,6 +34,10 @@ pub struct PackReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub outcomes: Vec<TestOutcome>,
+    /// The pack's own regex rules that run on every prompt because the prefilter has no literal
+    /// to skip them by (not failures; see `compile::Lint`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lints: Vec<String>,
 }
 
 impl PackReport {
@@ -62,6 +66,7 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
                 hash: None,
                 error: Some(e.to_string()),
                 outcomes: Vec::new(),
+                lints: Vec::new(),
             }
         }
     };
@@ -71,6 +76,7 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
             hash: None,
             error: Some("no rule pack with this name is loaded".into()),
             outcomes: Vec::new(),
+            lints: Vec::new(),
         };
     };
     // Ids of every rule the pack can see, enabled or not, so a typo in a test is caught.
@@ -127,11 +133,19 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
             }
         })
         .collect();
+    // Inherited rules are the base pack's to answer for.
+    let lints = compiled
+        .lints()
+        .into_iter()
+        .filter(|l| spec.rules.iter().any(|r| r.id.as_str() == l.rule))
+        .map(|l| l.to_string())
+        .collect();
     PackReport {
         pack: name.to_string(),
         hash: compiled.resolved.first().map(|r| r.content_hash()),
         error: None,
         outcomes,
+        lints,
     }
 }
 
@@ -170,6 +184,29 @@ tests:
             .any(|f| f.contains("expected rule `pi` to match")));
         assert!(r.outcomes[3].failures[0].contains("`expect` is empty"));
         assert_eq!(r.outcomes[1].name, "#2");
+        assert!(r.lints.is_empty(), "`ignore previous` has literals");
+    }
+
+    #[test]
+    fn rules_without_literals_are_linted_with_their_cost() {
+        let mut packs = PackSet::new();
+        packs.insert(
+            "p".into(),
+            serde_yaml::from_str(
+                "version: '1'\nrules:\n- {id: ssn, category: pii, severity: low, weight: 1, regex: '\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b'}\n- {id: big, category: pii, severity: low, weight: 1, regex: '\\b[0-9](?:[ -]?[0-9]){12,18}\\b'}\n- {id: word, category: other, severity: low, weight: 1, regex: 'secret\\s+plan'}\n",
+            )
+            .unwrap(),
+        );
+        let r = run_pack_tests(&packs, "p");
+        assert_eq!(r.lints.len(), 2, "{:?}", r.lints);
+        assert!(r.lints[0].starts_with("rule `ssn` has no literal") && r.lints[0].contains("KiB)"));
+        assert!(r.lints[1].starts_with("rule `big`") && r.lints[1].contains("lazy DFA"));
+        // Another pack extending this one does not repeat them.
+        packs.insert(
+            "child".into(),
+            serde_yaml::from_str("version: '1'\nextends: p\nrules:\n- {id: x, category: other, severity: low, weight: 1, regex: 'hello world'}\n").unwrap(),
+        );
+        assert!(run_pack_tests(&packs, "child").lints.is_empty());
     }
 
     #[test]
