@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# HTTP load run against the real server: 1 KiB prompts, keep-alive, default sample bundle.
-# Phase 1 saturates (closed loop); phase 2 runs at half the measured rate (open loop,
-# latency from the scheduled send time). Client and server share the machine.
+# HTTP load run against the real server, the sample bundle, keep-alive, every request a prompt
+# the server has not seen (scanner/src/synth.rs; natural lengths, median ~350 B, mean ~500 B).
+#   1. warm-up: 5 s on prompts from another seed (the server meets new text, as in production);
+#   2. saturation: closed loop, CONNECTIONS connections, SECONDS seconds;
+#   3. half load: open loop at half the measured rate, latency from the scheduled send time;
+#   4. the server's peak and current RSS (VmHWM, VmRSS) after all of it.
+# Client and server share the machine (2 cores here), so the server gets about one core.
 #
-#   bash bench/load.sh [SECONDS] [CONNECTIONS]
+#   bash bench/load.sh [SECONDS] [CONNECTIONS] [PROMPT_BYTES]   (PROMPT_BYTES 0 = natural)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-32}
+bytes=${3:-0}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p pd-scanner --bin pd-scanner --example load
 bin="$CARGO_TARGET_DIR/release/pd-scanner"
@@ -24,11 +29,12 @@ for _ in $(seq 100); do
   grep -q '"listening"' "$work/server.log" 2>/dev/null && break
   sleep 0.1
 done
-# Warm the automata, then measure.
-"$load" "127.0.0.1:$port" "$key" 4 2 0 1024 > /dev/null
-sat=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" 0 1024)
+# A pool large enough that no prompt repeats at 60,000 requests/s (the output counts repeats).
+pool=$(( secs * 60000 ))
+"$load" "127.0.0.1:$port" "$key" 8 5 0 "$bytes" 1001 100000 > /dev/null
+sat=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" 0 "$bytes" 1 "$pool")
 echo "saturation: $sat"
 rps=$(echo "$sat" | sed -E 's/.*"rps": ([0-9]+).*/\1/')
-half=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" $((rps / 2)) 1024)
+half=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" $((rps / 2)) "$bytes" 2 "$pool")
 echo "half load:  $half"
 echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status") peak, $(awk '/VmRSS/ {print $2, $3}' "/proc/$server/status") now"

@@ -5,21 +5,38 @@
 //! latency is measured from the scheduled time, so a stalled server cannot hide its queueing
 //! (no coordinated omission).
 //!
-//! usage: load ADDR KEY CONNECTIONS SECONDS RATE PROMPT_BYTES
+//! Every request carries a different prompt ([`pd_scanner::synth`]): a server fed one
+//! repeated text measures its automata's caches, not its speed on real traffic. The pool is
+//! generated before the clock starts; if a run outlasts it, prompts repeat and the output says
+//! how many requests did.
+//!
+//! usage: load ADDR KEY CONNECTIONS SECONDS RATE PROMPT_BYTES SEED POOL
+//!   PROMPT_BYTES 0 = natural lengths (median ~350 B, mean ~500 B); SEED picks the texts
+//!   (use another seed to warm up); POOL = number of distinct prompts.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn prompt(bytes: usize) -> String {
-    let base = "Could you help me plan a three-day trip to Lisbon in spring? I would like to see the old town and eat well. ";
-    let mut s = String::new();
-    while s.len() < bytes {
-        s.push_str(base);
-    }
-    s.truncate(bytes);
-    s
+fn requests(addr: &str, key: &str, bytes: usize, seed: u64, pool: usize) -> Vec<Vec<u8>> {
+    let mut gen = pd_scanner::synth::PromptGen::new(seed);
+    (0..pool)
+        .map(|_| {
+            let prompt = if bytes == 0 {
+                gen.prompt()
+            } else {
+                gen.prompt_of_len(bytes)
+            };
+            let body = serde_json::json!({ "prompt": prompt }).to_string();
+            format!(
+                "POST /v1/scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect()
 }
 
 /// Reads one response; true when it was a 200.
@@ -48,16 +65,20 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> bool {
     }
 }
 
+/// Connection `index` of `conns` sends pool entries index, index + conns, index + 2·conns, ...
 async fn connection(
     addr: String,
-    request: Vec<u8>,
+    pool: Arc<Vec<Vec<u8>>>,
+    (index, conns): (usize, usize),
     until: Instant,
     interval: Option<Duration>,
-) -> (Vec<u32>, u64) {
+) -> (Vec<u32>, u64, u64) {
     let mut latencies = Vec::new();
     let mut errors = 0u64;
+    let mut repeated = 0u64;
+    let mut next_request = index;
     let Ok(mut stream) = TcpStream::connect(&addr).await else {
-        return (latencies, 1);
+        return (latencies, 1, 0);
     };
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
@@ -73,7 +94,12 @@ async fn connection(
             None => next = Instant::now(),
         }
         let scheduled = next;
-        if stream.write_all(&request).await.is_err() {
+        if next_request >= pool.len() {
+            repeated += 1;
+        }
+        let request = &pool[next_request % pool.len()];
+        next_request += conns;
+        if stream.write_all(request).await.is_err() {
             errors += 1;
             break;
         }
@@ -87,14 +113,14 @@ async fn connection(
             next += iv;
         }
     }
-    (latencies, errors)
+    (latencies, errors, repeated)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 7 {
-        eprintln!("usage: load ADDR KEY CONNECTIONS SECONDS RATE PROMPT_BYTES");
+    if args.len() != 9 {
+        eprintln!("usage: load ADDR KEY CONNECTIONS SECONDS RATE PROMPT_BYTES SEED POOL");
         std::process::exit(64);
     }
     let addr = args[1].clone();
@@ -102,25 +128,32 @@ async fn main() {
     let conns: usize = args[3].parse().unwrap_or(32);
     let secs: u64 = args[4].parse().unwrap_or(10);
     let rate: f64 = args[5].parse().unwrap_or(0.0);
-    let size: usize = args[6].parse().unwrap_or(1024);
-    let body = serde_json::json!({ "prompt": prompt(size) }).to_string();
-    let request = format!(
-        "POST /v1/scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes();
+    let size: usize = args[6].parse().unwrap_or(0);
+    let seed: u64 = args[7].parse().unwrap_or(1);
+    let pool_size: usize = args[8].parse().unwrap_or(100_000).max(1);
+    let pool = Arc::new(requests(&addr, key, size, seed, pool_size));
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(conns as f64 / rate));
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(connection(addr.clone(), request.clone(), until, interval)))
+        .map(|i| {
+            tokio::spawn(connection(
+                addr.clone(),
+                pool.clone(),
+                (i, conns),
+                until,
+                interval,
+            ))
+        })
         .collect();
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut repeated = 0;
     for t in tasks {
-        if let Ok((l, e)) = t.await {
+        if let Ok((l, e, r)) = t.await {
             all.extend(l);
             errors += e;
+            repeated += r;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -130,7 +163,7 @@ async fn main() {
         all.get(i).copied().unwrap_or(0)
     };
     println!(
-        "{{\"connections\": {conns}, \"target_rate\": {rate}, \"requests\": {}, \"errors\": {errors}, \"rps\": {:.0}, \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}}}",
+        "{{\"connections\": {conns}, \"target_rate\": {rate}, \"requests\": {}, \"errors\": {errors}, \"repeated_prompts\": {repeated}, \"rps\": {:.0}, \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}}}",
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.50),
