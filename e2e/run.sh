@@ -3,11 +3,14 @@
 #
 #   e2e/run.sh [--keep] [--no-build] [-- TEST_FILTER...]
 #
-# 1. checks the tools (docker, kind >= v0.24, kubectl, helm, cargo);
+# 1. checks the tools (docker with buildx, kind >= v0.24, kubectl, helm, cargo) and prints
+#    the Docker version, its image store and the nodes' platform;
 # 2. creates the kind cluster `pd-e2e` from kind-config.yaml (or reuses it if it exists), with
 #    its own kubeconfig file so your other contexts are never touched;
-# 3. builds the operator and scanner images and loads them, plus the pinned curl image the
-#    test probes use, into the nodes;
+# 3. builds the operator and scanner images (single-platform: no provenance/SBOM attestations),
+#    pulls the pinned curl image the test probes use for that platform, and loads all three
+#    into every node with `docker save --platform` + `kind load image-archive` (e2e/images.sh
+#    says why), so no node ever pulls from Docker Hub;
 # 4. installs metrics-server (for the HPA test) and the Helm chart;
 # 5. creates what the samples need (namespace acme-prod, the tenant's API-key Secret, a foreign
 #    namespace), applies config/samples/ and waits for ScanPolicy acme-chat to be Ready;
@@ -20,9 +23,12 @@
 #   -- ARGS      passed to the test binary, e.g. `-- hpa` runs only the HPA test
 #
 # Environment: PD_E2E_CLUSTER (pd-e2e), PD_E2E_IMAGE_TAG (dev), PD_E2E_WORKDIR
-# (~/.cache/prompt-defenders/e2e), PD_E2E_ARTIFACTS (<workdir>/artifacts), CARGO_TARGET_DIR.
+# (~/.cache/prompt-defenders/e2e), PD_E2E_ARTIFACTS (<workdir>/artifacts), PD_E2E_PLATFORM
+# (the nodes' platform, detected from `docker info`), PD_E2E_CURL_IMAGE, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=e2e/images.sh
+. e2e/images.sh
 
 # ── Pinned versions: bump them here (and KIND_VERSION in .github/workflows/e2e.yml). ────────
 KIND_VERSION=v0.29.0
@@ -66,8 +72,13 @@ die() { echo "error: $*" >&2; exit 1; }
 started=$(date +%s)
 
 # The one place that decides how images are built. Adjust here if images/ changes shape.
+# BuildKit (the Dockerfile uses cache mounts) through buildx; --load puts the result into
+# Docker whatever the selected builder; no provenance/SBOM attestations, which would make the
+# image an OCI index with an extra attestation manifest, and a plain image is what the nodes
+# need.
 build_image() { # build_image NAME  -> $REGISTRY/NAME:$IMAGE_TAG
-  docker build -f Dockerfile --target "$1" -t "$REGISTRY/$1:$IMAGE_TAG" .
+  docker buildx build --load --provenance=false --sbom=false \
+    -f Dockerfile --target "$1" -t "$REGISTRY/$1:$IMAGE_TAG" .
 }
 
 # ── Diagnostics and teardown ──────────────────────────────────────────────────────────────
@@ -143,6 +154,15 @@ for tool in docker kind kubectl helm cargo; do
   command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm 3, cargo)"
 done
 docker info > /dev/null 2>&1 || die "docker is installed but the daemon does not answer (is Docker running? are you in the docker group?)"
+if [ "$build" = 1 ]; then
+  docker buildx version > /dev/null 2>&1 \
+    || die "docker buildx is not installed (the Dockerfile needs BuildKit; install the docker-buildx plugin, or use --no-build with images you built yourself)"
+fi
+platform=$(e2e_platform)
+e2e_docker_summary "$platform"
+if [ "$platform" != linux/amd64 ]; then
+  echo "warning: the images hold x86_64 binaries (Dockerfile: x86_64-unknown-linux-musl); $platform nodes can only run them under emulation"
+fi
 kind_version=$(kind version | awk '{print $2}')
 echo "kind $kind_version (pinned $KIND_VERSION), $(kubectl version --client 2>/dev/null | head -n 1), helm $(helm version --short), $(cargo --version)"
 # NetworkPolicy enforcement arrived in kind v0.24.0; older kinds pass NetworkPolicies through
@@ -176,16 +196,12 @@ if [ "$build" = 1 ]; then
   build_image pd-scanner
   build_image pd-operator
 fi
-step "loading images into the nodes"
-docker image inspect "$CURL_IMAGE" > /dev/null 2>&1 || docker pull "$CURL_IMAGE"
-for image in "${images[@]}"; do
-  docker image inspect "$image" > /dev/null 2>&1 || die "image $image is missing (drop --no-build?)"
-  kind load docker-image --name "$CLUSTER" "$image"
-done
-# Preloading spares every node a Docker Hub pull; if it fails (kind cannot load some
-# multi-platform images from Docker's containerd store), the nodes pull it themselves.
-kind load docker-image --name "$CLUSTER" "$CURL_IMAGE" \
-  || echo "warning: could not preload $CURL_IMAGE; the nodes will pull it"
+step "loading images into the nodes ($platform)"
+# The probe Pods' curl image comes from Docker Hub once, here, and reaches the nodes the same
+# way as ours: the tests never depend on a registry (the operator runs with pullPolicy Never,
+# the scanners and the probes with IfNotPresent, and every node has their images).
+e2e_pull_image "$platform" "$CURL_IMAGE"
+e2e_load_images "$CLUSTER" "$platform" "$WORKDIR/images" "${images[@]}" "$CURL_IMAGE"
 
 # ── 4. metrics-server and the chart ───────────────────────────────────────────────────────
 step "metrics-server $METRICS_SERVER_VERSION"

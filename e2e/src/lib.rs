@@ -91,6 +91,11 @@ pub mod timeouts {
     pub const HPA_SCALE_UP: Duration = Duration::from_secs(300);
     /// One HTTP request that should succeed.
     pub const REQUEST_SECS: u32 = 15;
+    /// How often a request that should succeed is tried while no HTTP answer arrives: a
+    /// fresh client Pod's first connection can be dropped while kindnet's NetworkPolicy
+    /// engine does not know the Pod's IP yet (kube-network-policies issue 224). Requests that
+    /// a NetworkPolicy should drop are tried once.
+    pub const REQUEST_ATTEMPTS: u32 = 3;
     /// One HTTP request that a NetworkPolicy should drop: long enough that an answer would
     /// have arrived, short enough to keep the test quick.
     pub const REFUSED_REQUEST_SECS: u32 = 6;

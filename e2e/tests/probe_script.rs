@@ -3,14 +3,16 @@
 //! `operator/tests/scanner_pod.rs`), `sh` (and `busybox sh`, the curl image's shell, when
 //! installed) and the local `curl`. Proves, without a cluster, that the scripts parse, that
 //! their output protocol round-trips, that hot reload is observed the way the e2e test
-//! measures it, and that the e2e scan expectations hold for the sample policy.
+//! measures it, that requests are retried exactly when they should be, and that the e2e scan
+//! expectations hold for the sample policy.
 //!
 //! Needs the `pd-scanner` binary from the same target directory (`cargo test --workspace`
 //! builds it), `curl` and `sh`; each test prints one SKIPPED line when one is missing.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -434,4 +436,97 @@ fn scans(scanner: &Scanner) -> f64 {
         .filter(|l| l.starts_with("pd_scans_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Binds `port` on 127.0.0.1 after `delay` and answers one HTTP request with 200 `{}`: a
+/// server that is not reachable at first, like a scanner behind a NetworkPolicy engine that
+/// does not know the client Pod yet.
+fn answer_once_after(port: u16, delay: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            .unwrap();
+    })
+}
+
+/// `Script::attempts`: a request with no answer yet is retried until one arrives (and the
+/// failed tries are reported); a request with the default single attempt is not retried; an
+/// HTTP error status is an answer and is never retried — the timing of the NetworkPolicy
+/// test's allowed control (retried) and refused requests (tried once).
+#[test]
+fn requests_are_retried_until_answered_and_only_then() {
+    let Some(bin) = prerequisites("requests_are_retried_until_answered_and_only_then") else {
+        return;
+    };
+    let children = sample_children();
+    let scanner = Scanner::start(&bin, &children);
+    for shell in shells() {
+        // A free port nobody listens on for the first 1.5 s.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let late = format!("http://127.0.0.1:{port}/v1/scan");
+        let script = Script::new()
+            .timeout_secs(2)
+            .request("once", "GET", "http://127.0.0.1:1/", None, Auth::None)
+            .attempts(10)
+            .request(
+                "unauthorised",
+                "POST",
+                &scanner.url("/v1/scan"),
+                Some(&scan_body("hi")),
+                Auth::None,
+            )
+            .request("late", "GET", &late, None, Auth::None)
+            .attempts(1)
+            .request("once-more", "GET", "http://127.0.0.1:1/", None, Auth::None);
+        let server = answer_once_after(port, Duration::from_millis(1500));
+        let out = scanner.run(&shell, &script);
+        server.join().unwrap();
+        assert_eq!(out.exit_code, 0, "{}", out.logs);
+
+        let once = out.response("once").unwrap();
+        assert!(!once.answered(), "{}", out.logs);
+        assert!(once.retries.is_empty(), "tried once: {}", out.logs);
+
+        let unauthorised = out.response("unauthorised").unwrap();
+        assert_eq!(unauthorised.http_code, 401, "{}", out.logs);
+        assert!(
+            unauthorised.retries.is_empty(),
+            "401 is an answer: {}",
+            out.logs
+        );
+
+        let late = out.response("late").unwrap();
+        assert_eq!((late.curl_exit, late.http_code), (0, 200), "{}", out.logs);
+        assert_eq!(late.body, "{}");
+        assert!(
+            !late.retries.is_empty() && late.retries.len() < 10,
+            "{}",
+            out.logs
+        );
+        for (i, r) in late.retries.iter().enumerate() {
+            assert!(
+                r.starts_with(&format!("attempt {}: curl exit 7: curl: (7)", i + 1)),
+                "{r}"
+            );
+        }
+
+        let once_more = out.response("once-more").unwrap();
+        assert_eq!(once_more.curl_exit, 7, "{}", out.logs);
+        assert!(once_more.retries.is_empty(), "{}", out.logs);
+    }
 }
