@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -41,14 +41,17 @@ use crate::builders::{
     build_children, hmac_secret, BuildError, Children, Names, Settings, FIELD_MANAGER,
 };
 use crate::crd::{
-    condition, set_condition, RulePack, RulePackStatus, ScanPolicy, Tenant, TenantStatus,
+    condition, set_condition, RulePack, RulePackStatus, ScanPolicy, ScanPolicyStatus, Tenant,
+    TenantStatus,
 };
 use crate::leader::LeaderElector;
 use crate::metrics::{Metrics, Phase};
 use crate::render::{check_pack_tests, RenderError};
 use crate::status::{
-    rulepack_status, scanpolicy_status, Blocked, PolicyObservation, REASON_NAMESPACE_NOT_ALLOWED,
-    REASON_PACKS_INVALID, REASON_TENANT_NOT_FOUND,
+    check_policy_name, failure_status, rulepack_status, scanpolicy_status, set_progress, Blocked,
+    PolicyObservation, Progress, REASON_API_ERROR, REASON_APPLY_FAILED, REASON_BUNDLE_REJECTED,
+    REASON_INVALID_NAME, REASON_NAMESPACE_NOT_ALLOWED, REASON_PACKS_INVALID,
+    REASON_PROGRESS_DEADLINE, REASON_TENANT_NOT_FOUND,
 };
 
 /// Label every child carries; the owned-object watches select on it so the operator does not
@@ -69,6 +72,15 @@ pub enum Error {
     /// Any API failure: transport, 409 conflict, 5xx. Retried with backoff, never fatal.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The API server refused or failed the apply of one child; the policy's status names it
+    /// (`ApplyFailed`) with the API's message.
+    #[error("apply of {kind} `{name}`: {}", api_message(.source))]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{kind} `{name}` has no {field}")]
     MissingField {
         kind: &'static str,
@@ -77,6 +89,12 @@ pub enum Error {
     },
     #[error("tenant `{0}` does not exist")]
     MissingTenant(String),
+    /// The policy's name cannot name its children ([`check_policy_name`]).
+    #[error("{0}")]
+    InvalidName(String),
+    /// Writing the status itself failed (nothing left to report the failure to).
+    #[error("status write: {0}")]
+    Status(#[source] kube::Error),
     /// A bound pack does not compile or fails its tests. The policy's status says so; the
     /// bundle ConfigMap is not written, so the last good bundle keeps serving.
     #[error("rule pack `{pack}`{}: {message}", .rule.as_ref().map(|r| format!(", rule `{r}`")).unwrap_or_default())]
@@ -95,7 +113,25 @@ pub enum Error {
 impl Error {
     /// True for a 409 from the API server.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Kube(kube::Error::Api(s)) if s.is_conflict())
+        matches!(self, Error::Kube(kube::Error::Api(s)) | Error::Apply { source: kube::Error::Api(s), .. } if s.is_conflict())
+    }
+
+    /// True when retrying the same request cannot succeed: the API server refused it (400,
+    /// 403, 422, …) rather than failed it (409, 429, 5xx, transport). Such a policy is `Stalled`.
+    pub fn is_permanent(&self) -> bool {
+        let source = match self {
+            Error::Kube(e) | Error::Apply { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(source, kube::Error::Api(s) if (400..500).contains(&s.code) && ![404, 408, 409, 429].contains(&s.code))
+    }
+}
+
+/// The API server's own words for a failure (its `Status.message`), else the error's text.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
     }
 }
 
@@ -304,9 +340,13 @@ where
         .clone()
         .ok_or_else(|| missing("child", "?", "metadata.name"))?;
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .patch(&name, &apply_params(), &Patch::Apply(obj))
-        .await?)
+    api.patch(&name, &apply_params(), &Patch::Apply(obj))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: K::kind(&()).into_owned(),
+            name,
+            source,
+        })
 }
 
 /// Applies every child in [`Children::to_values`] order (identities and RBAC first, workload
@@ -388,9 +428,87 @@ fn desired(
 /// child server-side when the bound packs compile and pass their tests, and writes the status.
 /// An invalid pack writes nothing but the status (the last good bundle keeps serving) and is not
 /// an error: the RulePack watch brings the policy back when the pack changes.
+///
+/// Every failure reaches the status: a refused or failed apply (or read) writes `Ready=False`
+/// with a specific reason and the API's message plus a Warning Event before the error goes to
+/// [`error_policy`]'s backoff, so `kubectl get sp` never shows a stale `Ready=True` over a
+/// reconcile that keeps failing.
 pub async fn reconcile_scanpolicy(
     policy: Arc<ScanPolicy>,
     ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match reconcile_scanpolicy_inner(&policy, &ctx).await {
+        Ok(action) => Ok(action),
+        Err(e) => {
+            report_failure(&policy, &ctx, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes a failed reconcile into the policy's status and publishes a Warning Event (when the
+/// message changed). Best effort: the API may be the thing that is failing; the error still
+/// goes to the backoff either way.
+async fn report_failure(policy: &ScanPolicy, ctx: &Context, e: &Error) {
+    let reason = match e {
+        Error::Apply { .. } => REASON_APPLY_FAILED,
+        Error::Kube(_) => REASON_API_ERROR,
+        // The status write itself failed, or the object cannot be named: nothing to write to.
+        _ => return,
+    };
+    let (Some(name), Some(namespace)) = (policy.metadata.name.clone(), policy.namespace()) else {
+        return;
+    };
+    let names = Names::new(&name, &namespace, &policy.spec.tenant_ref.name);
+    let message = e.to_string();
+    let status = failure_status(
+        &names,
+        policy.metadata.generation,
+        policy.status.as_ref(),
+        reason,
+        &message,
+        e.is_permanent(),
+        &now(),
+    );
+    if let Err(write) = Api::<ScanPolicy>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &apply_params(),
+            &Patch::Apply(status_patch::<ScanPolicy>(&status)),
+        )
+        .await
+    {
+        tracing::warn!(policy = %name, namespace = %namespace, error = %write, "cannot write the failure into status");
+    }
+    if policy.status.as_ref().and_then(|s| s.last_error.as_ref()) != Some(&message) {
+        ctx.event(policy, true, reason, "Apply", message).await;
+    }
+}
+
+/// The scanner pods of a policy, read when the scanners report what they serve
+/// ([`Settings::scanners_report`]): one LIST by the selector labels, no network call to a pod.
+async fn scanner_pods(
+    client: &Client,
+    names: &Names,
+) -> Result<Vec<crate::status::PodServing>, Error> {
+    let selector = crate::builders::selector_labels(names)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(client.clone(), &names.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(pods
+        .items
+        .iter()
+        .map(crate::status::PodServing::from_pod)
+        .collect())
+}
+
+async fn reconcile_scanpolicy_inner(
+    policy: &Arc<ScanPolicy>,
+    ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
     let name = policy.name_any();
     let namespace = policy
@@ -404,22 +522,30 @@ pub async fn reconcile_scanpolicy(
     let settings = ctx.settings();
     let tenant_name = policy.spec.tenant_ref.name.clone();
     let names = Names::new(&name, &namespace, &tenant_name);
-    let tenant = Api::<Tenant>::all(client.clone())
-        .get_opt(&tenant_name)
-        .await?;
-    let outcome = match &tenant {
-        // The Tenant watch brings the policy back when the tenant appears.
-        None => Err(Error::MissingTenant(tenant_name.clone())),
-        Some(tenant) => {
-            let packs =
-                visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
-            desired(&policy, tenant, &packs, &settings)
-        }
+    let outcome = match check_policy_name(&name) {
+        // Every child apply would be refused; say so before trying.
+        Err(why) => Err(Error::InvalidName(why)),
+        Ok(()) => match Api::<Tenant>::all(client.clone())
+            .get_opt(&tenant_name)
+            .await?
+        {
+            // The Tenant watch brings the policy back when the tenant appears.
+            None => Err(Error::MissingTenant(tenant_name.clone())),
+            Some(tenant) => {
+                let packs =
+                    visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
+                desired(policy, &tenant, &packs, &settings)
+            }
+        },
     };
+    let mut pods = None;
     let (bundle, deployment) = match outcome {
         Ok(children) => {
             let d = apply_children(client, &namespace, &children).await?;
             tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+            if settings.scanners_report() {
+                pods = Some(scanner_pods(client, &names).await?);
+            }
             (Ok(children.bundle_hash), Some(d))
         }
         Err(e) => {
@@ -428,15 +554,20 @@ pub async fn reconcile_scanpolicy(
             let reason = match &e {
                 Error::InvalidPack { .. } => REASON_PACKS_INVALID,
                 Error::MissingTenant(_) => REASON_TENANT_NOT_FOUND,
+                Error::InvalidName(_) => REASON_INVALID_NAME,
                 Error::Build(BuildError::NamespaceNotAllowed { .. }) => {
                     REASON_NAMESPACE_NOT_ALLOWED
                 }
                 _ => return Err(e),
             };
             tracing::warn!(policy = %name, namespace = %namespace, error = %e, reason, "no new bundle; the last good one keeps serving");
-            let d = Api::<Deployment>::namespaced(client.clone(), &namespace)
-                .get_opt(&names.scanner)
-                .await?;
+            let d = if reason == REASON_INVALID_NAME {
+                None // no child can exist under an invalid name
+            } else {
+                Api::<Deployment>::namespaced(client.clone(), &namespace)
+                    .get_opt(&names.scanner)
+                    .await?
+            };
             (Err((reason, e.to_string())), d)
         }
     };
@@ -447,6 +578,7 @@ pub async fn reconcile_scanpolicy(
             Err((reason, message)) => Err(Blocked { reason, message }),
         },
         deployment: deployment.as_ref(),
+        pods: pods.as_deref(),
     };
     let status = scanpolicy_status(&names, obs, policy.status.as_ref(), &now());
     Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
@@ -455,9 +587,15 @@ pub async fn reconcile_scanpolicy(
             &apply_params(),
             &Patch::Apply(status_patch::<ScanPolicy>(&status)),
         )
-        .await?;
+        .await
+        .map_err(Error::Status)?;
     // Events only on change, so a steady state does not spam `kubectl describe`.
     let previous = policy.status.as_ref();
+    let ready_reason = |s: Option<&ScanPolicyStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason.clone())
+    };
+    let now_reason = ready_reason(Some(&status));
     match &bundle {
         Ok(hash) if previous.and_then(|s| s.active_bundle_hash.as_ref()) != Some(hash) => {
             let note = format!("rolled out bundle {hash} to ConfigMap {}", names.bundle);
@@ -470,6 +608,22 @@ pub async fn reconcile_scanpolicy(
                 .await;
         }
         _ => {}
+    }
+    // Rollout problems seen on the Deployment or the pods: once per change of reason.
+    if let Some(reason) = now_reason
+        .as_deref()
+        .filter(|r| [REASON_PROGRESS_DEADLINE, REASON_BUNDLE_REJECTED].contains(r))
+    {
+        if ready_reason(previous).as_deref() != Some(reason) {
+            let note = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            ctx.event(policy.as_ref(), true, reason, "Rollout", note)
+                .await;
+        }
     }
     ctx.clear_failures(&object_key(policy.as_ref()));
     Ok(Action::requeue(RESYNC))
@@ -590,25 +744,43 @@ async fn ensure_hmac_secret(
     }
 }
 
+/// How soon a Tenant with a listed namespace that does not exist (yet) is looked at again:
+/// namespaces are not watched, and creating one is the usual next step after the Tenant.
+pub const MISSING_NAMESPACE_RETRY: Duration = Duration::from_secs(30);
+
 /// Reconciles one Tenant: counts the ScanPolicies that refer to it, makes sure its HMAC key
-/// Secret exists in every namespace it allows and every namespace one of its policies lives in,
-/// and writes `policyCount` and `Ready` into its status.
+/// Secret exists in every namespace it lists (and nowhere else: a policy in an unlisted
+/// namespace is refused, so it needs no key), and writes `policyCount` and `Ready`.
+///
+/// One namespace never stops the others: a listed namespace that does not exist is reported
+/// (`Ready=False`, reason `NamespacesMissing`, naming them) and retried after
+/// [`MISSING_NAMESPACE_RETRY`]; any other failure is reported (`SecretCreateFailed`) and retried
+/// with backoff after every namespace was tried.
 pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = tenant.name_any();
     let client = &ctx.client;
     let policies = Api::<ScanPolicy>::all(client.clone())
         .list(&ListParams::default())
         .await?;
-    let mine: Vec<&ScanPolicy> = policies
+    let mine = policies
         .items
         .iter()
         .filter(|p| p.spec.tenant_ref.name == name)
-        .collect();
-    let mut namespaces: BTreeSet<String> = tenant.spec.namespaces.iter().cloned().collect();
-    namespaces.extend(mine.iter().filter_map(|p| p.namespace()));
+        .count();
+    let namespaces: BTreeSet<String> = tenant.spec.namespaces.iter().cloned().collect();
+    let mut missing = Vec::new();
+    let mut failed: Option<Error> = None;
     for ns in &namespaces {
-        if ensure_hmac_secret(client, &tenant, ns).await? {
-            tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret");
+        match ensure_hmac_secret(client, &tenant, ns).await {
+            Ok(true) => {
+                tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret")
+            }
+            Ok(false) => {}
+            Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => missing.push(ns.clone()),
+            Err(e) => {
+                tracing::warn!(tenant = %name, namespace = %ns, error = %e, "cannot create the HMAC key Secret");
+                failed.get_or_insert(e);
+            }
         }
     }
     let generation = tenant.metadata.generation;
@@ -619,22 +791,63 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default(),
-        policy_count: u32::try_from(mine.len()).unwrap_or(u32::MAX),
+        policy_count: u32::try_from(mine).unwrap_or(u32::MAX),
+        missing_namespaces: missing.clone(),
     };
-    set_condition(
-        &mut status.conditions,
-        condition(
-            "Ready",
+    let present = namespaces.len() - missing.len();
+    let (ready, reason, message, progress) = if let Some(e) = &failed {
+        let permanent = e.is_permanent();
+        (
+            false,
+            "SecretCreateFailed",
+            format!("cannot create the HMAC key Secret: {e}"),
+            if permanent {
+                Progress::Stalled
+            } else {
+                Progress::Working
+            },
+        )
+    } else if !missing.is_empty() {
+        (
+            false,
+            "NamespacesMissing",
+            format!(
+                "listed namespace(s) do not exist: {}; retrying every {} s",
+                missing.join(", "),
+                MISSING_NAMESPACE_RETRY.as_secs()
+            ),
+            // Creating the namespace fixes it without touching the Tenant: keep waiting.
+            Progress::Working,
+        )
+    } else if namespaces.is_empty() {
+        (
+            true,
+            "NoNamespaces",
+            format!(
+                "{mine} policies; no namespace is listed, so no ScanPolicy can use this tenant"
+            ),
+            Progress::Done,
+        )
+    } else {
+        (
             true,
             "Reconciled",
-            format!(
-                "{} policies; HMAC key present in {} namespace(s)",
-                mine.len(),
-                namespaces.len()
-            ),
-            generation,
-            &now(),
-        ),
+            format!("{mine} policies; HMAC key present in {present} namespace(s)"),
+            Progress::Done,
+        )
+    };
+    let now = now();
+    set_condition(
+        &mut status.conditions,
+        condition("Ready", ready, reason, message.clone(), generation, &now),
+    );
+    set_progress(
+        &mut status.conditions,
+        progress,
+        reason,
+        &message,
+        generation,
+        &now,
     );
     Api::<Tenant>::all(client.clone())
         .patch_status(
@@ -642,9 +855,26 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
             &apply_params(),
             &Patch::Apply(status_patch::<Tenant>(&status)),
         )
-        .await?;
+        .await
+        .map_err(Error::Status)?;
+    let was = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    if !ready && was != Some((reason.to_string(), message.clone())) {
+        ctx.event(tenant.as_ref(), true, reason, "Reconcile", message)
+            .await;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     ctx.clear_failures(&object_key(tenant.as_ref()));
-    Ok(Action::requeue(RESYNC))
+    if missing.is_empty() {
+        Ok(Action::requeue(RESYNC))
+    } else {
+        Ok(Action::requeue(MISSING_NAMESPACE_RETRY))
+    }
 }
 
 /// The ScanPolicies of `tenant` (its namespaces and clients shape their children).

@@ -48,6 +48,11 @@ struct SettingsArgs {
         value_name = "off|auto|CIDR:PORT,..."
     )]
     api_server_egress: ApiServerEgress,
+    /// Scanners write the bundle hash they serve on their own Pod, and a ScanPolicy is `Ready`
+    /// only once every ready scanner serves its bundle. Needs `--api-server-egress` other than
+    /// `off` (the scanners need a token); their Role gains `patch` on pods.
+    #[arg(long, env = "PD_SCANNER_REPORTS_SERVING")]
+    scanner_reports_serving: bool,
 }
 
 impl SettingsArgs {
@@ -63,6 +68,7 @@ impl SettingsArgs {
             monitoring_namespace: self.monitoring_namespace,
             shared_namespace: self.shared_namespace.filter(|s| !s.is_empty()),
             api_server,
+            report_serving: self.scanner_reports_serving,
         }
     }
 }
