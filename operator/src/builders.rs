@@ -75,6 +75,9 @@ pub struct Settings {
     /// Scanners write the hash they serve on their own Pod (`--report-pod`), and `Ready` waits
     /// for every ready pod to serve the desired bundle. Needs `api_server` (a token and egress).
     pub report_serving: bool,
+    /// Prefixes a policy's `scanner.image` must start with; empty allows any. Without it any
+    /// namespace user who may write a ScanPolicy picks the image the operator deploys.
+    pub image_allowlist: Vec<String>,
 }
 
 impl Settings {
@@ -92,6 +95,7 @@ impl Default for Settings {
             shared_namespace: None,
             api_server: Vec::new(),
             report_serving: false,
+            image_allowlist: Vec::new(),
         }
     }
 }
@@ -116,6 +120,8 @@ pub enum BuildError {
         namespace: String,
         allowed: String,
     },
+    #[error("scanner image `{image}` is not allowed (allowed prefixes: {allowed})")]
+    ImageNotAllowed { image: String, allowed: String },
     /// The packs or policy do not compile; carries the scanner's rule-level problems.
     #[error("ScanPolicy `{policy}`: {source}")]
     Bundle {
@@ -289,6 +295,7 @@ pub fn build_children(
             },
         });
     }
+    check_image(policy, settings)?;
     let names = Names::new(&policy_name, &namespace, &tenant_name);
     let owner = owner_reference(policy);
     let (config_map, bundle_hash) = config_map(policy, &names, &owner, packs)?;
@@ -303,6 +310,22 @@ pub fn build_children(
         hpa: hpa(policy, &names, &owner),
         pdb: pdb(&names, &owner),
         bundle_hash,
+    })
+}
+
+/// Refuses a `scanner.image` outside [`Settings::image_allowlist`] (the operator's own
+/// default image is always allowed: the platform chose it).
+pub fn check_image(policy: &ScanPolicy, settings: &Settings) -> Result<(), BuildError> {
+    let Some(image) = &policy.spec.scanner.image else {
+        return Ok(());
+    };
+    let allowed = &settings.image_allowlist;
+    if allowed.is_empty() || allowed.iter().any(|p| image.starts_with(p.as_str())) {
+        return Ok(());
+    }
+    Err(BuildError::ImageNotAllowed {
+        image: image.clone(),
+        allowed: allowed.join(", "),
     })
 }
 

@@ -50,8 +50,8 @@ use crate::render::{check_pack_tests, RenderError};
 use crate::status::{
     check_policy_name, failure_status, rulepack_status, scanpolicy_status, set_progress, Blocked,
     PolicyObservation, Progress, REASON_API_ERROR, REASON_APPLY_FAILED, REASON_BUNDLE_REJECTED,
-    REASON_INVALID_NAME, REASON_NAMESPACE_NOT_ALLOWED, REASON_PACKS_INVALID,
-    REASON_PROGRESS_DEADLINE, REASON_TENANT_NOT_FOUND,
+    REASON_IMAGE_NOT_ALLOWED, REASON_INVALID_NAME, REASON_NAMESPACE_NOT_ALLOWED,
+    REASON_PACKS_INVALID, REASON_PROGRESS_DEADLINE, REASON_TENANT_NOT_FOUND,
 };
 
 /// Label every child carries; the owned-object watches select on it so the operator does not
@@ -558,6 +558,7 @@ async fn reconcile_scanpolicy_inner(
                 Error::Build(BuildError::NamespaceNotAllowed { .. }) => {
                     REASON_NAMESPACE_NOT_ALLOWED
                 }
+                Error::Build(BuildError::ImageNotAllowed { .. }) => REASON_IMAGE_NOT_ALLOWED,
                 _ => return Err(e),
             };
             tracing::warn!(policy = %name, namespace = %namespace, error = %e, reason, "no new bundle; the last good one keeps serving");
@@ -890,6 +891,12 @@ pub fn policies_of_tenant(
         .collect()
 }
 
+/// The ScanPolicy a scanner pod belongs to, from its `promptdefenders.io/policy` label.
+pub fn policy_of_pod(pod: &Pod) -> Option<ObjectRef<ScanPolicy>> {
+    let policy = pod.labels().get("promptdefenders.io/policy")?;
+    Some(ObjectRef::new(policy).within(&pod.namespace()?))
+}
+
 /// Finds the pack `name` as seen from `namespace`: the namespace's own first, then the shared
 /// namespace's (the same lookup order as [`visible_packs`]).
 fn resolve<'a>(
@@ -1122,7 +1129,16 @@ pub async fn run(
         )
         .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
         .owns(Api::<Role>::all(client.clone()), children.clone())
-        .owns(Api::<RoleBinding>::all(client.clone()), children)
+        .owns(Api::<RoleBinding>::all(client.clone()), children.clone());
+    // Scanners that report what they serve do it on their Pod: a reload must re-judge `Ready`.
+    let policies = if ctx.settings().scanners_report() {
+        policies.watches(Api::<Pod>::all(client.clone()), children, |pod| {
+            policy_of_pod(&pod)
+        })
+    } else {
+        policies
+    };
+    let policies = policies
         .watches(
             Api::<RulePack>::all(client.clone()),
             all.clone(),

@@ -53,6 +53,16 @@ struct SettingsArgs {
     /// `off` (the scanners need a token); their Role gains `patch` on pods.
     #[arg(long, env = "PD_SCANNER_REPORTS_SERVING")]
     scanner_reports_serving: bool,
+    /// Image prefixes a ScanPolicy's `scanner.image` must start with (comma-separated, e.g.
+    /// `ghcr.io/prompt-defenders/`); a policy with another image is refused
+    /// (`ImageNotAllowed`). Empty: any image.
+    #[arg(
+        long,
+        env = "PD_SCANNER_IMAGE_ALLOW",
+        value_delimiter = ',',
+        value_name = "PREFIX,..."
+    )]
+    scanner_image_allow: Vec<String>,
 }
 
 impl SettingsArgs {
@@ -69,6 +79,11 @@ impl SettingsArgs {
             shared_namespace: self.shared_namespace.filter(|s| !s.is_empty()),
             api_server,
             report_serving: self.scanner_reports_serving,
+            image_allowlist: self
+                .scanner_image_allow
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect(),
         }
     }
 }

@@ -182,6 +182,8 @@ pub const REASON_NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 pub const REASON_INVALID_NAME: &str = "InvalidName";
 /// `Ready` reason when the API server refused or failed an apply; the message is the API's.
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+/// `Ready` reason when `scanner.image` is outside the operator's `--scanner-image-allow` list.
+pub const REASON_IMAGE_NOT_ALLOWED: &str = "ImageNotAllowed";
 /// `Ready` reason when a read the reconcile needs (Tenant, RulePacks, pods) failed.
 pub const REASON_API_ERROR: &str = "APIError";
 /// `Ready` reason when the scanner Deployment stopped progressing (`progressDeadlineSeconds`).
