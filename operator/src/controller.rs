@@ -27,7 +27,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use pd_scanner::bundle::BundleError;
 use pd_scanner::compile::{CompileError, PackSet};
@@ -60,6 +60,9 @@ const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=pd-operator";
 /// Periodic re-check of a healthy object. Changes arrive through watches; this only heals drift
 /// nobody announced (a child edited by hand and not watched, a missed event).
 const RESYNC: Duration = Duration::from_secs(300);
+/// Longest time a policy whose desired state did not change goes without a full re-apply of its
+/// children (drift made by hand is healed within this).
+pub const FULL_REAPPLY: Duration = Duration::from_secs(600);
 /// First retry after an error other than a conflict; doubles per consecutive failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// First retry after a 409: another writer raced us, so a quick retry usually succeeds.
@@ -108,6 +111,9 @@ pub enum Error {
     Build(BuildError),
     #[error("cannot serialize: {0}")]
     Json(#[from] serde_json::Error),
+    /// The blocking compile task panicked or was cancelled.
+    #[error("compile task: {0}")]
+    Blocking(String),
 }
 
 impl Error {
@@ -177,6 +183,11 @@ pub struct Context {
     /// Consecutive failures per object (`kind/namespace/name`), for [`error_policy`]'s backoff;
     /// cleared when the object reconciles successfully.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per policy (`kind/namespace/name`): the hash of the children last applied in full and
+    /// when. A reconcile whose desired state hashes the same skips the nine applies (one GET of
+    /// the Deployment for status instead) until [`FULL_REAPPLY`] has passed, which bounds how
+    /// long hand-made drift of a child survives.
+    applied: Mutex<HashMap<String, (u64, Instant)>>,
     /// Scanner image and other cluster-wide choices for the children. Swapped, not locked:
     /// only the API server's addresses change at run time ([`Context::set_api_server`]).
     settings: ArcSwap<Settings>,
@@ -198,6 +209,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             failures: Mutex::new(HashMap::new()),
+            applied: Mutex::new(HashMap::new()),
             settings: ArcSwap::from_pointee(settings),
         }
     }
@@ -232,6 +244,24 @@ impl Context {
         let before = *n;
         *n = n.saturating_add(1);
         before
+    }
+
+    /// Whether `hash` was applied in full for `key` less than [`FULL_REAPPLY`] ago.
+    fn applied_recently(&self, key: &str, hash: u64) -> bool {
+        let map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .is_some_and(|(h, at)| *h == hash && at.elapsed() < FULL_REAPPLY)
+    }
+
+    fn remember_applied(&self, key: String, hash: u64) {
+        let mut map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, (hash, Instant::now()));
+    }
+
+    /// After any failure the next reconcile applies in full again.
+    fn forget_applied(&self, key: &str) {
+        let mut map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
     }
 
     fn clear_failures(&self, key: &str) {
@@ -368,6 +398,15 @@ async fn apply_children(
     Ok(deployment)
 }
 
+/// A hash of every child as it would be applied (bundle, settings and all): equal hashes mean
+/// an apply would change nothing the operator owns.
+fn desired_hash(children: &Children) -> Result<u64, Error> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&children.to_values()?)?.hash(&mut h);
+    Ok(h.finish())
+}
+
 /// Status patch body for server-side apply of the status subresource. Apply (not merge) so a
 /// field the operator stops setting (`lastError` after a fix) is removed, not left stale.
 fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde_json::Value {
@@ -440,6 +479,7 @@ pub async fn reconcile_scanpolicy(
     match reconcile_scanpolicy_inner(&policy, &ctx).await {
         Ok(action) => Ok(action),
         Err(e) => {
+            ctx.forget_applied(&object_key(policy.as_ref()));
             report_failure(&policy, &ctx, &e).await;
             Err(e)
         }
@@ -534,15 +574,37 @@ async fn reconcile_scanpolicy_inner(
             Some(tenant) => {
                 let packs =
                     visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
-                desired(policy, &tenant, &packs, &settings)
+                // Compiling and running pack tests is CPU work: off the async runtime, so one
+                // large pack does not stall every other reconcile and watch.
+                let (p, s) = (policy.clone(), settings.clone());
+                tokio::task::spawn_blocking(move || desired(&p, &tenant, &packs, &s))
+                    .await
+                    .map_err(|e| Error::Blocking(e.to_string()))?
             }
         },
     };
     let mut pods = None;
     let (bundle, deployment) = match outcome {
         Ok(children) => {
-            let d = apply_children(client, &namespace, &children).await?;
-            tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+            let key = object_key(policy.as_ref());
+            let hash = desired_hash(&children)?;
+            let unchanged = if ctx.applied_recently(&key, hash) {
+                // Nothing to apply; the Deployment is still needed for status.
+                Api::<Deployment>::namespaced(client.clone(), &namespace)
+                    .get_opt(&names.scanner)
+                    .await?
+            } else {
+                None
+            };
+            let d = match unchanged {
+                Some(d) => d,
+                None => {
+                    let d = apply_children(client, &namespace, &children).await?;
+                    ctx.remember_applied(key, hash);
+                    tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+                    d
+                }
+            };
             if settings.scanners_report() {
                 pods = Some(scanner_pods(client, &names).await?);
             }
@@ -582,14 +644,17 @@ async fn reconcile_scanpolicy_inner(
         pods: pods.as_deref(),
     };
     let status = scanpolicy_status(&names, obs, policy.status.as_ref(), &now());
-    Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &apply_params(),
-            &Patch::Apply(status_patch::<ScanPolicy>(&status)),
-        )
-        .await
-        .map_err(Error::Status)?;
+    // An unchanged status is not written again: the write would only wake every watcher.
+    if policy.status.as_ref() != Some(&status) {
+        Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &apply_params(),
+                &Patch::Apply(status_patch::<ScanPolicy>(&status)),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
     // Events only on change, so a steady state does not spam `kubectl describe`.
     let previous = policy.status.as_ref();
     let ready_reason = |s: Option<&ScanPolicyStatus>| {
@@ -647,13 +712,13 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
     .await?;
     // The object being reconciled is the freshest copy of itself.
     packs.insert(name.clone(), pack.spec.0.clone());
-    let status = rulepack_status(
-        &packs,
-        &name,
-        pack.metadata.generation,
-        pack.status.as_ref(),
-        &now(),
-    );
+    // Compile and tests are CPU work: off the async runtime.
+    let (n, generation, previous) = (name.clone(), pack.metadata.generation, pack.status.clone());
+    let status = tokio::task::spawn_blocking(move || {
+        rulepack_status(&packs, &n, generation, previous.as_ref(), &now())
+    })
+    .await
+    .map_err(|e| Error::Blocking(e.to_string()))?;
     Api::<RulePack>::namespaced(client.clone(), &namespace)
         .patch_status(
             &name,
@@ -997,6 +1062,13 @@ pub fn packs_extending(
         .collect()
 }
 
+/// Each controller reconciles at most `max_concurrent` objects at once (0: unbounded), so a
+/// burst (the API server moving, a shared pack changing) cannot flood the API server or pin
+/// every core with compiles.
+fn controller_config(max_concurrent: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(max_concurrent)
+}
+
 /// Wraps a reconcile function so every call is counted and timed in [`Metrics`].
 fn instrumented<K, F, Fut>(
     kind: &'static str,
@@ -1028,6 +1100,7 @@ pub async fn run(
     elector: Option<LeaderElector>,
     settings: Settings,
     follow_api_server: bool,
+    max_concurrent: u16,
 ) -> Result<(), RunError> {
     let shared_for_packs = settings.shared_namespace.clone();
     let shared_for_policies = settings.shared_namespace.clone();
@@ -1083,10 +1156,14 @@ pub async fn run(
     let mut caches = vec![async move { store.wait_until_ready().await }.boxed()];
     let store = pack_store.clone();
     let packs = packs
+        .with_config(controller_config(max_concurrent))
         .watches(
             Api::<RulePack>::all(client.clone()),
             all.clone(),
-            move |p| packs_extending(&p, &store.state(), shared_for_packs.as_deref()),
+            move |p| {
+                let packs = crate::triggers::with_event_pack(store.state(), &p);
+                packs_extending(&p, &packs, shared_for_packs.as_deref())
+            },
         )
         .shutdown_on_signal()
         .graceful_shutdown_on(lease_lost())
@@ -1115,6 +1192,7 @@ pub async fn run(
     caches.push(async move { store.wait_until_ready().await }.boxed());
     let tenant_policies = policy_store.clone();
     let policies = policies
+        .with_config(controller_config(max_concurrent))
         .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
@@ -1143,10 +1221,12 @@ pub async fn run(
             Api::<RulePack>::all(client.clone()),
             all.clone(),
             move |p| {
+                // The event's own version, not the other watch's store copy (trigger race).
+                let packs = crate::triggers::with_event_pack(pack_store.state(), &p);
                 policies_using_pack(
                     &p,
                     &policy_store.state(),
-                    &pack_store.state(),
+                    &packs,
                     shared_for_policies.as_deref(),
                 )
             },
@@ -1181,10 +1261,30 @@ pub async fn run(
             tracing::info!("caches synced; ready");
         }
     });
-    let tenants = tenants
-        .watches(Api::<ScanPolicy>::all(client), all, |p| {
-            Some(ObjectRef::<Tenant>::new(&p.spec.tenant_ref.name))
+    // Only the ScanPolicy changes a Tenant depends on (not every status write): see
+    // `triggers::TenantTriggers`.
+    let mut seen = crate::triggers::TenantTriggers::default();
+    let tenant_triggers = watcher::watcher(Api::<ScanPolicy>::all(client), all)
+        .default_backoff()
+        .filter_map(|event| async move {
+            match event {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ScanPolicy watch for the Tenant controller");
+                    None
+                }
+            }
         })
+        .flat_map(move |event| {
+            futures::stream::iter(
+                seen.on_event(event)
+                    .into_iter()
+                    .map(|t| ObjectRef::<Tenant>::new(&t)),
+            )
+        });
+    let tenants = tenants
+        .with_config(controller_config(max_concurrent))
+        .reconcile_on(tenant_triggers)
         .shutdown_on_signal()
         .graceful_shutdown_on(lease_lost())
         .run(

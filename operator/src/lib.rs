@@ -5,7 +5,8 @@
 //! without an API server; the controller applies these objects and is tested against a mocked
 //! API server; [`metrics`] serves the operator's health and Prometheus metrics;
 //! [`leader`] elects one active replica through a `coordination.k8s.io/v1` Lease;
-//! [`apiserver`] finds where scanners may reach the API for their ConfigMap watch.
+//! [`apiserver`] finds where scanners may reach the API for their ConfigMap watch;
+//! [`triggers`] decides which watch events start which reconciles.
 
 pub mod apiserver;
 pub mod builders;
@@ -15,3 +16,4 @@ pub mod leader;
 pub mod metrics;
 pub mod render;
 pub mod status;
+pub mod triggers;
