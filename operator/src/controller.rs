@@ -1062,6 +1062,27 @@ pub fn packs_extending(
         .collect()
 }
 
+/// A watch of `api` that yields an object only when its spec changed, it appeared or it went
+/// away ([`crate::triggers::SpecChanges`]); watch errors are logged and retried with backoff.
+fn spec_changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let mut changes = crate::triggers::SpecChanges::<K>::default();
+    watcher::watcher(api, config)
+        .default_backoff()
+        .flat_map(move |event| {
+            let out: Vec<Result<K, watcher::Error>> = match event {
+                Ok(event) => changes.on_event(event).into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(out)
+        })
+}
+
 /// Each controller reconciles at most `max_concurrent` objects at once (0: unbounded), so a
 /// burst (the API server moving, a shared pack changing) cannot flood the API server or pin
 /// every core with compiles.
@@ -1157,9 +1178,9 @@ pub async fn run(
     let store = pack_store.clone();
     let packs = packs
         .with_config(controller_config(max_concurrent))
-        .watches(
-            Api::<RulePack>::all(client.clone()),
-            all.clone(),
+        // Pack spec changes only: a status write changes nothing an extending pack compiles.
+        .watches_stream(
+            spec_changes(Api::<RulePack>::all(client.clone()), all.clone()),
             move |p| {
                 let packs = crate::triggers::with_event_pack(store.state(), &p);
                 packs_extending(&p, &packs, shared_for_packs.as_deref())
@@ -1217,9 +1238,9 @@ pub async fn run(
         policies
     };
     let policies = policies
-        .watches(
-            Api::<RulePack>::all(client.clone()),
-            all.clone(),
+        // Pack spec changes only (a RulePack status write used to reconcile every user).
+        .watches_stream(
+            spec_changes(Api::<RulePack>::all(client.clone()), all.clone()),
             move |p| {
                 // The event's own version, not the other watch's store copy (trigger race).
                 let packs = crate::triggers::with_event_pack(pack_store.state(), &p);
@@ -1231,9 +1252,11 @@ pub async fn run(
                 )
             },
         )
-        .watches(Api::<Tenant>::all(client.clone()), all.clone(), move |t| {
-            policies_of_tenant(&t, &tenant_policies.state())
-        })
+        // Tenant spec changes, creations and deletions only: not its status writes.
+        .watches_stream(
+            spec_changes(Api::<Tenant>::all(client.clone()), all.clone()),
+            move |t| policies_of_tenant(&t, &tenant_policies.state()),
+        )
         .reconcile_all_on(api_server_moved)
         .shutdown_on_signal()
         .graceful_shutdown_on(lease_lost())

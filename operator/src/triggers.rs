@@ -82,6 +82,76 @@ impl TenantTriggers {
     }
 }
 
+/// Passes on a watch event only when the object's spec changed (`metadata.generation`), it
+/// appeared, or it disappeared (also during a watch outage): what a dependant reconciles on.
+/// Status writes bump no generation, so they pass nothing on. Used for the Tenant watch of the
+/// ScanPolicy controller: a Tenant status write used to reconcile every policy of the tenant.
+#[derive(Debug)]
+pub struct SpecChanges<K> {
+    seen: HashMap<(String, String), Option<i64>>,
+    relisting: Option<HashMap<(String, String), Option<i64>>>,
+    /// Last known version of each object, to hand out for those deleted during an outage.
+    last: HashMap<(String, String), K>,
+}
+
+impl<K> Default for SpecChanges<K> {
+    fn default() -> Self {
+        SpecChanges {
+            seen: HashMap::new(),
+            relisting: None,
+            last: HashMap::new(),
+        }
+    }
+}
+
+impl<K: kube::Resource + Clone> SpecChanges<K> {
+    /// The objects whose dependants must reconcile after `event`.
+    pub fn on_event(&mut self, event: Event<K>) -> Vec<K> {
+        let k = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
+        match event {
+            Event::Apply(o) => self.apply(o),
+            Event::Delete(o) => {
+                self.seen.remove(&k(&o));
+                self.last.remove(&k(&o));
+                vec![o]
+            }
+            Event::Init => {
+                self.relisting = Some(HashMap::new());
+                Vec::new()
+            }
+            Event::InitApply(o) => {
+                if let Some(next) = self.relisting.as_mut() {
+                    next.insert(k(&o), o.meta().generation);
+                }
+                self.apply(o)
+            }
+            Event::InitDone => {
+                let Some(next) = self.relisting.take() else {
+                    return Vec::new();
+                };
+                let gone: Vec<K> = self
+                    .seen
+                    .keys()
+                    .filter(|key| !next.contains_key(*key))
+                    .filter_map(|key| self.last.remove(key))
+                    .collect();
+                self.seen = next;
+                gone
+            }
+        }
+    }
+
+    fn apply(&mut self, o: K) -> Vec<K> {
+        let key = (o.namespace().unwrap_or_default(), o.name_any());
+        let generation = o.meta().generation;
+        self.last.insert(key.clone(), o.clone());
+        match self.seen.insert(key, generation) {
+            Some(old) if old == generation => Vec::new(),
+            _ => vec![o],
+        }
+    }
+}
+
 /// `store` with `pack` (the object of the event being mapped) in place of the store's copy of
 /// it, or added when the store does not have it yet. A deleted pack is kept in the view on
 /// purpose: the policies that used it are the ones that must reconcile.

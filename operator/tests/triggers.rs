@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use kube::runtime::watcher::Event;
 use pd_operator::controller::policies_using_pack;
+use pd_operator::crd::Tenant;
 use pd_operator::crd::{RulePack, ScanPolicy};
-use pd_operator::triggers::{with_event_pack, TenantTriggers};
+use pd_operator::triggers::{with_event_pack, SpecChanges, TenantTriggers};
 use serde_json::json;
 
 fn policy(name: &str, tenant: &str, generation: i64, ready: bool) -> ScanPolicy {
@@ -106,4 +107,36 @@ fn removing_a_shadowing_pack_reaches_its_policies() {
     let packs = with_event_pack(store, &deleted);
     let users = policies_using_pack(&deleted, &policies, &packs, Some("pd-system"));
     assert_eq!(users.len(), 1);
+}
+
+fn tenant(generation: i64, policies: u32) -> Tenant {
+    serde_json::from_value(json!({
+        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "acme", "generation": generation},
+        "spec": {"namespaces": ["acme-prod"], "apiKeysSecretRef": {"name": "k"}},
+        "status": {"policyCount": policies}
+    }))
+    .expect("tenant")
+}
+
+/// Issue 13, problem 5: a Tenant status write reconciled every policy of the tenant. Only its
+/// spec changes, creation and deletion do now.
+#[test]
+fn tenant_status_writes_do_not_reconcile_its_policies() {
+    let mut c = SpecChanges::<Tenant>::default();
+    assert_eq!(c.on_event(Event::Apply(tenant(1, 0))).len(), 1);
+    assert!(
+        c.on_event(Event::Apply(tenant(1, 3))).is_empty(),
+        "status only"
+    );
+    assert_eq!(
+        c.on_event(Event::Apply(tenant(2, 3))).len(),
+        1,
+        "spec changed"
+    );
+    assert_eq!(c.on_event(Event::Delete(tenant(2, 3))).len(), 1);
+    // Re-created, then deleted while the watch was down.
+    assert_eq!(c.on_event(Event::Apply(tenant(1, 0))).len(), 1);
+    assert!(c.on_event(Event::Init).is_empty());
+    assert_eq!(c.on_event(Event::InitDone).len(), 1);
 }
