@@ -188,6 +188,11 @@ pub struct Context {
     /// the Deployment for status instead) until [`FULL_REAPPLY`] has passed, which bounds how
     /// long hand-made drift of a child survives.
     applied: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Per policy: the hash of the inputs of the last successful build and the children built,
+    /// so a reconcile whose Tenant, packs, spec and settings did not change compiles nothing.
+    built: Mutex<HashMap<String, (u64, Children)>>,
+    /// Builds actually run (compile and pack tests), for tests and metrics.
+    builds: std::sync::atomic::AtomicU64,
     /// Scanner image and other cluster-wide choices for the children. Swapped, not locked:
     /// only the API server's addresses change at run time ([`Context::set_api_server`]).
     settings: ArcSwap<Settings>,
@@ -210,6 +215,8 @@ impl Context {
             client,
             failures: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
+            built: Mutex::new(HashMap::new()),
+            builds: std::sync::atomic::AtomicU64::new(0),
             settings: ArcSwap::from_pointee(settings),
         }
     }
@@ -244,6 +251,24 @@ impl Context {
         let before = *n;
         *n = n.saturating_add(1);
         before
+    }
+
+    /// The children built for `key` from inputs hashing to `input`, if that was the last build.
+    fn built(&self, key: &str, input: u64) -> Option<Children> {
+        let map = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(h, _)| *h == input)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn remember_built(&self, key: String, input: u64, children: Children) {
+        let mut map = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, (input, children));
+    }
+
+    /// How many times the children were built (compile and pack tests run) so far.
+    pub fn builds(&self) -> u64 {
+        self.builds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `hash` was applied in full for `key` less than [`FULL_REAPPLY`] ago.
@@ -396,6 +421,24 @@ async fn apply_children(
     apply(client, namespace, &c.hpa).await?;
     apply(client, namespace, &c.pdb).await?;
     Ok(deployment)
+}
+
+/// A hash of everything [`desired`] reads: the policy's identity and spec, the tenant's name and
+/// spec, the visible packs and the settings. Equal hashes build equal children.
+fn input_hash(
+    policy: &ScanPolicy,
+    tenant: &Tenant,
+    packs: &PackSet,
+    settings: &Settings,
+) -> Result<u64, Error> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let m = &policy.metadata;
+    serde_json::to_string(&(&m.name, &m.namespace, &m.uid, &policy.spec))?.hash(&mut h);
+    serde_json::to_string(&(&tenant.metadata.name, &tenant.spec))?.hash(&mut h);
+    serde_json::to_string(packs)?.hash(&mut h);
+    format!("{settings:?}").hash(&mut h);
+    Ok(h.finish())
 }
 
 /// A hash of every child as it would be applied (bundle, settings and all): equal hashes mean
@@ -574,12 +617,26 @@ async fn reconcile_scanpolicy_inner(
             Some(tenant) => {
                 let packs =
                     visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
-                // Compiling and running pack tests is CPU work: off the async runtime, so one
-                // large pack does not stall every other reconcile and watch.
-                let (p, s) = (policy.clone(), settings.clone());
-                tokio::task::spawn_blocking(move || desired(&p, &tenant, &packs, &s))
-                    .await
-                    .map_err(|e| Error::Blocking(e.to_string()))?
+                let key = object_key(policy.as_ref());
+                let input = input_hash(policy, &tenant, &packs, &settings)?;
+                match ctx.built(&key, input) {
+                    Some(children) => Ok(children),
+                    None => {
+                        // Compiling and running pack tests is CPU work: off the async runtime,
+                        // so one large pack does not stall every other reconcile and watch.
+                        let (p, s) = (policy.clone(), settings.clone());
+                        ctx.builds
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let built =
+                            tokio::task::spawn_blocking(move || desired(&p, &tenant, &packs, &s))
+                                .await
+                                .map_err(|e| Error::Blocking(e.to_string()))?;
+                        if let Ok(children) = &built {
+                            ctx.remember_built(key, input, children.clone());
+                        }
+                        built
+                    }
+                }
             }
         },
     };

@@ -887,6 +887,8 @@ async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
     reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
         .expect("steady-state reconcile");
+    // Same Tenant, packs and spec: nothing was compiled the second time.
+    assert_eq!(ctx.builds(), 1);
     let reqs = requests(ctx, server).await;
     let (first, second) = reqs.split_at(13);
     assert_eq!(first.len(), 13, "first: 2 reads, 9 applies, status, event");
@@ -1273,4 +1275,146 @@ async fn a_scanner_refusing_the_bundle_is_named() {
     assert!(reqs
         .iter()
         .any(|r| r.path.contains("/events") && r.body["reason"] == "BundleRejected"));
+}
+
+// ── Faults mid-reconcile: the operator converges, says what is happening at every step, and
+// never replaces a working bundle because of a transient error. ─────────────────────────────
+
+fn policy_with_good_bundle() -> (ScanPolicy, Value) {
+    let mut object = serde_json::to_value(policy()).expect("policy json");
+    object["status"] = json!({"activeBundleHash": "sha256:lastgood", "observedGeneration": 3,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
+                        "observedGeneration": 3, "lastTransitionTime": "2026-11-30T00:00:00Z"}]});
+    (
+        serde_json::from_value(object.clone()).expect("policy"),
+        object,
+    )
+}
+
+#[tokio::test]
+async fn a_transient_read_error_never_touches_the_serving_bundle() {
+    let (p, object) = policy_with_good_bundle();
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let o = object.clone();
+    let (result, reqs) = reconcile_once(p, Settings::default(), move |r| {
+        if r.method == "GET" && r.path.contains("/rulepacks") {
+            (503, api_status(503, "ServiceUnavailable"))
+        } else {
+            default_response(r, &packs, &o)
+        }
+    })
+    .await;
+    let err = result.expect_err("retried with backoff");
+    assert!(!err.is_permanent());
+    assert!(!reqs.iter().any(|r| r.path.contains("/configmaps/")));
+    let w = status_write(&reqs);
+    let s = &w.body["status"];
+    assert_eq!(s["activeBundleHash"], "sha256:lastgood");
+    assert_eq!(condition(s, "Ready")["reason"], "APIError");
+    assert_eq!(condition(s, "Reconciling")["status"], "True");
+    assert_eq!(kstatus(&with_status(&object, &w.body)), "InProgress");
+}
+
+#[tokio::test]
+async fn converges_after_a_conflict() {
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (o, f) = (object.clone(), failed_once.clone());
+    let (client, server) = mock_client(move |r| {
+        if r.path.contains("/configmaps/") && !f.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return (409, api_status(409, "Conflict"));
+        }
+        default_response(r, &packs, &o)
+    });
+    let ctx = Arc::new(Context::new(client));
+    let err = reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect_err("conflict");
+    assert!(err.is_conflict());
+    // The controller retries (after 1 s) with the policy as it now is: status ApplyFailed.
+    let mut p = policy();
+    let first_status = {
+        let mut st = serde_json::to_value(policy()).expect("json");
+        st["status"] = json!({"lastError": err.to_string()});
+        st
+    };
+    p.status = serde_json::from_value(first_status["status"].clone()).expect("status");
+    reconcile_scanpolicy(Arc::new(p), ctx.clone())
+        .await
+        .expect("second attempt succeeds");
+    let reqs = requests(ctx, server).await;
+    let writes: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.path.contains("/scanpolicies/acme-chat/status"))
+        .collect();
+    assert_eq!(writes.len(), 2);
+    let (a, b) = (&writes[0].body["status"], &writes[1].body["status"]);
+    assert_eq!(condition(a, "Ready")["reason"], "ApplyFailed");
+    assert_eq!(condition(a, "Reconciling")["status"], "True");
+    assert_eq!(condition(b, "Ready")["status"], "True");
+    assert_eq!(condition(b, "Reconciling")["status"], "False");
+    assert!(b.get("lastError").is_none(), "{b}");
+    // The first attempt stopped at the ConfigMap; the second applied everything.
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| r.method == "PATCH" && r.path.contains("/configmaps/"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_rulepack_deleted_while_in_use_keeps_the_last_good_bundle() {
+    let (p, object) = policy_with_good_bundle();
+    let packs = pack_list(vec![]); // `acme` is gone
+    let o = object.clone();
+    let (result, reqs) = reconcile_once(p, Settings::default(), move |r| {
+        default_response(r, &packs, &o)
+    })
+    .await;
+    result.expect("reported in status");
+    assert!(!reqs.iter().any(|r| r.path.contains("/configmaps/")));
+    let w = status_write(&reqs);
+    let s = &w.body["status"];
+    assert_eq!(s["activeBundleHash"], "sha256:lastgood");
+    let ready = condition(s, "Ready");
+    assert_eq!(ready["reason"], "RulePacksInvalid");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("acme"),
+        "{ready}"
+    );
+    assert_eq!(kstatus(&with_status(&object, &w.body)), "Failed");
+}
+
+#[tokio::test]
+async fn a_namespace_created_later_gets_its_hmac_secret() {
+    // The namespace does not exist yet.
+    let (first, reqs) = tenant_reconcile_with(&["acme-prod"], |_| 404).await;
+    assert_eq!(
+        first.expect("reported"),
+        Action::requeue(Duration::from_secs(30))
+    );
+    let s = &reqs
+        .iter()
+        .find(|r| r.path.contains("/status"))
+        .expect("status")
+        .body["status"];
+    assert_eq!(condition(s, "Ready")["reason"], "NamespacesMissing");
+    // The namespace appears; the retry creates the Secret and the tenant turns Ready.
+    let (second, reqs) = tenant_reconcile_with(&["acme-prod"], |_| 201).await;
+    assert_eq!(
+        second.expect("reconcile"),
+        Action::requeue(Duration::from_secs(300))
+    );
+    let s = &reqs
+        .iter()
+        .find(|r| r.path.contains("/status"))
+        .expect("status")
+        .body["status"];
+    assert_eq!(condition(s, "Ready")["status"], "True");
+    assert!(s.get("missingNamespaces").is_none(), "{s}");
 }
