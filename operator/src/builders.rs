@@ -407,8 +407,8 @@ fn service_account(names: &Names, owner: &Option<OwnerReference>) -> ServiceAcco
 ///
 /// With [`Settings::scanners_report`] the scanner also patches its own Pod's annotations (the
 /// bundle hash it serves). RBAC cannot name a Pod whose name is random, so this rule covers the
-/// namespace's pods; restricting it to the caller's own Pod needs an admission policy (see the
-/// README, "What `Ready` guarantees"), which is why the setting is off by default.
+/// namespace's pods; the chart's ValidatingAdmissionPolicy restricts it to the caller's own Pod
+/// and those annotations (README, "How the operator knows what a pod serves").
 fn role(names: &Names, owner: &Option<OwnerReference>, settings: &Settings) -> Role {
     let mut rules = vec![PolicyRule {
         api_groups: Some(vec![String::new()]),
