@@ -776,13 +776,16 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
     })
     .await
     .map_err(|e| Error::Blocking(e.to_string()))?;
-    Api::<RulePack>::namespaced(client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &apply_params(),
-            &Patch::Apply(status_patch::<RulePack>(&status)),
-        )
-        .await?;
+    // Unchanged: not written again (it would only wake the watchers).
+    if pack.status.as_ref() != Some(&status) {
+        Api::<RulePack>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &apply_params(),
+                &Patch::Apply(status_patch::<RulePack>(&status)),
+            )
+            .await?;
+    }
     let ready = |s: Option<&RulePackStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True")
@@ -972,14 +975,16 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
         generation,
         &now,
     );
-    Api::<Tenant>::all(client.clone())
-        .patch_status(
-            &name,
-            &apply_params(),
-            &Patch::Apply(status_patch::<Tenant>(&status)),
-        )
-        .await
-        .map_err(Error::Status)?;
+    if tenant.status.as_ref() != Some(&status) {
+        Api::<Tenant>::all(client.clone())
+            .patch_status(
+                &name,
+                &apply_params(),
+                &Patch::Apply(status_patch::<Tenant>(&status)),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
     let was = tenant
         .status
         .as_ref()

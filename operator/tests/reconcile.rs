@@ -1418,3 +1418,42 @@ async fn a_namespace_created_later_gets_its_hmac_secret() {
     assert_eq!(condition(s, "Ready")["status"], "True");
     assert!(s.get("missingNamespaces").is_none(), "{s}");
 }
+
+/// Issue 13, problem 5: an unchanged Tenant status is not written again.
+#[tokio::test]
+async fn unchanged_tenant_status_is_not_rewritten() {
+    let (_, reqs) = tenant_reconcile_with(&["acme-prod"], |_| 409).await;
+    let status = reqs
+        .iter()
+        .find(|r| r.path.contains("/status"))
+        .expect("first status write")
+        .body["status"]
+        .clone();
+    let mut object = tenant();
+    object["metadata"]["generation"] = json!(5);
+    object["status"] = status;
+    let t: Tenant = serde_json::from_value(object).expect("tenant");
+    let mut other = serde_json::to_value(policy()).expect("policy");
+    other["metadata"]["name"] = json!("b");
+    other["metadata"]["namespace"] = json!("acme-dev");
+    let items = vec![serde_json::to_value(policy()).expect("policy"), other];
+    let list = json!({"apiVersion": "promptdefenders.io/v1alpha1", "kind": "ScanPolicyList",
+                      "metadata": {}, "items": items});
+    let (client, server) = mock_client(move |r| match r.method.as_str() {
+        "GET" => (200, list.clone()),
+        "POST" => (409, api_status(409, "AlreadyExists")),
+        _ => (405, api_status(405, "MethodNotAllowed")),
+    });
+    let ctx = Arc::new(Context::new(client));
+    reconcile_tenant(Arc::new(t), ctx.clone())
+        .await
+        .expect("reconcile");
+    let reqs = requests(ctx, server).await;
+    assert_eq!(
+        lines(&reqs),
+        [
+            "GET /apis/promptdefenders.io/v1alpha1/scanpolicies?".to_string(),
+            format!("POST /api/v1/namespaces/acme-prod{SECRETS}"),
+        ]
+    );
+}
