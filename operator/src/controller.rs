@@ -47,6 +47,7 @@ use crate::crd::{
 use crate::leader::LeaderElector;
 use crate::metrics::{Metrics, Phase};
 use crate::render::{check_pack_tests, RenderError};
+use crate::shared::{SharedWatch, SyncedStore};
 use crate::status::{
     check_policy_name, failure_status, rulepack_status, scanpolicy_status, set_progress, Blocked,
     PolicyObservation, Progress, REASON_API_ERROR, REASON_APPLY_FAILED, REASON_BUNDLE_REJECTED,
@@ -175,6 +176,13 @@ fn invalid_pack(policy: &str, source: &BundleError) -> Error {
     }
 }
 
+/// The stores a reconcile reads instead of the API server.
+#[derive(Clone)]
+pub struct Reads {
+    pub tenants: SyncedStore<Tenant>,
+    pub packs: SyncedStore<RulePack>,
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
@@ -193,6 +201,9 @@ pub struct Context {
     built: Mutex<HashMap<String, (u64, Children)>>,
     /// Builds actually run (compile and pack tests), for tests and metrics.
     builds: std::sync::atomic::AtomicU64,
+    /// The shared watches' stores ([`crate::shared`]) the reconcilers read Tenants and
+    /// RulePacks from, once synced; unset (tests, or before `run` sets them) means the API.
+    reads: std::sync::OnceLock<Reads>,
     /// Scanner image and other cluster-wide choices for the children. Swapped, not locked:
     /// only the API server's addresses change at run time ([`Context::set_api_server`]).
     settings: ArcSwap<Settings>,
@@ -217,8 +228,15 @@ impl Context {
             applied: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
             builds: std::sync::atomic::AtomicU64::new(0),
+            reads: std::sync::OnceLock::new(),
             settings: ArcSwap::from_pointee(settings),
         }
+    }
+
+    /// Reads Tenants and RulePacks from these stores instead of the API server (once each is
+    /// synced). Set once; a second call is ignored.
+    pub fn read_from(&self, reads: Reads) {
+        let _ = self.reads.set(reads);
     }
 
     /// The settings in effect now; a reconcile uses one snapshot throughout.
@@ -463,16 +481,29 @@ fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde
 /// The RulePacks visible from `namespace` by name: the shared namespace's (when configured)
 /// overlaid by the namespace's own, so a local pack shadows a shared one of the same name.
 async fn visible_packs(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     shared: Option<&str>,
 ) -> Result<PackSet, Error> {
+    let client = &ctx.client;
     let mut packs = PackSet::new();
     let mut namespaces = Vec::with_capacity(2);
     if let Some(shared) = shared.filter(|s| *s != namespace) {
         namespaces.push(shared);
     }
     namespaces.push(namespace);
+    if let Some(store) = ctx.reads.get().and_then(|r| r.packs.get()) {
+        for ns in namespaces {
+            packs.extend(
+                store
+                    .state()
+                    .iter()
+                    .filter(|p| p.namespace().as_deref() == Some(ns))
+                    .map(|p| (p.name_any(), p.spec.0.clone())),
+            );
+        }
+        return Ok(packs);
+    }
     for ns in namespaces {
         let api: Api<RulePack> = Api::namespaced(client.clone(), ns);
         let list = api.list(&ListParams::default()).await?;
@@ -589,6 +620,14 @@ async fn scanner_pods(
         .collect())
 }
 
+/// The Tenant `name`: from the shared store once synced, else one GET.
+async fn read_tenant(ctx: &Context, name: &str) -> Result<Option<Tenant>, Error> {
+    if let Some(store) = ctx.reads.get().and_then(|r| r.tenants.get()) {
+        return Ok(store.get(&ObjectRef::new(name)).map(|t| t.as_ref().clone()));
+    }
+    Ok(Api::<Tenant>::all(ctx.client.clone()).get_opt(name).await?)
+}
+
 async fn reconcile_scanpolicy_inner(
     policy: &Arc<ScanPolicy>,
     ctx: &Arc<Context>,
@@ -608,15 +647,12 @@ async fn reconcile_scanpolicy_inner(
     let outcome = match check_policy_name(&name) {
         // Every child apply would be refused; say so before trying.
         Err(why) => Err(Error::InvalidName(why)),
-        Ok(()) => match Api::<Tenant>::all(client.clone())
-            .get_opt(&tenant_name)
-            .await?
-        {
+        Ok(()) => match read_tenant(ctx, &tenant_name).await? {
             // The Tenant watch brings the policy back when the tenant appears.
             None => Err(Error::MissingTenant(tenant_name.clone())),
             Some(tenant) => {
                 let packs =
-                    visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
+                    visible_packs(ctx, &namespace, settings.shared_namespace.as_deref()).await?;
                 let key = object_key(policy.as_ref());
                 let input = input_hash(policy, &tenant, &packs, &settings)?;
                 match ctx.built(&key, input) {
@@ -761,12 +797,8 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
         .namespace()
         .ok_or_else(|| missing("RulePack", &name, "namespace"))?;
     let client = &ctx.client;
-    let mut packs = visible_packs(
-        client,
-        &namespace,
-        ctx.settings().shared_namespace.as_deref(),
-    )
-    .await?;
+    let mut packs =
+        visible_packs(&ctx, &namespace, ctx.settings().shared_namespace.as_deref()).await?;
     // The object being reconciled is the freshest copy of itself.
     packs.insert(name.clone(), pack.spec.0.clone());
     // Compile and tests are CPU work: off the async runtime.
@@ -1124,25 +1156,16 @@ pub fn packs_extending(
         .collect()
 }
 
-/// A watch of `api` that yields an object only when its spec changed, it appeared or it went
-/// away ([`crate::triggers::SpecChanges`]); watch errors are logged and retried with backoff.
+/// The objects of `events` (a [`SharedWatch`] subscription) whose spec changed, that appeared
+/// or that went away ([`crate::triggers::SpecChanges`]), as a controller trigger stream.
 fn spec_changes<K>(
-    api: Api<K>,
-    config: watcher::Config,
+    events: impl futures::Stream<Item = watcher::Event<K>> + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let mut changes = crate::triggers::SpecChanges::<K>::default();
-    watcher::watcher(api, config)
-        .default_backoff()
-        .flat_map(move |event| {
-            let out: Vec<Result<K, watcher::Error>> = match event {
-                Ok(event) => changes.on_event(event).into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            futures::stream::iter(out)
-        })
+    events.flat_map(move |event| futures::stream::iter(changes.on_event(event).into_iter().map(Ok)))
 }
 
 /// Each controller reconciles at most `max_concurrent` objects at once (0: unbounded), so a
@@ -1233,33 +1256,63 @@ pub async fn run(
     let all = watcher::Config::default();
     let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
 
-    let packs = Controller::new(Api::<RulePack>::all(client.clone()), all.clone());
-    let pack_store = packs.store();
+    // One watch per custom-resource kind, shared by the store the reconcilers read and by every
+    // trigger (`crate::shared`): a mapper or a reconcile that follows an event sees at least
+    // that event's version. Subscriptions are taken before the watches start.
+    let (pack_watch, drive_packs) = SharedWatch::new(
+        watcher::watcher(Api::<RulePack>::all(client.clone()), all.clone()).default_backoff(),
+    );
+    let (policy_watch, drive_policies) = SharedWatch::new(
+        watcher::watcher(Api::<ScanPolicy>::all(client.clone()), all.clone()).default_backoff(),
+    );
+    let (tenant_watch, drive_tenants) = SharedWatch::new(
+        watcher::watcher(Api::<Tenant>::all(client.clone()), all.clone()).default_backoff(),
+    );
+    let (pack_store, policy_store, tenant_store) = (
+        pack_watch.store(),
+        policy_watch.store(),
+        tenant_watch.store(),
+    );
+    ctx.read_from(Reads {
+        tenants: tenant_store.clone(),
+        packs: pack_store.clone(),
+    });
+    let caches = {
+        let (a, b, c) = (
+            pack_store.any().clone(),
+            policy_store.any().clone(),
+            tenant_store.any().clone(),
+        );
+        vec![
+            async move { a.wait_until_ready().await }.boxed(),
+            async move { b.wait_until_ready().await }.boxed(),
+            async move { c.wait_until_ready().await }.boxed(),
+        ]
+    };
+
+    // RulePacks: a pack's own spec changes, and those of the packs it extends.
     let store = pack_store.clone();
-    let mut caches = vec![async move { store.wait_until_ready().await }.boxed()];
-    let store = pack_store.clone();
-    let packs = packs
-        .with_config(controller_config(max_concurrent))
-        // Pack spec changes only: a status write changes nothing an extending pack compiles.
-        .watches_stream(
-            spec_changes(Api::<RulePack>::all(client.clone()), all.clone()),
-            move |p| {
-                let packs = crate::triggers::with_event_pack(store.state(), &p);
-                packs_extending(&p, &packs, shared_for_packs.as_deref())
-            },
-        )
-        .shutdown_on_signal()
-        .graceful_shutdown_on(lease_lost())
-        .run(
-            instrumented("RulePack", metrics.clone(), reconcile_rulepack),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|r| async move {
-            if let Ok((obj, _)) = r {
-                tracing::debug!(rulepack = %obj, "reconciled");
-            }
-        });
+    let packs = Controller::for_stream(
+        spec_changes(pack_watch.subscribe()),
+        pack_store.any().clone(),
+    )
+    .with_config(controller_config(max_concurrent))
+    .watches_stream(spec_changes(pack_watch.subscribe()), move |p| {
+        let packs = crate::triggers::with_event_pack(store.any().state(), &p);
+        packs_extending(&p, &packs, shared_for_packs.as_deref())
+    })
+    .shutdown_on_signal()
+    .graceful_shutdown_on(lease_lost())
+    .run(
+        instrumented("RulePack", metrics.clone(), reconcile_rulepack),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|r| async move {
+        if let Ok((obj, _)) = r {
+            tracing::debug!(rulepack = %obj, "reconciled");
+        }
+    });
 
     // `--api-server-egress auto`: when the control plane moves, every scanner NetworkPolicy
     // must follow, or the scanners' ConfigMap watch falls back to kubelet's slower sync.
@@ -1269,28 +1322,28 @@ pub async fn run(
     } else {
         futures::stream::pending().boxed()
     };
-    let policies = Controller::new(Api::<ScanPolicy>::all(client.clone()), all.clone());
-    let policy_store = policies.store();
-    let store = policy_store.clone();
-    caches.push(async move { store.wait_until_ready().await }.boxed());
-    let tenant_policies = policy_store.clone();
-    let policies = policies
-        .with_config(controller_config(max_concurrent))
-        .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
-        .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
-        .owns(
-            Api::<HorizontalPodAutoscaler>::all(client.clone()),
-            children.clone(),
-        )
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            children.clone(),
-        )
-        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
-        .owns(Api::<Role>::all(client.clone()), children.clone())
-        .owns(Api::<RoleBinding>::all(client.clone()), children.clone());
+    // ScanPolicies: their own spec changes (not their status writes), their children, and the
+    // spec changes of the packs and tenants they use.
+    let policies = Controller::for_stream(
+        spec_changes(policy_watch.subscribe()),
+        policy_store.any().clone(),
+    )
+    .with_config(controller_config(max_concurrent))
+    .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
+    .owns(Api::<Deployment>::all(client.clone()), children.clone())
+    .owns(Api::<Service>::all(client.clone()), children.clone())
+    .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
+    .owns(
+        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        children.clone(),
+    )
+    .owns(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        children.clone(),
+    )
+    .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+    .owns(Api::<Role>::all(client.clone()), children.clone())
+    .owns(Api::<RoleBinding>::all(client.clone()), children.clone());
     // Scanners that report what they serve do it on their Pod: a reload must re-judge `Ready`.
     let policies = if ctx.settings().scanners_report() {
         policies.watches(Api::<Pod>::all(client.clone()), children, |pod| {
@@ -1299,26 +1352,25 @@ pub async fn run(
     } else {
         policies
     };
+    let (packs_for_map, policies_for_packs, policies_for_tenants) = (
+        pack_store.clone(),
+        policy_store.clone(),
+        policy_store.clone(),
+    );
     let policies = policies
-        // Pack spec changes only (a RulePack status write used to reconcile every user).
-        .watches_stream(
-            spec_changes(Api::<RulePack>::all(client.clone()), all.clone()),
-            move |p| {
-                // The event's own version, not the other watch's store copy (trigger race).
-                let packs = crate::triggers::with_event_pack(pack_store.state(), &p);
-                policies_using_pack(
-                    &p,
-                    &policy_store.state(),
-                    &packs,
-                    shared_for_policies.as_deref(),
-                )
-            },
-        )
-        // Tenant spec changes, creations and deletions only: not its status writes.
-        .watches_stream(
-            spec_changes(Api::<Tenant>::all(client.clone()), all.clone()),
-            move |t| policies_of_tenant(&t, &tenant_policies.state()),
-        )
+        .watches_stream(spec_changes(pack_watch.subscribe()), move |p| {
+            // The event's own version over the store (a deleted pack is no longer in it).
+            let packs = crate::triggers::with_event_pack(packs_for_map.any().state(), &p);
+            policies_using_pack(
+                &p,
+                &policies_for_packs.any().state(),
+                &packs,
+                shared_for_policies.as_deref(),
+            )
+        })
+        .watches_stream(spec_changes(tenant_watch.subscribe()), move |t| {
+            policies_of_tenant(&t, &policies_for_tenants.any().state())
+        })
         .reconcile_all_on(api_server_moved)
         .shutdown_on_signal()
         .graceful_shutdown_on(lease_lost())
@@ -1333,59 +1385,56 @@ pub async fn run(
             }
         });
 
-    // A policy appearing, moving or changing tenant changes a tenant's count and namespaces.
-    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), all.clone());
-    let store = tenants.store();
-    caches.push(async move { store.wait_until_ready().await }.boxed());
-    let synced = metrics.clone();
+    // Tenants: their own spec changes, and a policy appearing, going away or changing tenant
+    // (`triggers::TenantTriggers`; not every policy status write).
+    let mut seen = crate::triggers::TenantTriggers::default();
+    let tenant_triggers = policy_watch.subscribe().flat_map(move |event| {
+        futures::stream::iter(
+            seen.on_event(event)
+                .into_iter()
+                .map(|t| ObjectRef::<Tenant>::new(&t)),
+        )
+    });
+    let tenants = Controller::for_stream(
+        spec_changes(tenant_watch.subscribe()),
+        tenant_store.any().clone(),
+    )
+    .with_config(controller_config(max_concurrent))
+    .reconcile_on(tenant_triggers)
+    .shutdown_on_signal()
+    .graceful_shutdown_on(lease_lost())
+    .run(
+        instrumented("Tenant", metrics.clone(), reconcile_tenant),
+        error_policy,
+        ctx,
+    )
+    .for_each(|r| async move {
+        if let Ok((obj, _)) = r {
+            tracing::debug!(tenant = %obj, "reconciled");
+        }
+    });
+
+    // Every subscription exists now: start the watches.
+    let drivers = [
+        tokio::spawn(drive_packs),
+        tokio::spawn(drive_policies),
+        tokio::spawn(drive_tenants),
+    ];
+    let synced = metrics;
     let readiness = tokio::spawn(async move {
-        // Each store is ready after its watcher's first full list; an error means the
-        // controller (and so the store's writer) stopped, which shutdown handles.
+        // Each store is ready after its watch's first full list; an error means the store's
+        // writer stopped, which shutdown handles.
         if futures::future::try_join_all(caches).await.is_ok() {
             synced.set_phase(Phase::Ready);
             tracing::info!("caches synced; ready");
         }
     });
-    // Only the ScanPolicy changes a Tenant depends on (not every status write): see
-    // `triggers::TenantTriggers`.
-    let mut seen = crate::triggers::TenantTriggers::default();
-    let tenant_triggers = watcher::watcher(Api::<ScanPolicy>::all(client), all)
-        .default_backoff()
-        .filter_map(|event| async move {
-            match event {
-                Ok(event) => Some(event),
-                Err(e) => {
-                    tracing::warn!(error = %e, "ScanPolicy watch for the Tenant controller");
-                    None
-                }
-            }
-        })
-        .flat_map(move |event| {
-            futures::stream::iter(
-                seen.on_event(event)
-                    .into_iter()
-                    .map(|t| ObjectRef::<Tenant>::new(&t)),
-            )
-        });
-    let tenants = tenants
-        .with_config(controller_config(max_concurrent))
-        .reconcile_on(tenant_triggers)
-        .shutdown_on_signal()
-        .graceful_shutdown_on(lease_lost())
-        .run(
-            instrumented("Tenant", metrics, reconcile_tenant),
-            error_policy,
-            ctx,
-        )
-        .for_each(|r| async move {
-            if let Ok((obj, _)) = r {
-                tracing::debug!(tenant = %obj, "reconciled");
-            }
-        });
-
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
     readiness.abort();
+    for driver in drivers {
+        driver.abort();
+    }
     let lost = match renewer {
         Some(renewer) if renewer.is_finished() => Some(match renewer.await {
             Ok(reason) => reason,

@@ -1457,3 +1457,71 @@ async fn unchanged_tenant_status_is_not_rewritten() {
         ]
     );
 }
+
+/// Issue 13, problem 5: with the shared watches' stores, a reconcile reads the Tenant and the
+/// RulePacks from memory: a steady-state reconcile is one request (the Deployment, for status),
+/// down from 12.
+#[tokio::test]
+async fn with_shared_stores_a_steady_state_reconcile_is_one_request() {
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+    use pd_operator::controller::Reads;
+    use pd_operator::shared::SyncedStore;
+
+    let mut tenants: Writer<Tenant> = Writer::default();
+    tenants.apply_watcher_event(&Event::Apply(
+        serde_json::from_value(tenant()).expect("tenant"),
+    ));
+    let mut packs: Writer<RulePack> = Writer::default();
+    packs.apply_watcher_event(&Event::Apply(
+        serde_json::from_value(pack("acme", None, "evil", "r-evil")).expect("pack"),
+    ));
+    let reads = Reads {
+        tenants: SyncedStore::synced(tenants.as_reader()),
+        packs: SyncedStore::synced(packs.as_reader()),
+    };
+    let list = pack_list(vec![]); // would make the build fail if it were read
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let o = object.clone();
+    let (client, server) = mock_client(move |r| {
+        let path = r.path.split('?').next().unwrap_or_default();
+        if r.method == "GET" && path.ends_with("/deployments/acme-chat-scanner") {
+            let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "acme-chat-scanner", "namespace": "acme-prod", "generation": 1}});
+            d["status"] = json!({"observedGeneration": 1, "replicas": 2,
+                                 "updatedReplicas": 2, "readyReplicas": 2});
+            return (200, d);
+        }
+        default_response(r, &list, &o)
+    });
+    let ctx = Arc::new(Context::new(client));
+    ctx.read_from(reads);
+    reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect("first reconcile");
+    let (_, first) = reconcile_once(policy(), Settings::default(), {
+        let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+        move |r| default_response(r, &packs, &object)
+    })
+    .await;
+    let mut p = policy();
+    p.status =
+        Some(serde_json::from_value(status_write(&first).body["status"].clone()).expect("status"));
+    reconcile_scanpolicy(Arc::new(p), ctx.clone())
+        .await
+        .expect("steady state");
+    let reqs = requests(ctx, server).await;
+    let l = lines(&reqs);
+    // First: no Tenant GET, no RulePack LIST; 9 applies, the status, the event.
+    assert!(
+        !l.iter()
+            .any(|r| r.contains("/tenants/") || r.contains("/rulepacks")),
+        "{l:#?}"
+    );
+    assert_eq!(l.len(), 9 + 1 + 1 + 1, "{l:#?}");
+    assert_eq!(
+        l.last().map(String::as_str),
+        Some("GET /apis/apps/v1/namespaces/acme-prod/deployments/acme-chat-scanner")
+    );
+    eprintln!("API requests per steady-state ScanPolicy reconcile with shared stores: 1 (was 12)");
+}
