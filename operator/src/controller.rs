@@ -620,6 +620,25 @@ async fn scanner_pods(
         .collect())
 }
 
+/// Whether the bundle ConfigMap still holds exactly the bundle the operator wrote. Checked even
+/// when nothing changed on the operator's side: the bundle decides what every scanner enforces,
+/// so a hand edit of it is undone at once rather than at the next full re-apply.
+async fn bundle_intact(client: &Client, namespace: &str, c: &Children) -> Result<bool, Error> {
+    let name = c.config_map.metadata.name.as_deref().unwrap_or_default();
+    let found = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?;
+    Ok(found.is_some_and(|cm| {
+        cm.data == c.config_map.data
+            && cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::builders::BUNDLE_HASH_ANNOTATION))
+                == Some(&c.bundle_hash)
+    }))
+}
+
 /// The Tenant `name`: from the shared store once synced, else one GET.
 async fn read_tenant(ctx: &Context, name: &str) -> Result<Option<Tenant>, Error> {
     if let Some(store) = ctx.reads.get().and_then(|r| r.tenants.get()) {
@@ -681,7 +700,9 @@ async fn reconcile_scanpolicy_inner(
         Ok(children) => {
             let key = object_key(policy.as_ref());
             let hash = desired_hash(&children)?;
-            let unchanged = if ctx.applied_recently(&key, hash) {
+            let unchanged = if ctx.applied_recently(&key, hash)
+                && bundle_intact(client, &namespace, &children).await?
+            {
                 // Nothing to apply; the Deployment is still needed for status.
                 Api::<Deployment>::namespaced(client.clone(), &namespace)
                     .get_opt(&names.scanner)

@@ -849,17 +849,23 @@ async fn steady_state_reapplies_without_new_events() {
     );
 }
 
-/// Issue 13, problem 5: every policy reconcile re-applied all nine children and rewrote its
-/// status. Counted on the mocked API server: a steady-state reconcile (nothing changed since
-/// the last one) went from 12 requests (2 reads, 9 applies, 1 status write) to 3 (2 reads and
-/// one GET of the Deployment for status).
-#[tokio::test]
-async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
-    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
-    let object = serde_json::to_value(policy()).expect("policy json");
-    let (p2, o2) = (packs.clone(), object.clone());
-    let (client, server) = mock_client(move |r| {
+/// An API server that remembers the last applied bundle ConfigMap and rolled-out Deployment and
+/// answers GETs of them (as a real one would), everything else by `rest`.
+fn steady_state_server(
+    rest: impl Fn(&Recorded) -> (u16, Value) + Send + 'static,
+) -> impl Fn(&Recorded) -> (u16, Value) + Send + 'static {
+    let cm = std::sync::Mutex::new(None::<Value>);
+    move |r| {
         let path = r.path.split('?').next().unwrap_or_default();
+        if r.method == "PATCH" && path.ends_with("/configmaps/acme-chat-bundle") {
+            *cm.lock().expect("cm") = Some(r.body.clone());
+        }
+        if r.method == "GET" && path.ends_with("/configmaps/acme-chat-bundle") {
+            return match cm.lock().expect("cm").clone() {
+                Some(c) => (200, c),
+                None => (404, api_status(404, "NotFound")),
+            };
+        }
         if r.method == "GET" && path.ends_with("/deployments/acme-chat-scanner") {
             let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "acme-chat-scanner", "namespace": "acme-prod", "generation": 1}});
@@ -867,8 +873,20 @@ async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
                                  "updatedReplicas": 2, "readyReplicas": 2});
             return (200, d);
         }
-        default_response(r, &p2, &o2)
-    });
+        rest(r)
+    }
+}
+
+/// Issue 13, problem 5: every policy reconcile re-applied all nine children and rewrote its
+/// status. Counted on the mocked API server: a steady-state reconcile (nothing changed since
+/// the last one) went from 12 requests (2 reads, 9 applies, 1 status write) to 4 (2 reads, a
+/// GET of the bundle ConfigMap to check it was not edited, a GET of the Deployment for status).
+#[tokio::test]
+async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let (p2, o2) = (packs.clone(), object.clone());
+    let (client, server) = mock_client(steady_state_server(move |r| default_response(r, &p2, &o2)));
     let ctx = Arc::new(Context::new(client));
     reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
         .await
@@ -897,6 +915,7 @@ async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
         [
             "GET /apis/promptdefenders.io/v1alpha1/tenants/acme".to_string(),
             format!("GET {GROUP_NS}/rulepacks?"),
+            "GET /api/v1/namespaces/acme-prod/configmaps/acme-chat-bundle".into(),
             "GET /apis/apps/v1/namespaces/acme-prod/deployments/acme-chat-scanner".into(),
         ]
     );
@@ -1459,8 +1478,8 @@ async fn unchanged_tenant_status_is_not_rewritten() {
 }
 
 /// Issue 13, problem 5: with the shared watches' stores, a reconcile reads the Tenant and the
-/// RulePacks from memory: a steady-state reconcile is one request (the Deployment, for status),
-/// down from 12.
+/// RulePacks from memory: a steady-state reconcile is two requests (the bundle ConfigMap, the
+/// Deployment), down from 12.
 #[tokio::test]
 async fn with_shared_stores_a_steady_state_reconcile_is_one_request() {
     use kube::runtime::reflector::store::Writer;
@@ -1483,17 +1502,8 @@ async fn with_shared_stores_a_steady_state_reconcile_is_one_request() {
     let list = pack_list(vec![]); // would make the build fail if it were read
     let object = serde_json::to_value(policy()).expect("policy json");
     let o = object.clone();
-    let (client, server) = mock_client(move |r| {
-        let path = r.path.split('?').next().unwrap_or_default();
-        if r.method == "GET" && path.ends_with("/deployments/acme-chat-scanner") {
-            let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "acme-chat-scanner", "namespace": "acme-prod", "generation": 1}});
-            d["status"] = json!({"observedGeneration": 1, "replicas": 2,
-                                 "updatedReplicas": 2, "readyReplicas": 2});
-            return (200, d);
-        }
-        default_response(r, &list, &o)
-    });
+    let (client, server) =
+        mock_client(steady_state_server(move |r| default_response(r, &list, &o)));
     let ctx = Arc::new(Context::new(client));
     ctx.read_from(reads);
     reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
@@ -1518,10 +1528,49 @@ async fn with_shared_stores_a_steady_state_reconcile_is_one_request() {
             .any(|r| r.contains("/tenants/") || r.contains("/rulepacks")),
         "{l:#?}"
     );
-    assert_eq!(l.len(), 9 + 1 + 1 + 1, "{l:#?}");
+    assert_eq!(l.len(), 9 + 1 + 1 + 2, "{l:#?}");
     assert_eq!(
-        l.last().map(String::as_str),
-        Some("GET /apis/apps/v1/namespaces/acme-prod/deployments/acme-chat-scanner")
+        l[l.len() - 2..],
+        [
+            "GET /api/v1/namespaces/acme-prod/configmaps/acme-chat-bundle".to_string(),
+            "GET /apis/apps/v1/namespaces/acme-prod/deployments/acme-chat-scanner".into(),
+        ]
     );
-    eprintln!("API requests per steady-state ScanPolicy reconcile with shared stores: 1 (was 12)");
+    eprintln!("API requests per steady-state ScanPolicy reconcile with shared stores: 2 (was 12)");
+}
+
+/// A hand edit of the bundle ConfigMap is undone at once, not at the next full re-apply.
+#[tokio::test]
+async fn an_edited_bundle_is_reapplied_at_once() {
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let edited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p2, o2, e2) = (packs.clone(), object.clone(), edited.clone());
+    let inner = steady_state_server(move |r| default_response(r, &p2, &o2));
+    let (client, server) = mock_client(move |r| {
+        let path = r.path.split('?').next().unwrap_or_default();
+        if r.method == "GET"
+            && path.ends_with("/configmaps/acme-chat-bundle")
+            && e2.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let (code, mut cm) = inner(r);
+            cm["data"]["bundle.json"] = json!("{\"edited\": true}");
+            return (code, cm);
+        }
+        inner(r)
+    });
+    let ctx = Arc::new(Context::new(client));
+    reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect("first");
+    edited.store(true, std::sync::atomic::Ordering::SeqCst);
+    reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect("second");
+    let reqs = requests(ctx, server).await;
+    let cm_applies = reqs
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/configmaps/acme-chat-bundle"))
+        .count();
+    assert_eq!(cm_applies, 2, "the edited bundle was re-applied");
 }
