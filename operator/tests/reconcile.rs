@@ -1481,7 +1481,7 @@ async fn unchanged_tenant_status_is_not_rewritten() {
 /// RulePacks from memory: a steady-state reconcile is two requests (the bundle ConfigMap, the
 /// Deployment), down from 12.
 #[tokio::test]
-async fn with_shared_stores_a_steady_state_reconcile_is_one_request() {
+async fn with_shared_stores_a_steady_state_reconcile_is_two_requests() {
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
     use pd_operator::controller::Reads;
