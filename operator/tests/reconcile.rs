@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 mod kstatus;
 mod mock_api;
 use kstatus::{kstatus, with_status};
-use mock_api::{api_status, mock_client, Recorded};
+use mock_api::{api_status, mock_client, Recorded, TIMEOUT};
 
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
 const APPLY_YAML: &str = "application/apply-patch+yaml";
@@ -1573,4 +1573,37 @@ async fn an_edited_bundle_is_reapplied_at_once() {
         .filter(|r| r.method == "PATCH" && r.path.contains("/configmaps/acme-chat-bundle"))
         .count();
     assert_eq!(cm_applies, 2, "the edited bundle was re-applied");
+}
+
+/// A timeout mid-reconcile (the Deployment apply): retried with backoff, reported as
+/// `ApplyFailed` while `Reconciling`, and the bundle already written stays.
+#[tokio::test]
+async fn a_timeout_mid_apply_is_reported_and_retried() {
+    let (p, object) = policy_with_good_bundle();
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let o = object.clone();
+    let (result, reqs) = reconcile_once(p, Settings::default(), move |r| {
+        if r.method == "PATCH" && r.path.contains("/deployments/") {
+            (TIMEOUT, Value::Null)
+        } else {
+            default_response(r, &packs, &o)
+        }
+    })
+    .await;
+    let err = result.expect_err("a timeout is an error");
+    assert!(!err.is_permanent(), "{err}");
+    let w = status_write(&reqs);
+    let s = &w.body["status"];
+    let ready = condition(s, "Ready");
+    assert_eq!(ready["reason"], "ApplyFailed");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Deployment `acme-chat-scanner`"),
+        "{ready}"
+    );
+    assert_eq!(condition(s, "Reconciling")["status"], "True");
+    assert_eq!(condition(s, "Stalled")["status"], "False");
+    assert_eq!(kstatus(&with_status(&object, &w.body)), "InProgress");
 }
