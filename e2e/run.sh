@@ -233,6 +233,7 @@ helm upgrade --install "$RELEASE" charts/prompt-defenders \
   --set operator.image.tag="$IMAGE_TAG" \
   --set scanner.image.tag="$IMAGE_TAG" \
   --set operator.image.pullPolicy=Never \
+  --set operator.scannerReportsServing=true \
   --wait --timeout 5m
 if [ "$reused" = 1 ] && [ "$build" = 1 ]; then
   # Same tag, new image: restart what runs it.

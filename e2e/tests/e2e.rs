@@ -679,6 +679,124 @@ async fn rulepack_edit_reaches_every_scanner_pod_without_restart() {
     ));
 }
 
+/// 3b. `Ready` means "my rules are live" (issue 13; `run.sh` installs the chart with
+/// `operator.scannerReportsServing=true`): after a RulePack edit, the policy turns `Ready=True`
+/// for the new `activeBundleHash` only once every ready scanner pod reports serving it. At that
+/// moment every pod's serving annotation (what the operator read) and its `/readyz` (what the
+/// scanner itself says) show the new hash, and status counts all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_flips_only_after_every_pod_serves_the_new_bundle() {
+    let Some(c) = setup("ready_flips_only_after_every_pod_serves_the_new_bundle").await else {
+        return;
+    };
+    let (_, id) = sample(&c).await;
+    let name = c.name("live");
+    let compact = name.replace('-', "");
+    let (marker_a, marker_b) = (format!("alpha{compact}"), format!("bravo{compact}"));
+    must(
+        c.create_rulepack(&name, canary_pack(&marker_a)).await,
+        "creating the RulePack",
+    );
+    must(
+        c.create_policy(
+            &name,
+            policy_spec(&id.tenant, std::slice::from_ref(&name), 2, 2),
+        )
+        .await,
+        "creating the ScanPolicy",
+    );
+    let p0 = must(
+        c.wait_policy_ready(&name, timeouts::POLICY_READY).await,
+        "waiting for the new policy",
+    );
+    let h0 = active_hash(&p0);
+    assert!(
+        p0.data["status"]["serving"].is_string(),
+        "status.serving is missing: is operator.scannerReportsServing on? {}",
+        p0.data["status"]
+    );
+    let pods0 = must(
+        c.wait_scanner_pods(&name, 2, timeouts::POLICY_READY).await,
+        "waiting for both scanner pods",
+    );
+    let hosts: Vec<String> = pods0.iter().map(|p| p.host.clone()).collect();
+
+    kube_must(
+        c.rulepacks()
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": canary_pack(&marker_b) })),
+            )
+            .await,
+        "editing the RulePack",
+    );
+    let p1 = must(
+        c.wait_policy(
+            &name,
+            "to be Ready on a new bundle",
+            timeouts::STATUS_UPDATE + timeouts::BUNDLE_PROPAGATION,
+            |p| {
+                let h = active_hash(p);
+                !h.is_empty() && h != h0 && condition_status(p, "Ready") == "True"
+            },
+        )
+        .await,
+        "waiting for Ready on the new bundle",
+    );
+    let h1 = active_hash(&p1);
+    // What the operator read when it said Ready: every ready pod's own report.
+    let pods: Api<Pod> = c.api();
+    let listed = kube_must(
+        pods.list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=pd-scanner,app.kubernetes.io/instance={name}"
+        )))
+        .await,
+        "listing the scanner pods",
+    );
+    for pod in &listed.items {
+        let ann = pod.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            ann.get("promptdefenders.io/serving-bundle-hash"),
+            Some(&h1),
+            "pod {:?} does not report serving {h1} although the policy is Ready",
+            pod.metadata.name
+        );
+    }
+    assert_eq!(
+        p1.data["status"]["servingBundleHash"],
+        h1.as_str(),
+        "{}",
+        p1.data["status"]
+    );
+    assert_eq!(
+        p1.data["status"]["servingPods"],
+        json!(hosts.len()),
+        "{}",
+        p1.data["status"]
+    );
+    // And what the scanners say themselves.
+    let check = must(
+        c.run_probe(&client_probe(
+            &c,
+            &id,
+            "e2e-live",
+            Script::new().await_hash(HashWait::Serving, &h1, Duration::from_secs(5), &hosts),
+        ))
+        .await,
+        "checking every pod's /readyz",
+    );
+    assert_eq!(
+        check.exit_code, 0,
+        "Ready=True for {h1}, but not every pod's /readyz serves it:\n{}",
+        check.logs
+    );
+    c.report(&format!(
+        "Ready=True for {h1} with every scanner pod ({}) reporting and serving it",
+        hosts.len()
+    ));
+}
+
 /// 4. A RulePack that does not compile never reaches the scanners: the ScanPolicy reports
 /// `RulePacksReady=False` and `Ready=False` naming the rule, keeps the old
 /// `activeBundleHash`, the ConfigMap is not written, and every pod keeps serving (and

@@ -15,9 +15,9 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -72,6 +72,19 @@ pub struct Settings {
     /// so its pods get a token and egress to exactly these destinations. Empty: no token, egress
     /// DNS only, reloads when kubelet refreshes the mounted copy.
     pub api_server: Vec<ApiEndpoint>,
+    /// Scanners write the hash they serve on their own Pod (`--report-pod`), and `Ready` waits
+    /// for every ready pod to serve the desired bundle. Needs `api_server` (a token and egress).
+    pub report_serving: bool,
+    /// Prefixes a policy's `scanner.image` must start with; empty allows any. Without it any
+    /// namespace user who may write a ScanPolicy picks the image the operator deploys.
+    pub image_allowlist: Vec<String>,
+}
+
+impl Settings {
+    /// Whether scanner pods report the bundle they serve: asked for, and able to reach the API.
+    pub fn scanners_report(&self) -> bool {
+        self.report_serving && !self.api_server.is_empty()
+    }
 }
 
 impl Default for Settings {
@@ -81,6 +94,8 @@ impl Default for Settings {
             monitoring_namespace: MONITORING_NAMESPACE.to_string(),
             shared_namespace: None,
             api_server: Vec::new(),
+            report_serving: false,
+            image_allowlist: Vec::new(),
         }
     }
 }
@@ -105,6 +120,8 @@ pub enum BuildError {
         namespace: String,
         allowed: String,
     },
+    #[error("scanner image `{image}` is not allowed (allowed prefixes: {allowed})")]
+    ImageNotAllowed { image: String, allowed: String },
     /// The packs or policy do not compile; carries the scanner's rule-level problems.
     #[error("ScanPolicy `{policy}`: {source}")]
     Bundle {
@@ -219,25 +236,27 @@ pub fn selector_labels(names: &Names) -> BTreeMap<String, String> {
     ])
 }
 
-/// Controller owner reference to the policy, so children are garbage-collected with it. The
-/// uid is empty when the policy never reached an API server (`render`).
-pub fn owner_reference(policy: &ScanPolicy) -> OwnerReference {
-    OwnerReference {
+/// Controller owner reference to the policy, so children are garbage-collected with it. `None`
+/// when the policy never reached an API server (`render`): the API server rejects an owner
+/// reference without a uid, so a preview leaves it out and stays `kubectl apply`-able.
+pub fn owner_reference(policy: &ScanPolicy) -> Option<OwnerReference> {
+    let uid = policy.metadata.uid.clone().filter(|u| !u.is_empty())?;
+    Some(OwnerReference {
         api_version: ScanPolicy::api_version(&()).into_owned(),
         kind: ScanPolicy::kind(&()).into_owned(),
         name: policy.name_any(),
-        uid: policy.metadata.uid.clone().unwrap_or_default(),
+        uid,
         controller: Some(true),
         block_owner_deletion: Some(true),
-    }
+    })
 }
 
-fn meta(names: &Names, name: &str, owner: &OwnerReference) -> ObjectMeta {
+fn meta(names: &Names, name: &str, owner: &Option<OwnerReference>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(names.namespace.clone()),
         labels: Some(labels(names)),
-        owner_references: Some(vec![owner.clone()]),
+        owner_references: owner.clone().map(|o| vec![o]),
         ..ObjectMeta::default()
     }
 }
@@ -263,20 +282,26 @@ pub fn build_children(
             given: tenant_name,
         });
     }
+    // Closed by default: an empty list allows no namespace (not every namespace).
     let allowed = &tenant.spec.namespaces;
-    if !allowed.is_empty() && !allowed.contains(&namespace) {
+    if !allowed.contains(&namespace) {
         return Err(BuildError::NamespaceNotAllowed {
             tenant: tenant_name,
             namespace,
-            allowed: allowed.join(", "),
+            allowed: if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            },
         });
     }
+    check_image(policy, settings)?;
     let names = Names::new(&policy_name, &namespace, &tenant_name);
     let owner = owner_reference(policy);
     let (config_map, bundle_hash) = config_map(policy, &names, &owner, packs)?;
     Ok(Children {
         service_account: service_account(&names, &owner),
-        role: role(&names, &owner),
+        role: role(&names, &owner, settings),
         role_binding: role_binding(&names, &owner),
         config_map,
         service: service(&names, &owner),
@@ -285,6 +310,22 @@ pub fn build_children(
         hpa: hpa(policy, &names, &owner),
         pdb: pdb(&names, &owner),
         bundle_hash,
+    })
+}
+
+/// Refuses a `scanner.image` outside [`Settings::image_allowlist`] (the operator's own
+/// default image is always allowed: the platform chose it).
+pub fn check_image(policy: &ScanPolicy, settings: &Settings) -> Result<(), BuildError> {
+    let Some(image) = &policy.spec.scanner.image else {
+        return Ok(());
+    };
+    let allowed = &settings.image_allowlist;
+    if allowed.is_empty() || allowed.iter().any(|p| image.starts_with(p.as_str())) {
+        return Ok(());
+    }
+    Err(BuildError::ImageNotAllowed {
+        image: image.clone(),
+        allowed: allowed.join(", "),
     })
 }
 
@@ -330,7 +371,7 @@ pub fn bundle(
 fn config_map(
     policy: &ScanPolicy,
     names: &Names,
-    owner: &OwnerReference,
+    owner: &Option<OwnerReference>,
     packs: &BTreeMap<String, RulePackSpec>,
 ) -> Result<(ConfigMap, String), BuildError> {
     let doc = bundle(policy, packs)?;
@@ -352,7 +393,7 @@ fn config_map(
     Ok((cm, hash))
 }
 
-fn service_account(names: &Names, owner: &OwnerReference) -> ServiceAccount {
+fn service_account(names: &Names, owner: &Option<OwnerReference>) -> ServiceAccount {
     ServiceAccount {
         metadata: meta(names, &names.scanner, owner),
         ..ServiceAccount::default()
@@ -363,20 +404,34 @@ fn service_account(names: &Names, owner: &OwnerReference) -> ServiceAccount {
 /// must not read other tenants' bundles. `list` and `watch` with
 /// `fieldSelector=metadata.name=<name>` are authorized against `resourceNames` too, which is
 /// how the scanner's watch asks.
-fn role(names: &Names, owner: &OwnerReference) -> Role {
+///
+/// With [`Settings::scanners_report`] the scanner also patches its own Pod's annotations (the
+/// bundle hash it serves). RBAC cannot name a Pod whose name is random, so this rule covers the
+/// namespace's pods; the chart's ValidatingAdmissionPolicy restricts it to the caller's own Pod
+/// and those annotations (README, "How the operator knows what a pod serves").
+fn role(names: &Names, owner: &Option<OwnerReference>, settings: &Settings) -> Role {
+    let mut rules = vec![PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["configmaps".to_string()]),
+        resource_names: Some(vec![names.bundle.clone()]),
+        verbs: ["get", "list", "watch"].map(String::from).to_vec(),
+        ..PolicyRule::default()
+    }];
+    if settings.scanners_report() {
+        rules.push(PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".to_string()]),
+            verbs: vec!["patch".to_string()],
+            ..PolicyRule::default()
+        });
+    }
     Role {
         metadata: meta(names, &names.scanner, owner),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".to_string()]),
-            resource_names: Some(vec![names.bundle.clone()]),
-            verbs: ["get", "list", "watch"].map(String::from).to_vec(),
-            ..PolicyRule::default()
-        }]),
+        rules: Some(rules),
     }
 }
 
-fn role_binding(names: &Names, owner: &OwnerReference) -> RoleBinding {
+fn role_binding(names: &Names, owner: &Option<OwnerReference>) -> RoleBinding {
     RoleBinding {
         metadata: meta(names, &names.scanner, owner),
         role_ref: RoleRef {
@@ -393,7 +448,7 @@ fn role_binding(names: &Names, owner: &OwnerReference) -> RoleBinding {
     }
 }
 
-fn service(names: &Names, owner: &OwnerReference) -> Service {
+fn service(names: &Names, owner: &Option<OwnerReference>) -> Service {
     Service {
         metadata: meta(names, &names.scanner, owner),
         spec: Some(ServiceSpec {
@@ -435,7 +490,7 @@ fn namespace_named(name: &str) -> LabelSelector {
 fn network_policy(
     tenant: &Tenant,
     names: &Names,
-    owner: &OwnerReference,
+    owner: &Option<OwnerReference>,
     settings: &Settings,
 ) -> NetworkPolicy {
     let monitoring_namespace = settings.monitoring_namespace.as_str();
@@ -563,6 +618,10 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -
             bundle_config_map(&policy.name_any()),
         ]);
     }
+    if settings.scanners_report() {
+        // `$(POD_NAME)` is expanded by the kubelet from the container's downward-API env.
+        args.extend(["--report-pod".to_string(), "$(POD_NAME)".to_string()]);
+    }
     if let Some(n) = policy.spec.scanner.max_prompt_bytes {
         args.extend(["--max-prompt-bytes".to_string(), n.to_string()]);
     }
@@ -636,7 +695,7 @@ fn deployment(
     policy: &ScanPolicy,
     tenant: &Tenant,
     names: &Names,
-    owner: &OwnerReference,
+    owner: &Option<OwnerReference>,
     settings: &Settings,
 ) -> Deployment {
     let default_image = settings.scanner_image.as_str();
@@ -652,6 +711,19 @@ fn deployment(
         ),
         image_pull_policy: Some("IfNotPresent".to_string()),
         args: Some(scanner_args(policy, tenant, settings)),
+        env: settings.scanners_report().then(|| {
+            vec![EnvVar {
+                name: "POD_NAME".to_string(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_string(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            }]
+        }),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_string()),
             container_port: SCANNER_PORT,
@@ -763,7 +835,11 @@ fn deployment(
     }
 }
 
-fn hpa(policy: &ScanPolicy, names: &Names, owner: &OwnerReference) -> HorizontalPodAutoscaler {
+fn hpa(
+    policy: &ScanPolicy,
+    names: &Names,
+    owner: &Option<OwnerReference>,
+) -> HorizontalPodAutoscaler {
     let s = &policy.spec.scanner;
     HorizontalPodAutoscaler {
         metadata: meta(names, &names.scanner, owner),
@@ -795,7 +871,7 @@ fn hpa(policy: &ScanPolicy, names: &Names, owner: &OwnerReference) -> Horizontal
 
 /// `maxUnavailable: 1` rather than `minAvailable`: with `replicas.min: 1` a `minAvailable: 1`
 /// budget would block every node drain.
-fn pdb(names: &Names, owner: &OwnerReference) -> PodDisruptionBudget {
+fn pdb(names: &Names, owner: &Option<OwnerReference>) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta(names, &names.scanner, owner),
         spec: Some(PodDisruptionBudgetSpec {

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -27,7 +27,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use pd_scanner::bundle::BundleError;
 use pd_scanner::compile::{CompileError, PackSet};
@@ -41,14 +41,18 @@ use crate::builders::{
     build_children, hmac_secret, BuildError, Children, Names, Settings, FIELD_MANAGER,
 };
 use crate::crd::{
-    condition, set_condition, RulePack, RulePackStatus, ScanPolicy, Tenant, TenantStatus,
+    condition, set_condition, RulePack, RulePackStatus, ScanPolicy, ScanPolicyStatus, Tenant,
+    TenantStatus,
 };
 use crate::leader::LeaderElector;
 use crate::metrics::{Metrics, Phase};
 use crate::render::{check_pack_tests, RenderError};
+use crate::shared::{SharedWatch, SyncedStore};
 use crate::status::{
-    rulepack_status, scanpolicy_status, Blocked, PolicyObservation, REASON_NAMESPACE_NOT_ALLOWED,
-    REASON_PACKS_INVALID, REASON_TENANT_NOT_FOUND,
+    check_policy_name, failure_status, rulepack_status, scanpolicy_status, set_progress, Blocked,
+    PolicyObservation, Progress, REASON_API_ERROR, REASON_APPLY_FAILED, REASON_BUNDLE_REJECTED,
+    REASON_IMAGE_NOT_ALLOWED, REASON_INVALID_NAME, REASON_NAMESPACE_NOT_ALLOWED,
+    REASON_PACKS_INVALID, REASON_PROGRESS_DEADLINE, REASON_TENANT_NOT_FOUND,
 };
 
 /// Label every child carries; the owned-object watches select on it so the operator does not
@@ -57,6 +61,9 @@ const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=pd-operator";
 /// Periodic re-check of a healthy object. Changes arrive through watches; this only heals drift
 /// nobody announced (a child edited by hand and not watched, a missed event).
 const RESYNC: Duration = Duration::from_secs(300);
+/// Longest time a policy whose desired state did not change goes without a full re-apply of its
+/// children (drift made by hand is healed within this).
+pub const FULL_REAPPLY: Duration = Duration::from_secs(600);
 /// First retry after an error other than a conflict; doubles per consecutive failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// First retry after a 409: another writer raced us, so a quick retry usually succeeds.
@@ -69,6 +76,15 @@ pub enum Error {
     /// Any API failure: transport, 409 conflict, 5xx. Retried with backoff, never fatal.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The API server refused or failed the apply of one child; the policy's status names it
+    /// (`ApplyFailed`) with the API's message.
+    #[error("apply of {kind} `{name}`: {}", api_message(.source))]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{kind} `{name}` has no {field}")]
     MissingField {
         kind: &'static str,
@@ -77,6 +93,12 @@ pub enum Error {
     },
     #[error("tenant `{0}` does not exist")]
     MissingTenant(String),
+    /// The policy's name cannot name its children ([`check_policy_name`]).
+    #[error("{0}")]
+    InvalidName(String),
+    /// Writing the status itself failed (nothing left to report the failure to).
+    #[error("status write: {0}")]
+    Status(#[source] kube::Error),
     /// A bound pack does not compile or fails its tests. The policy's status says so; the
     /// bundle ConfigMap is not written, so the last good bundle keeps serving.
     #[error("rule pack `{pack}`{}: {message}", .rule.as_ref().map(|r| format!(", rule `{r}`")).unwrap_or_default())]
@@ -90,12 +112,33 @@ pub enum Error {
     Build(BuildError),
     #[error("cannot serialize: {0}")]
     Json(#[from] serde_json::Error),
+    /// The blocking compile task panicked or was cancelled.
+    #[error("compile task: {0}")]
+    Blocking(String),
 }
 
 impl Error {
     /// True for a 409 from the API server.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Kube(kube::Error::Api(s)) if s.is_conflict())
+        matches!(self, Error::Kube(kube::Error::Api(s)) | Error::Apply { source: kube::Error::Api(s), .. } if s.is_conflict())
+    }
+
+    /// True when retrying the same request cannot succeed: the API server refused it (400,
+    /// 403, 422, …) rather than failed it (409, 429, 5xx, transport). Such a policy is `Stalled`.
+    pub fn is_permanent(&self) -> bool {
+        let source = match self {
+            Error::Kube(e) | Error::Apply { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(source, kube::Error::Api(s) if (400..500).contains(&s.code) && ![404, 408, 409, 429].contains(&s.code))
+    }
+}
+
+/// The API server's own words for a failure (its `Status.message`), else the error's text.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
     }
 }
 
@@ -133,6 +176,13 @@ fn invalid_pack(policy: &str, source: &BundleError) -> Error {
     }
 }
 
+/// The stores a reconcile reads instead of the API server.
+#[derive(Clone)]
+pub struct Reads {
+    pub tenants: SyncedStore<Tenant>,
+    pub packs: SyncedStore<RulePack>,
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
@@ -141,6 +191,19 @@ pub struct Context {
     /// Consecutive failures per object (`kind/namespace/name`), for [`error_policy`]'s backoff;
     /// cleared when the object reconciles successfully.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per policy (`kind/namespace/name`): the hash of the children last applied in full and
+    /// when. A reconcile whose desired state hashes the same skips the nine applies (one GET of
+    /// the Deployment for status instead) until [`FULL_REAPPLY`] has passed, which bounds how
+    /// long hand-made drift of a child survives.
+    applied: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Per policy: the hash of the inputs of the last successful build and the children built,
+    /// so a reconcile whose Tenant, packs, spec and settings did not change compiles nothing.
+    built: Mutex<HashMap<String, (u64, Children)>>,
+    /// Builds actually run (compile and pack tests), for tests and metrics.
+    builds: std::sync::atomic::AtomicU64,
+    /// The shared watches' stores ([`crate::shared`]) the reconcilers read Tenants and
+    /// RulePacks from, once synced; unset (tests, or before `run` sets them) means the API.
+    reads: std::sync::OnceLock<Reads>,
     /// Scanner image and other cluster-wide choices for the children. Swapped, not locked:
     /// only the API server's addresses change at run time ([`Context::set_api_server`]).
     settings: ArcSwap<Settings>,
@@ -162,8 +225,18 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             failures: Mutex::new(HashMap::new()),
+            applied: Mutex::new(HashMap::new()),
+            built: Mutex::new(HashMap::new()),
+            builds: std::sync::atomic::AtomicU64::new(0),
+            reads: std::sync::OnceLock::new(),
             settings: ArcSwap::from_pointee(settings),
         }
+    }
+
+    /// Reads Tenants and RulePacks from these stores instead of the API server (once each is
+    /// synced). Set once; a second call is ignored.
+    pub fn read_from(&self, reads: Reads) {
+        let _ = self.reads.set(reads);
     }
 
     /// The settings in effect now; a reconcile uses one snapshot throughout.
@@ -196,6 +269,42 @@ impl Context {
         let before = *n;
         *n = n.saturating_add(1);
         before
+    }
+
+    /// The children built for `key` from inputs hashing to `input`, if that was the last build.
+    fn built(&self, key: &str, input: u64) -> Option<Children> {
+        let map = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(h, _)| *h == input)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn remember_built(&self, key: String, input: u64, children: Children) {
+        let mut map = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, (input, children));
+    }
+
+    /// How many times the children were built (compile and pack tests run) so far.
+    pub fn builds(&self) -> u64 {
+        self.builds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `hash` was applied in full for `key` less than [`FULL_REAPPLY`] ago.
+    fn applied_recently(&self, key: &str, hash: u64) -> bool {
+        let map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .is_some_and(|(h, at)| *h == hash && at.elapsed() < FULL_REAPPLY)
+    }
+
+    fn remember_applied(&self, key: String, hash: u64) {
+        let mut map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, (hash, Instant::now()));
+    }
+
+    /// After any failure the next reconcile applies in full again.
+    fn forget_applied(&self, key: &str) {
+        let mut map = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
     }
 
     fn clear_failures(&self, key: &str) {
@@ -304,9 +413,13 @@ where
         .clone()
         .ok_or_else(|| missing("child", "?", "metadata.name"))?;
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .patch(&name, &apply_params(), &Patch::Apply(obj))
-        .await?)
+    api.patch(&name, &apply_params(), &Patch::Apply(obj))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: K::kind(&()).into_owned(),
+            name,
+            source,
+        })
 }
 
 /// Applies every child in [`Children::to_values`] order (identities and RBAC first, workload
@@ -328,6 +441,33 @@ async fn apply_children(
     Ok(deployment)
 }
 
+/// A hash of everything [`desired`] reads: the policy's identity and spec, the tenant's name and
+/// spec, the visible packs and the settings. Equal hashes build equal children.
+fn input_hash(
+    policy: &ScanPolicy,
+    tenant: &Tenant,
+    packs: &PackSet,
+    settings: &Settings,
+) -> Result<u64, Error> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let m = &policy.metadata;
+    serde_json::to_string(&(&m.name, &m.namespace, &m.uid, &policy.spec))?.hash(&mut h);
+    serde_json::to_string(&(&tenant.metadata.name, &tenant.spec))?.hash(&mut h);
+    serde_json::to_string(packs)?.hash(&mut h);
+    format!("{settings:?}").hash(&mut h);
+    Ok(h.finish())
+}
+
+/// A hash of every child as it would be applied (bundle, settings and all): equal hashes mean
+/// an apply would change nothing the operator owns.
+fn desired_hash(children: &Children) -> Result<u64, Error> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&children.to_values()?)?.hash(&mut h);
+    Ok(h.finish())
+}
+
 /// Status patch body for server-side apply of the status subresource. Apply (not merge) so a
 /// field the operator stops setting (`lastError` after a fix) is removed, not left stale.
 fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde_json::Value {
@@ -341,16 +481,29 @@ fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde
 /// The RulePacks visible from `namespace` by name: the shared namespace's (when configured)
 /// overlaid by the namespace's own, so a local pack shadows a shared one of the same name.
 async fn visible_packs(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     shared: Option<&str>,
 ) -> Result<PackSet, Error> {
+    let client = &ctx.client;
     let mut packs = PackSet::new();
     let mut namespaces = Vec::with_capacity(2);
     if let Some(shared) = shared.filter(|s| *s != namespace) {
         namespaces.push(shared);
     }
     namespaces.push(namespace);
+    if let Some(store) = ctx.reads.get().and_then(|r| r.packs.get()) {
+        for ns in namespaces {
+            packs.extend(
+                store
+                    .state()
+                    .iter()
+                    .filter(|p| p.namespace().as_deref() == Some(ns))
+                    .map(|p| (p.name_any(), p.spec.0.clone())),
+            );
+        }
+        return Ok(packs);
+    }
     for ns in namespaces {
         let api: Api<RulePack> = Api::namespaced(client.clone(), ns);
         let list = api.list(&ListParams::default()).await?;
@@ -388,9 +541,115 @@ fn desired(
 /// child server-side when the bound packs compile and pass their tests, and writes the status.
 /// An invalid pack writes nothing but the status (the last good bundle keeps serving) and is not
 /// an error: the RulePack watch brings the policy back when the pack changes.
+///
+/// Every failure reaches the status: a refused or failed apply (or read) writes `Ready=False`
+/// with a specific reason and the API's message plus a Warning Event before the error goes to
+/// [`error_policy`]'s backoff, so `kubectl get sp` never shows a stale `Ready=True` over a
+/// reconcile that keeps failing.
 pub async fn reconcile_scanpolicy(
     policy: Arc<ScanPolicy>,
     ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match reconcile_scanpolicy_inner(&policy, &ctx).await {
+        Ok(action) => Ok(action),
+        Err(e) => {
+            ctx.forget_applied(&object_key(policy.as_ref()));
+            report_failure(&policy, &ctx, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes a failed reconcile into the policy's status and publishes a Warning Event (when the
+/// message changed). Best effort: the API may be the thing that is failing; the error still
+/// goes to the backoff either way.
+async fn report_failure(policy: &ScanPolicy, ctx: &Context, e: &Error) {
+    let reason = match e {
+        Error::Apply { .. } => REASON_APPLY_FAILED,
+        Error::Kube(_) => REASON_API_ERROR,
+        // The status write itself failed, or the object cannot be named: nothing to write to.
+        _ => return,
+    };
+    let (Some(name), Some(namespace)) = (policy.metadata.name.clone(), policy.namespace()) else {
+        return;
+    };
+    let names = Names::new(&name, &namespace, &policy.spec.tenant_ref.name);
+    let message = e.to_string();
+    let status = failure_status(
+        &names,
+        policy.metadata.generation,
+        policy.status.as_ref(),
+        reason,
+        &message,
+        e.is_permanent(),
+        &now(),
+    );
+    if let Err(write) = Api::<ScanPolicy>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &apply_params(),
+            &Patch::Apply(status_patch::<ScanPolicy>(&status)),
+        )
+        .await
+    {
+        tracing::warn!(policy = %name, namespace = %namespace, error = %write, "cannot write the failure into status");
+    }
+    if policy.status.as_ref().and_then(|s| s.last_error.as_ref()) != Some(&message) {
+        ctx.event(policy, true, reason, "Apply", message).await;
+    }
+}
+
+/// The scanner pods of a policy, read when the scanners report what they serve
+/// ([`Settings::scanners_report`]): one LIST by the selector labels, no network call to a pod.
+async fn scanner_pods(
+    client: &Client,
+    names: &Names,
+) -> Result<Vec<crate::status::PodServing>, Error> {
+    let selector = crate::builders::selector_labels(names)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(client.clone(), &names.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(pods
+        .items
+        .iter()
+        .map(crate::status::PodServing::from_pod)
+        .collect())
+}
+
+/// Whether the bundle ConfigMap still holds exactly the bundle the operator wrote. Checked even
+/// when nothing changed on the operator's side: the bundle decides what every scanner enforces,
+/// so a hand edit of it is undone at once rather than at the next full re-apply.
+async fn bundle_intact(client: &Client, namespace: &str, c: &Children) -> Result<bool, Error> {
+    let name = c.config_map.metadata.name.as_deref().unwrap_or_default();
+    let found = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?;
+    Ok(found.is_some_and(|cm| {
+        cm.data == c.config_map.data
+            && cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::builders::BUNDLE_HASH_ANNOTATION))
+                == Some(&c.bundle_hash)
+    }))
+}
+
+/// The Tenant `name`: from the shared store once synced, else one GET.
+async fn read_tenant(ctx: &Context, name: &str) -> Result<Option<Tenant>, Error> {
+    if let Some(store) = ctx.reads.get().and_then(|r| r.tenants.get()) {
+        return Ok(store.get(&ObjectRef::new(name)).map(|t| t.as_ref().clone()));
+    }
+    Ok(Api::<Tenant>::all(ctx.client.clone()).get_opt(name).await?)
+}
+
+async fn reconcile_scanpolicy_inner(
+    policy: &Arc<ScanPolicy>,
+    ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
     let name = policy.name_any();
     let namespace = policy
@@ -404,22 +663,65 @@ pub async fn reconcile_scanpolicy(
     let settings = ctx.settings();
     let tenant_name = policy.spec.tenant_ref.name.clone();
     let names = Names::new(&name, &namespace, &tenant_name);
-    let tenant = Api::<Tenant>::all(client.clone())
-        .get_opt(&tenant_name)
-        .await?;
-    let outcome = match &tenant {
-        // The Tenant watch brings the policy back when the tenant appears.
-        None => Err(Error::MissingTenant(tenant_name.clone())),
-        Some(tenant) => {
-            let packs =
-                visible_packs(client, &namespace, settings.shared_namespace.as_deref()).await?;
-            desired(&policy, tenant, &packs, &settings)
-        }
+    let outcome = match check_policy_name(&name) {
+        // Every child apply would be refused; say so before trying.
+        Err(why) => Err(Error::InvalidName(why)),
+        Ok(()) => match read_tenant(ctx, &tenant_name).await? {
+            // The Tenant watch brings the policy back when the tenant appears.
+            None => Err(Error::MissingTenant(tenant_name.clone())),
+            Some(tenant) => {
+                let packs =
+                    visible_packs(ctx, &namespace, settings.shared_namespace.as_deref()).await?;
+                let key = object_key(policy.as_ref());
+                let input = input_hash(policy, &tenant, &packs, &settings)?;
+                match ctx.built(&key, input) {
+                    Some(children) => Ok(children),
+                    None => {
+                        // Compiling and running pack tests is CPU work: off the async runtime,
+                        // so one large pack does not stall every other reconcile and watch.
+                        let (p, s) = (policy.clone(), settings.clone());
+                        ctx.builds
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let built =
+                            tokio::task::spawn_blocking(move || desired(&p, &tenant, &packs, &s))
+                                .await
+                                .map_err(|e| Error::Blocking(e.to_string()))?;
+                        if let Ok(children) = &built {
+                            ctx.remember_built(key, input, children.clone());
+                        }
+                        built
+                    }
+                }
+            }
+        },
     };
+    let mut pods = None;
     let (bundle, deployment) = match outcome {
         Ok(children) => {
-            let d = apply_children(client, &namespace, &children).await?;
-            tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+            let key = object_key(policy.as_ref());
+            let hash = desired_hash(&children)?;
+            let unchanged = if ctx.applied_recently(&key, hash)
+                && bundle_intact(client, &namespace, &children).await?
+            {
+                // Nothing to apply; the Deployment is still needed for status.
+                Api::<Deployment>::namespaced(client.clone(), &namespace)
+                    .get_opt(&names.scanner)
+                    .await?
+            } else {
+                None
+            };
+            let d = match unchanged {
+                Some(d) => d,
+                None => {
+                    let d = apply_children(client, &namespace, &children).await?;
+                    ctx.remember_applied(key, hash);
+                    tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+                    d
+                }
+            };
+            if settings.scanners_report() {
+                pods = Some(scanner_pods(client, &names).await?);
+            }
             (Ok(children.bundle_hash), Some(d))
         }
         Err(e) => {
@@ -428,15 +730,21 @@ pub async fn reconcile_scanpolicy(
             let reason = match &e {
                 Error::InvalidPack { .. } => REASON_PACKS_INVALID,
                 Error::MissingTenant(_) => REASON_TENANT_NOT_FOUND,
+                Error::InvalidName(_) => REASON_INVALID_NAME,
                 Error::Build(BuildError::NamespaceNotAllowed { .. }) => {
                     REASON_NAMESPACE_NOT_ALLOWED
                 }
+                Error::Build(BuildError::ImageNotAllowed { .. }) => REASON_IMAGE_NOT_ALLOWED,
                 _ => return Err(e),
             };
             tracing::warn!(policy = %name, namespace = %namespace, error = %e, reason, "no new bundle; the last good one keeps serving");
-            let d = Api::<Deployment>::namespaced(client.clone(), &namespace)
-                .get_opt(&names.scanner)
-                .await?;
+            let d = if reason == REASON_INVALID_NAME {
+                None // no child can exist under an invalid name
+            } else {
+                Api::<Deployment>::namespaced(client.clone(), &namespace)
+                    .get_opt(&names.scanner)
+                    .await?
+            };
             (Err((reason, e.to_string())), d)
         }
     };
@@ -447,17 +755,27 @@ pub async fn reconcile_scanpolicy(
             Err((reason, message)) => Err(Blocked { reason, message }),
         },
         deployment: deployment.as_ref(),
+        pods: pods.as_deref(),
     };
     let status = scanpolicy_status(&names, obs, policy.status.as_ref(), &now());
-    Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &apply_params(),
-            &Patch::Apply(status_patch::<ScanPolicy>(&status)),
-        )
-        .await?;
+    // An unchanged status is not written again: the write would only wake every watcher.
+    if policy.status.as_ref() != Some(&status) {
+        Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &apply_params(),
+                &Patch::Apply(status_patch::<ScanPolicy>(&status)),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
     // Events only on change, so a steady state does not spam `kubectl describe`.
     let previous = policy.status.as_ref();
+    let ready_reason = |s: Option<&ScanPolicyStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason.clone())
+    };
+    let now_reason = ready_reason(Some(&status));
     match &bundle {
         Ok(hash) if previous.and_then(|s| s.active_bundle_hash.as_ref()) != Some(hash) => {
             let note = format!("rolled out bundle {hash} to ConfigMap {}", names.bundle);
@@ -470,6 +788,22 @@ pub async fn reconcile_scanpolicy(
                 .await;
         }
         _ => {}
+    }
+    // Rollout problems seen on the Deployment or the pods: once per change of reason.
+    if let Some(reason) = now_reason
+        .as_deref()
+        .filter(|r| [REASON_PROGRESS_DEADLINE, REASON_BUNDLE_REJECTED].contains(r))
+    {
+        if ready_reason(previous).as_deref() != Some(reason) {
+            let note = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            ctx.event(policy.as_ref(), true, reason, "Rollout", note)
+                .await;
+        }
     }
     ctx.clear_failures(&object_key(policy.as_ref()));
     Ok(Action::requeue(RESYNC))
@@ -484,28 +818,27 @@ pub async fn reconcile_rulepack(pack: Arc<RulePack>, ctx: Arc<Context>) -> Resul
         .namespace()
         .ok_or_else(|| missing("RulePack", &name, "namespace"))?;
     let client = &ctx.client;
-    let mut packs = visible_packs(
-        client,
-        &namespace,
-        ctx.settings().shared_namespace.as_deref(),
-    )
-    .await?;
+    let mut packs =
+        visible_packs(&ctx, &namespace, ctx.settings().shared_namespace.as_deref()).await?;
     // The object being reconciled is the freshest copy of itself.
     packs.insert(name.clone(), pack.spec.0.clone());
-    let status = rulepack_status(
-        &packs,
-        &name,
-        pack.metadata.generation,
-        pack.status.as_ref(),
-        &now(),
-    );
-    Api::<RulePack>::namespaced(client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &apply_params(),
-            &Patch::Apply(status_patch::<RulePack>(&status)),
-        )
-        .await?;
+    // Compile and tests are CPU work: off the async runtime.
+    let (n, generation, previous) = (name.clone(), pack.metadata.generation, pack.status.clone());
+    let status = tokio::task::spawn_blocking(move || {
+        rulepack_status(&packs, &n, generation, previous.as_ref(), &now())
+    })
+    .await
+    .map_err(|e| Error::Blocking(e.to_string()))?;
+    // Unchanged: not written again (it would only wake the watchers).
+    if pack.status.as_ref() != Some(&status) {
+        Api::<RulePack>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &apply_params(),
+                &Patch::Apply(status_patch::<RulePack>(&status)),
+            )
+            .await?;
+    }
     let ready = |s: Option<&RulePackStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True")
@@ -590,25 +923,43 @@ async fn ensure_hmac_secret(
     }
 }
 
+/// How soon a Tenant with a listed namespace that does not exist (yet) is looked at again:
+/// namespaces are not watched, and creating one is the usual next step after the Tenant.
+pub const MISSING_NAMESPACE_RETRY: Duration = Duration::from_secs(30);
+
 /// Reconciles one Tenant: counts the ScanPolicies that refer to it, makes sure its HMAC key
-/// Secret exists in every namespace it allows and every namespace one of its policies lives in,
-/// and writes `policyCount` and `Ready` into its status.
+/// Secret exists in every namespace it lists (and nowhere else: a policy in an unlisted
+/// namespace is refused, so it needs no key), and writes `policyCount` and `Ready`.
+///
+/// One namespace never stops the others: a listed namespace that does not exist is reported
+/// (`Ready=False`, reason `NamespacesMissing`, naming them) and retried after
+/// [`MISSING_NAMESPACE_RETRY`]; any other failure is reported (`SecretCreateFailed`) and retried
+/// with backoff after every namespace was tried.
 pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = tenant.name_any();
     let client = &ctx.client;
     let policies = Api::<ScanPolicy>::all(client.clone())
         .list(&ListParams::default())
         .await?;
-    let mine: Vec<&ScanPolicy> = policies
+    let mine = policies
         .items
         .iter()
         .filter(|p| p.spec.tenant_ref.name == name)
-        .collect();
-    let mut namespaces: BTreeSet<String> = tenant.spec.namespaces.iter().cloned().collect();
-    namespaces.extend(mine.iter().filter_map(|p| p.namespace()));
+        .count();
+    let namespaces: BTreeSet<String> = tenant.spec.namespaces.iter().cloned().collect();
+    let mut missing = Vec::new();
+    let mut failed: Option<Error> = None;
     for ns in &namespaces {
-        if ensure_hmac_secret(client, &tenant, ns).await? {
-            tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret");
+        match ensure_hmac_secret(client, &tenant, ns).await {
+            Ok(true) => {
+                tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret")
+            }
+            Ok(false) => {}
+            Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => missing.push(ns.clone()),
+            Err(e) => {
+                tracing::warn!(tenant = %name, namespace = %ns, error = %e, "cannot create the HMAC key Secret");
+                failed.get_or_insert(e);
+            }
         }
     }
     let generation = tenant.metadata.generation;
@@ -619,32 +970,92 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default(),
-        policy_count: u32::try_from(mine.len()).unwrap_or(u32::MAX),
+        policy_count: u32::try_from(mine).unwrap_or(u32::MAX),
+        missing_namespaces: missing.clone(),
     };
-    set_condition(
-        &mut status.conditions,
-        condition(
-            "Ready",
+    let present = namespaces.len() - missing.len();
+    let (ready, reason, message, progress) = if let Some(e) = &failed {
+        let permanent = e.is_permanent();
+        (
+            false,
+            "SecretCreateFailed",
+            format!("cannot create the HMAC key Secret: {e}"),
+            if permanent {
+                Progress::Stalled
+            } else {
+                Progress::Working
+            },
+        )
+    } else if !missing.is_empty() {
+        (
+            false,
+            "NamespacesMissing",
+            format!(
+                "listed namespace(s) do not exist: {}; retrying every {} s",
+                missing.join(", "),
+                MISSING_NAMESPACE_RETRY.as_secs()
+            ),
+            // Creating the namespace fixes it without touching the Tenant: keep waiting.
+            Progress::Working,
+        )
+    } else if namespaces.is_empty() {
+        (
+            true,
+            "NoNamespaces",
+            format!(
+                "{mine} policies; no namespace is listed, so no ScanPolicy can use this tenant"
+            ),
+            Progress::Done,
+        )
+    } else {
+        (
             true,
             "Reconciled",
-            format!(
-                "{} policies; HMAC key present in {} namespace(s)",
-                mine.len(),
-                namespaces.len()
-            ),
-            generation,
-            &now(),
-        ),
-    );
-    Api::<Tenant>::all(client.clone())
-        .patch_status(
-            &name,
-            &apply_params(),
-            &Patch::Apply(status_patch::<Tenant>(&status)),
+            format!("{mine} policies; HMAC key present in {present} namespace(s)"),
+            Progress::Done,
         )
-        .await?;
+    };
+    let now = now();
+    set_condition(
+        &mut status.conditions,
+        condition("Ready", ready, reason, message.clone(), generation, &now),
+    );
+    set_progress(
+        &mut status.conditions,
+        progress,
+        reason,
+        &message,
+        generation,
+        &now,
+    );
+    if tenant.status.as_ref() != Some(&status) {
+        Api::<Tenant>::all(client.clone())
+            .patch_status(
+                &name,
+                &apply_params(),
+                &Patch::Apply(status_patch::<Tenant>(&status)),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
+    let was = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    if !ready && was != Some((reason.to_string(), message.clone())) {
+        ctx.event(tenant.as_ref(), true, reason, "Reconcile", message)
+            .await;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     ctx.clear_failures(&object_key(tenant.as_ref()));
-    Ok(Action::requeue(RESYNC))
+    if missing.is_empty() {
+        Ok(Action::requeue(RESYNC))
+    } else {
+        Ok(Action::requeue(MISSING_NAMESPACE_RETRY))
+    }
 }
 
 /// The ScanPolicies of `tenant` (its namespaces and clients shape their children).
@@ -658,6 +1069,12 @@ pub fn policies_of_tenant(
         .filter(|p| p.spec.tenant_ref.name == name)
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
+}
+
+/// The ScanPolicy a scanner pod belongs to, from its `promptdefenders.io/policy` label.
+pub fn policy_of_pod(pod: &Pod) -> Option<ObjectRef<ScanPolicy>> {
+    let policy = pod.labels().get("promptdefenders.io/policy")?;
+    Some(ObjectRef::new(policy).within(&pod.namespace()?))
 }
 
 /// Finds the pack `name` as seen from `namespace`: the namespace's own first, then the shared
@@ -760,6 +1177,25 @@ pub fn packs_extending(
         .collect()
 }
 
+/// The objects of `events` (a [`SharedWatch`] subscription) whose spec changed, that appeared
+/// or that went away ([`crate::triggers::SpecChanges`]), as a controller trigger stream.
+fn spec_changes<K>(
+    events: impl futures::Stream<Item = watcher::Event<K>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let mut changes = crate::triggers::SpecChanges::<K>::default();
+    events.flat_map(move |event| futures::stream::iter(changes.on_event(event).into_iter().map(Ok)))
+}
+
+/// Each controller reconciles at most `max_concurrent` objects at once (0: unbounded), so a
+/// burst (the API server moving, a shared pack changing) cannot flood the API server or pin
+/// every core with compiles.
+fn controller_config(max_concurrent: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(max_concurrent)
+}
+
 /// Wraps a reconcile function so every call is counted and timed in [`Metrics`].
 fn instrumented<K, F, Fut>(
     kind: &'static str,
@@ -791,6 +1227,7 @@ pub async fn run(
     elector: Option<LeaderElector>,
     settings: Settings,
     follow_api_server: bool,
+    max_concurrent: u16,
 ) -> Result<(), RunError> {
     let shared_for_packs = settings.shared_namespace.clone();
     let shared_for_policies = settings.shared_namespace.clone();
@@ -840,29 +1277,63 @@ pub async fn run(
     let all = watcher::Config::default();
     let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
 
-    let packs = Controller::new(Api::<RulePack>::all(client.clone()), all.clone());
-    let pack_store = packs.store();
+    // One watch per custom-resource kind, shared by the store the reconcilers read and by every
+    // trigger (`crate::shared`): a mapper or a reconcile that follows an event sees at least
+    // that event's version. Subscriptions are taken before the watches start.
+    let (pack_watch, drive_packs) = SharedWatch::new(
+        watcher::watcher(Api::<RulePack>::all(client.clone()), all.clone()).default_backoff(),
+    );
+    let (policy_watch, drive_policies) = SharedWatch::new(
+        watcher::watcher(Api::<ScanPolicy>::all(client.clone()), all.clone()).default_backoff(),
+    );
+    let (tenant_watch, drive_tenants) = SharedWatch::new(
+        watcher::watcher(Api::<Tenant>::all(client.clone()), all.clone()).default_backoff(),
+    );
+    let (pack_store, policy_store, tenant_store) = (
+        pack_watch.store(),
+        policy_watch.store(),
+        tenant_watch.store(),
+    );
+    ctx.read_from(Reads {
+        tenants: tenant_store.clone(),
+        packs: pack_store.clone(),
+    });
+    let caches = {
+        let (a, b, c) = (
+            pack_store.any().clone(),
+            policy_store.any().clone(),
+            tenant_store.any().clone(),
+        );
+        vec![
+            async move { a.wait_until_ready().await }.boxed(),
+            async move { b.wait_until_ready().await }.boxed(),
+            async move { c.wait_until_ready().await }.boxed(),
+        ]
+    };
+
+    // RulePacks: a pack's own spec changes, and those of the packs it extends.
     let store = pack_store.clone();
-    let mut caches = vec![async move { store.wait_until_ready().await }.boxed()];
-    let store = pack_store.clone();
-    let packs = packs
-        .watches(
-            Api::<RulePack>::all(client.clone()),
-            all.clone(),
-            move |p| packs_extending(&p, &store.state(), shared_for_packs.as_deref()),
-        )
-        .shutdown_on_signal()
-        .graceful_shutdown_on(lease_lost())
-        .run(
-            instrumented("RulePack", metrics.clone(), reconcile_rulepack),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|r| async move {
-            if let Ok((obj, _)) = r {
-                tracing::debug!(rulepack = %obj, "reconciled");
-            }
-        });
+    let packs = Controller::for_stream(
+        spec_changes(pack_watch.subscribe()),
+        pack_store.any().clone(),
+    )
+    .with_config(controller_config(max_concurrent))
+    .watches_stream(spec_changes(pack_watch.subscribe()), move |p| {
+        let packs = crate::triggers::with_event_pack(store.any().state(), &p);
+        packs_extending(&p, &packs, shared_for_packs.as_deref())
+    })
+    .shutdown_on_signal()
+    .graceful_shutdown_on(lease_lost())
+    .run(
+        instrumented("RulePack", metrics.clone(), reconcile_rulepack),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|r| async move {
+        if let Ok((obj, _)) = r {
+            tracing::debug!(rulepack = %obj, "reconciled");
+        }
+    });
 
     // `--api-server-egress auto`: when the control plane moves, every scanner NetworkPolicy
     // must follow, or the scanners' ConfigMap watch falls back to kubelet's slower sync.
@@ -872,41 +1343,54 @@ pub async fn run(
     } else {
         futures::stream::pending().boxed()
     };
-    let policies = Controller::new(Api::<ScanPolicy>::all(client.clone()), all.clone());
-    let policy_store = policies.store();
-    let store = policy_store.clone();
-    caches.push(async move { store.wait_until_ready().await }.boxed());
-    let tenant_policies = policy_store.clone();
+    // ScanPolicies: their own spec changes (not their status writes), their children, and the
+    // spec changes of the packs and tenants they use.
+    let policies = Controller::for_stream(
+        spec_changes(policy_watch.subscribe()),
+        policy_store.any().clone(),
+    )
+    .with_config(controller_config(max_concurrent))
+    .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
+    .owns(Api::<Deployment>::all(client.clone()), children.clone())
+    .owns(Api::<Service>::all(client.clone()), children.clone())
+    .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
+    .owns(
+        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        children.clone(),
+    )
+    .owns(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        children.clone(),
+    )
+    .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+    .owns(Api::<Role>::all(client.clone()), children.clone())
+    .owns(Api::<RoleBinding>::all(client.clone()), children.clone());
+    // Scanners that report what they serve do it on their Pod: a reload must re-judge `Ready`.
+    let policies = if ctx.settings().scanners_report() {
+        policies.watches(Api::<Pod>::all(client.clone()), children, |pod| {
+            policy_of_pod(&pod)
+        })
+    } else {
+        policies
+    };
+    let (packs_for_map, policies_for_packs, policies_for_tenants) = (
+        pack_store.clone(),
+        policy_store.clone(),
+        policy_store.clone(),
+    );
     let policies = policies
-        .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
-        .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
-        .owns(
-            Api::<HorizontalPodAutoscaler>::all(client.clone()),
-            children.clone(),
-        )
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            children.clone(),
-        )
-        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
-        .owns(Api::<Role>::all(client.clone()), children.clone())
-        .owns(Api::<RoleBinding>::all(client.clone()), children)
-        .watches(
-            Api::<RulePack>::all(client.clone()),
-            all.clone(),
-            move |p| {
-                policies_using_pack(
-                    &p,
-                    &policy_store.state(),
-                    &pack_store.state(),
-                    shared_for_policies.as_deref(),
-                )
-            },
-        )
-        .watches(Api::<Tenant>::all(client.clone()), all.clone(), move |t| {
-            policies_of_tenant(&t, &tenant_policies.state())
+        .watches_stream(spec_changes(pack_watch.subscribe()), move |p| {
+            // The event's own version over the store (a deleted pack is no longer in it).
+            let packs = crate::triggers::with_event_pack(packs_for_map.any().state(), &p);
+            policies_using_pack(
+                &p,
+                &policies_for_packs.any().state(),
+                &packs,
+                shared_for_policies.as_deref(),
+            )
+        })
+        .watches_stream(spec_changes(tenant_watch.subscribe()), move |t| {
+            policies_of_tenant(&t, &policies_for_tenants.any().state())
         })
         .reconcile_all_on(api_server_moved)
         .shutdown_on_signal()
@@ -922,39 +1406,56 @@ pub async fn run(
             }
         });
 
-    // A policy appearing, moving or changing tenant changes a tenant's count and namespaces.
-    let tenants = Controller::new(Api::<Tenant>::all(client.clone()), all.clone());
-    let store = tenants.store();
-    caches.push(async move { store.wait_until_ready().await }.boxed());
-    let synced = metrics.clone();
+    // Tenants: their own spec changes, and a policy appearing, going away or changing tenant
+    // (`triggers::TenantTriggers`; not every policy status write).
+    let mut seen = crate::triggers::TenantTriggers::default();
+    let tenant_triggers = policy_watch.subscribe().flat_map(move |event| {
+        futures::stream::iter(
+            seen.on_event(event)
+                .into_iter()
+                .map(|t| ObjectRef::<Tenant>::new(&t)),
+        )
+    });
+    let tenants = Controller::for_stream(
+        spec_changes(tenant_watch.subscribe()),
+        tenant_store.any().clone(),
+    )
+    .with_config(controller_config(max_concurrent))
+    .reconcile_on(tenant_triggers)
+    .shutdown_on_signal()
+    .graceful_shutdown_on(lease_lost())
+    .run(
+        instrumented("Tenant", metrics.clone(), reconcile_tenant),
+        error_policy,
+        ctx,
+    )
+    .for_each(|r| async move {
+        if let Ok((obj, _)) = r {
+            tracing::debug!(tenant = %obj, "reconciled");
+        }
+    });
+
+    // Every subscription exists now: start the watches.
+    let drivers = [
+        tokio::spawn(drive_packs),
+        tokio::spawn(drive_policies),
+        tokio::spawn(drive_tenants),
+    ];
+    let synced = metrics;
     let readiness = tokio::spawn(async move {
-        // Each store is ready after its watcher's first full list; an error means the
-        // controller (and so the store's writer) stopped, which shutdown handles.
+        // Each store is ready after its watch's first full list; an error means the store's
+        // writer stopped, which shutdown handles.
         if futures::future::try_join_all(caches).await.is_ok() {
             synced.set_phase(Phase::Ready);
             tracing::info!("caches synced; ready");
         }
     });
-    let tenants = tenants
-        .watches(Api::<ScanPolicy>::all(client), all, |p| {
-            Some(ObjectRef::<Tenant>::new(&p.spec.tenant_ref.name))
-        })
-        .shutdown_on_signal()
-        .graceful_shutdown_on(lease_lost())
-        .run(
-            instrumented("Tenant", metrics, reconcile_tenant),
-            error_policy,
-            ctx,
-        )
-        .for_each(|r| async move {
-            if let Ok((obj, _)) = r {
-                tracing::debug!(tenant = %obj, "reconciled");
-            }
-        });
-
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
     readiness.abort();
+    for driver in drivers {
+        driver.abort();
+    }
     let lost = match renewer {
         Some(renewer) if renewer.is_finished() => Some(match renewer.await {
             Ok(reason) => reason,

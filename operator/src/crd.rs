@@ -34,6 +34,7 @@ pub const VERSION: &str = "v1alpha1";
     group = "promptdefenders.io",
     version = "v1alpha1",
     kind = "Tenant",
+    category = "prompt-defenders",
     shortname = "tn",
     status = "TenantStatus",
     derive = "PartialEq",
@@ -56,7 +57,9 @@ pub const VERSION: &str = "v1alpha1";
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantSpec {
-    /// Namespaces the tenant's ScanPolicies may live in. Empty means any namespace.
+    /// Namespaces the tenant's ScanPolicies may live in, and where the operator creates the
+    /// tenant's HMAC key Secret. Empty (or absent) means no namespace: tenancy is closed by
+    /// default, so a Tenant can never be bound from a namespace nobody listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     /// Pods allowed to call the tenant's scanners (NetworkPolicy ingress). Each entry is one
@@ -149,6 +152,9 @@ pub struct TenantStatus {
     /// ScanPolicies referring to this tenant.
     #[serde(default)]
     pub policy_count: u32,
+    /// Listed namespaces that do not exist (no HMAC key Secret could be created there yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_namespaces: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,6 +171,7 @@ pub struct TenantStatus {
     group = "promptdefenders.io",
     version = "v1alpha1",
     kind = "RulePack",
+    category = "prompt-defenders",
     namespaced,
     shortname = "rp",
     status = "RulePackStatus",
@@ -252,6 +259,7 @@ pub struct TestSummary {
     group = "promptdefenders.io",
     version = "v1alpha1",
     kind = "ScanPolicy",
+    category = "prompt-defenders",
     namespaced,
     shortname = "sp",
     status = "ScanPolicyStatus",
@@ -273,6 +281,12 @@ pub struct TestSummary {
         name = "Hash",
         type_ = "string",
         json_path = ".status.activeBundleHash",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Serving",
+        type_ = "string",
+        json_path = ".status.serving",
         priority = "1"
     ),
     printcolumn(
@@ -405,7 +419,8 @@ impl ScanPolicySpec {
 pub struct ScanPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `RulePacksReady`, `Available`, `Progressing`, `Ready`.
+    /// `RulePacksReady`, `Available`, `Progressing`, `Ready`, and kstatus's `Reconciling` and
+    /// `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Bundle hash the scanners were last given.
@@ -418,6 +433,16 @@ pub struct ScanPolicyStatus {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The bundle hash every ready scanner reports serving (absent while they differ, or when
+    /// scanners cannot report: no API access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_bundle_hash: Option<String>,
+    /// Ready scanner pods serving `activeBundleHash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_pods: Option<i32>,
+    /// `<serving>/<ready> pods on <hash>`, for `kubectl get -o wide`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,10 +490,62 @@ pub fn crds() -> Vec<(
     k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 )> {
     vec![
-        ("tenants.yaml", Tenant::crd()),
+        (
+            "tenants.yaml",
+            with_root_rules(Tenant::crd(), &[(TENANT_NAME_RULE, TENANT_NAME_MESSAGE)]),
+        ),
         ("rulepacks.yaml", RulePack::crd()),
-        ("scanpolicies.yaml", ScanPolicy::crd()),
+        (
+            "scanpolicies.yaml",
+            with_root_rules(
+                ScanPolicy::crd(),
+                &[
+                    (POLICY_NAME_LENGTH_RULE, POLICY_NAME_LENGTH_MESSAGE),
+                    (POLICY_NAME_CHARS_RULE, POLICY_NAME_CHARS_MESSAGE),
+                ],
+            ),
+        ),
     ]
+}
+
+/// CEL on `metadata.name` (the only metadata a CRD's rules can see, at the schema root): the
+/// children are named `<policy>-scanner`, and a Service name is a DNS-1035 label of at most 63
+/// characters. Same limit as [`crate::status::MAX_POLICY_NAME`].
+pub const POLICY_NAME_LENGTH_RULE: &str = "size(self.metadata.name) <= 55";
+pub const POLICY_NAME_LENGTH_MESSAGE: &str =
+    "metadata.name must be at most 55 characters: the scanner's Service is named <name>-scanner (63 at most)";
+/// The characters a DNS-1035 label allows (`acme.chat` would make an invalid Service name).
+pub const POLICY_NAME_CHARS_RULE: &str =
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+pub const POLICY_NAME_CHARS_MESSAGE: &str =
+    "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter): it names the scanner's Service";
+/// The tenant's name is a label value on every child (`promptdefenders.io/tenant`): 63 at most.
+pub const TENANT_NAME_RULE: &str = "size(self.metadata.name) <= 63";
+pub const TENANT_NAME_MESSAGE: &str =
+    "metadata.name must be at most 63 characters: it is the promptdefenders.io/tenant label value of every child";
+
+/// Adds CEL rules at the schema root, where `self.metadata.name` is visible (the derive only
+/// reaches `spec`).
+fn with_root_rules(
+    mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    rules: &[(&str, &str)],
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let list = schema.x_kubernetes_validations.get_or_insert_with(Vec::new);
+            list.extend(rules.iter().map(|(rule, message)| ValidationRule {
+                rule: (*rule).to_string(),
+                message: Some((*message).to_string()),
+                ..ValidationRule::default()
+            }));
+        }
+    }
+    crd
 }
 
 /// One CRD as the YAML checked in under `crds/`.
@@ -541,6 +618,21 @@ mod tests {
         assert_eq!(scopes, ["Cluster", "Namespaced", "Namespaced"]);
         let sp = all[2].to_string();
         assert!(sp.contains("self.warn <= self.block"), "{sp}");
+        // Names the children's names can carry, checked by the API server up front.
+        let root = &all[2]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let rules: Vec<&str> = root["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules, [POLICY_NAME_LENGTH_RULE, POLICY_NAME_CHARS_RULE]);
+        assert!(POLICY_NAME_LENGTH_RULE.contains(&crate::status::MAX_POLICY_NAME.to_string()));
+        let categories: Vec<_> = all
+            .iter()
+            .map(|c| c["spec"]["names"]["categories"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(categories, ["prompt-defenders"; 3]);
         assert!(sp.contains("self.min <= self.max"), "{sp}");
         for c in &all {
             let s = c.to_string();

@@ -5,7 +5,9 @@
 //! without an API server; the controller applies these objects and is tested against a mocked
 //! API server; [`metrics`] serves the operator's health and Prometheus metrics;
 //! [`leader`] elects one active replica through a `coordination.k8s.io/v1` Lease;
-//! [`apiserver`] finds where scanners may reach the API for their ConfigMap watch.
+//! [`apiserver`] finds where scanners may reach the API for their ConfigMap watch;
+//! [`triggers`] decides which watch events start which reconciles; [`shared`] runs one watch
+//! per kind for the stores the reconcilers read and the triggers alike.
 
 pub mod apiserver;
 pub mod builders;
@@ -14,4 +16,6 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod shared;
 pub mod status;
+pub mod triggers;

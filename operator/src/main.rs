@@ -48,6 +48,21 @@ struct SettingsArgs {
         value_name = "off|auto|CIDR:PORT,..."
     )]
     api_server_egress: ApiServerEgress,
+    /// Scanners write the bundle hash they serve on their own Pod, and a ScanPolicy is `Ready`
+    /// only once every ready scanner serves its bundle. Needs `--api-server-egress` other than
+    /// `off` (the scanners need a token); their Role gains `patch` on pods.
+    #[arg(long, env = "PD_SCANNER_REPORTS_SERVING")]
+    scanner_reports_serving: bool,
+    /// Image prefixes a ScanPolicy's `scanner.image` must start with (comma-separated, e.g.
+    /// `ghcr.io/prompt-defenders/`); a policy with another image is refused
+    /// (`ImageNotAllowed`). Empty: any image.
+    #[arg(
+        long,
+        env = "PD_SCANNER_IMAGE_ALLOW",
+        value_delimiter = ',',
+        value_name = "PREFIX,..."
+    )]
+    scanner_image_allow: Vec<String>,
 }
 
 impl SettingsArgs {
@@ -63,6 +78,12 @@ impl SettingsArgs {
             monitoring_namespace: self.monitoring_namespace,
             shared_namespace: self.shared_namespace.filter(|s| !s.is_empty()),
             api_server,
+            report_serving: self.scanner_reports_serving,
+            image_allowlist: self
+                .scanner_image_allow
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect(),
         }
     }
 }
@@ -82,6 +103,9 @@ enum Command {
         /// Run the controllers without electing a leader (local runs, a single replica).
         #[arg(long)]
         no_leader_election: bool,
+        /// Most objects each controller reconciles at once (0: unbounded).
+        #[arg(long, env = "PD_MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
+        max_concurrent_reconciles: u16,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -111,11 +135,13 @@ fn main() -> ExitCode {
             metrics_addr,
             leader_election_namespace,
             no_leader_election,
+            max_concurrent_reconciles,
             settings,
         } => run(
             &metrics_addr,
             (!no_leader_election).then_some(leader_election_namespace),
             settings,
+            max_concurrent_reconciles,
         ),
         Command::Crdgen { dirs } => crdgen(&dirs),
         Command::Render { settings, .. } if settings.api_server_egress == ApiServerEgress::Auto => {
@@ -171,6 +197,7 @@ fn run(
     metrics_addr: &str,
     leader_namespace: Option<String>,
     settings: SettingsArgs,
+    max_concurrent: u16,
 ) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -209,8 +236,15 @@ fn run(
             .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;
         let elector =
             leader_namespace.map(|ns| pd_operator::leader::LeaderElector::new(client.clone(), ns));
-        pd_operator::controller::run(client, listener, elector, settings, follow_api_server)
-            .await
-            .map_err(|e| e.to_string())
+        pd_operator::controller::run(
+            client,
+            listener,
+            elector,
+            settings,
+            follow_api_server,
+            max_concurrent,
+        )
+        .await
+        .map_err(|e| e.to_string())
     })
 }

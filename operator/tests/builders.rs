@@ -413,3 +413,87 @@ fn api_server_egress_turns_on_the_configmap_watch_with_exactly_that_egress() {
     assert_eq!(on.bundle_hash, off.bundle_hash);
     assert_eq!(on.role, off.role);
 }
+
+/// Issue 13, problem 7: a Tenant with `namespaces: []` could be bound from any namespace. Now
+/// an empty list allows none.
+#[test]
+fn a_tenant_without_namespaces_allows_none() {
+    let mut i = inputs();
+    i.tenant.spec.namespaces.clear();
+    let e = build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()).unwrap_err();
+    assert!(matches!(e, BuildError::NamespaceNotAllowed { .. }), "{e}");
+    assert!(e.to_string().contains("allowed: none"), "{e}");
+}
+
+/// Issue 13, problem 7: `scanner.image` took any value. With an allow-list only listed
+/// prefixes pass; the operator's own default image always does.
+#[test]
+fn scanner_images_outside_the_allow_list_are_refused() {
+    let settings = Settings {
+        image_allowlist: vec!["ghcr.io/prompt-defenders/".into()],
+        ..Settings::default()
+    };
+    let mut i = inputs();
+    i.policy.spec.scanner.image = Some("evil.example/pd-scanner:1".into());
+    let e = build_children(&i.policy, &i.tenant, &i.packs, &settings).unwrap_err();
+    assert!(matches!(e, BuildError::ImageNotAllowed { .. }), "{e}");
+    i.policy.spec.scanner.image = Some("ghcr.io/prompt-defenders/pd-scanner:0.2.0".into());
+    assert!(build_children(&i.policy, &i.tenant, &i.packs, &settings).is_ok());
+    i.policy.spec.scanner.image = None;
+    assert!(build_children(&i.policy, &i.tenant, &i.packs, &settings).is_ok());
+    // No list: any image (the previous behaviour, for clusters that do not set one).
+    i.policy.spec.scanner.image = Some("evil.example/pd-scanner:1".into());
+    assert!(build_children(&i.policy, &i.tenant, &i.packs, &Settings::default()).is_ok());
+}
+
+/// Issue 13, problem 8: `render` printed `ownerReferences[].uid: ''`, which the API server
+/// rejects. A policy without a uid now renders without owner references.
+#[test]
+fn render_leaves_out_owner_references_without_a_uid() {
+    let i = inputs();
+    assert!(i.policy.metadata.uid.is_none());
+    for v in children(&i).to_values().unwrap() {
+        assert!(v["metadata"].get("ownerReferences").is_none(), "{v}");
+    }
+}
+
+/// With serving reports on, scanners get their pod name and may patch pods (their own: see
+/// the README for the admission policy that narrows this).
+#[test]
+fn reporting_scanners_get_their_pod_name_and_patch_on_pods() {
+    let settings = Settings {
+        api_server: vec![pd_operator::apiserver::ApiEndpoint {
+            cidr: "10.96.0.1/32".into(),
+            port: 443,
+        }],
+        report_serving: true,
+        ..Settings::default()
+    };
+    let i = inputs();
+    let c = build_children(&i.policy, &i.tenant, &i.packs, &settings).unwrap();
+    let pod = c.deployment.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap();
+    let at = args.iter().position(|a| a == "--report-pod").unwrap();
+    assert_eq!(args[at + 1], "$(POD_NAME)");
+    let env = container.env.clone().unwrap();
+    assert_eq!(env[0].name, "POD_NAME");
+    let rules = c.role.rules.unwrap();
+    assert!(rules.iter().any(
+        |r| r.resources.as_deref() == Some(&["pods".to_string()][..]) && r.verbs == ["patch"]
+    ));
+    // Without API access there is no token to report with: nothing changes.
+    let off = children(&i);
+    assert!(!off
+        .deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .contains(&"--report-pod".to_string()));
+}

@@ -64,7 +64,7 @@ fn render_prints_every_child_kind() {
     );
 }
 
-const TENANT: &str = "apiVersion: promptdefenders.io/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec:\n  apiKeysSecretRef: {name: keys}\n";
+const TENANT: &str = "apiVersion: promptdefenders.io/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec:\n  namespaces: [n]\n  apiKeysSecretRef: {name: keys}\n";
 const POLICY: &str = "apiVersion: promptdefenders.io/v1alpha1\nkind: ScanPolicy\nmetadata: {name: p, namespace: n}\nspec:\n  tenantRef: {name: t}\n  rulePacks: [bad]\n";
 
 fn render_with_pack(pack: &str) -> std::process::Output {

@@ -4,7 +4,8 @@
 //! that the pod's stdout carries a verifiable audit chain without the prompt.
 //!
 //! Needs the `pd-scanner` binary from the same target directory (`cargo test --workspace` builds
-//! it); skipped with a message when it is missing.
+//! it); skipped with a message when it is missing, except under CI (`CI=true`), where a missing
+//! binary fails the test.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,6 +21,22 @@ fn scanner_binary() -> Option<PathBuf> {
     let dir = exe.parent()?.parent()?;
     let bin = dir.join(format!("pd-scanner{}", std::env::consts::EXE_SUFFIX));
     bin.is_file().then_some(bin)
+}
+
+/// Whether a missing scanner binary fails the test: under CI (`CI` set to anything but
+/// `false`/`0`/empty, as GitHub Actions, GitLab and `.ci/run` set it) a skip would hide a broken
+/// build behind a passing test.
+fn must_run(ci: Option<&str>) -> bool {
+    ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+#[test]
+fn a_skip_fails_under_ci() {
+    assert!(must_run(Some("true")));
+    assert!(must_run(Some("1")));
+    assert!(!must_run(None));
+    assert!(!must_run(Some("false")));
+    assert!(!must_run(Some("")));
 }
 
 fn http(addr: &str, request: &str) -> (u16, serde_json::Value) {
@@ -39,6 +56,11 @@ fn http(addr: &str, request: &str) -> (u16, serde_json::Value) {
 #[test]
 fn rendered_pod_command_serves_the_rendered_bundle() {
     let Some(bin) = scanner_binary() else {
+        // In CI a missing binary is a broken build, not a reason to pass.
+        assert!(
+            !must_run(std::env::var("CI").ok().as_deref()),
+            "pd-scanner binary not built but CI is set: run `cargo test --workspace`"
+        );
         eprintln!("SKIPPED: pd-scanner binary not built; run `cargo test --workspace`");
         return;
     };

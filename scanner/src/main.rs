@@ -141,6 +141,10 @@ struct ServeArgs {
     /// The ConfigMap key holding the bundle.
     #[arg(long, env = "PD_CONFIGMAP_KEY", default_value = pd_scanner::serve::configmap::DEFAULT_KEY, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     configmap_key: String,
+    /// Write the served bundle's hash (and why a bundle was refused) as annotations on this Pod
+    /// of the client's namespace, for pd-operator's status. Needs a token allowed to patch it.
+    #[arg(long, env = "PD_REPORT_POD", value_name = "POD")]
+    report_pod: Option<String>,
     /// Log format.
     #[arg(long, env = "PD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -292,6 +296,7 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
     });
     let config = ServeConfig {
         configmap,
+        report_pod: args.report_pod,
         listen: args.listen,
         sources: Sources {
             paths: files,

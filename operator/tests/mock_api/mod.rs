@@ -54,6 +54,15 @@ pub fn mock_client(
                 body,
             };
             let (code, answer) = respond(&rec);
+            if code == TIMEOUT {
+                // As if the connection timed out: a transport error, no HTTP answer.
+                send.send_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "mock timeout",
+                ));
+                seen.push(rec);
+                continue;
+            }
             let response = Response::builder()
                 .status(code)
                 .header(CONTENT_TYPE, "application/json")
@@ -66,6 +75,10 @@ pub fn mock_client(
     });
     (Client::new(service, "default"), server)
 }
+
+/// Answer code that makes the mock fail the request at the transport level (a timeout)
+/// instead of answering it.
+pub const TIMEOUT: u16 = 0;
 
 /// A `Status` failure body as the API server sends it.
 pub fn api_status(code: u16, reason: &str) -> Value {

@@ -10,6 +10,7 @@ pub mod configmap;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod podreport;
 pub mod ratelimit;
 pub mod reload;
 
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub audit_fsync: Fsync,
     /// Also watch this ConfigMap through the API (in-cluster: sub-second reloads).
     pub configmap: Option<configmap::ConfigMapRef>,
+    /// Report the served bundle on this Pod ([`podreport`]).
+    pub report_pod: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -258,6 +261,10 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
+    let pod_report = config
+        .report_pod
+        .clone()
+        .map(|pod| tokio::spawn(podreport::run(pod, bundle.clone(), stop_rx.clone())));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -267,6 +274,9 @@ pub async fn run(
     let _ = watcher.await;
     if let Some(w) = configmap_watch {
         let _ = w.await;
+    }
+    if let Some(r) = pod_report {
+        let _ = r.await;
     }
     // Dropping the last sender ends the writer loop after it has written every record.
     drop(state);
