@@ -1,14 +1,24 @@
 //! Scan and compile speed of the sample bundle (`config/samples/`, as embedded in the binary).
 //!
 //! `cargo bench -p pd-scanner --bench scan` — figures go in the README's performance section.
-//! Inputs are generated (no corpus needed): benign ASCII prose with code and URLs, benign prose
-//! with typographic punctuation and non-Latin words, and the ASCII prose with an injection, PII
-//! and a base64 payload spliced in, at 1 KiB, 16 KiB and 256 KiB.
+//! Inputs are generated (no corpus needed):
+//! - `novel/*`: every iteration scans a prompt never scanned before (`pd_scanner::synth`, natural
+//!   lengths), after a warm-up on 20,000 prompts from another seed — what real traffic costs.
+//!   `novel/bare-baseline` is the bar: one `RegexSet` of the bundle's regex rules plus one
+//!   Aho–Corasick DFA of its keywords on the same kind of text.
+//! - `scan/*`: benign ASCII prose with code and URLs, benign prose with typographic
+//!   punctuation and non-Latin words, the ASCII prose with an injection, PII and a base64
+//!   payload spliced in, and random printable ASCII (adversarial: no word anywhere, every
+//!   byte class), at 1 KiB, 16 KiB and 256 KiB. These repeat one text per size, which is fine
+//!   for throughput on large inputs (the automata are fully built or bounded) but is not a
+//!   figure for short novel prompts: see `novel/*`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use pd_scanner::baseline::BarePass;
 use pd_scanner::bundle::{load_embedded, pack_set, select_policy};
 use pd_scanner::compile::compile;
 use pd_scanner::engine::InputHasher;
+use pd_scanner::synth::{distinct_prompts, PromptGen};
 
 /// Plain ASCII prose: normalization leaves it as is, so one automaton pass decides.
 const BENIGN: &str = "Could you help me plan a three-day trip to Lisbon in spring? I would like \
@@ -46,6 +56,19 @@ fn text(size: usize, base: &str, attack: bool) -> String {
     s
 }
 
+/// Printable ASCII from a fixed xorshift stream: no words, every class of byte.
+fn random_ascii(size: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b' ' + (x % 95) as u8)
+        })
+        .collect()
+}
+
 fn benches(c: &mut Criterion) {
     let loaded = load_embedded().expect("embedded samples load");
     let packs = pack_set(&loaded);
@@ -53,14 +76,48 @@ fn benches(c: &mut Criterion) {
     let pack = compile(&packs, policy.clone()).expect("samples compile");
     let hasher = InputHasher::new(b"bench-key").expect("key");
 
+    // Novel text: warm on one seed, then every iteration gets a fresh prompt from another.
+    let bare = BarePass::new(&pack).expect("bare baseline builds");
+    for p in distinct_prompts(1001, 20_000) {
+        std::hint::black_box(pack.scan(&p, &hasher));
+        std::hint::black_box(bare.run(&p));
+    }
+    let mut g = c.benchmark_group("novel");
+    let mut gen = PromptGen::new(1);
+    g.bench_function("engine", |b| {
+        b.iter_batched(
+            || gen.prompt(),
+            |p| pack.scan(&p, &hasher),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut gen = PromptGen::new(1);
+    g.bench_function("bare-baseline", |b| {
+        b.iter_batched(|| gen.prompt(), |p| bare.run(&p), BatchSize::SmallInput)
+    });
+    let mut gen = PromptGen::new(2);
+    g.bench_function("engine-attacks", |b| {
+        b.iter_batched(
+            || gen.attack(),
+            |p| pack.scan(&p, &hasher),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("scan");
     for size in [1024, 16 * 1024, 256 * 1024] {
         for (kind, base, attack) in [
             ("benign", BENIGN, false),
             ("benign-mixed", MIXED, false),
             ("attack", BENIGN, true),
+            ("random", "", false),
         ] {
-            let input = text(size, base, attack);
+            let input = if kind == "random" {
+                random_ascii(size)
+            } else {
+                text(size, base, attack)
+            };
             g.throughput(Throughput::Bytes(input.len() as u64));
             g.bench_with_input(BenchmarkId::new(kind, size), &input, |b, input| {
                 b.iter(|| pack.scan(input, &hasher))
