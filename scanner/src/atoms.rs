@@ -15,10 +15,42 @@
 
 use std::collections::BTreeSet;
 
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-/// A set of byte strings, lower-cased.
-type Set = BTreeSet<Vec<u8>>;
+/// A symbol of an analysed string: a byte (lower-cased), or [`WB`].
+type Sym = u16;
+/// An ASCII word boundary (`\b`) at this point of the string. Between two known bytes it is
+/// either true (and dropped) or false (and the string cannot occur, so it is dropped); at either
+/// end of an atom it becomes a check on the text next to the match.
+const WB: Sym = 256;
+
+/// A set of strings, lower-cased.
+type Set = BTreeSet<Vec<Sym>>;
+
+/// One atom: lower-cased bytes, and whether a word boundary must hold just before and just
+/// after it in the text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Atom {
+    pub bytes: Vec<u8>,
+    pub boundary_before: bool,
+    pub boundary_after: bool,
+}
+
+impl Atom {
+    /// Whether this occurrence (`t[start..end]`) satisfies the atom's boundaries. ASCII word
+    /// characters, as the engine's regexes use them.
+    pub fn boundaries_hold(&self, t: &[u8], start: usize, end: usize) -> bool {
+        let word = |b: Option<&u8>| b.is_some_and(|b| is_word(*b));
+        let before = start.checked_sub(1).and_then(|i| t.get(i));
+        (!self.boundary_before || word(before) != word(t.get(start)))
+            && (!self.boundary_after
+                || word(end.checked_sub(1).and_then(|i| t.get(i))) != word(t.get(end)))
+    }
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
 
 /// Largest exact-string set a node may carry (products of alternatives grow fast).
 const MAX_EXACT: usize = 64;
@@ -48,32 +80,51 @@ pub fn parse(source: &str) -> Result<Hir, String> {
 }
 
 /// The atoms of `source`: lower-cased strings, each at most [`MAX_ATOM_LEN`] bytes, one of
-/// which occurs (ASCII case-insensitively) in every match; `None` when the pattern has no
-/// usable set.
-pub fn atoms(source: &str) -> Option<Vec<Vec<u8>>> {
+/// which occurs (ASCII case-insensitively, with its boundaries) in every match; `None` when the
+/// pattern has no usable set.
+pub fn atoms(source: &str) -> Option<Vec<Atom>> {
     let hir = parse(source).ok()?;
-    let set = required(&analyze(&hir))?;
+    let set = analyze(&hir).req?;
     if quality(&set) < MIN_QUALITY {
         return None;
     }
-    let cut: Set = set
-        .into_iter()
-        .map(|mut a| {
-            a.truncate(MAX_ATOM_LEN);
-            a
-        })
-        .collect();
-    Some(minimal(cut))
+    let atoms: BTreeSet<Atom> = set.iter().map(|s| to_atom(s)).collect();
+    Some(minimal(atoms))
 }
 
-/// Drops atoms that contain another atom of the set: wherever the longer one occurs, the
-/// shorter one does too, so it adds nothing but automaton states.
-fn minimal(set: Set) -> Vec<Vec<u8>> {
-    let all: Vec<Vec<u8>> = set.into_iter().collect();
+fn to_atom(s: &[Sym]) -> Atom {
+    let boundary_before = s.first() == Some(&WB);
+    let mut boundary_after = s.last() == Some(&WB) && s.len() > 1;
+    let mut bytes: Vec<u8> = s
+        .iter()
+        .filter(|&&c| c != WB)
+        .map(|&c| u8::try_from(c).unwrap_or(0))
+        .collect();
+    if bytes.len() > MAX_ATOM_LEN {
+        bytes.truncate(MAX_ATOM_LEN);
+        boundary_after = false;
+    }
+    Atom {
+        bytes,
+        boundary_before,
+        boundary_after,
+    }
+}
+
+/// Drops atoms that contain another atom without boundaries: wherever the longer one occurs,
+/// the shorter one does too, so it adds nothing but automaton states.
+fn minimal(atoms: BTreeSet<Atom>) -> Vec<Atom> {
+    let all: Vec<Atom> = atoms.into_iter().collect();
     all.iter()
         .filter(|a| {
-            !all.iter()
-                .any(|b| b.len() < a.len() && a.windows(b.len()).any(|w| w == b.as_slice()))
+            !all.iter().any(|b| {
+                !b.boundary_before
+                    && !b.boundary_after
+                    && b.bytes.len() < a.bytes.len()
+                    && a.bytes
+                        .windows(b.bytes.len())
+                        .any(|w| w == b.bytes.as_slice())
+            })
         })
         .cloned()
         .collect()
@@ -104,23 +155,28 @@ impl Info {
     }
 }
 
+fn one(s: Vec<Sym>) -> Set {
+    std::iter::once(s).collect()
+}
+
 fn empty_string() -> Set {
-    std::iter::once(Vec::new()).collect()
+    one(Vec::new())
 }
 
-/// A set is usable as a requirement only if it cannot be satisfied by the empty string.
+/// A set is usable as a requirement only if none of its strings is empty (boundaries alone
+/// are empty too).
 fn usable(set: Option<Set>) -> Option<Set> {
-    set.filter(|s| !s.is_empty() && !s.contains(&Vec::new()))
-}
-
-fn required(info: &Info) -> Option<Set> {
-    info.req.clone()
+    set.filter(|s| !s.is_empty() && s.iter().all(|x| x.iter().any(|&c| c != WB)))
 }
 
 fn analyze(h: &Hir) -> Info {
     match h.kind() {
-        HirKind::Empty | HirKind::Look(_) => Info::exact(empty_string()),
-        HirKind::Literal(lit) => Info::exact(std::iter::once(lower(&lit.0)).collect()),
+        HirKind::Empty => Info::exact(empty_string()),
+        HirKind::Look(look) => Info::exact(match look {
+            Look::WordAscii | Look::WordStartAscii | Look::WordEndAscii => one(vec![WB]),
+            _ => empty_string(),
+        }),
+        HirKind::Literal(lit) => Info::exact(one(lower(&lit.0))),
         HirKind::Class(c) => match class_members(c) {
             Some(set) => Info::exact(set),
             None => Info::nothing(),
@@ -159,36 +215,7 @@ fn analyze(h: &Hir) -> Info {
                 req: better(req, sub.req),
             }
         }
-        HirKind::Concat(children) => {
-            let mut best: Option<Set> = None;
-            let mut run = empty_string();
-            let mut all_exact = true;
-            for child in children {
-                let ci = analyze(child);
-                match ci.exact {
-                    Some(e) => match product(&run, &e) {
-                        Some(p) => run = p,
-                        None => {
-                            best = better(best, usable(Some(run)));
-                            best = better(best, ci.req);
-                            run = e;
-                            all_exact = false;
-                        }
-                    },
-                    None => {
-                        best = better(best, usable(Some(run)));
-                        best = better(best, ci.req);
-                        run = empty_string();
-                        all_exact = false;
-                    }
-                }
-            }
-            best = better(best, usable(Some(run.clone())));
-            Info {
-                exact: all_exact.then_some(run),
-                req: best,
-            }
-        }
+        HirKind::Concat(children) => concat(children),
         HirKind::Alternation(children) => {
             let infos: Vec<Info> = children.iter().map(analyze).collect();
             let mut exact = Some(Set::new());
@@ -218,8 +245,60 @@ fn analyze(h: &Hir) -> Info {
     }
 }
 
-fn lower(bytes: &[u8]) -> Vec<u8> {
-    bytes.to_ascii_lowercase()
+/// A concatenation: runs of children with exact sets are multiplied out into longer strings;
+/// the best run, or the best requirement of any child, is the requirement of the whole.
+fn concat(children: &[Hir]) -> Info {
+    let mut best: Option<Set> = None;
+    let mut run = empty_string();
+    let mut all_exact = true;
+    for child in children {
+        let ci = analyze(child);
+        match ci.exact {
+            Some(e) => match product(&run, &e) {
+                Some(p) => run = p,
+                None => {
+                    best = better(best, usable(Some(run)));
+                    best = better(best, ci.req);
+                    run = e;
+                    all_exact = false;
+                }
+            },
+            None => {
+                all_exact = false;
+                // `x+` (x exact) starts and ends with an x: the run continues into its first
+                // copy, and a new run starts with its last (`rm\s+-rf` needs `rm ` and ` -rf`).
+                let edge = match child.kind() {
+                    HirKind::Repetition(r) if r.min >= 1 => analyze(&r.sub).exact,
+                    _ => None,
+                };
+                match edge {
+                    Some(e) => {
+                        best = better(best, usable(product(&run, &e)));
+                        best = better(best, usable(Some(run)));
+                        best = better(best, ci.req);
+                        run = e;
+                    }
+                    None => {
+                        best = better(best, usable(Some(run)));
+                        best = better(best, ci.req);
+                        run = empty_string();
+                    }
+                }
+            }
+        }
+    }
+    best = better(best, usable(Some(run.clone())));
+    Info {
+        exact: all_exact.then_some(run),
+        req: best,
+    }
+}
+
+fn lower(bytes: &[u8]) -> Vec<Sym> {
+    bytes
+        .iter()
+        .map(|b| Sym::from(b.to_ascii_lowercase()))
+        .collect()
 }
 
 /// The members of a small class, lower-cased; `None` for a large one.
@@ -229,7 +308,7 @@ fn class_members(c: &Class) -> Option<Set> {
         Class::Bytes(b) => {
             for r in b.ranges() {
                 for byte in r.start()..=r.end() {
-                    set.insert(vec![byte.to_ascii_lowercase()]);
+                    set.insert(lower(&[byte]));
                     if set.len() > MAX_CLASS {
                         return None;
                     }
@@ -251,6 +330,33 @@ fn class_members(c: &Class) -> Option<Set> {
     Some(set)
 }
 
+/// Resolves the word boundaries between two known bytes: kept strings have boundaries only at
+/// their ends; `None` when a boundary cannot hold there (the string cannot occur).
+fn settle(s: Vec<Sym>) -> Option<Vec<Sym>> {
+    let mut out: Vec<Sym> = Vec::with_capacity(s.len());
+    for (i, &c) in s.iter().enumerate() {
+        if c != WB {
+            out.push(c);
+            continue;
+        }
+        if out.last() == Some(&WB) {
+            continue;
+        }
+        let prev = out.last().copied();
+        let next = s[i + 1..].iter().copied().find(|&x| x != WB);
+        match (prev, next) {
+            (Some(a), Some(b)) => {
+                let word = |x: Sym| u8::try_from(x).is_ok_and(is_word);
+                if word(a) == word(b) {
+                    return None;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 fn product(a: &Set, b: &Set) -> Option<Set> {
     if a.len().saturating_mul(b.len()) > MAX_EXACT {
         return None;
@@ -263,7 +369,9 @@ fn product(a: &Set, b: &Set) -> Option<Set> {
             }
             let mut s = x.clone();
             s.extend_from_slice(y);
-            out.insert(s);
+            if let Some(s) = settle(s) {
+                out.insert(s);
+            }
         }
     }
     Some(out)
@@ -284,7 +392,7 @@ fn better(a: Option<Set>, b: Option<Set>) -> Option<Set> {
     }
 }
 
-/// Words so common in prompts that an atom made only of one of them filters almost nothing.
+/// Words so common in prompts that an atom made only of one of them filters little.
 const COMMON: &[&[u8]] = &[
     b"the", b"you", b"and", b"for", b"not", b"are", b"any", b"all", b"with", b"your", b"that",
     b"this", b"what", b"was", b"were", b"have", b"has", b"from", b"can", b"will", b"how", b"but",
@@ -293,10 +401,11 @@ const COMMON: &[&[u8]] = &[
 ];
 
 /// How selective an atom set is, in quarter-letter points: the weakest atom's weight (letters
-/// and digits 4, rare punctuation and non-ASCII bytes 12, common punctuation 2, white space 1;
-/// a very common word counts as two letters), less one point per doubling beyond 64 atoms.
-pub fn quality(set: &BTreeSet<Vec<u8>>) -> u32 {
-    if set.is_empty() || set.contains(&Vec::new()) {
+/// and digits 4, rare punctuation and non-ASCII bytes 12, common punctuation 2, white space 1,
+/// a word boundary next to a letter 3; a very common word counts as two letters), less one
+/// point per doubling beyond 64 atoms.
+fn quality(set: &Set) -> u32 {
+    if set.is_empty() || usable(Some(set.clone())).is_none() {
         return 0;
     }
     let weakest = set.iter().map(|a| weight(a)).min().unwrap_or(0);
@@ -304,47 +413,76 @@ pub fn quality(set: &BTreeSet<Vec<u8>>) -> u32 {
     weakest.saturating_sub(size_penalty)
 }
 
-fn weight(atom: &[u8]) -> u32 {
-    let trimmed = atom.trim_ascii();
-    if COMMON.contains(&trimmed) {
-        return MIN_QUALITY;
+fn weight(atom: &[Sym]) -> u32 {
+    let bytes: Vec<u8> = atom.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
+    let boundaries = 3 * atom.iter().filter(|&&c| c == WB).count() as u32;
+    if COMMON.contains(&bytes.trim_ascii()) {
+        return MIN_QUALITY + boundaries;
     }
-    atom.iter()
-        .map(|&b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 4,
-            b' ' | b'\t' | b'\n' | b'\r' => 1,
-            0x80..=0xFF => 12,
-            b'.' | b',' | b'-' | b':' | b'\'' | b'"' | b'(' | b')' | b'/' | b'!' | b'?' | b';' => 2,
-            _ => 12,
-        })
-        .sum()
+    boundaries
+        + bytes
+            .iter()
+            .map(|&b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 4,
+                b' ' | b'\t' | b'\n' | b'\r' => 1,
+                0x80..=0xFF => 12,
+                b'.' | b',' | b'-' | b':' | b'\'' | b'"' | b'(' | b')' | b'/' | b'!' | b'?'
+                | b';' => 2,
+                _ => 12,
+            })
+            .sum::<u32>()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Atoms as text, `\b` marking the boundaries they check.
     fn a(src: &str) -> Option<Vec<String>> {
         atoms(src).map(|v| {
             v.into_iter()
-                .map(|x| String::from_utf8_lossy(&x).into_owned())
+                .map(|x| {
+                    format!(
+                        "{}{}{}",
+                        if x.boundary_before { "\\b" } else { "" },
+                        String::from_utf8_lossy(&x.bytes),
+                        if x.boundary_after { "\\b" } else { "" }
+                    )
+                })
                 .collect()
         })
     }
 
     #[test]
     fn words_in_phrases() {
-        assert_eq!(
-            a(r"(?i)\bignore\s+(all\s+)?previous\s+instructions\b").unwrap(),
-            ["instructions"]
-        );
+        // The rarest piece wins: the last word with the space before it and the boundary after.
+        let got = a(r"(?i)\bignore\s+(all\s+)?previous\s+instructions\b").unwrap();
+        assert_eq!(got.len(), 6, "one per kind of white space: {got:?}");
+        assert!(got.contains(&" instructions\\b".to_string()), "{got:?}");
         assert_eq!(
             a(r"\bsystem_?prompt").unwrap(),
-            ["system_prompt", "systemprompt"]
+            ["\\bsystem_prompt", "\\bsystemprompt"]
         );
-        // The alternation's words, cut to MAX_ATOM_LEN; `instructions?` is exact.
+        // `instructions?` is exact; both words keep the boundary after them.
         let got = a(r"(?i)your\s+(?:instructions?|rules)\b").unwrap();
-        assert_eq!(got, ["instruction", "rules"]);
+        assert!(got.contains(&" rules\\b".to_string()), "{got:?}");
+        assert!(got.contains(&" instruction\\b".to_string()), "{got:?}");
+    }
+
+    #[test]
+    fn boundaries_make_short_words_usable_and_checkable() {
+        // `sh` alone is too weak, at a word start it is not.
+        let got = atoms(r"\bsh\b").unwrap();
+        assert_eq!(got.len(), 1);
+        let sh = &got[0];
+        assert!(sh.boundary_before && sh.boundary_after);
+        assert!(sh.boundaries_hold(b"run sh now", 4, 6));
+        assert!(!sh.boundaries_hold(b"a fish now", 4, 6));
+        assert!(!sh.boundaries_hold(b"shell", 0, 2));
+        assert!(sh.boundaries_hold(b"sh", 0, 2));
+        // A boundary between two word characters can never hold: that string is dropped.
+        assert_eq!(a(r"ab\bcd"), None);
+        assert_eq!(a(r"ab\b-cd").unwrap(), ["ab-cd"]);
     }
 
     #[test]
@@ -360,6 +498,9 @@ mod tests {
         assert_eq!(a(r"x?y"), None, "`y` is too weak alone");
         assert_eq!(a(r"x?yz").unwrap(), ["yz"]);
         assert_eq!(a(r"\[/?INST\]").unwrap(), ["[/inst]", "[inst]"]);
+        // `rm\s+-rf`: the run continues into the first copy of `\s`.
+        let got = a(r"rm\s+-rf").unwrap();
+        assert!(got.contains(&" -rf".to_string()), "{got:?}");
     }
 
     #[test]
@@ -377,14 +518,28 @@ mod tests {
     fn non_ascii_bytes() {
         let got = atoms(r"\xE2\x80[\x8B\xAA-\xAE]").unwrap();
         assert_eq!(got.len(), 6);
-        assert!(got.iter().all(|x| x.len() == 3 && x[0] == 0xE2));
+        assert!(got.iter().all(|x| x.bytes.len() == 3 && x.bytes[0] == 0xE2));
     }
 
     #[test]
     fn minimal_drops_superstrings() {
-        let s: Set = [b"abc".to_vec(), b"xabcx".to_vec(), b"zzz".to_vec()]
+        let atom = |s: &[u8], b: bool| Atom {
+            bytes: s.to_vec(),
+            boundary_before: b,
+            boundary_after: false,
+        };
+        let s: BTreeSet<Atom> = [
+            atom(b"abc", false),
+            atom(b"xabcx", false),
+            atom(b"zzz", false),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(minimal(s), [atom(b"abc", false), atom(b"zzz", false)]);
+        // A shorter atom with a boundary check does not cover the longer one.
+        let s: BTreeSet<Atom> = [atom(b"abc", true), atom(b"xabcx", false)]
             .into_iter()
             .collect();
-        assert_eq!(minimal(s), [b"abc".to_vec(), b"zzz".to_vec()]);
+        assert_eq!(minimal(s).len(), 2);
     }
 }

@@ -202,13 +202,11 @@ pub fn evaluate(
     }
     let mut items = Vec::with_capacity(records.len());
     let mut latencies = Vec::with_capacity(records.len());
-    let mut bytes = 0usize;
     for r in records {
         let t0 = Instant::now();
         let result = pack.scan(&r.text, &hasher);
         let took = t0.elapsed();
-        latencies.push(took);
-        bytes += r.text.len();
+        latencies.push((took, r.text.len()));
         items.push(ItemResult {
             id: r.id.clone(),
             line: r.line,
@@ -221,7 +219,7 @@ pub fn evaluate(
         });
     }
     let mut report = report(&items);
-    report.speed = Speed::new(&latencies, bytes, warm_up.len());
+    report.speed = Speed::new(&latencies, warm_up.len());
     Ok((report, items))
 }
 
@@ -232,14 +230,12 @@ pub fn time_bare_pass(bare: &BarePass, texts: &[&str], warm_up: &[String]) -> Sp
         std::hint::black_box(bare.run(t));
     }
     let mut latencies = Vec::with_capacity(texts.len());
-    let mut bytes = 0;
     for t in texts {
         let t0 = Instant::now();
         std::hint::black_box(bare.run(t));
-        latencies.push(t0.elapsed());
-        bytes += t.len();
+        latencies.push((t0.elapsed(), t.len()));
     }
-    Speed::new(&latencies, bytes, warm_up.len())
+    Speed::new(&latencies, warm_up.len())
 }
 
 /// Throughput and latency of one timed pass (one thread, scan time only).
@@ -257,20 +253,33 @@ pub struct Speed {
     pub p90_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// The same for the items of at most 4 KiB (chat-sized prompts), the latency target's scope.
+    pub small_items: usize,
+    pub small_p99_us: f64,
+    pub small_max_us: f64,
 }
 
 impl Speed {
     /// Throughput is items over the sum of their scan times: the loop's own work (building the
     /// per-item results) is not the scanner's.
-    fn new(latencies: &[Duration], bytes: usize, warmed_on: usize) -> Speed {
-        let secs: f64 = latencies.iter().map(Duration::as_secs_f64).sum();
-        let mut us: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e6).collect();
-        us.sort_by(f64::total_cmp);
-        let pct = |p: f64| -> f64 {
+    fn new(latencies: &[(Duration, usize)], warmed_on: usize) -> Speed {
+        let secs: f64 = latencies.iter().map(|(d, _)| d.as_secs_f64()).sum();
+        let bytes = latencies.iter().map(|(_, n)| n).sum();
+        let sorted = |small_only: bool| {
+            let mut us: Vec<f64> = latencies
+                .iter()
+                .filter(|(_, n)| !small_only || *n <= 4096)
+                .map(|(d, _)| d.as_secs_f64() * 1e6)
+                .collect();
+            us.sort_by(f64::total_cmp);
+            us
+        };
+        let (us, small) = (sorted(false), sorted(true));
+        // Nearest rank: the smallest value with at least p of the items at or below it.
+        let pct = |us: &[f64], p: f64| -> f64 {
             if us.is_empty() {
                 return 0.0;
             }
-            // Nearest rank: the smallest value with at least p of the items at or below it.
             let rank = ((p * us.len() as f64).ceil() as usize).clamp(1, us.len());
             us[rank - 1]
         };
@@ -289,10 +298,13 @@ impl Speed {
             } else {
                 0.0
             },
-            p50_us: pct(0.50),
-            p90_us: pct(0.90),
-            p99_us: pct(0.99),
-            max_us: pct(1.0),
+            p50_us: pct(&us, 0.50),
+            p90_us: pct(&us, 0.90),
+            p99_us: pct(&us, 0.99),
+            max_us: pct(&us, 1.0),
+            small_items: small.len(),
+            small_p99_us: pct(&small, 0.99),
+            small_max_us: pct(&small, 1.0),
         }
     }
 }
@@ -420,8 +432,8 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "latency          p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
-            s.p50_us, s.p90_us, s.p99_us, s.max_us
+            "latency          p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us; prompts <= 4 KiB ({}): p99 {:.1} us, max {:.1} us",
+            s.p50_us, s.p90_us, s.p99_us, s.max_us, s.small_items, s.small_p99_us, s.small_max_us
         )
     }
 }
@@ -512,14 +524,21 @@ mod tests {
 
     #[test]
     fn percentiles_use_nearest_rank() {
-        let lat: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
-        let s = Speed::new(&lat, 100, 0);
+        // Items 1..=100 µs; the slowest ten are 8 KiB prompts, outside the small scope.
+        let lat: Vec<(Duration, usize)> = (1..=100)
+            .map(|i| (Duration::from_micros(i), if i > 90 { 8192 } else { 100 }))
+            .collect();
+        let s = Speed::new(&lat, 0);
         assert_eq!(
             (s.p50_us, s.p90_us, s.p99_us, s.max_us),
             (50.0, 90.0, 99.0, 100.0)
         );
-        assert_eq!(s.items, 100);
-        let one = Speed::new(&[Duration::from_micros(7)], 1, 0);
+        assert_eq!((s.items, s.bytes), (100, 90 * 100 + 10 * 8192));
+        assert_eq!(
+            (s.small_items, s.small_p99_us, s.small_max_us),
+            (90, 90.0, 90.0)
+        );
+        let one = Speed::new(&[(Duration::from_micros(7), 1)], 0);
         assert_eq!((one.p50_us, one.max_us), (7.0, 7.0));
     }
 }

@@ -103,6 +103,13 @@ impl Candidates {
     }
 }
 
+/// One use of an atom's bytes: the boundaries to check and the patterns it stands for.
+#[derive(Debug)]
+struct AtomUse {
+    atom: atoms::Atom,
+    patterns: Vec<usize>,
+}
+
 /// One fully built DFA over some residual patterns.
 #[derive(Debug)]
 struct ResidualDfa {
@@ -116,8 +123,9 @@ struct ResidualDfa {
 pub struct Prefilter {
     len: usize,
     atoms: Option<AhoCorasick>,
-    /// Patterns that need each atom (by the automaton's pattern id).
-    atom_patterns: Vec<Vec<usize>>,
+    /// For each automaton pattern (distinct atom bytes): the boundary checks it is used with,
+    /// and the patterns each check belongs to.
+    atom_patterns: Vec<Vec<AtomUse>>,
     residual: Vec<ResidualDfa>,
     lazy: Option<(RegexSet, Vec<usize>)>,
     /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
@@ -138,18 +146,27 @@ impl Prefilter {
     /// Builds the prefilter of `sources` (patterns already validated one by one).
     pub fn build(sources: &[String]) -> Result<Prefilter, BuildError> {
         let mut atom_list: Vec<Vec<u8>> = Vec::new();
-        let mut atom_patterns: Vec<Vec<usize>> = Vec::new();
+        let mut atom_patterns: Vec<Vec<AtomUse>> = Vec::new();
         let mut residual_patterns = Vec::new();
         for (i, src) in sources.iter().enumerate() {
             match atoms::atoms(src) {
                 Some(list) => {
                     for a in list {
-                        match atom_list.iter().position(|x| *x == a) {
-                            Some(j) => atom_patterns[j].push(i),
+                        let j = match atom_list.iter().position(|x| *x == a.bytes) {
+                            Some(j) => j,
                             None => {
-                                atom_list.push(a);
-                                atom_patterns.push(vec![i]);
+                                atom_list.push(a.bytes.clone());
+                                atom_patterns.push(Vec::new());
+                                atom_list.len() - 1
                             }
+                        };
+                        let uses = &mut atom_patterns[j];
+                        match uses.iter_mut().find(|u| u.atom == a) {
+                            Some(u) => u.patterns.push(i),
+                            None => uses.push(AtomUse {
+                                atom: a,
+                                patterns: vec![i],
+                            }),
                         }
                     }
                 }
@@ -201,9 +218,14 @@ impl Prefilter {
         let mut c = Candidates::new(self.len);
         if let Some(ac) = &self.atoms {
             for m in ac.find_overlapping_iter(t) {
-                if let Some(ps) = self.atom_patterns.get(m.pattern().as_usize()) {
-                    for &p in ps {
-                        Candidates::mark(&mut c.maybe, p);
+                let Some(uses) = self.atom_patterns.get(m.pattern().as_usize()) else {
+                    continue;
+                };
+                for u in uses {
+                    if u.atom.boundaries_hold(t, m.start(), m.end()) {
+                        for &p in &u.patterns {
+                            Candidates::mark(&mut c.maybe, p);
+                        }
                     }
                 }
             }
@@ -379,7 +401,7 @@ pub(crate) mod tests {
         assert!(p.lazy_patterns().is_empty());
         assert!(cands(&p, "hello there").is_empty());
         // Atom present but the phrase is not: a candidate to confirm.
-        let c = p.candidates(b"INSTRUCTIONS for the team");
+        let c = p.candidates(b"read the INSTRUCTIONS for the team");
         assert_eq!(c.iter().collect::<Vec<_>>(), [0]);
         assert!(!c.is_sure(0));
         // The residual DFA is exact: it reports only real matches, as sure.
