@@ -92,6 +92,32 @@ pub fn atoms(source: &str) -> Option<Vec<Atom>> {
     Some(minimal(atoms))
 }
 
+/// Whether every match of `source` contains an ASCII digit. Shapes such as card, phone and
+/// account numbers do; a text without digits can skip their DFAs altogether.
+pub fn needs_digit(source: &str) -> bool {
+    parse(source).is_ok_and(|h| needs(&h, &|b| b.is_ascii_digit()))
+}
+
+/// Whether every match of `h` contains a byte satisfying `pred`.
+fn needs(h: &Hir, pred: &dyn Fn(u8) -> bool) -> bool {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(lit) => lit.0.iter().any(|&b| pred(b)),
+        HirKind::Class(Class::Bytes(c)) => {
+            c.ranges().iter().all(|r| (r.start()..=r.end()).all(&pred))
+        }
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().all(|r| {
+            u8::try_from(u32::from(r.end())).is_ok_and(|end| {
+                u8::try_from(u32::from(r.start())).is_ok_and(|start| (start..=end).all(&pred))
+            })
+        }),
+        HirKind::Capture(c) => needs(&c.sub, pred),
+        HirKind::Repetition(r) => r.min >= 1 && needs(&r.sub, pred),
+        HirKind::Concat(children) => children.iter().any(|c| needs(c, pred)),
+        HirKind::Alternation(children) => children.iter().all(|c| needs(c, pred)),
+    }
+}
+
 fn to_atom(s: &[Sym]) -> Atom {
     let boundary_before = s.first() == Some(&WB);
     let mut boundary_after = s.last() == Some(&WB) && s.len() > 1;
@@ -483,6 +509,19 @@ mod tests {
         // A boundary between two word characters can never hold: that string is dropped.
         assert_eq!(a(r"ab\bcd"), None);
         assert_eq!(a(r"ab\b-cd").unwrap(), ["ab-cd"]);
+    }
+
+    #[test]
+    fn digit_shapes() {
+        assert!(needs_digit(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"));
+        assert!(needs_digit(r"\+[1-9][0-9]{0,3}|\(?[2-9][0-9]{2}\)"));
+        assert!(needs_digit(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}"));
+        assert!(
+            !needs_digit(r"[0-9A-Za-z_]*:[0-9A-Za-z_]*:"),
+            "letters would do"
+        );
+        assert!(!needs_digit(r"[0-9]*x"), "zero digits match");
+        assert!(!needs_digit(r"\d{3}|abc"), "one branch has none");
     }
 
     #[test]

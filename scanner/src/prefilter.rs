@@ -116,6 +116,8 @@ struct ResidualDfa {
     dfa: dense::DFA<Vec<u32>>,
     /// Pattern index in the set, by the DFA's own pattern id.
     patterns: Vec<usize>,
+    /// Every pattern of this DFA needs an ASCII digit: a text without one skips the pass.
+    needs_digit: bool,
 }
 
 /// The prefilter of one pattern set.
@@ -230,7 +232,12 @@ impl Prefilter {
                 }
             }
         }
+        let mut has_digit = None;
         for r in &self.residual {
+            if r.needs_digit && !*has_digit.get_or_insert_with(|| t.iter().any(u8::is_ascii_digit))
+            {
+                continue;
+            }
             let mut found = MatchedSet::new(r.dfa.pattern_len());
             // No quit bytes are configured and every look-around is ASCII, so the search
             // cannot fail; if it ever did, every pattern of this DFA becomes a candidate to
@@ -311,7 +318,8 @@ type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Option<usize>)>)
 
 fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     let mut built: Vec<ResidualDfa> = Vec::new();
-    let mut small: Vec<usize> = Vec::new();
+    // Small DFAs are merged, digit shapes apart from the rest so they keep their skip.
+    let mut small: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     let mut lazy = Vec::new();
     let mut sizes = Vec::new();
     let mut used = 0usize;
@@ -319,32 +327,43 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
         let dfa = dense_dfa(sources, &[p], budget);
         sizes.push((p, dfa.as_ref().map(|d| d.memory_usage())));
+        let digit = atoms::needs_digit(&sources[p]);
         match dfa {
-            Some(dfa) if dfa.memory_usage() <= SMALL_DFA => small.push(p),
+            Some(dfa) if dfa.memory_usage() <= SMALL_DFA => small[usize::from(digit)].push(p),
             Some(dfa) => {
                 used += dfa.memory_usage();
                 built.push(ResidualDfa {
                     dfa,
                     patterns: vec![p],
+                    needs_digit: digit,
                 });
             }
             None => lazy.push(p),
         }
     }
-    if !small.is_empty() {
+    for (digit, group) in small.into_iter().enumerate() {
+        if group.is_empty() {
+            continue;
+        }
+        let needs_digit = digit == 1;
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
-        match dense_dfa(sources, &small, budget) {
-            Some(dfa) => built.push(ResidualDfa {
-                dfa,
-                patterns: small,
-            }),
+        match dense_dfa(sources, &group, budget) {
+            Some(dfa) => {
+                used += dfa.memory_usage();
+                built.push(ResidualDfa {
+                    dfa,
+                    patterns: group,
+                    needs_digit,
+                });
+            }
             // Each fits alone (they were just built); together they do not: keep them apart.
             None => {
-                for p in small {
+                for p in group {
                     match dense_dfa(sources, &[p], PATTERN_DFA_LIMIT) {
                         Some(dfa) => built.push(ResidualDfa {
                             dfa,
                             patterns: vec![p],
+                            needs_digit,
                         }),
                         None => lazy.push(p),
                     }
