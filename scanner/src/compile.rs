@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::AhoCorasick;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -762,20 +762,8 @@ pub fn compile_resolved(
     let keywords = if kw_patterns.is_empty() {
         None
     } else {
-        let automaton = AhoCorasick::builder()
-            .kind(Some(AhoCorasickKind::DFA))
-            .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(true)
-            .build(&kw_patterns)
-            .or_else(|_| {
-                // A DFA over very many keywords can exceed the crate's limits; the contiguous NFA
-                // is slower but has no such bound.
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(true)
-                    .build(&kw_patterns)
-            })
-            .map_err(|e| {
+        let automaton =
+            crate::prefilter::case_insensitive_automaton(&kw_patterns).map_err(|e| {
                 CompileError::pack(&pack_names(&resolved), format!("keyword automaton: {e}"))
             })?;
         Some(Keywords {

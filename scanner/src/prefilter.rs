@@ -179,17 +179,7 @@ impl Prefilter {
             None
         } else {
             Some(
-                AhoCorasick::builder()
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .match_kind(AcMatchKind::Standard)
-                    .ascii_case_insensitive(true)
-                    .build(&atom_list)
-                    .or_else(|_| {
-                        AhoCorasick::builder()
-                            .match_kind(AcMatchKind::Standard)
-                            .ascii_case_insensitive(true)
-                            .build(&atom_list)
-                    })
+                case_insensitive_automaton(&atom_list)
                     .map_err(|e| BuildError::Atoms(e.to_string()))?,
             )
         };
@@ -307,6 +297,22 @@ impl Prefilter {
     pub fn atom_count(&self) -> usize {
         self.atom_patterns.len()
     }
+}
+
+/// An ASCII case-insensitive Aho–Corasick automaton reporting every occurrence (overlapping
+/// search): a DFA, which scans 2–3× faster than the default, or the contiguous NFA when very
+/// many patterns exceed the DFA's limits.
+pub(crate) fn case_insensitive_automaton<P: AsRef<[u8]>>(
+    patterns: &[P],
+) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    let build = |kind| {
+        AhoCorasick::builder()
+            .kind(kind)
+            .match_kind(AcMatchKind::Standard)
+            .ascii_case_insensitive(true)
+            .build(patterns)
+    };
+    build(Some(AhoCorasickKind::DFA)).or_else(|_| build(None))
 }
 
 /// Builds fully built DFAs over the residual patterns: one per pattern, except that the small
