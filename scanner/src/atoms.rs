@@ -17,34 +17,57 @@ use std::collections::BTreeSet;
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-/// A symbol of an analysed string: a byte (lower-cased), or [`WB`].
+/// A symbol of an analysed string: a byte (lower-cased), [`WB`] or [`WS`].
 type Sym = u16;
 /// An ASCII word boundary (`\b`) at this point of the string. Between two known bytes it is
 /// either true (and dropped) or false (and the string cannot occur, so it is dropped); at either
 /// end of an atom it becomes a check on the text next to the match.
 const WB: Sym = 256;
+/// One ASCII white-space byte (`\s`: tab, LF, VT, FF, CR, space). Kept as one symbol rather
+/// than six strings, so phrases do not multiply; an atom is cut at it, and the white space next
+/// to the piece kept becomes a check on the text.
+const WS: Sym = 257;
+/// The bytes `\s` matches in the engine's ASCII mode.
+const SPACE: [u8; 6] = [b'\t', b'\n', 0x0B, 0x0C, b'\r', b' '];
 
 /// A set of strings, lower-cased.
 type Set = BTreeSet<Vec<Sym>>;
 
-/// One atom: lower-cased bytes, and whether a word boundary must hold just before and just
-/// after it in the text.
+/// What must hold right next to an atom's occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Edge {
+    Any,
+    /// An ASCII word boundary (`\b`).
+    WordBoundary,
+    /// An ASCII white-space byte (`\s`).
+    Space,
+}
+
+/// One atom: lower-cased bytes, and what must hold just before and just after it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Atom {
     pub bytes: Vec<u8>,
-    pub boundary_before: bool,
-    pub boundary_after: bool,
+    pub before: Edge,
+    pub after: Edge,
 }
 
 impl Atom {
-    /// Whether this occurrence (`t[start..end]`) satisfies the atom's boundaries. ASCII word
-    /// characters, as the engine's regexes use them.
+    /// Whether this occurrence (`t[start..end]`) satisfies the atom's edges. ASCII word
+    /// characters and white space, as the engine's regexes use them.
     pub fn boundaries_hold(&self, t: &[u8], start: usize, end: usize) -> bool {
         let word = |b: Option<&u8>| b.is_some_and(|b| is_word(*b));
         let before = start.checked_sub(1).and_then(|i| t.get(i));
-        (!self.boundary_before || word(before) != word(t.get(start)))
-            && (!self.boundary_after
-                || word(end.checked_sub(1).and_then(|i| t.get(i))) != word(t.get(end)))
+        let last = end.checked_sub(1).and_then(|i| t.get(i));
+        let ok = |edge: Edge, outside: Option<&u8>, inside: Option<&u8>| match edge {
+            Edge::Any => true,
+            Edge::WordBoundary => word(outside) != word(inside),
+            Edge::Space => outside.is_some_and(|b| SPACE.contains(b)),
+        };
+        ok(self.before, before, t.get(start)) && ok(self.after, t.get(end), last)
+    }
+
+    fn has_edges(&self) -> bool {
+        self.before != Edge::Any || self.after != Edge::Any
     }
 }
 
@@ -118,23 +141,52 @@ fn needs(h: &Hir, pred: &dyn Fn(u8) -> bool) -> bool {
     }
 }
 
+/// The atom of one required string: its best piece between white space (a piece of a required
+/// string is required too), with the white space or word boundary around that piece as edges.
 fn to_atom(s: &[Sym]) -> Atom {
-    let boundary_before = s.first() == Some(&WB);
-    let mut boundary_after = s.last() == Some(&WB) && s.len() > 1;
-    let mut bytes: Vec<u8> = s
-        .iter()
-        .filter(|&&c| c != WB)
-        .map(|&c| u8::try_from(c).unwrap_or(0))
-        .collect();
-    if bytes.len() > MAX_ATOM_LEN {
-        bytes.truncate(MAX_ATOM_LEN);
-        boundary_after = false;
+    let mut best: Option<(u32, Atom)> = None;
+    let pieces = s.split(|&c| c == WS);
+    let count = s.split(|&c| c == WS).count();
+    for (i, piece) in pieces.enumerate() {
+        let bytes: Vec<u8> = piece.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
+        if bytes.is_empty() {
+            continue;
+        }
+        let edge = |space: bool, boundary: bool| {
+            if space {
+                Edge::Space
+            } else if boundary {
+                Edge::WordBoundary
+            } else {
+                Edge::Any
+            }
+        };
+        let mut atom = Atom {
+            before: edge(i > 0, piece.first() == Some(&WB)),
+            after: edge(i + 1 < count, piece.last() == Some(&WB)),
+            bytes,
+        };
+        if atom.bytes.len() > MAX_ATOM_LEN {
+            atom.bytes.truncate(MAX_ATOM_LEN);
+            atom.after = Edge::Any;
+        }
+        let w = weight(piece)
+            + 2 * u32::from(atom.before == Edge::Space)
+            + 2 * u32::from(atom.after == Edge::Space);
+        if best.as_ref().is_none_or(|(bw, _)| w > *bw) {
+            best = Some((w, atom));
+        }
     }
-    Atom {
-        bytes,
-        boundary_before,
-        boundary_after,
-    }
+    // `usable` guarantees a byte, so some piece has one; an empty atom would match anywhere,
+    // which is still sound.
+    best.map_or(
+        Atom {
+            bytes: Vec::new(),
+            before: Edge::Any,
+            after: Edge::Any,
+        },
+        |(_, a)| a,
+    )
 }
 
 /// Drops atoms that contain another atom without boundaries: wherever the longer one occurs,
@@ -144,8 +196,7 @@ fn minimal(atoms: BTreeSet<Atom>) -> Vec<Atom> {
     all.iter()
         .filter(|a| {
             !all.iter().any(|b| {
-                !b.boundary_before
-                    && !b.boundary_after
+                !b.has_edges()
                     && b.bytes.len() < a.bytes.len()
                     && a.bytes
                         .windows(b.bytes.len())
@@ -192,7 +243,7 @@ fn empty_string() -> Set {
 /// A set is usable as a requirement only if none of its strings is empty (boundaries alone
 /// are empty too).
 fn usable(set: Option<Set>) -> Option<Set> {
-    set.filter(|s| !s.is_empty() && s.iter().all(|x| x.iter().any(|&c| c != WB)))
+    set.filter(|s| !s.is_empty() && s.iter().all(|x| x.iter().any(|&c| c < WB)))
 }
 
 fn analyze(h: &Hir) -> Info {
@@ -327,8 +378,14 @@ fn lower(bytes: &[u8]) -> Vec<Sym> {
         .collect()
 }
 
-/// The members of a small class, lower-cased; `None` for a large one.
+/// The members of a small class, lower-cased (`\s` as [`WS`]); `None` for a large one.
 fn class_members(c: &Class) -> Option<Set> {
+    if let Class::Bytes(b) = c {
+        let members: Vec<u8> = b.iter().flat_map(|r| r.start()..=r.end()).take(7).collect();
+        if members == SPACE {
+            return Some(one(vec![WS]));
+        }
+    }
     let mut set = Set::new();
     match c {
         Class::Bytes(b) => {
@@ -372,6 +429,7 @@ fn settle(s: Vec<Sym>) -> Option<Vec<Sym>> {
         let next = s[i + 1..].iter().copied().find(|&x| x != WB);
         match (prev, next) {
             (Some(a), Some(b)) => {
+                // WS is never a word character, like any byte above 255 here.
                 let word = |x: Sym| u8::try_from(x).is_ok_and(is_word);
                 if word(a) == word(b) {
                     return None;
@@ -441,7 +499,8 @@ fn quality(set: &Set) -> u32 {
 
 fn weight(atom: &[Sym]) -> u32 {
     let bytes: Vec<u8> = atom.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
-    let boundaries = 3 * atom.iter().filter(|&&c| c == WB).count() as u32;
+    let boundaries = 3 * atom.iter().filter(|&&c| c == WB).count() as u32
+        + atom.iter().filter(|&&c| c == WS).count() as u32;
     if COMMON.contains(&bytes.trim_ascii()) {
         return MIN_QUALITY + boundaries;
     }
@@ -463,16 +522,21 @@ fn weight(atom: &[Sym]) -> u32 {
 mod tests {
     use super::*;
 
-    /// Atoms as text, `\b` marking the boundaries they check.
+    /// Atoms as text, `\b` and `\s` marking the edges they check.
     fn a(src: &str) -> Option<Vec<String>> {
         atoms(src).map(|v| {
             v.into_iter()
                 .map(|x| {
+                    let edge = |e| match e {
+                        Edge::Any => "",
+                        Edge::WordBoundary => "\\b",
+                        Edge::Space => "\\s",
+                    };
                     format!(
                         "{}{}{}",
-                        if x.boundary_before { "\\b" } else { "" },
+                        edge(x.before),
                         String::from_utf8_lossy(&x.bytes),
-                        if x.boundary_after { "\\b" } else { "" }
+                        edge(x.after)
                     )
                 })
                 .collect()
@@ -482,17 +546,18 @@ mod tests {
     #[test]
     fn words_in_phrases() {
         // The rarest piece wins: the last word with the space before it and the boundary after.
-        let got = a(r"(?i)\bignore\s+(all\s+)?previous\s+instructions\b").unwrap();
-        assert_eq!(got.len(), 6, "one per kind of white space: {got:?}");
-        assert!(got.contains(&" instructions\\b".to_string()), "{got:?}");
+        assert_eq!(
+            a(r"(?i)\bignore\s+(all\s+)?previous\s+instructions\b").unwrap(),
+            ["\\sinstructions\\b"]
+        );
         assert_eq!(
             a(r"\bsystem_?prompt").unwrap(),
             ["\\bsystem_prompt", "\\bsystemprompt"]
         );
         // `instructions?` is exact; both words keep the boundary after them.
         let got = a(r"(?i)your\s+(?:instructions?|rules)\b").unwrap();
-        assert!(got.contains(&" rules\\b".to_string()), "{got:?}");
-        assert!(got.contains(&" instruction\\b".to_string()), "{got:?}");
+        assert!(got.contains(&"\\srules\\b".to_string()), "{got:?}");
+        assert!(got.contains(&"\\sinstruction\\b".to_string()), "{got:?}");
     }
 
     #[test]
@@ -501,7 +566,10 @@ mod tests {
         let got = atoms(r"\bsh\b").unwrap();
         assert_eq!(got.len(), 1);
         let sh = &got[0];
-        assert!(sh.boundary_before && sh.boundary_after);
+        assert_eq!(
+            (sh.before, sh.after),
+            (Edge::WordBoundary, Edge::WordBoundary)
+        );
         assert!(sh.boundaries_hold(b"run sh now", 4, 6));
         assert!(!sh.boundaries_hold(b"a fish now", 4, 6));
         assert!(!sh.boundaries_hold(b"shell", 0, 2));
@@ -509,6 +577,26 @@ mod tests {
         // A boundary between two word characters can never hold: that string is dropped.
         assert_eq!(a(r"ab\bcd"), None);
         assert_eq!(a(r"ab\b-cd").unwrap(), ["ab-cd"]);
+    }
+
+    #[test]
+    fn white_space_is_one_symbol_and_an_edge() {
+        let got = atoms(r"(?i)\bmy\s+secret").unwrap();
+        assert_eq!(got.len(), 1, "one atom, not one per kind of white space");
+        let secret = &got[0];
+        assert_eq!(
+            (secret.bytes.as_slice(), secret.before),
+            (&b"secret"[..], Edge::Space)
+        );
+        for sp in [b' ', b'\t', b'\n', 0x0B, 0x0C, b'\r'] {
+            let t = [b'm', b'y', sp, b's', b'e', b'c', b'r', b'e', b't'];
+            assert!(secret.boundaries_hold(&t, 3, 9), "{sp:#x}");
+        }
+        assert!(!secret.boundaries_hold(b"mysecret", 2, 8));
+        assert!(
+            !secret.boundaries_hold(b"secret", 0, 6),
+            "no space before the start"
+        );
     }
 
     #[test]
@@ -538,8 +626,7 @@ mod tests {
         assert_eq!(a(r"x?yz").unwrap(), ["yz"]);
         assert_eq!(a(r"\[/?INST\]").unwrap(), ["[/inst]", "[inst]"]);
         // `rm\s+-rf`: the run continues into the first copy of `\s`.
-        let got = a(r"rm\s+-rf").unwrap();
-        assert!(got.contains(&" -rf".to_string()), "{got:?}");
+        assert_eq!(a(r"rm\s+-rf").unwrap(), ["\\s-rf"]);
     }
 
     #[test]
@@ -564,8 +651,8 @@ mod tests {
     fn minimal_drops_superstrings() {
         let atom = |s: &[u8], b: bool| Atom {
             bytes: s.to_vec(),
-            boundary_before: b,
-            boundary_after: false,
+            before: if b { Edge::WordBoundary } else { Edge::Any },
+            after: Edge::Any,
         };
         let s: BTreeSet<Atom> = [
             atom(b"abc", false),

@@ -19,12 +19,13 @@
 //! Both automata are immutable after compilation: scanning allocates only the candidate bit
 //! set, and memory no longer grows with the variety of the traffic.
 
+use std::ops::Range;
+
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind as AcMatchKind};
-use regex::bytes::{RegexSet, RegexSetBuilder};
 use regex_automata::dfa::{dense, Automaton};
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet as MatchedSet};
+use regex_automata::{meta, Input, MatchKind, PatternSet as MatchedSet};
 
 use crate::atoms;
 
@@ -110,14 +111,107 @@ struct AtomUse {
     patterns: Vec<usize>,
 }
 
-/// One fully built DFA over some residual patterns.
+/// Which part of a text a residual automaton must search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Gate {
+    /// All of it.
+    Always,
+    /// Every pattern needs an ASCII digit: a text without one skips the pass.
+    Digit,
+    /// Every pattern needs a digit and matches at most this many bytes: only the windows of
+    /// that reach around the text's digits are searched (prose has few digits, so a card or
+    /// phone number shape costs almost nothing on it).
+    DigitWindow(usize),
+}
+
+impl Gate {
+    fn of(source: &str) -> Gate {
+        if !atoms::needs_digit(source) {
+            return Gate::Always;
+        }
+        match atoms::parse(source)
+            .ok()
+            .and_then(|h| h.properties().maximum_len())
+        {
+            Some(len) => Gate::DigitWindow(len.max(1)),
+            None => Gate::Digit,
+        }
+    }
+
+    /// The least restrictive gate of a group.
+    fn join(self, other: Gate) -> Gate {
+        match (self, other) {
+            (Gate::DigitWindow(a), Gate::DigitWindow(b)) => Gate::DigitWindow(a.max(b)),
+            (a, b) => a.min(b),
+        }
+    }
+
+    /// A coarse key for grouping small automata: same key, same kind of gate.
+    fn key(self) -> u8 {
+        match self {
+            Gate::Always => 0,
+            Gate::Digit => 1,
+            Gate::DigitWindow(_) => 2,
+        }
+    }
+}
+
+/// The ranges of `t` a gate asks to search; empty when the text can be skipped.
+fn gated_ranges(gate: Gate, t: &[u8], digits: &[usize]) -> Vec<Range<usize>> {
+    match gate {
+        Gate::Always => std::iter::once(0..t.len()).collect(),
+        Gate::Digit if digits.is_empty() => Vec::new(),
+        Gate::Digit => std::iter::once(0..t.len()).collect(),
+        Gate::DigitWindow(len) => {
+            // A match of at most `len` bytes that holds the digit at `d` lies in
+            // [d + 1 - len, d + len); overlapping or touching windows merge.
+            let mut out: Vec<Range<usize>> = Vec::new();
+            for &d in digits {
+                let w = (d + 1).saturating_sub(len)..(d + len).min(t.len());
+                match out.last_mut() {
+                    Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+                    _ => out.push(w),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// An automaton over some residual patterns.
+#[derive(Debug)]
+enum Shapes {
+    /// Fully built ahead of time.
+    Dense(Box<dense::DFA<Vec<u32>>>),
+    /// Did not fit [`PATTERN_DFA_LIMIT`]: a lazy DFA with a bounded cache.
+    Lazy(meta::Regex),
+}
+
+/// Residual patterns searched together.
 #[derive(Debug)]
 struct ResidualDfa {
-    dfa: dense::DFA<Vec<u32>>,
-    /// Pattern index in the set, by the DFA's own pattern id.
+    shapes: Shapes,
+    /// Pattern index in the set, by the automaton's own pattern id.
     patterns: Vec<usize>,
-    /// Every pattern of this DFA needs an ASCII digit: a text without one skips the pass.
-    needs_digit: bool,
+    gate: Gate,
+}
+
+impl ResidualDfa {
+    fn pattern_len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Adds the patterns that match inside `range` (look-around sees the whole text).
+    fn which(&self, t: &[u8], range: Range<usize>, found: &mut MatchedSet) -> bool {
+        let input = Input::new(t).range(range);
+        match &self.shapes {
+            Shapes::Dense(dfa) => dfa.try_which_overlapping_matches(&input, found).is_ok(),
+            Shapes::Lazy(re) => {
+                re.which_overlapping_matches(&input, found);
+                true
+            }
+        }
+    }
 }
 
 /// The prefilter of one pattern set.
@@ -129,7 +223,8 @@ pub struct Prefilter {
     /// and the patterns each check belongs to.
     atom_patterns: Vec<Vec<AtomUse>>,
     residual: Vec<ResidualDfa>,
-    lazy: Option<(RegexSet, Vec<usize>)>,
+    /// Residual patterns on a lazy DFA.
+    lazy: Vec<usize>,
     /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
     /// too large, runs lazily).
     residual_patterns: Vec<(usize, Option<usize>)>,
@@ -139,7 +234,7 @@ pub struct Prefilter {
 #[derive(Debug)]
 pub enum BuildError {
     /// A residual pattern does not compile even for the lazy set (its own error).
-    Regex(regex::Error),
+    Regex(String),
     /// The atom automaton could not be built (more atoms than the crate supports).
     Atoms(String),
 }
@@ -183,18 +278,37 @@ impl Prefilter {
                     .map_err(|e| BuildError::Atoms(e.to_string()))?,
             )
         };
-        let (residual, lazy_list, sizes) = residual_dfas(sources, &residual_patterns);
-        let lazy = if lazy_list.is_empty() {
-            None
-        } else {
-            let set = RegexSetBuilder::new(lazy_list.iter().map(|&i| &sources[i]))
-                .unicode(false)
-                .size_limit(LAZY_SET_SIZE)
-                .dfa_size_limit(LAZY_DFA_SIZE)
-                .build()
-                .map_err(BuildError::Regex)?;
-            Some((set, lazy_list))
-        };
+        let (mut residual, lazy, sizes) = residual_dfas(sources, &residual_patterns);
+        // The lazy ones, grouped by gate like the small DFAs.
+        let mut groups: Vec<(Gate, Vec<usize>)> = Vec::new();
+        for &p in &lazy {
+            let g = Gate::of(&sources[p]);
+            match groups.iter_mut().find(|(k, _)| k.key() == g.key()) {
+                Some((k, members)) => {
+                    *k = k.join(g);
+                    members.push(p);
+                }
+                None => groups.push((g, vec![p])),
+            }
+        }
+        for (gate, members) in groups {
+            let pats: Vec<&str> = members.iter().map(|&i| sources[i].as_str()).collect();
+            let re = meta::Regex::builder()
+                .configure(
+                    meta::Config::new()
+                        .match_kind(MatchKind::All)
+                        .nfa_size_limit(Some(LAZY_SET_SIZE))
+                        .hybrid_cache_capacity(LAZY_DFA_SIZE),
+                )
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .build_many(&pats)
+                .map_err(|e| BuildError::Regex(e.to_string()))?;
+            residual.push(ResidualDfa {
+                shapes: Shapes::Lazy(re),
+                patterns: members,
+                gate,
+            });
+        }
         Ok(Prefilter {
             len: sources.len(),
             atoms,
@@ -222,40 +336,30 @@ impl Prefilter {
                 }
             }
         }
-        let mut has_digit = None;
+        let mut digits: Option<Vec<usize>> = None;
         for r in &self.residual {
-            if r.needs_digit && !*has_digit.get_or_insert_with(|| t.iter().any(u8::is_ascii_digit))
-            {
-                continue;
+            let digits = digits.get_or_insert_with(|| {
+                t.iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.is_ascii_digit())
+                    .map(|(i, _)| i)
+                    .collect()
+            });
+            let mut found = MatchedSet::new(r.pattern_len());
+            let mut ok = true;
+            for range in gated_ranges(r.gate, t, digits) {
+                ok &= r.which(t, range, &mut found);
             }
-            let mut found = MatchedSet::new(r.dfa.pattern_len());
-            // No quit bytes are configured and every look-around is ASCII, so the search
-            // cannot fail; if it ever did, every pattern of this DFA becomes a candidate to
-            // confirm, which is slower but still exact.
-            match r
-                .dfa
-                .try_which_overlapping_matches(&Input::new(t), &mut found)
-            {
-                Ok(()) => {
-                    for pid in found.iter() {
-                        if let Some(&p) = r.patterns.get(pid.as_usize()) {
-                            Candidates::mark(&mut c.maybe, p);
-                            Candidates::mark(&mut c.sure, p);
-                        }
-                    }
-                }
-                Err(_) => {
-                    for &p in &r.patterns {
-                        Candidates::mark(&mut c.maybe, p);
-                    }
-                }
-            }
-        }
-        if let Some((set, patterns)) = &self.lazy {
-            for i in set.matches(t).iter() {
-                if let Some(&p) = patterns.get(i) {
+            // No quit bytes are configured and every look-around is ASCII, so a search cannot
+            // fail; if one ever did, every pattern of the group becomes a candidate to confirm,
+            // which is slower but still exact.
+            for (i, &p) in r.patterns.iter().enumerate() {
+                let hit = regex_automata::PatternID::new(i).is_ok_and(|id| found.contains(id));
+                if hit {
                     Candidates::mark(&mut c.maybe, p);
                     Candidates::mark(&mut c.sure, p);
+                } else if !ok {
+                    Candidates::mark(&mut c.maybe, p);
                 }
             }
         }
@@ -281,14 +385,17 @@ impl Prefilter {
 
     /// Residual patterns that did not fit the DFA budget and run on a lazy DFA.
     pub fn lazy_patterns(&self) -> &[usize] {
-        self.lazy.as_ref().map_or(&[], |(_, p)| p.as_slice())
+        &self.lazy
     }
 
     /// Bytes held by the fully built residual DFAs and the atom automaton.
     pub fn memory_usage(&self) -> usize {
         self.residual
             .iter()
-            .map(|r| r.dfa.memory_usage())
+            .map(|r| match &r.shapes {
+                Shapes::Dense(d) => d.memory_usage(),
+                Shapes::Lazy(_) => 0,
+            })
             .sum::<usize>()
             + self.atoms.as_ref().map_or(0, AhoCorasick::memory_usage)
     }
@@ -324,8 +431,8 @@ type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Option<usize>)>)
 
 fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     let mut built: Vec<ResidualDfa> = Vec::new();
-    // Small DFAs are merged, digit shapes apart from the rest so they keep their skip.
-    let mut small: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    // Small DFAs are merged, by kind of gate so each union keeps its skip.
+    let mut small: Vec<(Gate, Vec<usize>)> = Vec::new();
     let mut lazy = Vec::new();
     let mut sizes = Vec::new();
     let mut used = 0usize;
@@ -333,33 +440,37 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
         let dfa = dense_dfa(sources, &[p], budget);
         sizes.push((p, dfa.as_ref().map(|d| d.memory_usage())));
-        let digit = atoms::needs_digit(&sources[p]);
+        let gate = Gate::of(&sources[p]);
         match dfa {
-            Some(dfa) if dfa.memory_usage() <= SMALL_DFA => small[usize::from(digit)].push(p),
+            Some(dfa) if dfa.memory_usage() <= SMALL_DFA => {
+                match small.iter_mut().find(|(g, _)| g.key() == gate.key()) {
+                    Some((g, members)) => {
+                        *g = g.join(gate);
+                        members.push(p);
+                    }
+                    None => small.push((gate, vec![p])),
+                }
+            }
             Some(dfa) => {
                 used += dfa.memory_usage();
                 built.push(ResidualDfa {
-                    dfa,
+                    shapes: Shapes::Dense(Box::new(dfa)),
                     patterns: vec![p],
-                    needs_digit: digit,
+                    gate,
                 });
             }
             None => lazy.push(p),
         }
     }
-    for (digit, group) in small.into_iter().enumerate() {
-        if group.is_empty() {
-            continue;
-        }
-        let needs_digit = digit == 1;
+    for (gate, group) in small {
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
         match dense_dfa(sources, &group, budget) {
             Some(dfa) => {
                 used += dfa.memory_usage();
                 built.push(ResidualDfa {
-                    dfa,
+                    shapes: Shapes::Dense(Box::new(dfa)),
                     patterns: group,
-                    needs_digit,
+                    gate,
                 });
             }
             // Each fits alone (they were just built); together they do not: keep them apart.
@@ -367,9 +478,9 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
                 for p in group {
                     match dense_dfa(sources, &[p], PATTERN_DFA_LIMIT) {
                         Some(dfa) => built.push(ResidualDfa {
-                            dfa,
+                            shapes: Shapes::Dense(Box::new(dfa)),
                             patterns: vec![p],
-                            needs_digit,
+                            gate: Gate::of(&sources[p]),
                         }),
                         None => lazy.push(p),
                     }
@@ -434,6 +545,29 @@ pub(crate) mod tests {
         assert_eq!(c.iter().collect::<Vec<_>>(), [1]);
         assert!(c.is_sure(1));
         assert!(cands(&p, "ssn 078-05-112").is_empty());
+    }
+
+    #[test]
+    fn digit_windows_cover_every_possible_match() {
+        let t = b"ab 12 cdefghij 3 k";
+        let digits: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_ascii_digit()).collect();
+        assert_eq!(
+            gated_ranges(Gate::DigitWindow(3), t, &digits),
+            [1..7, 13..18]
+        );
+        let whole = gated_ranges(Gate::DigitWindow(40), t, &digits);
+        assert_eq!((whole.len(), whole.first()), (1, Some(&(0..18))));
+        assert!(gated_ranges(Gate::Digit, b"none", &[]).is_empty());
+        assert!(gated_ranges(Gate::DigitWindow(5), b"none", &[]).is_empty());
+        assert_eq!(
+            gated_ranges(Gate::Always, b"none", &[]).first(),
+            Some(&(0..4))
+        );
+        // A window search still sees the context: `\b` before a match at a window's start.
+        let p = set(&[r"\b[0-9]{2}\b"]);
+        assert!(cands(&p, "x 12 y").contains(&0));
+        assert!(cands(&p, "x a12 y").is_empty());
+        assert!(cands(&p, "x 123 y").is_empty());
     }
 
     #[test]
