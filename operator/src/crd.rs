@@ -220,6 +220,11 @@ pub struct RulePackStatus {
     pub errors: Vec<RuleError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<TestSummary>,
+    /// Not failures: the pack's own regex rules that have no literal the scanner's prefilter
+    /// can skip them by, so they run on every prompt, with what that costs (as
+    /// `pd-scanner test` prints them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One compile problem.

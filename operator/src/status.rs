@@ -105,6 +105,12 @@ pub fn rulepack_status(
     );
 
     let report = run_pack_tests(packs, name);
+    status.notes = report
+        .lints
+        .iter()
+        .take(MAX_LISTED_FAILURES)
+        .cloned()
+        .collect();
     let passed = u32::try_from(report.passed()).unwrap_or(u32::MAX);
     let failed = u32::try_from(report.failed()).unwrap_or(u32::MAX);
     let failures: Vec<String> = report
@@ -685,6 +691,19 @@ mod tests {
         assert_eq!(s.rule_count, Some(1));
         assert!(s.content_hash.as_deref().unwrap().starts_with("sha256:"));
         assert_eq!(s.tests.unwrap().passed, 1);
+    }
+
+    #[test]
+    fn rules_the_prefilter_cannot_skip_are_noted_without_failing() {
+        let p = packs("version: '1'\nrules: [{id: ssn, category: pii, severity: low, weight: 5, regex: '\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b'}, {id: w, category: other, severity: low, weight: 5, regex: 'secret plan'}]");
+        let s = rulepack_status(&p, "p", Some(1), None, &now());
+        assert_eq!(cond(&s, "Ready"), ("True", "Ready"));
+        assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+        assert!(
+            s.notes[0].starts_with("rule `ssn` has no literal"),
+            "{:?}",
+            s.notes
+        );
     }
 
     #[test]
