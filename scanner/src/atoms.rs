@@ -118,7 +118,12 @@ pub fn atoms(source: &str) -> Option<Vec<Atom>> {
 /// Whether every match of `source` contains an ASCII digit. Shapes such as card, phone and
 /// account numbers do; a text without digits can skip their DFAs altogether.
 pub fn needs_digit(source: &str) -> bool {
-    parse(source).is_ok_and(|h| needs(&h, &|b| b.is_ascii_digit()))
+    parse(source).is_ok_and(|h| hir_needs_digit(&h))
+}
+
+/// [`needs_digit`] on an already parsed pattern.
+pub fn hir_needs_digit(h: &Hir) -> bool {
+    needs(h, &|b| b.is_ascii_digit())
 }
 
 /// Whether every match of `h` contains a byte satisfying `pred`.
@@ -243,7 +248,11 @@ fn empty_string() -> Set {
 /// A set is usable as a requirement only if none of its strings is empty (boundaries alone
 /// are empty too).
 fn usable(set: Option<Set>) -> Option<Set> {
-    set.filter(|s| !s.is_empty() && s.iter().all(|x| x.iter().any(|&c| c < WB)))
+    set.filter(all_usable)
+}
+
+fn all_usable(set: &Set) -> bool {
+    !set.is_empty() && set.iter().all(|x| x.iter().any(|&c| c < WB))
 }
 
 fn analyze(h: &Hir) -> Info {
@@ -489,7 +498,7 @@ const COMMON: &[&[u8]] = &[
 /// a word boundary next to a letter 3; a very common word counts as two letters), less one
 /// point per doubling beyond 64 atoms.
 fn quality(set: &Set) -> u32 {
-    if set.is_empty() || usable(Some(set.clone())).is_none() {
+    if !all_usable(set) {
         return 0;
     }
     let weakest = set.iter().map(|a| weight(a)).min().unwrap_or(0);

@@ -11,10 +11,11 @@
 //!   atoms; a pattern whose atoms do not occur cannot match and is never run, and one whose
 //!   atoms occur is a *candidate* the caller confirms with the pattern's own regex;
 //! - patterns without atoms (character-class shapes: card numbers, IP addresses, encoded runs)
-//!   form the *residual* union, compiled ahead of time into a fully built DFA, so its cost per
-//!   byte is a table lookup whatever text came before. It reports exact matches, not
-//!   candidates. A residual pattern whose DFA would not fit [`RESIDUAL_DFA_BUDGET`] falls back to
-//!   a lazy `RegexSet` (and [`Prefilter::lazy_patterns`] says which, for the pack lint).
+//!   are the *residual* ones, compiled ahead of time into fully built DFAs, so their cost per
+//!   byte is a table lookup whatever text came before. They report exact matches, not
+//!   candidates. A residual pattern whose DFA would not fit [`PATTERN_DFA_LIMIT`] falls back to
+//!   a lazy DFA with a bounded cache (and [`Prefilter::lazy_patterns`] says which, for the
+//!   pack lint).
 //!
 //! Both automata are immutable after compilation: scanning allocates only the candidate bit
 //! set, and memory no longer grows with the variety of the traffic.
@@ -126,13 +127,13 @@ enum Gate {
 
 impl Gate {
     fn of(source: &str) -> Gate {
-        if !atoms::needs_digit(source) {
+        let Ok(hir) = atoms::parse(source) else {
+            return Gate::Always;
+        };
+        if !atoms::hir_needs_digit(&hir) {
             return Gate::Always;
         }
-        match atoms::parse(source)
-            .ok()
-            .and_then(|h| h.properties().maximum_len())
-        {
+        match hir.properties().maximum_len() {
             Some(len) => Gate::DigitWindow(len.max(1)),
             None => Gate::Digit,
         }
@@ -223,8 +224,6 @@ pub struct Prefilter {
     /// and the patterns each check belongs to.
     atom_patterns: Vec<Vec<AtomUse>>,
     residual: Vec<ResidualDfa>,
-    /// Residual patterns on a lazy DFA.
-    lazy: Vec<usize>,
     /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
     /// too large, runs lazily).
     residual_patterns: Vec<(usize, Option<usize>)>,
@@ -314,7 +313,6 @@ impl Prefilter {
             atoms,
             atom_patterns,
             residual,
-            lazy,
             residual_patterns: sizes,
         })
     }
@@ -336,15 +334,20 @@ impl Prefilter {
                 }
             }
         }
+        // Digit positions, found once and only if some gate asks for them.
         let mut digits: Option<Vec<usize>> = None;
         for r in &self.residual {
-            let digits = digits.get_or_insert_with(|| {
-                t.iter()
-                    .enumerate()
-                    .filter(|(_, b)| b.is_ascii_digit())
-                    .map(|(i, _)| i)
-                    .collect()
-            });
+            let digits: &[usize] = if r.gate == Gate::Always {
+                &[]
+            } else {
+                digits.get_or_insert_with(|| {
+                    t.iter()
+                        .enumerate()
+                        .filter(|(_, b)| b.is_ascii_digit())
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+            };
             let mut found = MatchedSet::new(r.pattern_len());
             let mut ok = true;
             for range in gated_ranges(r.gate, t, digits) {
@@ -384,8 +387,12 @@ impl Prefilter {
     }
 
     /// Residual patterns that did not fit the DFA budget and run on a lazy DFA.
-    pub fn lazy_patterns(&self) -> &[usize] {
-        &self.lazy
+    pub fn lazy_patterns(&self) -> Vec<usize> {
+        self.residual_patterns
+            .iter()
+            .filter(|(_, size)| size.is_none())
+            .map(|&(p, _)| p)
+            .collect()
     }
 
     /// Bytes held by the fully built residual DFAs and the atom automaton.
@@ -398,11 +405,6 @@ impl Prefilter {
             })
             .sum::<usize>()
             + self.atoms.as_ref().map_or(0, AhoCorasick::memory_usage)
-    }
-
-    /// Number of distinct atoms.
-    pub fn atom_count(&self) -> usize {
-        self.atom_patterns.len()
     }
 }
 
