@@ -557,23 +557,11 @@ fn synth(args: &SynthArgs) -> Result<u8> {
     if !(0.0..=1.0).contains(&args.attacks) {
         return Err("--attacks must be between 0 and 1".into());
     }
-    let mut gen = pd_scanner::synth::PromptGen::new(args.seed);
-    let mut seen = std::collections::HashSet::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut written = 0usize;
-    while written < args.count {
-        // Deterministic attack placement: every k-th prompt, k from the requested share.
-        let attack = args.attacks > 0.0
-            && ((written + 1) as f64 * args.attacks).floor()
-                > (written as f64 * args.attacks).floor();
-        let text = if attack { gen.attack() } else { gen.prompt() };
-        if !seen.insert(text.clone()) {
-            continue;
-        }
+    for (text, attack) in pd_scanner::synth::labelled(args.seed, args.attacks).take(args.count) {
         let label = if attack { "attack" } else { "benign" };
         serde_json::to_writer(&mut out, &serde_json::json!({"text": text, "label": label}))?;
         out.write_all(b"\n")?;
-        written += 1;
     }
     out.flush()?;
     Ok(0)

@@ -580,18 +580,28 @@ impl PromptGen {
     }
 }
 
-/// `count` distinct prompts from `seed` (a duplicate, vanishingly rare, is replaced).
-pub fn distinct_prompts(seed: u64, count: usize) -> Vec<String> {
+/// An endless stream of distinct prompts from `seed`, each with whether it is an attack: a
+/// share `attack_share` (0 to 1) of them, at fixed places, has an attack spliced in. A
+/// duplicate, vanishingly rare, is skipped.
+pub fn labelled(seed: u64, attack_share: f64) -> impl Iterator<Item = (String, bool)> {
     let mut g = PromptGen::new(seed);
-    let mut seen = std::collections::HashSet::with_capacity(count);
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
-        let p = g.prompt();
-        if seen.insert(p.clone()) {
-            out.push(p);
+    let mut seen = std::collections::HashSet::new();
+    let mut made = 0usize;
+    std::iter::from_fn(move || loop {
+        // Deterministic placement: an attack whenever the running share crosses a whole number.
+        let attack = attack_share > 0.0
+            && ((made + 1) as f64 * attack_share).floor() > (made as f64 * attack_share).floor();
+        let text = if attack { g.attack() } else { g.prompt() };
+        if seen.insert(text.clone()) {
+            made += 1;
+            return Some((text, attack));
         }
-    }
-    out
+    })
+}
+
+/// `count` distinct benign prompts from `seed`.
+pub fn distinct_prompts(seed: u64, count: usize) -> Vec<String> {
+    labelled(seed, 0.0).take(count).map(|(t, _)| t).collect()
 }
 
 #[cfg(test)]
