@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use pd_scanner::compile::{compile, resolve, CompileError, PackSet};
 use pd_scanner::policy::Policy;
-use pd_scanner::testing::run_pack_tests;
+use pd_scanner::testing::{run_pack_tests, test_compiled};
 
 use crate::builders::Names;
 use crate::crd::{
@@ -104,7 +104,12 @@ pub fn rulepack_status(
         format!("{} rules enabled", compiled.rule_count()),
     );
 
-    let report = run_pack_tests(packs, name);
+    // The pack was just compiled alone under the default policy, which is what its tests run
+    // against: reuse it rather than compile again (`run_pack_tests` would).
+    let report = packs.get(name).map_or_else(
+        || run_pack_tests(packs, name),
+        |spec| test_compiled(&compiled, spec, name),
+    );
     status.notes = report
         .lints
         .iter()

@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use crate::compile::{compile, PackSet};
+use crate::compile::{compile, CompiledPack, PackSet};
 use crate::engine::InputHasher;
+use crate::pack::RulePackSpec;
 use crate::policy::Policy;
 use crate::verdict::Verdict;
 
@@ -79,6 +80,13 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
             lints: Vec::new(),
         };
     };
+    test_compiled(&compiled, spec, name)
+}
+
+/// Runs the tests of pack `name` (`spec`) against `compiled`, which must be that pack alone
+/// under the default policy, as [`run_pack_tests`] compiles it. For callers that have just
+/// compiled it anyway (the operator's RulePack status): compiling costs more than the tests.
+pub fn test_compiled(compiled: &CompiledPack, spec: &RulePackSpec, name: &str) -> PackReport {
     // Ids of every rule the pack can see, enabled or not, so a typo in a test is caught.
     let known: Vec<&str> = compiled
         .resolved
