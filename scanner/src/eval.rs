@@ -197,16 +197,11 @@ pub fn evaluate(
         return Err(EvalError::Overlap { shared });
     }
     let hasher = InputHasher::ephemeral();
-    for t in warm_up {
-        std::hint::black_box(pack.scan(t, &hasher));
-    }
+    let (results, speed) = timed(warm_up, records.iter().map(|r| r.text.as_str()), |t| {
+        pack.scan(t, &hasher)
+    });
     let mut items = Vec::with_capacity(records.len());
-    let mut latencies = Vec::with_capacity(records.len());
-    for r in records {
-        let t0 = Instant::now();
-        let result = pack.scan(&r.text, &hasher);
-        let took = t0.elapsed();
-        latencies.push((took, r.text.len()));
+    for (r, (result, took)) in records.iter().zip(results) {
         items.push(ItemResult {
             id: r.id.clone(),
             line: r.line,
@@ -219,23 +214,36 @@ pub fn evaluate(
         });
     }
     let mut report = report(&items);
-    report.speed = Speed::new(&latencies, warm_up.len());
+    report.speed = speed;
     Ok((report, items))
 }
 
 /// Times [`BarePass`] on `texts` after running it over `warm_up` (the same protocol as
 /// [`evaluate`]), so the engine's figure can be put as a share of it.
 pub fn time_bare_pass(bare: &BarePass, texts: &[&str], warm_up: &[String]) -> Speed {
+    timed(warm_up, texts.iter().copied(), |t| bare.run(t)).1
+}
+
+/// The protocol every speed figure is measured with: `run` over each warm-up text, untimed,
+/// then over each text once, timed. Returns each result with its time, and the figures.
+fn timed<'a, T>(
+    warm_up: &[String],
+    texts: impl Iterator<Item = &'a str>,
+    mut run: impl FnMut(&str) -> T,
+) -> (Vec<(T, Duration)>, Speed) {
     for t in warm_up {
-        std::hint::black_box(bare.run(t));
+        std::hint::black_box(run(t));
     }
-    let mut latencies = Vec::with_capacity(texts.len());
+    let mut results = Vec::new();
+    let mut latencies = Vec::new();
     for t in texts {
         let t0 = Instant::now();
-        std::hint::black_box(bare.run(t));
-        latencies.push((t0.elapsed(), t.len()));
+        let result = std::hint::black_box(run(t));
+        let took = t0.elapsed();
+        latencies.push((took, t.len()));
+        results.push((result, took));
     }
-    Speed::new(&latencies, warm_up.len())
+    (results, Speed::new(&latencies, warm_up.len()))
 }
 
 /// Throughput and latency of one timed pass (one thread, scan time only).
