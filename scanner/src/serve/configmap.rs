@@ -70,6 +70,18 @@ impl ConfigMapRef {
     }
 }
 
+/// The API client of the pod's service account (or `KUBECONFIG`), unless `stop` changes
+/// first (`None`): building one may wait on I/O, and shutdown must not. The error says why
+/// there is no client; callers log it in their own terms and carry on without the API.
+pub(crate) async fn client_unless_stopped(
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Result<Client, kube::Error>> {
+    tokio::select! {
+        c = Client::try_default() => Some(c),
+        _ = stop.changed() => None,
+    }
+}
+
 /// Watches the ConfigMap until `stop` resolves, installing every new, valid bundle it holds.
 ///
 /// Never returns an error: without a client it logs why and leaves the files in charge; with
@@ -81,9 +93,8 @@ pub async fn watch(
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let client = tokio::select! {
-        c = Client::try_default() => c,
-        _ = stop.changed() => return,
+    let Some(client) = client_unless_stopped(&mut stop).await else {
+        return;
     };
     let client = match client {
         Ok(c) => c,

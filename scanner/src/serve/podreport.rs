@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
+use kube::Api;
 
+use crate::serve::configmap::client_unless_stopped;
 use crate::serve::reload::BundleState;
 
 /// Annotation with the served bundle's hash (read by `pd-operator`).
@@ -70,9 +71,8 @@ pub async fn run(
     state: Arc<BundleState>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let client = tokio::select! {
-        c = Client::try_default() => c,
-        _ = stop.changed() => return,
+    let Some(client) = client_unless_stopped(&mut stop).await else {
+        return;
     };
     let client = match client {
         Ok(c) => c,
