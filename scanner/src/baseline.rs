@@ -31,7 +31,7 @@ impl BarePass {
             match &r.matcher {
                 Matcher::Regex(s) => regexes.push(s.clone()),
                 Matcher::Keywords(k) => phrases.extend(k.any.iter().chain(&k.all).cloned()),
-                Matcher::Detector(_) => {}
+                Matcher::Detector(_) | Matcher::Classifier(_) => {}
             }
         }
         let set = if regexes.is_empty() {

@@ -17,10 +17,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::classifier::{Model, ModelSpec};
 use crate::decode::{decode_gate_parts, DecoderKind, DecoderLimits};
 use crate::detectors::DetectorKind;
 use crate::normalize::{normalize, Normalization};
-use crate::pack::{Action, Category, MatchOn, Matcher, Rule, RuleId, RulePackSpec, Severity};
+use crate::pack::{
+    Action, Category, ClassifierMatch, MatchOn, Matcher, Rule, RuleId, RulePackSpec, Severity,
+};
 use crate::policy::Policy;
 use crate::prefilter::{BuildError, Prefilter};
 
@@ -102,6 +105,10 @@ pub struct ResolvedPack {
     pub decoders: Vec<DecoderKind>,
     pub decoder_limits: DecoderLimits,
     pub rules: Vec<Rule>,
+    /// Models along the chain; a later pack's model replaces an earlier one of the same name.
+    /// Left out of the canonical form when empty, so packs without models keep their hashes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelSpec>,
 }
 
 impl ResolvedPack {
@@ -157,6 +164,7 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
     let mut normalization = Normalization::default();
     let mut decoders = Vec::new();
     let mut limits = DecoderLimits::default();
+    let mut models: Vec<ModelSpec> = Vec::new();
     let mut problems = Vec::new();
     for (pack_name, spec) in chain.iter().zip(&specs) {
         let problem = |rule: Option<&RuleId>, message: String| Problem {
@@ -166,6 +174,20 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
         };
         if let Some(n) = spec.normalization {
             normalization = n;
+        }
+        for (i, m) in spec.models.iter().enumerate() {
+            if spec.models[..i].iter().any(|o| o.name == m.name) {
+                problems.push(problem(
+                    None,
+                    format!("model `{}` is defined twice", m.name),
+                ));
+            }
+            // Checked here so the error names the pack that defines the model.
+            if let Err(e) = m.decode() {
+                problems.push(problem(None, e.to_string()));
+            }
+            models.retain(|o| o.name != m.name);
+            models.push(m.clone());
         }
         if let Some(d) = &spec.decoders {
             decoders = d.clone();
@@ -244,6 +266,7 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
         decoders,
         decoder_limits: limits,
         rules,
+        models,
     })
 }
 
@@ -475,6 +498,21 @@ pub(crate) struct Keywords {
     pub rules: HashMap<usize, KeywordRule>,
 }
 
+/// A model some enabled rule uses, and those rules.
+#[derive(Debug)]
+pub(crate) struct CompiledClassifier {
+    pub model: Model,
+    pub rules: Vec<ClassifierRule>,
+}
+
+/// A `classifier` rule: fires when `label` reaches `threshold`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClassifierRule {
+    pub rule: usize,
+    pub label: usize,
+    pub threshold: f64,
+}
+
 /// Identity of a compiled bundle, returned with every result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PackRef {
@@ -504,6 +542,8 @@ pub struct CompiledPack {
     /// `matchOn: decoded` rules.
     pub(crate) decoded: Option<PatternSet>,
     pub(crate) keywords: Option<Keywords>,
+    /// Models used by enabled rules; each runs once per scanned text (and decoded payload).
+    pub(crate) classifiers: Vec<CompiledClassifier>,
     /// Runs every pattern instead of asking the prefilter: the reference path that tests and
     /// `eval --no-prefilter` compare the prefilter against. Verdicts must be identical.
     pub(crate) bypass_prefilter: bool,
@@ -556,6 +596,16 @@ impl CompiledPack {
             }
         }
         lints
+    }
+
+    /// Ids of the enabled `classifier` rules (the learned stage).
+    pub fn classifier_rule_ids(&self) -> std::collections::HashSet<&str> {
+        self.classifiers
+            .iter()
+            .flat_map(|c| &c.rules)
+            .filter_map(|r| self.rules.get(r.rule))
+            .map(|r| r.id.as_str())
+            .collect()
     }
 
     /// Number of enabled rules.
@@ -624,6 +674,7 @@ pub fn compile_resolved(
     }
     let normalization = normalization.unwrap_or_default();
     let limits = limits.unwrap_or_default();
+    let mut classifiers = decode_models(&resolved, &mut problems);
 
     let mut compiled_rules = Vec::new();
     let mut primary_patterns = PatternsBuilder::default();
@@ -635,7 +686,7 @@ pub fn compile_resolved(
     for &(rule, pack) in &rules {
         if !rule.enabled {
             // Still checked, so enabling it later cannot break the pack.
-            if let Err(message) = check_matcher(rule, &normalization) {
+            if let Err(message) = check_matcher(rule, &normalization, &classifiers) {
                 problems.push(rule_problem(pack, rule, message));
             }
             continue;
@@ -700,6 +751,14 @@ pub fn compile_resolved(
                         },
                     );
                 }
+                Err(message) => problems.push(rule_problem(pack, rule, message)),
+            },
+            Matcher::Classifier(c) => match classifier_target(c, &classifiers) {
+                Ok((model, label)) => classifiers[model].rules.push(ClassifierRule {
+                    rule: index,
+                    label,
+                    threshold: c.threshold,
+                }),
                 Err(message) => problems.push(rule_problem(pack, rule, message)),
             },
         }
@@ -798,8 +857,85 @@ pub fn compile_resolved(
         original,
         decoded,
         keywords,
+        classifiers: classifiers
+            .into_iter()
+            .filter(|c| !c.rules.is_empty())
+            .collect(),
         bypass_prefilter: false,
     })
+}
+
+/// Decodes every model of the bound packs. Two packs may both carry a model of one name only
+/// if it is the same model (a policy binding two packs that extend one base, say).
+fn decode_models(
+    resolved: &[ResolvedPack],
+    problems: &mut Vec<Problem>,
+) -> Vec<CompiledClassifier> {
+    let mut seen: Vec<(&ModelSpec, &str)> = Vec::new();
+    let mut out = Vec::new();
+    for r in resolved {
+        for m in &r.models {
+            match seen.iter().find(|(x, _)| x.name == m.name) {
+                Some((x, _)) if *x == m => continue,
+                Some((_, other)) => {
+                    problems.push(Problem {
+                        pack: r.name.clone(),
+                        rule: None,
+                        message: format!(
+                            "model `{}` is also defined, differently, by pack `{other}`",
+                            m.name
+                        ),
+                    });
+                    continue;
+                }
+                None => seen.push((m, &r.name)),
+            }
+            match m.decode() {
+                Ok(model) => out.push(CompiledClassifier {
+                    model,
+                    rules: Vec::new(),
+                }),
+                Err(e) => problems.push(Problem {
+                    pack: r.name.clone(),
+                    rule: None,
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// (model index, label index) of a `classifier` matcher.
+fn classifier_target(
+    c: &ClassifierMatch,
+    classifiers: &[CompiledClassifier],
+) -> Result<(usize, usize), String> {
+    let (i, found) = classifiers
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.model.name == c.model)
+        .ok_or_else(|| {
+            format!(
+                "classifier model `{}` is not defined by this pack or a pack it extends (or it failed to load)",
+                c.model
+            )
+        })?;
+    let label = found.model.label_index(&c.label).ok_or_else(|| {
+        format!(
+            "model `{}` has no label `{}` (labels: {})",
+            c.model,
+            c.label,
+            found
+                .model
+                .labels
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    Ok((i, label))
 }
 
 fn pack_names(resolved: &[ResolvedPack]) -> String {
@@ -818,11 +954,16 @@ fn rule_problem(pack: &str, rule: &Rule, message: String) -> Problem {
     }
 }
 
-fn check_matcher(rule: &Rule, normalization: &Normalization) -> Result<(), String> {
+fn check_matcher(
+    rule: &Rule,
+    normalization: &Normalization,
+    classifiers: &[CompiledClassifier],
+) -> Result<(), String> {
     match &rule.matcher {
         Matcher::Regex(s) => rule_regex(s).map(|_| ()),
         Matcher::Keywords(k) => keyword_bytes(k, normalization).map(|_| ()),
         Matcher::Detector(_) => Ok(()),
+        Matcher::Classifier(c) => classifier_target(c, classifiers).map(|_| ()),
     }
 }
 

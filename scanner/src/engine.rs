@@ -107,6 +107,20 @@ pub struct Advisory {
     /// Decoders that revealed the match, outermost first (absent for direct matches).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub decoded_from: Vec<DecoderKind>,
+    /// For `classifier` rules: which model decided, and how sure it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<ClassifierEvidence>,
+}
+
+/// Why a `classifier` rule fired: an analyst reading the advisory sees it was the learned
+/// stage, which model version, and its probability (the highest over the text and any
+/// decoded payloads).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ClassifierEvidence {
+    pub model: String,
+    pub version: String,
+    pub label: String,
+    pub probability: f64,
 }
 
 /// Everything a scan concludes. No raw prompt text is in here unless redaction produced a
@@ -148,6 +162,7 @@ struct Hit {
     /// Ranges to redact (detector values are narrower than their match).
     values: Vec<Range<usize>>,
     decoded_from: Vec<DecoderKind>,
+    classifier: Option<ClassifierEvidence>,
 }
 
 /// Where a layer's matches land in the caller's text.
@@ -245,6 +260,7 @@ impl CompiledPack {
             match_set(set, self.bypass_prefilter, t, via, &mapping, hits);
         }
         self.match_keywords(t, via, &mapping, hits);
+        self.match_classifiers(t, via, &mapping, hits);
         // The decode gate looked at the normalized text. Normalization leaves ASCII alone but
         // for whitespace and invisible characters, so an encoded run in the original is still a
         // run there (or part of a longer one) — except Unicode tag characters, which it strips:
@@ -321,6 +337,39 @@ impl CompiledPack {
         }
     }
 
+    /// Runs each model once over the layer's normalized text; a rule fires at its threshold.
+    /// The span is the whole layer (the model judges the text as a whole).
+    fn match_classifiers(
+        &self,
+        t: &[u8],
+        via: &[DecoderKind],
+        mapping: &Mapping,
+        hits: &mut Vec<Hit>,
+    ) {
+        let mut probabilities = [0.0f64; crate::classifier::MAX_LABELS];
+        for c in &self.classifiers {
+            c.model.probabilities(t, &mut probabilities);
+            for r in &c.rules {
+                let p = probabilities[r.label];
+                if p < r.threshold {
+                    continue;
+                }
+                let span = mapping.map(0..t.len());
+                record(hits, r.rule, span.clone(), span, via);
+                if let Some(h) = hits.iter_mut().find(|h| h.rule == r.rule) {
+                    if h.classifier.as_ref().is_none_or(|e| e.probability < p) {
+                        h.classifier = Some(ClassifierEvidence {
+                            model: c.model.name.clone(),
+                            version: c.model.version.clone(),
+                            label: c.model.labels[r.label].name.clone(),
+                            probability: (p * 1e4).round() / 1e4,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     fn conclude(
         &self,
         text: &str,
@@ -369,6 +418,7 @@ impl CompiledPack {
                     matches: h.spans.len(),
                     mitigation: r.mitigation.clone(),
                     decoded_from: h.decoded_from.clone(),
+                    classifier: h.classifier.clone(),
                 }
             })
             .collect();
@@ -455,6 +505,7 @@ fn record(
                 spans: Vec::new(),
                 values: Vec::new(),
                 decoded_from: via.to_vec(),
+                classifier: None,
             });
             let last = hits.len() - 1;
             &mut hits[last]

@@ -25,6 +25,8 @@ pub struct Fields {
     pub label: String,
     pub category: String,
     pub id: String,
+    /// Cross-validation group (records of one group are held out together).
+    pub group: String,
 }
 
 impl Default for Fields {
@@ -34,6 +36,7 @@ impl Default for Fields {
             label: "label".into(),
             category: "category".into(),
             id: "id".into(),
+            group: "source".into(),
         }
     }
 }
@@ -63,6 +66,9 @@ pub struct ItemResult {
     pub verdict: Verdict,
     pub score: u32,
     pub rules: Vec<String>,
+    /// Whether a rule of the learned stage (`classifier`) fired, and whether any other rule did.
+    pub by_classifier: bool,
+    pub by_rules: bool,
     pub latency_us: u64,
 }
 
@@ -95,8 +101,30 @@ pub struct Report {
     pub by_category: BTreeMap<String, CategoryCount>,
     /// How often each rule fired on attack and on benign items.
     pub rule_hits: BTreeMap<String, (usize, usize)>,
+    /// Which stage caught the detected attacks, and which raised the false positives.
+    pub detected_by: StageCounts,
+    pub false_positives_by: StageCounts,
     /// The timed pass: every item scanned once, after the warm-up texts.
     pub speed: Speed,
+}
+
+/// Items by the stages whose rules fired on them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageCounts {
+    pub rules_only: usize,
+    pub classifier_only: usize,
+    pub both: usize,
+}
+
+impl StageCounts {
+    fn add(&mut self, i: &ItemResult) {
+        match (i.by_rules, i.by_classifier) {
+            (true, false) => self.rules_only += 1,
+            (false, true) => self.classifier_only += 1,
+            (true, true) => self.both += 1,
+            (false, false) => {}
+        }
+    }
 }
 
 /// One labelled record of a corpus.
@@ -108,6 +136,7 @@ pub struct Record {
     pub text: String,
     pub attack: bool,
     pub category: Option<String>,
+    pub group: Option<String>,
 }
 
 /// Reads a labelled JSON Lines corpus (blank lines are skipped).
@@ -142,6 +171,7 @@ pub fn read_corpus(input: impl BufRead, fields: &Fields) -> Result<Vec<Record>, 
             text: text.to_string(),
             attack,
             category: string(&fields.category),
+            group: string(&fields.group),
         });
     }
     if records.is_empty() {
@@ -197,6 +227,7 @@ pub fn evaluate(
         return Err(EvalError::Overlap { shared });
     }
     let hasher = InputHasher::ephemeral();
+    let learned = pack.classifier_rule_ids();
     let (results, speed) = timed(warm_up, records.iter().map(|r| r.text.as_str()), |t| {
         pack.scan(t, &hasher)
     });
@@ -210,10 +241,12 @@ pub fn evaluate(
             verdict: result.effective_verdict(),
             score: result.score,
             rules: result.rule_ids().map(str::to_string).collect(),
+            by_classifier: result.rule_ids().any(|r| learned.contains(r)),
+            by_rules: result.rule_ids().any(|r| !learned.contains(r)),
             latency_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         });
     }
-    let mut report = report(&items);
+    let mut report = report_of(&items);
     report.speed = speed;
     Ok((report, items))
 }
@@ -342,7 +375,8 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-fn report(items: &[ItemResult]) -> Report {
+/// The report over already-scanned items (speed left at zero).
+pub fn report_of(items: &[ItemResult]) -> Report {
     let count = |attack: bool, detected: bool| {
         items
             .iter()
@@ -364,7 +398,14 @@ fn report(items: &[ItemResult]) -> Report {
     };
     let mut by_category: BTreeMap<String, CategoryCount> = BTreeMap::new();
     let mut rule_hits: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let (mut detected_by, mut false_positives_by) =
+        (StageCounts::default(), StageCounts::default());
     for i in items {
+        match (i.attack, i.detected()) {
+            (true, true) => detected_by.add(i),
+            (false, true) => false_positives_by.add(i),
+            _ => {}
+        }
         let key = i
             .category
             .clone()
@@ -394,6 +435,8 @@ fn report(items: &[ItemResult]) -> Report {
         accuracy: ratio(tp + tn, items.len()),
         by_category,
         rule_hits,
+        detected_by,
+        false_positives_by,
         speed: Speed::default(),
     }
 }
@@ -426,6 +469,18 @@ impl std::fmt::Display for Report {
                 n.total,
                 ratio(n.detected, n.total)
             )?;
+        }
+        for (name, c) in [
+            ("attacks caught", &self.detected_by),
+            ("false positives", &self.false_positives_by),
+        ] {
+            if c.classifier_only + c.both > 0 {
+                writeln!(
+                    f,
+                    "{name:<16} by rules only {}, by the classifier only {}, by both {}",
+                    c.rules_only, c.classifier_only, c.both
+                )?;
+            }
         }
         let s = &self.speed;
         let warmed = if s.warmed_on > 0 {

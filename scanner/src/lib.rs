@@ -9,7 +9,9 @@
 pub mod atoms;
 pub mod baseline;
 pub mod bundle;
+pub mod classifier;
 pub mod compile;
+pub mod crossval;
 pub mod decode;
 pub mod detectors;
 pub mod engine;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pd_scanner::bundle::{build, load_sources, pack_set, select_policy};
+use pd_scanner::classifier::train::{LabelDef, TrainOptions};
 use pd_scanner::compile::compile;
 use pd_scanner::engine::InputHasher;
 use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields};
@@ -65,9 +66,59 @@ enum Command {
     /// Print the policy's compiled-and-checked bundle (`ScanBundle` JSON): one file a scanner
     /// can serve with `-f`.
     Bundle,
+    /// Train the learned stage on labelled JSON Lines and write it as a rule pack (a model plus
+    /// one `classifier` rule per label). Deterministic for a given seed and input.
+    Train(TrainArgs),
     /// Print distinct synthetic prompts as JSON Lines (`text`, `label`), deterministic for a
     /// seed: input for `eval --warm-up` and load runs that must not repeat texts.
     Synth(SynthArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Labelled JSON Lines (`text`, `label`, `category`, `source`); repeat for several files.
+    #[arg(long, short = 'i', required = true)]
+    input: Vec<PathBuf>,
+    /// Where to write the RulePack YAML.
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    /// Name of the generated RulePack.
+    #[arg(long, default_value = "learned")]
+    pack_name: String,
+    /// Name of the model (rules refer to it).
+    #[arg(long, default_value = "prompt-attacks")]
+    model_name: String,
+    /// Model and pack version (default: the date).
+    #[arg(long)]
+    model_version: Option<String>,
+    /// Training date written into the manifest (default: today, UTC).
+    #[arg(long)]
+    date: Option<String>,
+    /// `NAME=CATEGORY[,CATEGORY...]`: a label and the attack categories it learns; repeat.
+    #[arg(long = "label", default_values_t = ["jailbreak".to_string(), "injection=prompt_injection,exfiltration".to_string()])]
+    labels: Vec<String>,
+    /// Weight tables have 2^bits rows.
+    #[arg(long, default_value_t = TrainOptions::default().bits)]
+    bits: u8,
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
+    epochs: usize,
+    #[arg(long, default_value_t = TrainOptions::default().l2)]
+    l2: f64,
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    /// Folds of the grouped (by `--group-field`) cross-validation that picks the thresholds.
+    #[arg(long, default_value_t = TrainOptions::default().folds)]
+    folds: usize,
+    /// Benign false-positive rate allowed, out of fold, summed over the labels.
+    #[arg(long, default_value_t = TrainOptions::default().target_fpr)]
+    target_fpr: f64,
+    /// Weight of the generated rules (60 blocks on its own under the default thresholds).
+    #[arg(long, default_value_t = 60)]
+    weight: u32,
+    #[arg(long, default_value = "source")]
+    group_field: String,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +259,18 @@ struct EvalArgs {
     /// a check that the prefilter changes nothing on your corpus.
     #[arg(long)]
     no_prefilter: bool,
+    /// Cross-source evaluation: retrain this model (named in a loaded pack) without each fold
+    /// of `--input` before scanning that fold, so figures are for text it never saw.
+    #[arg(long)]
+    retrain: Option<String>,
+    /// Folds for `--retrain`; records of one `--group-field` value stay in one fold.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    #[arg(long, default_value = "source")]
+    group_field: String,
+    /// Extra labelled JSON Lines always in the training data of `--retrain`, never scanned.
+    #[arg(long)]
+    train: Vec<PathBuf>,
     /// Also time the bare baseline (one RegexSet of the bundle's regex rules + one
     /// Aho–Corasick DFA of its keywords, in a fresh process state warmed on the same warm-up
     /// texts) on the same texts, and print the engine's throughput as a share of it.
@@ -248,6 +311,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => serve(cli.files, cli.policy, args),
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(&file),
         Command::Synth(args) => synth(&args),
+        Command::Train(args) => train(&args),
         Command::Bundle => {
             let loaded = load_sources(&cli.files)?;
             let doc = pd_scanner::bundle::bundle_document(&loaded, cli.policy.as_deref())?;
@@ -478,9 +542,48 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
         label: args.label_field,
         category: args.category_field,
         id: args.id_field,
+        group: args.group_field,
     };
     let records = read_corpus(open(&args.input)?, &fields)
         .map_err(|e| format!("{}: {e}", args.input.display()))?;
+    if let Some(model) = &args.retrain {
+        if args.warm_up.is_some() || args.baseline || args.no_prefilter {
+            return Err(
+                "--retrain measures detection only; drop --warm-up, --baseline and --no-prefilter"
+                    .into(),
+            );
+        }
+        let loaded = load_sources(files)?;
+        let policy = select_policy(&loaded, policy)?;
+        let mut extra = Vec::new();
+        for path in &args.train {
+            let r = read_corpus(open(path)?, &fields)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            extra.extend(r.iter().map(pd_scanner::crossval::example));
+        }
+        let (report, _) = pd_scanner::crossval::cross_source(
+            &pack_set(&loaded),
+            &policy,
+            model,
+            &records,
+            &extra,
+            args.folds,
+            &TrainOptions::default(),
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "cross-source: model `{model}` retrained {} times, each without one fold of {} (grouped by `{}`), plus {} always-training records; rules unchanged",
+                args.folds.max(2),
+                args.input.display(),
+                fields.group,
+                extra.len()
+            );
+            print!("{report}");
+        }
+        return Ok(0);
+    }
     let warm_up = match &args.warm_up {
         Some(path) => {
             read_texts(open(path)?, &fields.text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -551,6 +654,94 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn train(args: &TrainArgs) -> Result<u8> {
+    let labels = args
+        .labels
+        .iter()
+        .map(|l| LabelDef::parse(l))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let fields = Fields {
+        group: args.group_field.clone(),
+        ..Fields::default()
+    };
+    let mut examples = Vec::new();
+    for path in &args.input {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let records = read_corpus(BufReader::new(file), &fields)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        examples.extend(records.iter().map(pd_scanner::crossval::example));
+    }
+    let date = args.date.clone().unwrap_or_else(today);
+    let version = args.model_version.clone().unwrap_or_else(|| date.clone());
+    let options = TrainOptions {
+        bits: args.bits,
+        epochs: args.epochs,
+        l2: args.l2,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        folds: args.folds,
+        target_fpr: args.target_fpr,
+        ..TrainOptions::default()
+    };
+    let trained = pd_scanner::classifier::train::train(
+        &args.model_name,
+        &version,
+        &date,
+        &examples,
+        &labels,
+        &options,
+    )?;
+    let yaml = pd_scanner::classifier::pack::generated_pack(
+        &args.pack_name,
+        &trained,
+        &labels,
+        args.weight,
+        &format!(
+            "pd-scanner train {}",
+            std::env::args().skip(2).collect::<Vec<_>>().join(" ")
+        ),
+    )?;
+    std::fs::write(&args.out, yaml)
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    let m = &trained.manifest;
+    eprintln!(
+        "trained `{}` on {} records ({} attacks, {} benign) → {}",
+        args.model_name,
+        m.records,
+        m.attacks,
+        m.benign,
+        args.out.display()
+    );
+    if let Some(cv) = &m.cross_validation {
+        for l in &cv.labels {
+            eprintln!(
+                "  {:<12} threshold {:.3}: out-of-fold recall {:.3}, false-positive rate {:.4} ({} folds by {})",
+                l.label, l.threshold, l.recall, l.false_positive_rate, cv.folds, cv.group_by
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, from the system clock (civil-from-days).
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn synth(args: &SynthArgs) -> Result<u8> {

@@ -11,6 +11,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::classifier::ModelSpec;
 use crate::decode::{DecoderKind, DecoderLimits};
 use crate::detectors::DetectorKind;
 use crate::normalize::Normalization;
@@ -44,13 +45,19 @@ pub struct RulePackSpec {
     /// Changes to rules inherited through `extends`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<RuleOverride>,
+    /// Learned text classifiers that `classifier` rules refer to (usually written by
+    /// `pd-scanner train`). Inherited through `extends`; a model of the same name here
+    /// replaces the inherited one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelSpec>,
     /// Examples the pack must get right; run by `pd-scanner test` and by the operator before a
     /// pack may reach a scanner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<PackTest>,
 }
 
-/// A detection rule. Exactly one matcher (`regex`, `keywords` or `detector`) sits on the rule;
+/// A detection rule. Exactly one matcher (`regex`, `keywords`, `detector` or `classifier`) sits
+/// on the rule;
 /// that is checked when the rule is read, so a [`Rule`] always has exactly one [`Matcher`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RuleDoc", into = "RuleDoc")]
@@ -97,6 +104,22 @@ pub enum Matcher {
     Keywords(Keywords),
     /// A built-in validator (Luhn, mod-97, token formats...).
     Detector(DetectorKind),
+    /// A label of a learned model reaching a probability.
+    Classifier(ClassifierMatch),
+}
+
+/// A `classifier` matcher: fires when `label` of `model` scores at least `threshold` on the
+/// normalized text (and on every decoded payload, like any rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClassifierMatch {
+    /// Name of a model in `spec.models` of this pack or one it extends.
+    pub model: String,
+    /// One of the model's labels.
+    pub label: String,
+    /// Probability (0.5–1) at or above which the rule matches.
+    #[schemars(range(min = 0.5, max = 1.0))]
+    pub threshold: f64,
 }
 
 /// The on-the-wire shape of a rule: matchers as optional sibling keys. Converted to [`Rule`]
@@ -121,6 +144,9 @@ struct RuleDoc {
     /// Built-in detector matcher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     detector: Option<DetectorKind>,
+    /// Learned classifier matcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    classifier: Option<ClassifierMatch>,
     /// What a caller should do about a match; returned with each advisory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mitigation: Option<String>,
@@ -150,21 +176,30 @@ impl TryFrom<RuleDoc> for Rule {
 
     fn try_from(doc: RuleDoc) -> Result<Self, String> {
         let id = RuleId::new(doc.id)?;
-        let matcher = match (doc.regex, doc.keywords, doc.detector) {
-            (Some(r), None, None) => Matcher::Regex(r),
-            (None, Some(k), None) => Matcher::Keywords(k),
-            (None, None, Some(d)) => Matcher::Detector(d),
-            (None, None, None) => {
+        let matcher = match (doc.regex, doc.keywords, doc.detector, doc.classifier) {
+            (Some(r), None, None, None) => Matcher::Regex(r),
+            (None, Some(k), None, None) => Matcher::Keywords(k),
+            (None, None, Some(d), None) => Matcher::Detector(d),
+            (None, None, None, Some(c)) => Matcher::Classifier(c),
+            (None, None, None, None) => {
                 return Err(format!(
-                    "rule `{id}` has no matcher: set one of `regex`, `keywords`, `detector`"
+                    "rule `{id}` has no matcher: set one of `regex`, `keywords`, `detector`, `classifier`"
                 ))
             }
             _ => {
                 return Err(format!(
-                    "rule `{id}` has more than one matcher: set exactly one of `regex`, `keywords`, `detector`"
+                    "rule `{id}` has more than one matcher: set exactly one of `regex`, `keywords`, `detector`, `classifier`"
                 ))
             }
         };
+        if let Matcher::Classifier(c) = &matcher {
+            if !(0.5..=1.0).contains(&c.threshold) {
+                return Err(format!(
+                    "rule `{id}`: classifier threshold {} is outside 0.5–1",
+                    c.threshold
+                ));
+            }
+        }
         if doc.match_on != MatchOn::Normalized && !matches!(matcher, Matcher::Regex(_)) {
             return Err(format!(
                 "rule `{id}`: `matchOn` is only supported for `regex` rules"
@@ -190,11 +225,13 @@ impl TryFrom<RuleDoc> for Rule {
 
 impl From<Rule> for RuleDoc {
     fn from(r: Rule) -> Self {
-        let (regex, keywords, detector) = match r.matcher {
-            Matcher::Regex(s) => (Some(s), None, None),
-            Matcher::Keywords(k) => (None, Some(k), None),
-            Matcher::Detector(d) => (None, None, Some(d)),
-        };
+        let (mut regex, mut keywords, mut detector, mut classifier) = (None, None, None, None);
+        match r.matcher {
+            Matcher::Regex(s) => regex = Some(s),
+            Matcher::Keywords(k) => keywords = Some(k),
+            Matcher::Detector(d) => detector = Some(d),
+            Matcher::Classifier(c) => classifier = Some(c),
+        }
         RuleDoc {
             id: r.id.0,
             category: r.category,
@@ -203,6 +240,7 @@ impl From<Rule> for RuleDoc {
             regex,
             keywords,
             detector,
+            classifier,
             mitigation: r.mitigation,
             description: r.description,
             enabled: r.enabled,

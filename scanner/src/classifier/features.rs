@@ -1,0 +1,180 @@
+//! The `hashed-ngrams-v1` feature recipe: one pass over the normalized text yields hashed
+//! character 3-, 4- and 5-grams and word 1- and 2-grams.
+//!
+//! Why these: character n-grams see through the spelling games attackers play on trigger words
+//! (`ign0re`, `i g n o r e` leaves `ign`, `gno`…, misspellings share most grams) and work in
+//! any script, since they run on UTF-8 bytes; word n-grams carry phrasing ("you are", "from
+//! now"). Hashing into a fixed number of buckets keeps the model a flat array with no
+//! vocabulary to ship, and makes the cost per byte constant: five multiply-xor steps and at
+//! most four table lookups per byte, whatever the text.
+//!
+//! The text is folded first: ASCII letters to lower case, every digit to `0` (numbers vary,
+//! their shape does not), white space runs to one space. The recipe is versioned: changing any
+//! of this (hash, folding, n-gram sizes) makes a new recipe name, because a model's weights are
+//! only meaningful for the exact features it was trained on.
+
+/// Multiplier of the FNV-1a 64-bit hash, used to mix bytes into n-gram hashes.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// Fibonacci hashing constant: spreads a 64-bit hash over the top `bits` bits.
+const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Seeds that keep word unigrams, word bigrams and character grams apart.
+const WORD_SEED: u64 = 0x5745_4f52_4431_0001;
+const BIGRAM_SEED: u64 = 0x5745_4f52_4432_0002;
+
+/// Shortest and longest character n-gram.
+pub const CHAR_MIN: usize = 3;
+pub const CHAR_MAX: usize = 5;
+
+#[inline]
+fn mix(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+}
+
+/// The folded form of one byte, or `None` for white space (the caller collapses runs).
+#[inline]
+fn fold(b: u8) -> Option<u8> {
+    match b {
+        b'A'..=b'Z' => Some(b + 32),
+        b'0'..=b'9' => Some(b'0'),
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => None,
+        _ => Some(b),
+    }
+}
+
+/// Part of a word: ASCII letters and digits, and every byte of a non-ASCII character.
+#[inline]
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Calls `emit` with the bucket (`0..1 << bits`) of every feature of `text`, in text order.
+/// Returns the number of features emitted. `bits` must be in `1..=32`.
+pub fn for_each_bucket<F: FnMut(usize)>(text: &[u8], bits: u32, emit: F) -> usize {
+    let mut s = State {
+        shift: 64 - bits,
+        emit,
+        count: 0,
+        ring: [0; CHAR_MAX],
+        pos: 0,
+        word: FNV_OFFSET,
+        word_len: 0,
+        prev_word: None,
+    };
+    // Text starts and ends at a space so that grams see word edges.
+    s.push(b' ');
+    let mut in_space = true;
+    for &b in text {
+        match fold(b) {
+            None => {
+                s.end_word();
+                if !in_space {
+                    s.push(b' ');
+                    in_space = true;
+                }
+            }
+            Some(f) => {
+                if is_word_byte(b) {
+                    s.word = mix(s.word, f);
+                    s.word_len += 1;
+                } else {
+                    s.end_word();
+                }
+                s.push(f);
+                in_space = false;
+            }
+        }
+    }
+    s.end_word();
+    if !in_space {
+        s.push(b' ');
+    }
+    s.count
+}
+
+struct State<F> {
+    shift: u32,
+    emit: F,
+    count: usize,
+    /// The last CHAR_MAX folded bytes; the newest is at `(pos - 1) % CHAR_MAX`.
+    ring: [u8; CHAR_MAX],
+    pos: usize,
+    word: u64,
+    word_len: usize,
+    prev_word: Option<u64>,
+}
+
+impl<F: FnMut(usize)> State<F> {
+    #[inline]
+    fn out(&mut self, h: u64) {
+        (self.emit)((h.wrapping_mul(SPREAD) >> self.shift) as usize);
+        self.count += 1;
+    }
+
+    /// Appends one folded byte and emits the character grams ending at it.
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.ring[self.pos % CHAR_MAX] = b;
+        self.pos += 1;
+        // Hash backwards from the newest byte: the n-gram ending here, for n = 1..=5.
+        let mut h = FNV_OFFSET;
+        for n in 1..=CHAR_MAX.min(self.pos) {
+            h = mix(h, self.ring[(self.pos - n) % CHAR_MAX]);
+            if n >= CHAR_MIN {
+                self.out(h ^ n as u64);
+            }
+        }
+    }
+
+    /// Ends the current word, if any: emits it and the bigram with the word before.
+    #[inline]
+    fn end_word(&mut self) {
+        if self.word_len == 0 {
+            return;
+        }
+        let w = self.word;
+        self.out(w ^ WORD_SEED);
+        if let Some(p) = self.prev_word {
+            self.out(p.rotate_left(17) ^ w ^ BIGRAM_SEED);
+        }
+        self.prev_word = Some(w);
+        self.word = FNV_OFFSET;
+        self.word_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buckets(text: &str) -> Vec<usize> {
+        let mut v = Vec::new();
+        let n = for_each_bucket(text.as_bytes(), 16, |b| v.push(b));
+        assert_eq!(n, v.len());
+        v
+    }
+
+    #[test]
+    fn case_digits_and_white_space_are_folded() {
+        assert_eq!(buckets("Ignore  PIN 1234"), buckets("ignore pin 9876"));
+        assert_eq!(buckets("a\t\nb"), buckets("a b"));
+        assert_ne!(buckets("ignore"), buckets("ignora"));
+    }
+
+    #[test]
+    fn counts_grams_and_words() {
+        // " ab " → 4 bytes: grams of 3 end at bytes 3 and 4 (2), of 4 at byte 4 (1); one word.
+        assert_eq!(buckets("ab").len(), 2 + 1 + 1);
+        // Empty text: only the leading space, too short for any gram.
+        assert!(buckets("").is_empty());
+        // Two words: a bigram too.
+        let two = buckets("ab cd");
+        assert_eq!(two.len(), (7 - 2) + (7 - 3) + (7 - 4) + 2 + 1);
+    }
+
+    #[test]
+    fn buckets_stay_in_range_for_any_bytes() {
+        let text: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        for_each_bucket(&text, 10, |b| assert!(b < 1024));
+    }
+}
