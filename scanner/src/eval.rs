@@ -483,6 +483,9 @@ impl std::fmt::Display for Report {
             }
         }
         let s = &self.speed;
+        if s.items_per_second == 0.0 {
+            return writeln!(f, "throughput       not timed");
+        }
         let warmed = if s.warmed_on > 0 {
             format!("after a warm-up on {} other texts", s.warmed_on)
         } else {

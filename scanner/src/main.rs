@@ -528,10 +528,6 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
 }
 
 fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
-    let mut pack = build(files, policy)?;
-    if args.no_prefilter {
-        pack = pack.without_prefilter();
-    }
     let open = |path: &PathBuf| {
         std::fs::File::open(path)
             .map(BufReader::new)
@@ -546,7 +542,13 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
     };
     let records = read_corpus(open(&args.input)?, &fields)
         .map_err(|e| format!("{}: {e}", args.input.display()))?;
-    if let Some(model) = &args.retrain {
+    let warm_up = match &args.warm_up {
+        Some(path) => {
+            read_texts(open(path)?, &fields.text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let (report, items) = if let Some(model) = &args.retrain {
         if args.warm_up.is_some() || args.baseline || args.no_prefilter {
             return Err(
                 "--retrain measures detection only; drop --warm-up, --baseline and --no-prefilter"
@@ -561,7 +563,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             extra.extend(r.iter().map(pd_scanner::crossval::example));
         }
-        let (report, _) = pd_scanner::crossval::cross_source(
+        let out = pd_scanner::crossval::cross_source(
             &pack_set(&loaded),
             &policy,
             model,
@@ -570,33 +572,55 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
             args.folds,
             &TrainOptions::default(),
         )?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
+        if !args.json {
             println!(
-                "cross-source: model `{model}` retrained {} times, each without one fold of {} (grouped by `{}`), plus {} always-training records; rules unchanged",
+                "cross-source: model `{model}` retrained {} times, each time without one fold of {} (grouped by `{}`), plus {} records always in training; rules unchanged; policy {}",
                 args.folds.max(2),
                 args.input.display(),
                 fields.group,
-                extra.len()
+                extra.len(),
+                policy.name
             );
-            print!("{report}");
         }
-        return Ok(0);
-    }
-    let warm_up = match &args.warm_up {
-        Some(path) => {
-            read_texts(open(path)?, &fields.text).map_err(|e| format!("{}: {e}", path.display()))?
+        out
+    } else {
+        let mut pack = build(files, policy)?;
+        if args.no_prefilter {
+            pack = pack.without_prefilter();
         }
-        None => Vec::new(),
+        // Span regexes compile on first use; a serving scanner compiles them before a bundle
+        // goes live, so the timed pass should not pay for that either.
+        pack.warm_up();
+        let out = evaluate(&pack, &records, &warm_up).map_err(|e| match &args.warm_up {
+            Some(w) => format!("{} (warm-up {}): {e}", args.input.display(), w.display()),
+            None => format!("{}: {e}", args.input.display()),
+        })?;
+        if !args.json {
+            println!(
+                "bundle {} {} ({} rules), policy {}",
+                pack.pack.name,
+                pack.pack.hash,
+                pack.rule_count(),
+                pack.policy.name
+            );
+        }
+        if args.baseline {
+            let bare = pd_scanner::baseline::BarePass::new(&pack)?;
+            let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+            let b = pd_scanner::eval::time_bare_pass(&bare, &texts, &warm_up);
+            println!(
+                "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
+                b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
+            );
+            if b.items_per_second > 0.0 {
+                println!(
+                    "engine / bare    {:.0}%",
+                    100.0 * out.0.speed.items_per_second / b.items_per_second
+                );
+            }
+        }
+        out
     };
-    // Span regexes compile on first use; a serving scanner compiles them before a bundle goes
-    // live, so the timed pass should not pay for that either.
-    pack.warm_up();
-    let (report, items) = evaluate(&pack, &records, &warm_up).map_err(|e| match &args.warm_up {
-        Some(w) => format!("{} (warm-up {}): {e}", args.input.display(), w.display()),
-        None => format!("{}: {e}", args.input.display()),
-    })?;
     if let Some(path) = &args.out {
         let mut w = std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -611,29 +635,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "bundle {} {} ({} rules), policy {}",
-            pack.pack.name,
-            pack.pack.hash,
-            pack.rule_count(),
-            pack.policy.name
-        );
         print!("{report}");
-    }
-    if args.baseline {
-        let bare = pd_scanner::baseline::BarePass::new(&pack)?;
-        let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
-        let b = pd_scanner::eval::time_bare_pass(&bare, &texts, &warm_up);
-        println!(
-            "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
-            b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
-        );
-        if b.items_per_second > 0.0 {
-            println!(
-                "engine / bare    {:.0}%",
-                100.0 * report.speed.items_per_second / b.items_per_second
-            );
-        }
     }
     if args.show_errors > 0 {
         let wrong = records
