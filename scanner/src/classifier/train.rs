@@ -86,13 +86,13 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            bits: 15,
-            epochs: 6,
+            bits: 16,
+            epochs: 12,
             l2: 1e-5,
             learning_rate: 0.2,
             seed: 1,
             folds: 5,
-            target_fpr: 0.005,
+            target_fpr: 0.002,
             normalization: Normalization::default(),
         }
     }
@@ -130,7 +130,7 @@ pub(crate) fn featurize(text: &str, bits: u8, normalization: &Normalization) -> 
         buckets.push(b as u32)
     });
     buckets.sort_unstable();
-    let norm = 1.0 / (n.max(1) as f32).sqrt();
+    let norm = 1.0 / ((n as f64 + super::SHORT_TEXT_PRIOR).max(1.0).sqrt() as f32);
     let mut out: Sparse = Vec::new();
     for b in buckets {
         match out.last_mut() {
