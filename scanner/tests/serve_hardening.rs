@@ -585,6 +585,28 @@ fn a_torn_tail_is_cut_at_start_with_a_log_line_and_a_recovery_record() {
 }
 
 #[test]
+fn an_interval_fsync_runs_on_a_timer_and_its_loss_window_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let s = Server::start(
+        &[
+            "--audit-file",
+            audit.to_str().unwrap(),
+            "--audit-fsync",
+            "200",
+        ],
+        None,
+    );
+    // One decision on an otherwise idle server: it is synced by the timer, not left waiting
+    // for a next record, and the wait is observed.
+    assert_eq!(s.scan(KEY_A, r#"{"prompt": "hi"}"#).status, 200);
+    assert_eq!(audit_lines(&audit).len(), 1, "written before the answer");
+    eventually("the record was fsynced", || {
+        metric(&s, "pd_audit_unsynced_seconds_count").as_deref() == Some("1")
+    });
+}
+
+#[test]
 fn audit_verify_detects_records_cut_from_the_end_against_the_anchor() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");

@@ -279,8 +279,8 @@ pub struct AuditFile {
     file: File,
     fsync: Fsync,
     last_sync: Instant,
-    /// Whether records were written since the last fsync.
-    dirty: bool,
+    /// When the oldest record not yet fsynced was written, if any.
+    dirty_since: Option<Instant>,
     /// Length of the complete records: a failed write is cut back to it, so a half-written
     /// line never has a record appended onto it.
     len: u64,
@@ -369,7 +369,7 @@ impl AuditFile {
                 file,
                 fsync,
                 last_sync: Instant::now(),
-                dirty: false,
+                dirty_since: None,
                 len,
                 torn: false,
                 recovered,
@@ -414,7 +414,9 @@ impl AuditFile {
             return Err(self.io_err(e));
         }
         self.len += lines.len() as u64;
-        self.dirty = self.fsync != Fsync::Always;
+        if self.fsync != Fsync::Always && self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
         if self.fsync == Fsync::Always {
             self.last_sync = Instant::now();
         }
@@ -424,14 +426,17 @@ impl AuditFile {
     /// When the interval policy wants the next fsync, if records are waiting for one.
     pub fn sync_due(&self) -> Option<Instant> {
         match self.fsync {
-            Fsync::Interval(every) if self.dirty => Some(self.last_sync + every),
+            Fsync::Interval(every) if self.dirty_since.is_some() => Some(self.last_sync + every),
             _ => None,
         }
     }
 
-    /// Fsyncs if records were written since the last one.
-    pub fn sync_now(&mut self) -> Result<(), AuditError> {
-        self.sync()
+    /// Fsyncs if records were written since the last one. Returns how long the oldest of them
+    /// had waited: the window a power failure would have lost.
+    pub fn sync_now(&mut self) -> Result<Option<Duration>, AuditError> {
+        let waited = self.dirty_since.map(|t| t.elapsed());
+        self.sync()?;
+        Ok(waited)
     }
 
     fn io_err(&self, source: io::Error) -> AuditError {
@@ -464,9 +469,9 @@ impl AuditFile {
     }
 
     fn sync(&mut self) -> Result<(), AuditError> {
-        if self.dirty {
+        if self.dirty_since.is_some() {
             self.file.sync_data().map_err(|e| self.io_err(e))?;
-            self.dirty = false;
+            self.dirty_since = None;
         }
         self.last_sync = Instant::now();
         Ok(())
@@ -860,6 +865,24 @@ mod tests {
         let back: AuditRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, b);
         assert_eq!(record_hash(&back), b.hash);
+    }
+
+    #[test]
+    fn event_records_are_chained_like_decisions_and_decisions_omit_the_field() {
+        let mut chain = AuditChain::new();
+        let a = chain.seal(decision(1), at(0));
+        let e = chain.seal_event("torn_tail_truncated: 9 bytes".into(), at(1));
+        let b = chain.seal(decision(2), at(2));
+        assert_eq!((e.seq, e.prev.as_str()), (2, a.hash.as_str()));
+        assert_eq!(b.prev, e.hash);
+        assert_eq!(chain.last_hash(), b.hash);
+        assert!(!serde_json::to_string(&a).unwrap().contains("event"));
+        let lines: Vec<String> = [a, e, b]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert!(lines[1].contains(r#""event":"torn_tail_truncated: 9 bytes""#));
+        assert_eq!(verify_lines(&lines).unwrap().records, 3);
     }
 
     #[test]

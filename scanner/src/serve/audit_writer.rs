@@ -10,7 +10,9 @@
 //! - an interval, or `never`: the answer comes after the records are written to the file (the
 //!   OS has them; a crash of the process loses nothing). Only a power failure or kernel crash
 //!   can lose the records written in the last interval (`never`: whatever the OS had not
-//!   flushed yet).
+//!   flushed yet). The writer fsyncs on a timer, so the interval holds on an idle server too;
+//!   `pd_audit_unsynced_seconds` records, at each fsync, how long the oldest record had waited:
+//!   the window actually exposed.
 //! - stdout: the answer comes after the lines were written to stdout.
 //!
 //! A failed write cuts the file back to its last complete record and rolls the chain back,
@@ -331,9 +333,16 @@ impl Writer {
             return;
         }
         if let Some(f) = self.file.as_mut() {
-            if let Err(e) = f.sync_now() {
-                tracing::error!(error = %e, "audit log fsync failed");
-                self.down(0);
+            match f.sync_now() {
+                Ok(waited) => {
+                    if let Some(w) = waited {
+                        self.metrics.audit_synced(w);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit log fsync failed");
+                    self.down(0);
+                }
             }
         }
     }

@@ -64,6 +64,7 @@ pub struct Metrics {
     keys: Gauge,
     key_reloads: Family<ResultLabels, Counter>,
     audit_up: Gauge,
+    audit_unsynced: Histogram,
 }
 
 impl Default for Metrics {
@@ -166,8 +167,16 @@ impl Metrics {
             "1 while audit records are being written (0: the last write failed)",
             audit_up.clone(),
         );
+        // 1 ms .. ~65 s
+        let audit_unsynced = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            "pd_audit_unsynced_seconds",
+            "At each interval fsync of the audit file, how long its oldest record had waited: the window a power failure could lose",
+            audit_unsynced.clone(),
+        );
         Metrics {
             registry,
+            audit_unsynced,
             connections,
             connections_refused,
             auth_throttled,
@@ -286,6 +295,10 @@ impl Metrics {
                 result: if loaded { "loaded" } else { "rejected" }.to_string(),
             })
             .inc();
+    }
+
+    pub fn audit_synced(&self, waited: std::time::Duration) {
+        self.audit_unsynced.observe(waited.as_secs_f64());
     }
 
     pub fn audit_up(&self, up: bool) {
