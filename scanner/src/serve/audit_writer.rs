@@ -391,19 +391,25 @@ impl Writer {
         if lines.is_empty() {
             return;
         }
-        let ok = match self.write(&lines) {
+        let written = self.write(&lines);
+        if written.in_file {
+            if let (Some(f), Some(a)) = (self.file.as_ref(), last.as_ref()) {
+                if let Err(e) = write_anchor(&f.anchor_path(), a) {
+                    tracing::warn!(error = %e, "audit anchor not updated");
+                }
+            }
+        }
+        let ok = match written.result {
             Ok(()) => {
                 self.up();
-                if let (Some(f), Some(a)) = (self.file.as_ref(), last.as_ref()) {
-                    if let Err(e) = write_anchor(&f.anchor_path(), a) {
-                        tracing::warn!(error = %e, "audit anchor not updated");
-                    }
-                }
                 true
             }
             Err(e) => {
                 tracing::error!(error = %e, decisions = n, "audit records not written");
-                self.chain = saved;
+                if !written.in_file {
+                    // Nothing kept them: the next records take their places in the chain.
+                    self.chain = saved;
+                }
                 self.down(n);
                 false
             }
@@ -413,20 +419,34 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, lines: &[u8]) -> Result<(), AuditError> {
+    /// Writes to every sink; the records count as written only if all took them. The file
+    /// goes first: a failed append is cut back, so it either has the records or not at all.
+    fn write(&mut self, lines: &[u8]) -> Written {
         if let Some(f) = self.file.as_mut() {
-            f.append_lines(lines)?;
+            if let Err(e) = f.append_lines(lines) {
+                return Written {
+                    in_file: false,
+                    result: Err(e),
+                };
+            }
         }
+        let in_file = self.file.is_some();
         if self.stdout {
             let mut out = std::io::stdout().lock();
-            out.write_all(lines)
-                .and_then(|_| out.flush())
-                .map_err(|source| AuditError::Io {
-                    path: PathBuf::from("<stdout>"),
-                    source,
-                })?;
+            if let Err(source) = out.write_all(lines).and_then(|_| out.flush()) {
+                return Written {
+                    in_file,
+                    result: Err(AuditError::Io {
+                        path: PathBuf::from("<stdout>"),
+                        source,
+                    }),
+                };
+            }
         }
-        Ok(())
+        Written {
+            in_file,
+            result: Ok(()),
+        }
     }
 
     fn up(&mut self) {
@@ -447,6 +467,13 @@ impl Writer {
         self.health.up.store(false, Ordering::Release);
         self.metrics.audit_up(false);
     }
+}
+
+/// What [`Writer::write`] did: whether the file has the records (then the chain keeps them,
+/// even if another sink failed), and whether every sink took them.
+struct Written {
+    in_file: bool,
+    result: Result<(), AuditError>,
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

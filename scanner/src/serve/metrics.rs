@@ -164,7 +164,7 @@ impl Metrics {
         let audit_up = Gauge::default();
         registry.register(
             "pd_audit_up",
-            "1 while audit records are being written (0: the last write failed)",
+            "1 while audit records are being written; 0 when the last write failed or timed out, or auditing is off",
             audit_up.clone(),
         );
         // 1 ms .. ~65 s
