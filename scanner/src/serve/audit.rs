@@ -378,6 +378,16 @@ impl AuditFile {
         ))
     }
 
+    /// Points this sink at another file (tests of the writer's recovery: a full disk that
+    /// frees up).
+    #[cfg(test)]
+    pub(crate) fn reopen_for_test(&mut self, path: &Path) -> io::Result<()> {
+        self.file = OpenOptions::new().read(true).append(true).open(path)?;
+        self.len = self.file.seek(SeekFrom::End(0))?;
+        self.torn = false;
+        Ok(())
+    }
+
     /// What [`AuditFile::open`] truncated, if anything.
     pub fn recovered(&self) -> Option<&TornTail> {
         self.recovered.as_ref()

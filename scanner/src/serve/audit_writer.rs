@@ -482,3 +482,90 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::audit::verify;
+
+    fn decision(n: u32) -> Decision {
+        Decision {
+            tenant: None,
+            policy: "p".into(),
+            input_hash: format!("hmac-sha256:{n:064}"),
+            verdict: "allow".into(),
+            evaluated_verdict: None,
+            score: n,
+            rules: Vec::new(),
+            pack_hash: "sha256:0".into(),
+            latency_us: 1,
+        }
+    }
+
+    fn pending(ds: Vec<Decision>) -> (Pending, oneshot::Receiver<bool>) {
+        let (done, rx) = oneshot::channel();
+        (
+            Pending {
+                decisions: ds,
+                done,
+            },
+            rx,
+        )
+    }
+
+    /// A full disk (/dev/full) that frees up: refused while failing, then the first write is
+    /// an event record counting what was not recorded, and the chain is whole.
+    #[cfg(unix)]
+    #[test]
+    fn a_failing_sink_refuses_then_recovers_with_an_event_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("full.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+        let (file, chain) = AuditFile::open(&full, Fsync::Always).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(AuditHealth {
+            up: AtomicBool::new(true),
+        });
+        let mut w = Writer {
+            file: Some(file),
+            stdout: false,
+            chain,
+            health: health.clone(),
+            metrics,
+            failure: AuditFailure::Closed,
+            unrecorded: 0,
+        };
+        let (p, mut rx) = pending(vec![decision(1), decision(2)]);
+        w.commit(vec![p], None);
+        assert_eq!(rx.try_recv(), Ok(false));
+        assert!(!health.up());
+        assert_eq!(w.unrecorded, 2);
+        assert!(w.next_timer().is_some(), "a failing sink is retried");
+
+        // Space is back.
+        let real = dir.path().join("audit.jsonl");
+        std::fs::write(&real, "").unwrap();
+        if let Some(f) = w.file.as_mut() {
+            f.reopen_for_test(&real).unwrap();
+        }
+        w.on_timer();
+        assert!(health.up());
+        let (p, mut rx) = pending(vec![decision(3)]);
+        w.commit(vec![p], None);
+        assert_eq!(rx.try_recv(), Ok(true));
+
+        let text = std::fs::read_to_string(&real).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["seq"], 1, "the failed records left no gap");
+        assert!(lines[0]["event"]
+            .as_str()
+            .unwrap()
+            .starts_with("write_failed: records of 2 decisions"));
+        assert_eq!(lines[1]["score"], 3);
+        assert_eq!(verify(text.as_bytes()).unwrap().records, 2);
+    }
+}
