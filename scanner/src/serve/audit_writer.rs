@@ -23,7 +23,7 @@
 //!
 //! Back-pressure is bounded: a handler waits at most `--audit-timeout-ms` for the queue and the
 //! writer together, then fails as above; the queue holds at most [`QUEUE_REQUESTS`] requests.
-//! Shutdown stops the writer after it has written what is queued; [`AuditLog::finish`] waits
+//! Shutdown stops the writer after it has written what is queued; [`AuditWriter::finish`] waits
 //! for that only until a deadline, since a blocked sink (a stdout nobody reads) can hang a
 //! write forever — and nothing lost then was ever answered.
 
@@ -156,66 +156,63 @@ impl AuditSink {
     }
 }
 
-/// The running writer.
-pub struct AuditLog {
-    pub sink: AuditSink,
+/// The writer thread, as shutdown sees it.
+pub struct AuditWriter {
     stop: watch::Sender<bool>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl AuditLog {
-    /// Opens the file (repairing a torn tail, see [`AuditFile::open`]) and starts the writer.
-    pub fn start(config: &AuditConfig, metrics: Arc<Metrics>) -> Result<AuditLog, AuditError> {
-        let (file, chain) = match &config.file {
-            Some(p) => {
-                let (f, c) = AuditFile::open(p, config.fsync)?;
-                (Some(f), c)
-            }
-            None => (None, AuditChain::new()),
-        };
-        let health = Arc::new(AuditHealth {
-            up: AtomicBool::new(true),
-        });
-        metrics.audit_up(true);
-        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
-        let (stop, stop_rx) = watch::channel(false);
-        let mut writer = Writer {
-            file,
-            stdout: config.stdout,
-            chain,
-            health: health.clone(),
-            metrics: metrics.clone(),
-            failure: config.failure,
-            unrecorded: 0,
-        };
-        let thread = std::thread::Builder::new()
-            .name("pd-audit".into())
-            .spawn(move || writer.run(rx, stop_rx))
-            .map_err(|source| AuditError::Io {
-                path: config.file.clone().unwrap_or_else(|| PathBuf::from("-")),
-                source,
-            })?;
-        Ok(AuditLog {
-            sink: AuditSink {
-                tx,
-                health,
-                failure: config.failure,
-                timeout: config.timeout,
-                metrics,
-            },
-            stop,
-            thread,
-        })
-    }
+/// Opens the file (repairing a torn tail, see [`AuditFile::open`]) and starts the writer:
+/// the handlers get the sink, shutdown the writer.
+pub fn start(
+    config: &AuditConfig,
+    metrics: Arc<Metrics>,
+) -> Result<(AuditSink, AuditWriter), AuditError> {
+    let (file, chain) = match &config.file {
+        Some(p) => {
+            let (f, c) = AuditFile::open(p, config.fsync)?;
+            (Some(f), c)
+        }
+        None => (None, AuditChain::new()),
+    };
+    let health = Arc::new(AuditHealth {
+        up: AtomicBool::new(true),
+    });
+    metrics.audit_up(true);
+    let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+    let (stop, stop_rx) = watch::channel(false);
+    let mut writer = Writer {
+        file,
+        stdout: config.stdout,
+        chain,
+        health: health.clone(),
+        metrics: metrics.clone(),
+        failure: config.failure,
+        unrecorded: 0,
+    };
+    let thread = std::thread::Builder::new()
+        .name("pd-audit".into())
+        .spawn(move || writer.run(rx, stop_rx))
+        .map_err(|source| AuditError::Io {
+            path: config.file.clone().unwrap_or_else(|| PathBuf::from("-")),
+            source,
+        })?;
+    let sink = AuditSink {
+        tx,
+        health,
+        failure: config.failure,
+        timeout: config.timeout,
+        metrics,
+    };
+    Ok((sink, AuditWriter { stop, thread }))
+}
 
+impl AuditWriter {
     /// Tells the writer to write what is queued and stop, and waits for it until `deadline`.
     /// Returns whether it finished.
-    pub async fn finish(
-        stop: watch::Sender<bool>,
-        thread: std::thread::JoinHandle<()>,
-        deadline: Duration,
-    ) -> bool {
-        let _ = stop.send(true);
+    pub async fn finish(self, deadline: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let thread = self.thread;
         let waited = tokio::time::timeout(deadline, async {
             while !thread.is_finished() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -231,11 +228,6 @@ impl AuditLog {
         }
         let _ = thread.join();
         true
-    }
-
-    /// Splits into the handlers' sink and what [`AuditLog::finish`] needs.
-    pub fn into_parts(self) -> (AuditSink, watch::Sender<bool>, std::thread::JoinHandle<()>) {
-        (self.sink, self.stop, self.thread)
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::engine::InputHasher;
-use audit_writer::{AuditConfig, AuditLog};
+use audit_writer::AuditConfig;
 use keys::KeyRing;
 use metrics::Metrics;
 use ratelimit::{RateLimit, RateLimiter};
@@ -190,15 +190,11 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || bundle.reload(&sources, &metrics)).await;
     }
 
-    let audit = if config.audit.stdout || config.audit.file.is_some() {
-        let (sink, stop, thread) = AuditLog::start(&config.audit, metrics.clone())?.into_parts();
-        Some((sink, stop, thread))
+    let (audit_sink, audit_writer) = if config.audit.stdout || config.audit.file.is_some() {
+        let (sink, writer) = audit_writer::start(&config.audit, metrics.clone())?;
+        (Some(sink), Some(writer))
     } else {
-        None
-    };
-    let (audit_sink, audit_writer) = match audit {
-        Some((sink, stop, thread)) => (Some(sink), Some((stop, thread))),
-        None => (None, None),
+        (None, None)
     };
 
     let state = Arc::new(http::AppState {
@@ -265,8 +261,8 @@ pub async fn run(
         let _ = t.await;
     }
     drop(state);
-    if let Some((stop, thread)) = audit_writer {
-        AuditLog::finish(stop, thread, config.http.shutdown_timeout).await;
+    if let Some(writer) = audit_writer {
+        writer.finish(config.http.shutdown_timeout).await;
     }
     Ok(())
 }
