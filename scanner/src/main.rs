@@ -136,10 +136,14 @@ struct SynthArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check an audit log's hash chain; reports the first broken or missing record.
+    /// Check an audit log's hash chain; reports the first broken or missing record, and
+    /// records cut from the end when the log's anchor file is there.
     Verify {
         /// The audit log (JSON Lines).
         file: PathBuf,
+        /// The anchor `serve` keeps beside the log (default: FILE.anchor, when it exists).
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
 }
 
@@ -180,9 +184,35 @@ struct ServeArgs {
     /// Append audit records to this file.
     #[arg(long, env = "PD_AUDIT_FILE")]
     audit_file: Option<PathBuf>,
-    /// When to fsync the audit file: always, never, or an interval in milliseconds.
+    /// When to fsync the audit file: always, never, or an interval in milliseconds. A request
+    /// is answered once its record is written (always: written and fsynced).
     #[arg(long, env = "PD_AUDIT_FSYNC", default_value = "1000")]
     audit_fsync: String,
+    /// When audit records cannot be written: `closed` refuses the decisions (503
+    /// audit_unavailable, /readyz not ready); `open` answers them anyway.
+    #[arg(long, env = "PD_AUDIT_FAILURE", default_value = "closed", value_parser = ["closed", "open"])]
+    audit_failure: String,
+    /// Longest a request waits for its audit records to be written, in milliseconds.
+    #[arg(long, env = "PD_AUDIT_TIMEOUT_MS", default_value_t = 5000)]
+    audit_timeout_ms: u64,
+    /// A request's header block must arrive within this many milliseconds (counted from when
+    /// the connection waits for it, so also the longest keep-alive idle time).
+    #[arg(long, env = "PD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+    /// A request's body must arrive completely within this many milliseconds.
+    #[arg(long, env = "PD_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    http_body_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this many milliseconds is closed.
+    #[arg(long, env = "PD_HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    http_idle_timeout_ms: u64,
+    /// Open connections beyond this are answered 503 and closed at once. Keep it below the
+    /// process's file-descriptor limit.
+    #[arg(long, env = "PD_HTTP_MAX_CONNECTIONS", default_value_t = 512)]
+    http_max_connections: usize,
+    /// On SIGTERM/SIGHUP/Ctrl-C, requests in progress get this many milliseconds to finish
+    /// (and the audit writer as long again to write what is queued); then the process exits.
+    #[arg(long, env = "PD_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    shutdown_timeout_ms: u64,
     /// Also watch this ConfigMap ([NAMESPACE/]NAME) through the Kubernetes API and load each
     /// new bundle it holds at once, instead of waiting for kubelet to refresh the mounted copy.
     /// Needs a service-account token (or KUBECONFIG) allowed to get/list/watch it; while the
@@ -309,7 +339,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Test(args) => test(&cli.files, args),
         Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
         Command::Serve(args) => serve(cli.files, cli.policy, args),
-        Command::Audit(AuditCommand::Verify { file }) => audit_verify(&file),
+        Command::Audit(AuditCommand::Verify { file, anchor }) => {
+            audit_verify(&file, anchor.as_deref())
+        }
         Command::Synth(args) => synth(&args),
         Command::Train(args) => train(&args),
         Command::Bundle => {
@@ -334,7 +366,10 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result<u8> {
+    use pd_scanner::serve::audit_writer::{AuditConfig, AuditFailure};
+    use pd_scanner::serve::server::HttpLimits;
     use pd_scanner::serve::{audit::Fsync, ratelimit::RateLimit, reload::Sources, ServeConfig};
+    use std::time::Duration;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -376,30 +411,72 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
         max_batch: args.max_batch,
         reload_interval: std::time::Duration::from_millis(args.reload_interval_ms.max(10)),
         hmac_key_file: args.hmac_key_file,
-        audit_stdout: args.audit_stdout,
-        audit_file: args.audit_file,
-        audit_fsync,
+        audit: AuditConfig {
+            file: args.audit_file,
+            stdout: args.audit_stdout,
+            fsync: audit_fsync,
+            failure: if args.audit_failure == "open" {
+                AuditFailure::Open
+            } else {
+                AuditFailure::Closed
+            },
+            timeout: Duration::from_millis(args.audit_timeout_ms.max(1)),
+        },
+        http: HttpLimits {
+            header_timeout: Duration::from_millis(args.http_header_timeout_ms.max(1)),
+            body_timeout: Duration::from_millis(args.http_body_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(args.http_idle_timeout_ms.max(1)),
+            max_connections: args.http_max_connections.max(1),
+            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(pd_scanner::serve::run(
-        config,
-        pd_scanner::serve::shutdown_signal(),
-    ))?;
+    // Signal handlers go in before anything else runs (see `shutdown_signal`).
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        pd_scanner::serve::shutdown_signal()
+    };
+    let served = runtime.block_on(pd_scanner::serve::run(config, shutdown));
+    // Scans still running on the blocking pool (their connections were dropped at the
+    // deadline) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    served?;
     Ok(0)
 }
 
-fn audit_verify(file: &PathBuf) -> Result<u8> {
+fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Result<u8> {
+    use pd_scanner::serve::audit;
     let f =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-    match pd_scanner::serve::audit::verify(BufReader::new(f)) {
+    let anchor_file = anchor
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| audit::anchor_path(file));
+    let anchored = match audit::read_anchor(&anchor_file) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("BROKEN: {}: {e}", anchor_file.display());
+            return Ok(1);
+        }
+    };
+    if anchored.is_none() && anchor.is_some() {
+        return Err(format!("no anchor file {}", anchor_file.display()).into());
+    }
+    match audit::verify_anchored(BufReader::new(f), anchored.as_ref()) {
         Ok(report) => {
             println!(
                 "ok: {} records, chain intact; last hash {}",
                 report.records,
                 report.last_hash.as_deref().unwrap_or("-")
             );
+            match anchored {
+                Some(a) => println!("anchor {}: seq {} present", anchor_file.display(), a.seq),
+                None => println!(
+                    "no anchor ({} missing): records cut from the end cannot be detected",
+                    anchor_file.display()
+                ),
+            }
             Ok(0)
         }
         Err(e) => {

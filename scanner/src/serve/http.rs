@@ -1,41 +1,63 @@
 //! The HTTP API: routes, request parsing, errors.
 //!
 //! Every failure is a JSON body `{"error": {"code", "message"}}` with the matching status —
-//! never an HTML page or a dropped connection — and no message ever quotes the prompt: request
-//! bodies are parsed here, so parse errors are reworded rather than passed through.
+//! never an HTML page or a dropped connection — and every message is fixed text (plus limits
+//! from the configuration and positions): no message ever quotes the prompt, a field name or a
+//! value the client sent. Protocol errors hyper answers by itself get the same body
+//! ([`crate::serve::conn_io`]).
+//!
+//! The scan routes check the API key (and the per-peer throttle of bad keys) from the headers
+//! before a byte of the body is read; the body is then read against a size limit derived from
+//! `--max-prompt-bytes` and `--max-batch`, within `--http-body-timeout-ms`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{InputHasher, ScanResult};
 use crate::serve::audit::Decision;
-use crate::serve::keys::KeyStore;
+use crate::serve::audit_writer::AuditSink;
+use crate::serve::keys::{KeyRing, KeyStore};
 use crate::serve::metrics::Metrics;
-use crate::serve::ratelimit::RateLimiter;
+use crate::serve::ratelimit::{RateLimit, RateLimiter};
 use crate::serve::reload::BundleState;
+use crate::serve::server::PeerAddr;
+
+/// Failed authentications a peer address may make back to back, and how fast that allowance
+/// refills. Past it the peer's requests are refused (429) without checking the key at all, so
+/// guessing keys costs real time; clients with a valid key never spend from it.
+pub const AUTH_FAILURE_LIMIT: RateLimit = RateLimit {
+    per_second: 1.0,
+    burst: 10,
+};
 
 /// Everything a handler needs; shared by all requests.
 pub struct AppState {
     pub bundle: Arc<BundleState>,
     pub metrics: Arc<Metrics>,
     /// `None` only with `--no-auth`.
-    pub keys: Option<KeyStore>,
+    pub keys: Option<Arc<KeyRing>>,
+    /// Per key id; per peer address with `--no-auth`.
     pub limiter: RateLimiter,
+    /// Failed authentications per peer address ([`AUTH_FAILURE_LIMIT`]).
+    pub auth_failures: RateLimiter,
     pub hasher: InputHasher,
     pub max_prompt_bytes: usize,
     pub max_batch: usize,
-    /// Decisions for the audit writer; `None` when auditing is off.
-    pub audit: Option<std::sync::mpsc::Sender<Decision>>,
+    /// A request body must arrive within this.
+    pub body_timeout: Duration,
+    /// The audit writer; `None` when auditing is off.
+    pub audit: Option<AuditSink>,
 }
 
 /// `POST /v1/scan` body.
@@ -91,7 +113,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable, snake_case.
     pub code: &'static str,
-    /// For people; never contains prompt text.
+    /// For people; fixed text, never anything the client sent.
     pub message: String,
 }
 
@@ -143,18 +165,24 @@ impl IntoResponse for ApiError {
 /// The OpenAPI document, checked in as `scanner/openapi.json` and drift-tested.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-/// Request bodies may carry JSON escapes, so allow the prompt limit several times over before
-/// the transport refuses; the prompt's own size is checked after decoding.
-fn body_limit(max_prompt_bytes: usize, max_batch: usize) -> usize {
+/// Room in a body for each prompt's JSON encoding: twice its decoded size, which holds any
+/// prompt whose non-ASCII text a client escapes as `\uXXXX` (Python's `json.dumps` default: 6
+/// bytes for a 3-byte character). Prompts escaped beyond that (control characters, `\u`
+/// escapes of ASCII) must be sent shorter or unescaped.
+pub const JSON_EXPANSION: usize = 2;
+/// Room in a body besides the prompts: the envelope, ids and metadata.
+pub const BODY_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// The largest body a scan route reads: `items` prompts at [`JSON_EXPANSION`] times the prompt
+/// limit, plus [`BODY_ENVELOPE_BYTES`]. The prompts' own sizes are checked after decoding.
+pub fn body_limit(max_prompt_bytes: usize, items: usize) -> usize {
     max_prompt_bytes
-        .saturating_mul(6)
-        .saturating_mul(max_batch.max(1))
-        .min(1 << 30)
-        .saturating_add(64 * 1024)
+        .saturating_mul(JSON_EXPANSION)
+        .saturating_mul(items.max(1))
+        .saturating_add(BODY_ENVELOPE_BYTES)
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = body_limit(state.max_prompt_bytes, state.max_batch);
     Router::new()
         .route("/v1/scan", post(scan))
         .route("/v1/scan/batch", post(scan_batch))
@@ -164,7 +192,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -188,6 +215,17 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.audit.as_ref().is_some_and(|a| !a.ready()) {
+        s.metrics.http("/readyz", 503);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "ready": false,
+                "reason": "audit records cannot be written (see the log); decisions are refused until they can",
+            })),
+        )
+            .into_response();
+    }
     let last_error = s.bundle.last_error();
     match s.bundle.current() {
         Some(p) => {
@@ -235,21 +273,13 @@ async fn openapi(State(s): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn scan(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let r = scan_inner(&s, &headers, body).await;
+async fn scan(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let r = scan_inner(&s, req).await;
     respond(&s, "/v1/scan", r)
 }
 
-async fn scan_batch(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let r = batch_inner(&s, &headers, body).await;
+async fn scan_batch(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let r = batch_inner(&s, req).await;
     respond(&s, "/v1/scan/batch", r)
 }
 
@@ -266,39 +296,72 @@ fn respond<T: Serialize>(s: &AppState, route: &'static str, r: Result<T, ApiErro
     }
 }
 
-/// Checks shared by both scan routes, in the order a client would want to hear about them.
-fn admit(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let client = match &s.keys {
-        None => "anonymous".to_string(),
-        Some(keys) => {
-            let token = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(KeyStore::bearer)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "missing bearer token (Authorization: Bearer <key>)",
-                    )
-                })?;
-            keys.verify(token)
-                .ok_or_else(|| {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key")
-                })?
-                .to_string()
-        }
+fn too_many_requests(code: &'static str, message: &'static str, wait: Duration) -> ApiError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+    e.retry_after = Some(secs.max(1));
+    e
+}
+
+/// Who is calling: the key id, or the peer address without authentication. Checked from the
+/// headers alone, before the body is read.
+fn authenticate(
+    s: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<String, ApiError> {
+    let peer_key = match peer {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_string(),
     };
+    let Some(keys) = &s.keys else {
+        return Ok(peer_key);
+    };
+    let now = Instant::now();
+    if let Err(wait) = s.auth_failures.peek(&peer_key, now) {
+        s.metrics.auth_throttled();
+        return Err(too_many_requests(
+            "auth_throttled",
+            "too many requests with a missing or unknown API key from this address; retry later",
+            wait,
+        ));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(KeyStore::bearer);
+    let Some(token) = token else {
+        let _ = s.auth_failures.check(&peer_key, now);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer token (Authorization: Bearer <key>)",
+        ));
+    };
+    match keys.verify(token) {
+        Some(id) => Ok(id),
+        None => {
+            let _ = s.auth_failures.check(&peer_key, now);
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown API key",
+            ))
+        }
+    }
+}
+
+/// Checks shared by both scan routes, in the order a client would want to hear about them,
+/// all from the headers: key, rate (one token), content type.
+fn admit(s: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<String, ApiError> {
+    let client = authenticate(s, headers, peer)?;
     if let Err(wait) = s.limiter.check(&client, Instant::now()) {
         s.metrics.rate_limited();
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(too_many_requests(
             "rate_limited",
-            format!("rate limit exceeded for key `{client}`; retry in {secs} s"),
-        );
-        e.retry_after = Some(secs.max(1));
-        return Err(e);
+            "rate limit exceeded; see Retry-After",
+            wait,
+        ));
     }
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -315,22 +378,44 @@ fn admit(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(client)
 }
 
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is over the size limit",
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "could not read the request body",
-            )
-        }
-    })
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "request body is over the size limit",
+    )
+}
+
+/// Reads the body, at most `limit` bytes and within the body timeout. A declared
+/// `Content-Length` over the limit is refused before anything is read.
+async fn read_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(payload_too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(s.body_timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(payload_too_large()),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "could not read the request body",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
 }
 
 /// Parses JSON with errors that describe the problem but never quote the input.
@@ -352,8 +437,10 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
                 format!(
-                    "request does not match the schema: {}",
-                    describe_data_error(&e)
+                    "request does not match the schema: {} (line {}, column {})",
+                    describe_data_error(&e),
+                    e.line(),
+                    e.column()
                 ),
             ),
             _ => ApiError::new(
@@ -369,24 +456,25 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// serde's data errors quote offending *values* only for type mismatches ("invalid type:
-/// string \"…\""); keep the kind of problem and drop anything after the first colon-quoted part.
-fn describe_data_error(e: &serde_json::Error) -> String {
+/// A fixed description of a data error: serde's own text quotes the client's field names and
+/// values (`unknown field `…``, `invalid type: integer `314159265``), so only its kind is kept.
+/// Missing-field errors name fields of our schema, never the client's.
+fn describe_data_error(e: &serde_json::Error) -> &'static str {
     let text = e.to_string();
-    let cut = text.find(" at line ").unwrap_or(text.len());
-    let head = &text[..cut];
-    // "unknown field `<name>`, expected ..." — the name is client input; leave it out.
-    if let Some(rest) = head.strip_prefix("unknown field `") {
-        return match rest.find("`, ") {
-            Some(i) => format!("unknown field; {}", &rest[i + 3..]),
-            None => "unknown field".to_string(),
-        };
-    }
-    match head.find('"') {
-        Some(q) if head.starts_with("invalid type") || head.starts_with("invalid value") => {
-            format!("{}…", head[..q].trim_end())
-        }
-        _ => head.to_string(),
+    if text.starts_with("missing field `prompt`") {
+        "missing field `prompt`"
+    } else if text.starts_with("missing field `items`") {
+        "missing field `items`"
+    } else if text.starts_with("missing field") {
+        "a required field is missing"
+    } else if text.starts_with("unknown field") {
+        "unknown field (see the API schema at /openapi.json)"
+    } else if text.starts_with("invalid type") {
+        "a field has the wrong type"
+    } else if text.starts_with("invalid length") || text.starts_with("invalid value") {
+        "a field has an invalid value"
+    } else {
+        "the body has the wrong shape"
     }
 }
 
@@ -395,11 +483,7 @@ fn check_size(s: &AppState, prompt: &str) -> Result<(), ApiError> {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "prompt_too_large",
-            format!(
-                "prompt is {} bytes; the limit is {}",
-                prompt.len(),
-                s.max_prompt_bytes
-            ),
+            format!("prompt is over the limit of {} bytes", s.max_prompt_bytes),
         ));
     }
     Ok(())
@@ -410,10 +494,7 @@ fn bundle(s: &AppState) -> Result<Arc<crate::compile::CompiledPack>, ApiError> {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_bundle",
-            s.bundle
-                .last_error()
-                .map(|e| format!("no valid rule bundle is loaded: {e}"))
-                .unwrap_or_else(|| "no valid rule bundle is loaded yet".into()),
+            "no valid rule bundle is loaded (GET /readyz says why)",
         )
     })
 }
@@ -422,23 +503,36 @@ fn run_scan(s: &AppState, pack: &crate::compile::CompiledPack, prompt: &str) -> 
     let started = Instant::now();
     let result = pack.scan(prompt, &s.hasher);
     s.metrics.scanned(&result, started.elapsed().as_secs_f64());
-    if let Some(tx) = &s.audit {
-        let d = Decision {
-            tenant: pack.policy.tenant.clone(),
-            policy: result.policy.clone(),
-            input_hash: result.input_hash.clone(),
-            verdict: result.verdict.as_str().to_string(),
-            evaluated_verdict: result.evaluated_verdict.map(|v| v.as_str().to_string()),
-            score: result.score,
-            rules: result.rule_ids().map(str::to_string).collect(),
-            pack_hash: result.rule_pack.hash.clone(),
-            latency_us: result.latency_us,
-        };
-        if tx.send(d).is_err() {
-            s.metrics.audit_error();
-        }
-    }
     result
+}
+
+fn decision(pack: &crate::compile::CompiledPack, result: &ScanResult) -> Decision {
+    Decision {
+        tenant: pack.policy.tenant.clone(),
+        policy: result.policy.clone(),
+        input_hash: result.input_hash.clone(),
+        verdict: result.verdict.as_str().to_string(),
+        evaluated_verdict: result.evaluated_verdict.map(|v| v.as_str().to_string()),
+        score: result.score,
+        rules: result.rule_ids().map(str::to_string).collect(),
+        pack_hash: result.rule_pack.hash.clone(),
+        latency_us: result.latency_us,
+    }
+}
+
+/// Waits until the decisions are audited (when auditing is on): no answer leaves before its
+/// record is written.
+async fn audit(s: &AppState, decisions: Vec<Decision>) -> Result<(), ApiError> {
+    let Some(sink) = &s.audit else {
+        return Ok(());
+    };
+    sink.record(decisions).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the decision could not be audited, so it is not answered; retry later",
+        )
+    })
 }
 
 /// Prompts up to this size are scanned right on the async worker (tens of microseconds);
@@ -466,37 +560,42 @@ async fn offload<T: Send + 'static>(
         })
 }
 
-async fn scan_inner(
-    s: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<ScanResult, ApiError> {
-    admit(s, headers)?;
-    let bytes = read_body(body)?;
+fn peer(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<PeerAddr>().map(|p| p.0.ip())
+}
+
+async fn scan_inner(s: &Arc<AppState>, req: Request) -> Result<ScanResult, ApiError> {
+    let peer = peer(&req);
+    let (parts, body) = req.into_parts();
+    admit(s, &parts.headers, peer)?;
+    let bytes = read_body(s, &parts.headers, body, body_limit(s.max_prompt_bytes, 1)).await?;
     let req: ScanRequest = parse(&bytes)?;
+    drop(bytes);
     check_size(s, &req.prompt)?;
     let pack = bundle(s)?;
     let prompt = req.prompt;
-    offload(s, prompt.len(), move |s| run_scan(s, &pack, &prompt)).await
+    let (pack, result) = offload(s, prompt.len(), move |s| {
+        let r = run_scan(s, &pack, &prompt);
+        (pack, r)
+    })
+    .await?;
+    audit(s, vec![decision(&pack, &result)]).await?;
+    Ok(result)
 }
 
-async fn batch_inner(
-    s: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<BatchResponse, ApiError> {
-    admit(s, headers)?;
-    let bytes = read_body(body)?;
+async fn batch_inner(s: &Arc<AppState>, req: Request) -> Result<BatchResponse, ApiError> {
+    let peer = peer(&req);
+    let (parts, body) = req.into_parts();
+    let client = admit(s, &parts.headers, peer)?;
+    let limit = body_limit(s.max_prompt_bytes, s.max_batch);
+    let bytes = read_body(s, &parts.headers, body, limit).await?;
     let req: BatchRequest = parse(&bytes)?;
+    drop(bytes);
     if req.items.len() > s.max_batch {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_items",
-            format!(
-                "batch has {} items; the limit is {}",
-                req.items.len(),
-                s.max_batch
-            ),
+            format!("batch has more than {} items", s.max_batch),
         ));
     }
     for (i, item) in req.items.iter().enumerate() {
@@ -505,46 +604,72 @@ async fn batch_inner(
             e
         })?;
     }
+    // Every item is a scan: admission took one token, the rest are charged now.
+    let extra = u32::try_from(req.items.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    s.limiter.charge(&client, extra, Instant::now());
     // One bundle for the whole batch, so every item is judged by the same rules.
     let pack = bundle(s)?;
     let bytes = req.items.iter().map(|i| i.prompt.len()).sum();
     let items = req.items;
-    let results = offload(s, bytes, move |s| {
-        items
+    let (pack, results) = offload(s, bytes, move |s| {
+        let results: Vec<BatchResult> = items
             .into_iter()
             .map(|item| BatchResult {
                 result: run_scan(s, &pack, &item.prompt),
                 id: item.id,
             })
-            .collect()
+            .collect();
+        (pack, results)
     })
+    .await?;
+    audit(
+        s,
+        results.iter().map(|r| decision(&pack, &r.result)).collect(),
+    )
     .await?;
     Ok(BatchResponse { results })
 }
 
 /// Builds the OpenAPI 3.1 document from the request and response types (JSON Schema 2020-12,
 /// which OpenAPI 3.1 uses as is).
+///
+/// Requests are described as the server deserializes them and responses as it serializes
+/// them, so a response field that is omitted when empty (e.g. `Advisory.decoded_from` for a
+/// direct match) is not listed as required.
 pub fn openapi_document() -> serde_json::Value {
-    let mut gen = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|s| s.definitions_path = "/components/schemas".into())
-        .into_generator();
-    let scan_req = gen.subschema_for::<ScanRequest>();
-    let scan_res = gen.subschema_for::<ScanResult>();
-    let batch_req = gen.subschema_for::<BatchRequest>();
-    let batch_res = gen.subschema_for::<BatchResponse>();
-    let error = gen.subschema_for::<ErrorBody>();
-    let schemas = gen.take_definitions(true);
+    let settings = || {
+        schemars::generate::SchemaSettings::draft2020_12()
+            .with(|s| s.definitions_path = "/components/schemas".into())
+    };
+    let mut requests = settings().for_deserialize().into_generator();
+    let scan_req = requests.subschema_for::<ScanRequest>();
+    let batch_req = requests.subschema_for::<BatchRequest>();
+    let mut responses = settings().for_serialize().into_generator();
+    let scan_res = responses.subschema_for::<ScanResult>();
+    let batch_res = responses.subschema_for::<BatchResponse>();
+    let error = responses.subschema_for::<ErrorBody>();
+    let mut schemas = requests.take_definitions(true);
+    for (name, schema) in responses.take_definitions(true) {
+        // The two sets share no type; a clash would make one side's references wrong.
+        debug_assert!(
+            !schemas.contains_key(&name),
+            "schema {name} in requests and responses"
+        );
+        schemas.insert(name, schema);
+    }
     let err = |desc: &str| serde_json::json!({"description": desc, "content": {"application/json": {"schema": error}}});
     let scan_errors = |ok_desc: &str, ok_schema: &schemars::Schema| {
         serde_json::json!({
             "200": {"description": ok_desc, "content": {"application/json": {"schema": ok_schema}}},
-            "400": err("Malformed JSON or a body that is not UTF-8"),
+            "400": err("Malformed JSON, a body that is not UTF-8, or a request that is not valid HTTP"),
             "401": err("Missing or unknown API key"),
+            "408": err("The body did not arrive within the body timeout"),
             "413": err("Body or prompt over the size limit"),
             "415": err("Content-Type is not application/json"),
             "422": err("Missing, mistyped or unknown fields; too many batch items"),
-            "429": err("Rate limited; see the Retry-After header"),
-            "503": err("No valid rule bundle is loaded")
+            "429": err("Rate limited (`rate_limited`), or too many bad API keys from this address (`auth_throttled`); see the Retry-After header"),
+            "431": err("Request headers over the size limit"),
+            "503": err("No valid rule bundle is loaded (`no_bundle`), the decision could not be audited (`audit_unavailable`), or too many open connections (`too_many_connections`)")
         })
     };
     serde_json::json!({

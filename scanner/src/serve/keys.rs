@@ -7,8 +7,14 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
+
+use crate::serve::metrics::Metrics;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// Shortest accepted token: anything shorter is guessable by brute force over the network.
@@ -314,6 +320,160 @@ impl KeyStore {
     }
 }
 
+/// The key set being enforced, reloaded from its file or directory while serving, so a
+/// rotated Kubernetes Secret takes effect without a restart: an added key is accepted and a
+/// removed one refused from the next poll on.
+///
+/// A source that stops loading (unreadable, invalid, empty) keeps the previous set: an empty
+/// or half-written Secret is far likelier to be a mistake than a wish to refuse everyone.
+pub struct KeyRing {
+    path: PathBuf,
+    current: ArcSwap<KeyStore>,
+    /// 1 for the set loaded at start, +1 for every reload that changed the set.
+    version: AtomicU64,
+}
+
+impl KeyRing {
+    /// Loads the initial set; an error here is fatal to `serve`.
+    pub fn load(path: &Path) -> Result<KeyRing, KeyError> {
+        Ok(KeyRing {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(KeyStore::load(path)?),
+            version: AtomicU64::new(1),
+        })
+    }
+
+    /// The id of the key whose token is `presented` ([`KeyStore::verify`]).
+    pub fn verify(&self, presented: &str) -> Option<String> {
+        self.current.load().verify(presented).map(str::to_string)
+    }
+
+    pub fn len(&self) -> usize {
+        self.current.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current.load().is_empty()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the source again; installs it if the set differs. Returns whether it changed.
+    pub fn reload(&self) -> Result<bool, KeyError> {
+        let fresh = KeyStore::load(&self.path)?;
+        let mut a = self.current.load().entries.clone();
+        let mut b = fresh.entries.clone();
+        a.sort();
+        b.sort();
+        if a == b {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(fresh));
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(true)
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("path", &self.path)
+            .field("version", &self.version())
+            .field("keys", &*self.current.load())
+            .finish()
+    }
+}
+
+/// A digest of the key source: names and bytes of every key file (through symlinks, as
+/// kubelet's `..data` swap needs), or the file's bytes. Unreadable parts count as content.
+pub fn fingerprint(path: &Path) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut add = |name: &[u8], p: &Path| {
+        h.update(name);
+        h.update([0]);
+        match fs::read(p) {
+            Ok(bytes) => {
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update(b"\xFFunreadable"),
+        }
+    };
+    match fs::read_dir(path) {
+        Ok(entries) => {
+            let mut names: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .filter(|n| n.as_encoded_bytes().first() != Some(&b'.'))
+                .collect();
+            names.sort();
+            for n in names {
+                add(n.as_encoded_bytes(), &path.join(&n));
+            }
+        }
+        Err(_) => add(b"", path),
+    }
+    h.finalize().into()
+}
+
+/// Polls the key source every `interval` until `stop` fires, reloading on change. Errors are
+/// logged with the file (never a token) and counted; the previous set stays in force.
+pub async fn watch(
+    ring: Arc<KeyRing>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    loaded: [u8; 32],
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = loaded;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let r = ring.clone();
+        let Ok((now, result)) = tokio::task::spawn_blocking(move || {
+            let now = fingerprint(r.path());
+            if now == last {
+                return (now, None);
+            }
+            (now, Some(r.reload()))
+        })
+        .await
+        else {
+            continue;
+        };
+        last = now;
+        match result {
+            None => {}
+            Some(Ok(changed)) => {
+                metrics.key_reload(true);
+                if changed {
+                    metrics.keys_loaded(ring.version(), ring.len());
+                    tracing::info!(
+                        keys = ring.len(),
+                        version = ring.version(),
+                        path = %ring.path().display(),
+                        "API keys reloaded"
+                    );
+                }
+            }
+            Some(Err(e)) => {
+                metrics.key_reload(false);
+                tracing::error!(error = %e, version = ring.version(), "API keys not reloaded; the previous set stays in force");
+            }
+        }
+    }
+}
+
 /// Shows ids only: digests are not secrets per se but have no business in logs either.
 impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -360,6 +520,30 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert_eq!(store.verify(TOK_A), Some("client-a"));
         assert_eq!(store.verify(TOK_B), Some("client-b"));
+    }
+
+    #[test]
+    fn ring_reloads_added_and_removed_keys_and_keeps_the_set_on_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("client-a"), TOK_A).unwrap();
+        let ring = KeyRing::load(d).unwrap();
+        let fp = fingerprint(d);
+        assert_eq!((ring.version(), ring.verify(TOK_B)), (1, None));
+        assert!(!ring.reload().unwrap(), "unchanged set");
+        fs::write(d.join("client-b"), TOK_B).unwrap();
+        assert_ne!(fingerprint(d), fp);
+        assert!(ring.reload().unwrap());
+        assert_eq!(ring.verify(TOK_B).as_deref(), Some("client-b"));
+        assert_eq!(ring.version(), 2);
+        fs::remove_file(d.join("client-a")).unwrap();
+        assert!(ring.reload().unwrap());
+        assert_eq!((ring.verify(TOK_A), ring.version()), (None, 3));
+        // An emptied source is refused; the last good set stays.
+        fs::remove_file(d.join("client-b")).unwrap();
+        assert!(matches!(ring.reload(), Err(KeyError::Empty { .. })));
+        assert_eq!(ring.verify(TOK_B).as_deref(), Some("client-b"));
+        assert!(!format!("{ring:?}").contains(TOK_B));
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub struct Metrics {
     audit_errors: Counter,
     watch_up: Gauge,
     watch_errors: Counter,
+    connections: Gauge,
+    connections_refused: Counter,
+    auth_throttled: Counter,
+    keys_version: Gauge,
+    keys: Gauge,
+    key_reloads: Family<ResultLabels, Counter>,
+    audit_up: Gauge,
+    audit_unsynced: Histogram,
 }
 
 impl Default for Metrics {
@@ -106,7 +114,7 @@ impl Metrics {
         let audit_errors = Counter::default();
         registry.register(
             "pd_audit_write_errors",
-            "Audit records that could not be written",
+            "Decisions whose audit records could not be written (or not in time)",
             audit_errors.clone(),
         );
         let watch_up = Gauge::default();
@@ -121,8 +129,61 @@ impl Metrics {
             "Errors of the ConfigMap watch (each is retried with backoff)",
             watch_errors.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "pd_http_connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "pd_http_connections_refused",
+            "Connections refused because --http-max-connections were open",
+            connections_refused.clone(),
+        );
+        let auth_throttled = Counter::default();
+        registry.register(
+            "pd_auth_throttled",
+            "Requests refused unchecked because their peer sent too many bad API keys",
+            auth_throttled.clone(),
+        );
+        let keys_version = Gauge::default();
+        registry.register(
+            "pd_api_keys_version",
+            "Version of the API key set: 1 at start, +1 for every reload that changed it",
+            keys_version.clone(),
+        );
+        let keys = Gauge::default();
+        registry.register("pd_api_keys", "API keys accepted", keys.clone());
+        let key_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "pd_api_key_reloads",
+            "API key set reloads by result: loaded or rejected",
+            key_reloads.clone(),
+        );
+        let audit_up = Gauge::default();
+        registry.register(
+            "pd_audit_up",
+            "1 while audit records are being written; 0 when the last write failed or timed out, or auditing is off",
+            audit_up.clone(),
+        );
+        // 1 ms .. ~65 s
+        let audit_unsynced = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            "pd_audit_unsynced_seconds",
+            "At each interval fsync of the audit file, how long its oldest record had waited: the window a power failure could lose",
+            audit_unsynced.clone(),
+        );
         Metrics {
             registry,
+            audit_unsynced,
+            connections,
+            connections_refused,
+            auth_throttled,
+            keys_version,
+            keys,
+            key_reloads,
+            audit_up,
             watch_up,
             watch_errors,
             scans,
@@ -192,8 +253,9 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
-    pub fn audit_error(&self) {
-        self.audit_errors.inc();
+    /// Decisions whose audit records could not be written.
+    pub fn audit_errors(&self, decisions: usize) {
+        self.audit_errors.inc_by(decisions as u64);
     }
 
     pub fn bundle_watch_up(&self, up: bool) {
@@ -202,6 +264,45 @@ impl Metrics {
 
     pub fn bundle_watch_error(&self) {
         self.watch_errors.inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub fn auth_throttled(&self) {
+        self.auth_throttled.inc();
+    }
+
+    /// A key set was installed: its version and size.
+    pub fn keys_loaded(&self, version: u64, count: usize) {
+        self.keys_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.keys.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn key_reload(&self, loaded: bool) {
+        self.key_reloads
+            .get_or_create(&ResultLabels {
+                result: if loaded { "loaded" } else { "rejected" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn audit_synced(&self, waited: std::time::Duration) {
+        self.audit_unsynced.observe(waited.as_secs_f64());
+    }
+
+    pub fn audit_up(&self, up: bool) {
+        self.audit_up.set(i64::from(up));
     }
 
     /// The Prometheus text exposition.

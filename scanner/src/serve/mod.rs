@@ -1,18 +1,22 @@
 //! `pd-scanner serve`: the scan API every scanner pod runs, equally usable standalone.
 //!
-//! Threads of control: the axum server (tokio), a reload task polling the sources, and one
-//! audit writer thread that owns the hash chain (records are sealed in the order they are
-//! written, so the chain never forks). Shutdown (SIGTERM, SIGINT) stops accepting, lets
-//! in-flight requests finish, then closes the audit channel; the writer drains and syncs it.
+//! Threads of control: the HTTP server (tokio, [`server`]), reload tasks polling the rule
+//! sources and the API keys, and one audit writer thread ([`audit_writer`]) that owns the hash
+//! chain (records are sealed in the order they are written, so the chain never forks).
+//! Shutdown (SIGTERM, SIGINT, SIGHUP) stops accepting, lets in-flight requests finish within
+//! the shutdown deadline, then lets the writer write what is queued, within the same deadline.
 
 pub mod audit;
+pub mod audit_writer;
 pub mod configmap;
+pub mod conn_io;
 pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod podreport;
 pub mod ratelimit;
 pub mod reload;
+pub mod server;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,11 +27,12 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::engine::InputHasher;
-use audit::{AuditChain, AuditFile, Decision, Fsync};
-use keys::KeyStore;
+use audit_writer::AuditConfig;
+use keys::KeyRing;
 use metrics::Metrics;
 use ratelimit::{RateLimit, RateLimiter};
 use reload::{BundleState, Sources};
+use server::HttpLimits;
 
 /// Everything `serve` is configured with (flags and `PD_*` variables).
 #[derive(Debug, Clone)]
@@ -43,9 +48,9 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     /// HMAC key file; created with a random key when it does not exist.
     pub hmac_key_file: PathBuf,
-    pub audit_stdout: bool,
-    pub audit_file: Option<PathBuf>,
-    pub audit_fsync: Fsync,
+    pub audit: AuditConfig,
+    /// Connection limits and timeouts.
+    pub http: HttpLimits,
     /// Also watch this ConfigMap through the API (in-cluster: sub-second reloads).
     pub configmap: Option<configmap::ConfigMapRef>,
     /// Report the served bundle on this Pod ([`podreport`]).
@@ -142,12 +147,16 @@ fn create_local_key(hmac_key_file: &std::path::Path) -> Result<PathBuf, ServeErr
     Ok(path)
 }
 
-/// Runs until `shutdown` resolves. `on_listening` gets the bound address (tests bind port 0).
+/// How often idle rate-limit buckets (per key, per peer) are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Runs until `shutdown` resolves.
 pub async fn run(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.rate.validate()?;
+    let metrics = Arc::new(Metrics::new());
     let keys = if config.no_auth {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port can scan"
@@ -158,12 +167,14 @@ pub async fn run(
             Some(p) => p.clone(),
             None => create_local_key(&config.hmac_key_file)?,
         };
-        let store = KeyStore::load(&path)?;
-        tracing::info!(keys = store.len(), path = %path.display(), "API keys loaded");
-        Some(store)
+        // Fingerprint before loading, as for the rule sources: a change in between is seen.
+        let fingerprint = keys::fingerprint(&path);
+        let ring = Arc::new(KeyRing::load(&path)?);
+        tracing::info!(keys = ring.len(), path = %path.display(), "API keys loaded");
+        metrics.keys_loaded(ring.version(), ring.len());
+        Some((ring, fingerprint))
     };
     let hasher = load_or_create_hmac_key(&config.hmac_key_file)?;
-    let metrics = Arc::new(Metrics::new());
     let bundle = Arc::new(BundleState::new());
     // Fingerprint before the first load: a change landing between the two is then seen by the
     // first poll (at worst one redundant reload), never mistaken for the loaded state.
@@ -179,46 +190,9 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || bundle.reload(&sources, &metrics)).await;
     }
 
-    // The audit writer owns the chain; sealing happens in write order.
-    let (audit_tx, audit_thread) = if config.audit_stdout || config.audit_file.is_some() {
-        let mut file = match &config.audit_file {
-            Some(p) => Some(AuditFile::open(p, config.audit_fsync)?),
-            None => None,
-        };
-        let mut chain = file
-            .as_ref()
-            .map(|(_, c)| c.clone())
-            .unwrap_or_else(AuditChain::new);
-        let stdout = config.audit_stdout;
-        let (tx, rx) = std::sync::mpsc::channel::<Decision>();
-        let metrics = metrics.clone();
-        let thread = std::thread::Builder::new()
-            .name("pd-audit".into())
-            .spawn(move || {
-                let out = std::io::stdout();
-                while let Ok(d) = rx.recv() {
-                    let record = chain.seal(d, std::time::SystemTime::now());
-                    if stdout {
-                        let line = serde_json::to_string(&record).unwrap_or_default();
-                        if writeln!(out.lock(), "{line}").is_err() {
-                            metrics.audit_error();
-                        }
-                    }
-                    if let Some((f, _)) = file.as_mut() {
-                        if let Err(e) = f.append(&record) {
-                            metrics.audit_error();
-                            tracing::error!(error = %e, "audit record not written");
-                        }
-                    }
-                }
-                if let Some((f, _)) = file.as_mut() {
-                    if let Err(e) = f.flush() {
-                        tracing::error!(error = %e, "audit log not synced at shutdown");
-                    }
-                }
-            })
-            .map_err(ServeError::Server)?;
-        (Some(tx), Some(thread))
+    let (audit_sink, audit_writer) = if config.audit.stdout || config.audit.file.is_some() {
+        let (sink, writer) = audit_writer::start(&config.audit, metrics.clone())?;
+        (Some(sink), Some(writer))
     } else {
         (None, None)
     };
@@ -226,12 +200,14 @@ pub async fn run(
     let state = Arc::new(http::AppState {
         bundle: bundle.clone(),
         metrics: metrics.clone(),
-        keys,
+        keys: keys.as_ref().map(|(ring, _)| ring.clone()),
         limiter: RateLimiter::new(config.rate),
+        auth_failures: RateLimiter::new(http::AUTH_FAILURE_LIMIT),
         hasher,
         max_prompt_bytes: config.max_prompt_bytes,
         max_batch: config.max_batch,
-        audit: audit_tx,
+        body_timeout: config.http.body_timeout,
+        audit: audit_sink,
     });
     let app = http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -244,67 +220,109 @@ pub async fn run(
     tracing::info!(addr = %addr, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(reload::watch(
+    let mut tasks = vec![tokio::spawn(reload::watch(
         bundle.clone(),
         config.sources.clone(),
         metrics.clone(),
         config.reload_interval,
         loaded_fingerprint,
         stop_rx.clone(),
-    ));
-    let configmap_watch = config.configmap.clone().map(|target| {
-        tokio::spawn(configmap::watch(
+    ))];
+    if let Some((ring, fingerprint)) = keys {
+        tasks.push(tokio::spawn(keys::watch(
+            ring,
+            metrics.clone(),
+            config.reload_interval,
+            fingerprint,
+            stop_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(sweep(state.clone(), stop_rx.clone())));
+    if let Some(target) = config.configmap.clone() {
+        tasks.push(tokio::spawn(configmap::watch(
             target,
             config.sources.policy.clone(),
             bundle.clone(),
             metrics.clone(),
             stop_rx.clone(),
-        ))
-    });
-    let pod_report = config
-        .report_pod
-        .clone()
-        .map(|pod| tokio::spawn(podreport::run(pod, bundle.clone(), stop_rx.clone())));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Server)?;
-    tracing::info!("draining finished; stopping");
+        )));
+    }
+    if let Some(pod) = config.report_pod.clone() {
+        tasks.push(tokio::spawn(podreport::run(
+            pod,
+            bundle.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    server::serve(listener, app, config.http, metrics.clone(), shutdown).await;
+    tracing::info!("connections closed; stopping");
     let _ = stop_tx.send(true);
-    let _ = watcher.await;
-    if let Some(w) = configmap_watch {
-        let _ = w.await;
+    for t in tasks {
+        let _ = t.await;
     }
-    if let Some(r) = pod_report {
-        let _ = r.await;
-    }
-    // Dropping the last sender ends the writer loop after it has written every record.
     drop(state);
-    if let Some(t) = audit_thread {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    if let Some(writer) = audit_writer {
+        writer.finish(config.http.shutdown_timeout).await;
     }
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Drops idle, full rate-limit buckets now and then, so per-peer buckets (`--no-auth`, failed
+/// authentications) cannot grow without bound.
+async fn sweep(state: Arc<http::AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        let now = std::time::Instant::now();
+        state.limiter.sweep(now, SWEEP_EVERY);
+        state.auth_failures.sweep(now, SWEEP_EVERY);
     }
-    tracing::info!("shutdown signal received");
+}
+
+/// Resolves on SIGTERM, SIGHUP or Ctrl-C. SIGHUP (a closed terminal, or a supervisor's
+/// "reload") is a graceful stop like SIGTERM, never an instant kill: the sources and keys are
+/// already reloaded by polling, so there is nothing else for it to mean.
+///
+/// The handlers are installed when this is called, not when the future is first polled, so
+/// a signal arriving while the bundle is still loading is not fatal. Call it inside the
+/// runtime (`Runtime::enter`).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let (term, hup) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::hangup()).ok(),
+        )
+    };
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let other = async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(term) => "SIGTERM",
+                _ = wait(hup) => "SIGHUP",
+            }
+        };
+        #[cfg(not(unix))]
+        let other = std::future::pending::<&str>();
+        let signal = tokio::select! {
+            _ = ctrl_c => "SIGINT",
+            s = other => s,
+        };
+        tracing::info!(signal, "shutdown signal received");
+    }
 }

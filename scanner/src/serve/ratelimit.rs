@@ -1,5 +1,11 @@
 //! Per-key token-bucket rate limiting.
 //!
+//! Keys are API key ids, or the peer address without authentication (and for counting failed
+//! authentications). A request is admitted when its bucket holds one token; a batch's further
+//! items are then charged as well ([`RateLimiter::charge`]), possibly into debt, so the
+//! sustained rate counts scans, not calls, while a batch larger than the burst is never
+//! starved.
+//!
 //! Time is passed in rather than read, so tests drive the limiter with synthetic instants and
 //! the behaviour is deterministic.
 
@@ -107,13 +113,48 @@ impl RateLimiter {
             bucket.tokens = (bucket.tokens - 1.0).max(0.0);
             return Ok(());
         }
-        let wait_ms = ((1.0 - bucket.tokens) / self.rate * 1000.0 - EPSILON * 1000.0).ceil();
+        Err(self.wait(bucket.tokens))
+    }
+
+    /// Charges `n` more tokens to `key` without an admission check: the bucket may go into
+    /// debt (down to `-n`), which later requests wait out. Used for a batch's items after the
+    /// first, once the request was admitted by [`RateLimiter::check`].
+    pub fn charge(&self, key: &str, n: u32, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        bucket.refill(now, self.rate, self.burst);
+        bucket.tokens -= f64::from(n);
+    }
+
+    /// Whether [`RateLimiter::check`] would admit `key` now, without taking a token: `Err`
+    /// carries how long until it would.
+    pub fn peek(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bucket) = buckets.get_mut(key) else {
+            return Ok(());
+        };
+        bucket.refill(now, self.rate, self.burst);
+        if bucket.tokens >= 1.0 - EPSILON {
+            Ok(())
+        } else {
+            Err(self.wait(bucket.tokens))
+        }
+    }
+
+    fn wait(&self, tokens: f64) -> Duration {
+        let wait_ms = ((1.0 - tokens) / self.rate * 1000.0 - EPSILON * 1000.0).ceil();
         let wait_ms = if wait_ms.is_finite() && wait_ms < u64::MAX as f64 {
             (wait_ms as u64).max(1)
         } else {
             u64::MAX
         };
-        Err(Duration::from_millis(wait_ms))
+        Duration::from_millis(wait_ms)
     }
 
     /// Drops buckets that have been idle for longer than `idle` and are full again.
@@ -204,6 +245,25 @@ mod tests {
         let t = Instant::now();
         assert!(rl.check("a", t).is_ok());
         assert_eq!(rl.check("a", t), Err(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn charged_items_are_debt_that_later_requests_wait_out() {
+        let rl = limiter(1.0, 4);
+        let t = Instant::now();
+        // A batch of 6: admitted on one token, 5 more charged: 4 - 6 = -2.
+        assert!(rl.check("a", t).is_ok());
+        rl.charge("a", 5, t);
+        assert_eq!(rl.peek("a", t), Err(Duration::from_secs(3)));
+        assert_eq!(rl.check("a", t), Err(Duration::from_secs(3)));
+        assert!(rl.check("a", t + Duration::from_secs(3)).is_ok());
+        // peek takes nothing.
+        let u = t + Duration::from_secs(100);
+        for _ in 0..10 {
+            assert!(rl.peek("b", u).is_ok());
+        }
+        assert!(rl.peek("a", u).is_ok());
+        assert_eq!(rl.tracked(), 1);
     }
 
     #[test]
