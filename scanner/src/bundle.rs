@@ -14,6 +14,10 @@ use crate::policy::Policy;
 /// `config/samples/`, as compiled into the binary: (file name, contents).
 pub const EMBEDDED_SAMPLES: &[(&str, &str)] = &[
     (
+        "learned-rulepack.yaml",
+        include_str!("../../config/samples/learned-rulepack.yaml"),
+    ),
+    (
         "baseline-rulepack.yaml",
         include_str!("../../config/samples/baseline-rulepack.yaml"),
     ),
