@@ -1,6 +1,6 @@
 //! The checked-in CRDs must be exactly what the types generate, in both places they are kept:
 //! `crds/` (for `kubectl apply -f crds/`) and the Helm chart's `charts/prompt-defenders/crds/`.
-//! The chart's copy of the baseline RulePack sample must equal `config/samples/`.
+//! The chart's copies of the sample RulePacks (baseline, learned) must equal `config/samples/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,17 +72,19 @@ fn crdgen_writes_both_copies_by_default() {
 }
 
 #[test]
-fn the_chart_baseline_rulepack_is_the_sample() {
+fn the_chart_sample_rulepacks_are_the_samples() {
     // `samples.baselineRulePack.enabled` installs charts/prompt-defenders/files/ (Helm cannot
-    // read outside the chart); config/samples/ stays the source of truth.
-    let sample = std::fs::read(repo().join("config/samples/baseline-rulepack.yaml")).unwrap();
-    let chart = std::fs::read(repo().join("charts/prompt-defenders/files/baseline-rulepack.yaml"))
-        .unwrap_or_default();
-    assert!(
-        chart == sample,
-        "charts/prompt-defenders/files/baseline-rulepack.yaml differs from \
-         config/samples/baseline-rulepack.yaml; copy the sample over it"
-    );
+    // read outside the chart); config/samples/ stays the source of truth. The baseline pack
+    // extends the learned pack, so both are copied.
+    for f in ["baseline-rulepack.yaml", "learned-rulepack.yaml"] {
+        let sample = std::fs::read(repo().join("config/samples").join(f)).unwrap();
+        let chart =
+            std::fs::read(repo().join("charts/prompt-defenders/files").join(f)).unwrap_or_default();
+        assert!(
+            chart == sample,
+            "charts/prompt-defenders/files/{f} differs from config/samples/{f}; copy the sample over it"
+        );
+    }
 }
 
 #[test]
@@ -98,7 +100,11 @@ fn samples_deserialize_into_the_types() {
     assert_eq!(policy.spec.scanner.replicas.min, 2);
     assert_eq!(policy.spec.scanner.replicas.max, 6);
     assert_eq!(policy.spec.scanner.max_prompt_bytes, Some(262144));
-    for f in ["baseline-rulepack.yaml", "acme-rulepack.yaml"] {
+    for f in [
+        "learned-rulepack.yaml",
+        "baseline-rulepack.yaml",
+        "acme-rulepack.yaml",
+    ] {
         let pack: pd_operator::crd::RulePack = serde_yaml::from_str(&read(f)).unwrap();
         assert!(!pack.spec.0.rules.is_empty(), "{f}");
     }

@@ -77,6 +77,7 @@ pub fn cross_source(
     let options = TrainOptions {
         bits: spec.bits,
         seed: manifest.seed,
+        negative_categories: manifest.negative_categories.clone(),
         // Thresholds stay those of the pack's rules; no inner cross-validation needed.
         folds: 0,
         ..options.clone()

@@ -95,9 +95,13 @@ struct TrainArgs {
     #[arg(long)]
     date: Option<String>,
     /// `NAME=CATEGORY[,CATEGORY...]`: a label and the attack categories it learns; repeat.
-    #[arg(long = "label", default_values_t = ["jailbreak".to_string(), "injection=prompt_injection,exfiltration".to_string()])]
+    #[arg(long = "label", default_values_t = [
+        "jailbreak".to_string(),
+        "injection=prompt_injection,exfiltration".to_string(),
+        "code-injection=code_injection".to_string(),
+    ])]
     labels: Vec<String>,
-    /// Weight tables have 2^bits rows.
+    /// Weight tables have 2^bits rows (2^bits × labels bytes, at most 192 KiB).
     #[arg(long, default_value_t = TrainOptions::default().bits)]
     bits: u8,
     #[arg(long, default_value_t = TrainOptions::default().epochs)]
@@ -119,6 +123,9 @@ struct TrainArgs {
     weight: u32,
     #[arg(long, default_value = "source")]
     group_field: String,
+    /// Attack categories that are negatives for every label (repeat; default: pii, secrets).
+    #[arg(long = "negative-category", default_values_t = TrainOptions::default().negative_categories)]
+    negative_categories: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -763,6 +770,7 @@ fn train(args: &TrainArgs) -> Result<u8> {
         seed: args.seed,
         folds: args.folds,
         target_fpr: args.target_fpr,
+        negative_categories: args.negative_categories.clone(),
         ..TrainOptions::default()
     };
     let trained = pd_scanner::classifier::train::train(

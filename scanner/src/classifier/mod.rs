@@ -100,6 +100,9 @@ pub struct TrainingManifest {
     pub sources: Vec<SourceCount>,
     /// Categories each label was trained to recognize.
     pub label_categories: Vec<LabelCategories>,
+    /// Attack categories used as negatives for every label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negative_categories: Vec<String>,
     /// Out-of-fold figures from grouped cross-validation at the thresholds written into the
     /// generated rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,8 +29,9 @@ pub struct Example {
 }
 
 /// A label and the attack categories that are its positives. Its negatives are the benign
-/// examples; attacks of other categories do not take part in its training (a jailbreak is not
-/// evidence against an injection label).
+/// examples and the attacks of [`TrainOptions::negative_categories`]; attacks of other
+/// categories do not take part in its training (a jailbreak is not evidence against an
+/// injection label).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelDef {
     pub name: String,
@@ -55,11 +56,13 @@ impl LabelDef {
         })
     }
 
-    fn positive(&self, e: &Example) -> Option<bool> {
+    fn positive(&self, e: &Example, negatives: &[String]) -> Option<bool> {
         if !e.attack {
             Some(false)
         } else if self.categories.iter().any(|c| *c == e.category) {
             Some(true)
+        } else if negatives.iter().any(|c| *c == e.category) {
+            Some(false)
         } else {
             None
         }
@@ -80,19 +83,24 @@ pub struct TrainOptions {
     pub folds: usize,
     /// Benign share allowed above each label's threshold, out of fold, summed over labels.
     pub target_fpr: f64,
+    /// Attack categories that are negatives for every label: kinds of attack other stages
+    /// own (PII and secrets are values, which detectors validate), so a label learns not to
+    /// fire on them instead of reporting them under its own category.
+    pub negative_categories: Vec<String>,
     pub normalization: Normalization,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            bits: 16,
+            bits: 15,
             epochs: 12,
             l2: 1e-5,
             learning_rate: 0.2,
             seed: 1,
             folds: 5,
             target_fpr: 0.002,
+            negative_categories: vec!["pii".into(), "secrets".into()],
             normalization: Normalization::default(),
         }
     }
@@ -186,10 +194,7 @@ fn fit(xs: &[Sparse], data: &[(usize, bool)], opts: &TrainOptions, seed: u64) ->
     };
     let mut g2 = vec![1e-6f32; dim];
     let mut gb = 1e-6f64;
-    let pos = data.iter().filter(|d| d.1).count().max(1) as f64;
-    let neg = data.iter().filter(|d| !d.1).count().max(1) as f64;
-    let total = pos + neg;
-    let (wpos, wneg) = (total / (2.0 * pos), total / (2.0 * neg));
+    let (wpos, wneg) = (1.0, 1.0);
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut rng = SplitMix(seed);
     let lr = opts.learning_rate as f32;
@@ -295,7 +300,10 @@ pub fn train(
         return Err(TrainError::NoNegatives);
     }
     for l in labels {
-        if !examples.iter().any(|e| l.positive(e) == Some(true)) {
+        if !examples
+            .iter()
+            .any(|e| l.positive(e, &opts.negative_categories) == Some(true))
+        {
             return Err(TrainError::NoPositives(l.name.clone()));
         }
     }
@@ -308,7 +316,7 @@ pub fn train(
             .iter()
             .enumerate()
             .filter(|(i, _)| keep(*i))
-            .filter_map(|(i, e)| l.positive(e).map(|y| (i, y)))
+            .filter_map(|(i, e)| l.positive(e, &opts.negative_categories).map(|y| (i, y)))
             .collect()
     };
 
@@ -338,7 +346,7 @@ pub fn train(
             let t = threshold_for(&mut benign, per_label_fpr);
             thresholds[l] = t;
             let pos: Vec<usize> = (0..examples.len())
-                .filter(|&i| def.positive(&examples[i]) == Some(true))
+                .filter(|&i| def.positive(&examples[i], &opts.negative_categories) == Some(true))
                 .collect();
             figures.push(LabelFigures {
                 label: def.name.clone(),
@@ -413,6 +421,7 @@ pub fn train(
                 categories: l.categories.clone(),
             })
             .collect(),
+        negative_categories: opts.negative_categories.clone(),
         cross_validation: cv,
     };
     Ok(Trained {
