@@ -6,6 +6,8 @@
 //!   lengths), after a warm-up on 20,000 prompts from another seed — what real traffic costs.
 //!   `novel/bare-baseline` is the bar: one `RegexSet` of the bundle's regex rules plus one
 //!   Aho–Corasick DFA of its keywords on the same kind of text.
+//! - `classifier/*`: the learned stage's model alone on 1 KiB and 16 KiB of prose and of
+//!   random ASCII (its cost does not depend on the text: a fixed amount of work per byte).
 //! - `scan/*`: benign ASCII prose with code and URLs, benign prose with typographic
 //!   punctuation and non-Latin words, the ASCII prose with an injection, PII and a base64
 //!   payload spliced in, and random printable ASCII (adversarial: no word anywhere, every
@@ -122,6 +124,24 @@ fn benches(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(kind, size), &input, |b, input| {
                 b.iter(|| pack.scan(input, &hasher))
             });
+        }
+    }
+    g.finish();
+
+    // The learned stage alone (its budget: 5 us per KiB on one core): one model pass.
+    let mut g = c.benchmark_group("classifier");
+    for model in pack.models() {
+        let mut out = vec![0.0; model.labels.len()];
+        for size in [1024, 16 * 1024] {
+            for (kind, input) in [
+                ("benign", text(size, BENIGN, false)),
+                ("random", random_ascii(size)),
+            ] {
+                g.throughput(Throughput::Bytes(input.len() as u64));
+                g.bench_with_input(BenchmarkId::new(kind, size), &input, |b, input| {
+                    b.iter(|| model.probabilities(input.as_bytes(), &mut out))
+                });
+            }
         }
     }
     g.finish();

@@ -598,6 +598,11 @@ impl CompiledPack {
         lints
     }
 
+    /// The models enabled `classifier` rules use.
+    pub fn models(&self) -> impl Iterator<Item = &Model> {
+        self.classifiers.iter().map(|c| &c.model)
+    }
+
     /// Ids of the enabled `classifier` rules (the learned stage).
     pub fn classifier_rule_ids(&self) -> std::collections::HashSet<&str> {
         self.classifiers

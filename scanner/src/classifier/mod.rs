@@ -262,6 +262,10 @@ impl ModelSpec {
             recipe: self.recipe,
             bits: self.bits,
             labels: self.labels.clone(),
+            rows: Rows::new(
+                &bytes.iter().map(|&b| b as i8).collect::<Vec<_>>(),
+                self.labels.len(),
+            ),
             weights: bytes.into_iter().map(|b| b as i8).collect(),
         })
     }
@@ -289,8 +293,52 @@ pub struct Model {
     pub recipe: Recipe,
     pub bits: u8,
     pub labels: Vec<LabelSpec>,
-    /// Row-major: `weights[bucket * labels.len() + label]`.
+    /// Row-major: `weights[bucket * labels.len() + label]` (the stored form).
     weights: Box<[i8]>,
+    /// The same weights with each row padded to 4 or 8 labels, so scoring a feature is one
+    /// aligned load and a fixed-width add.
+    rows: Rows,
+}
+
+#[derive(Clone, PartialEq)]
+enum Rows {
+    Four(Box<[[i8; 4]]>),
+    Eight(Box<[[i8; 8]]>),
+}
+
+impl Rows {
+    fn new(weights: &[i8], labels: usize) -> Rows {
+        fn pad<const N: usize>(weights: &[i8], labels: usize) -> Box<[[i8; N]]> {
+            weights
+                .chunks(labels.max(1))
+                .map(|row| {
+                    let mut r = [0i8; N];
+                    for (d, s) in r.iter_mut().zip(row) {
+                        *d = *s;
+                    }
+                    r
+                })
+                .collect()
+        }
+        if labels <= 4 {
+            Rows::Four(pad(weights, labels))
+        } else {
+            Rows::Eight(pad(weights, labels))
+        }
+    }
+}
+
+/// Sums the rows of every feature of `text`; returns the sums and the feature count.
+fn accumulate<const N: usize>(rows: &[[i8; N]], text: &[u8], bits: u32) -> ([i32; N], usize) {
+    let mut acc = [0i32; N];
+    let count = features::for_each_bucket(text, bits, |b| {
+        if let Some(row) = rows.get(b) {
+            for (a, &w) in acc.iter_mut().zip(row) {
+                *a += i32::from(w);
+            }
+        }
+    });
+    (acc, count)
 }
 
 impl fmt::Debug for Model {
@@ -315,6 +363,7 @@ impl Model {
         labels: Vec<LabelSpec>,
         weights: Vec<i8>,
     ) -> Self {
+        let rows = Rows::new(&weights, labels.len());
         Model {
             name,
             version,
@@ -322,6 +371,7 @@ impl Model {
             bits,
             labels,
             weights: weights.into_boxed_slice(),
+            rows,
         }
     }
 
@@ -347,15 +397,20 @@ impl Model {
     /// The probability of each label for `text` (normalized text), written into `out`
     /// (`out.len()` must be the number of labels; extra entries are left alone).
     pub fn probabilities(&self, text: &[u8], out: &mut [f64]) {
-        let n = self.labels.len();
+        let bits = u32::from(self.bits);
         let mut acc = [0i32; MAX_LABELS];
-        let weights = &self.weights;
-        let count = features::for_each_bucket(text, u32::from(self.bits), |b| {
-            let row = &weights[b * n..b * n + n];
-            for (a, &w) in acc.iter_mut().zip(row) {
-                *a += i32::from(w);
+        let count = match &self.rows {
+            Rows::Four(rows) => {
+                let (a, n) = accumulate(rows, text, bits);
+                acc[..4].copy_from_slice(&a);
+                n
             }
-        });
+            Rows::Eight(rows) => {
+                let (a, n) = accumulate(rows, text, bits);
+                acc.copy_from_slice(&a);
+                n
+            }
+        };
         let norm = (count as f64 + SHORT_TEXT_PRIOR).max(1.0).sqrt();
         for ((o, l), a) in out.iter_mut().zip(&self.labels).zip(acc) {
             let z = f64::from(l.bias) + f64::from(l.scale) * f64::from(a) / norm;
