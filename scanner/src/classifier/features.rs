@@ -28,22 +28,34 @@ fn mix(h: u64, b: u8) -> u64 {
     (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
 }
 
-/// The folded form of one byte, or `None` for white space (the caller collapses runs).
-#[inline]
-fn fold(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b + 32),
-        b'0'..=b'9' => Some(b'0'),
-        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => None,
-        _ => Some(b),
-    }
+/// What a byte is to the recipe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Space,
+    /// ASCII letters and digits, and every byte of a non-ASCII character.
+    Word,
+    Other,
 }
 
-/// Part of a word: ASCII letters and digits, and every byte of a non-ASCII character.
-#[inline]
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
-}
+/// Per byte: its class and its folded form (letters lower-cased, digits to `0`). A table
+/// rather than branches: the loop runs once per byte of every scanned text.
+const TABLE: [(Class, u8); 256] = {
+    let mut t = [(Class::Other, 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'A'..=b'Z' => (Class::Word, b + 32),
+            b'a'..=b'z' => (Class::Word, b),
+            b'0'..=b'9' => (Class::Word, b'0'),
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => (Class::Space, b' '),
+            0x80..=0xff => (Class::Word, b),
+            _ => (Class::Other, b),
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Calls `emit` with the bucket (`0..1 << bits`) of every feature of `text`, in text order.
 /// Returns the number of features emitted. `bits` must be in `1..=32`.
@@ -62,21 +74,23 @@ pub fn for_each_bucket<F: FnMut(usize)>(text: &[u8], bits: u32, emit: F) -> usiz
     s.push(b' ');
     let mut in_space = true;
     for &b in text {
-        match fold(b) {
-            None => {
+        let (class, f) = TABLE[usize::from(b)];
+        match class {
+            Class::Space => {
                 s.end_word();
                 if !in_space {
                     s.push(b' ');
                     in_space = true;
                 }
             }
-            Some(f) => {
-                if is_word_byte(b) {
-                    s.word = mix(s.word, f);
-                    s.word_len += 1;
-                } else {
-                    s.end_word();
-                }
+            Class::Word => {
+                s.word = mix(s.word, f);
+                s.word_len += 1;
+                s.push(f);
+                in_space = false;
+            }
+            Class::Other => {
+                s.end_word();
                 s.push(f);
                 in_space = false;
             }
@@ -102,7 +116,7 @@ struct State<F> {
 }
 
 impl<F: FnMut(usize)> State<F> {
-    #[inline]
+    #[inline(always)]
     fn out(&mut self, h: u64) {
         (self.emit)((h.wrapping_mul(SPREAD) >> self.shift) as usize);
         self.count += 1;
@@ -110,7 +124,7 @@ impl<F: FnMut(usize)> State<F> {
 
     /// Appends one folded byte and emits the character grams ending at it. The last five bytes
     /// live in one register, so each gram is a mask of it and one multiply hashes it.
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, b: u8) {
         self.reg = (self.reg << 8) | u64::from(b);
         self.pos += 1;
@@ -126,7 +140,7 @@ impl<F: FnMut(usize)> State<F> {
     }
 
     /// Ends the current word, if any: emits it and the bigram with the word before.
-    #[inline]
+    #[inline(always)]
     fn end_word(&mut self) {
         if self.word_len == 0 {
             return;
