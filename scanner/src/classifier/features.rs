@@ -59,6 +59,10 @@ const TABLE: [(Class, u8); 256] = {
 
 /// Calls `emit` with the bucket (`0..1 << bits`) of every feature of `text`, in text order.
 /// Returns the number of features emitted. `bits` must be in `1..=32`.
+///
+/// Always inlined: the caller's accumulator can then stay in registers instead of being
+/// written through a pointer for every feature (half of the instructions per byte).
+#[inline(always)]
 pub fn for_each_bucket<F: FnMut(usize)>(text: &[u8], bits: u32, emit: F) -> usize {
     let mut s = State {
         shift: 64 - bits,
