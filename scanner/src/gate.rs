@@ -222,15 +222,25 @@ impl ByteFinder {
         if from >= t.len() {
             return None;
         }
+        // The bytes right after the last one found are looked at directly first: where the
+        // bytes are dense (a run of digits) one call of the vectorised search per byte would
+        // cost more than the table lookups.
+        let near = (from + NEAR).min(t.len());
+        if let Some(i) = t[from..near].iter().position(|&b| self.set.contains(b)) {
+            return Some(from + i);
+        }
         match &self.fast {
-            Some(f) => f.find(t, Span::from(from..t.len())).map(|s| s.start),
-            None => t[from..]
+            Some(f) => f.find(t, Span::from(near..t.len())).map(|s| s.start),
+            None => t[near..]
                 .iter()
                 .position(|&b| self.set.contains(b))
-                .map(|p| p + from),
+                .map(|p| p + near),
         }
     }
 }
+
+/// Bytes looked at one by one before the vectorised search takes over.
+const NEAR: usize = 16;
 
 /// A built gate.
 #[derive(Debug, Clone)]
