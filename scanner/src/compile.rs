@@ -864,7 +864,7 @@ fn rule_regex(source: &str) -> Result<Regex, String> {
 /// a rule runs only in the windows around its atoms anyway. Patterns without atoms keep it:
 /// there a prefix such as a digit is what keeps a counted repetition from overwhelming the lazy
 /// DFA. Matches are the same either way.
-fn span_regex(source: &str) -> Result<Regex, meta::BuildError> {
+fn span_regex(source: &str) -> Result<Regex, Box<meta::BuildError>> {
     let slow_prefilter = crate::atoms::atoms(source).is_some()
         && crate::atoms::parse(source)
             .ok()
@@ -881,6 +881,7 @@ fn span_regex(source: &str) -> Result<Regex, meta::BuildError> {
         )
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .build(source)
+        .map_err(Box::new)
 }
 
 fn one_line(s: &str) -> String {

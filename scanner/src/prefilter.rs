@@ -852,9 +852,9 @@ pub(crate) mod tests {
             let p = Prefilter::build(&sources).unwrap();
             let text = text.concat();
             let c = p.candidates(text.as_bytes());
-            for i in 0..sources.len() {
+            for (i, source) in sources.iter().enumerate() {
                 let matched = reference.matches(text.as_bytes()).matched(i);
-                prop_assert_eq!(c.is_sure(i), matched, "{:?} on {:?}", &sources[i], &text);
+                prop_assert_eq!(c.is_sure(i), matched, "{:?} on {:?}", source, &text);
             }
         }
 
