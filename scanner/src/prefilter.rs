@@ -220,8 +220,10 @@ fn bit(bits: &[u64], i: usize) -> bool {
 
 /// Texts shorter than this are confirmed whole: a window would cover most of them anyway.
 const MIN_WINDOWED_TEXT: usize = 2048;
-/// Atom occurrences kept per unbounded pattern; beyond, it is confirmed on the whole text.
-const MAX_OCCURRENCES: usize = 4096;
+/// Atom occurrences kept per unbounded pattern; beyond, it is confirmed on the whole text. With
+/// [`MAX_WINDOWS`] this bounds what a scan holds for windows: 16 bytes per occurrence or window,
+/// at most about 1.6 MB for a hundred candidate rules on a hostile text.
+const MAX_OCCURRENCES: usize = 1024;
 /// Windows kept per pattern; a pattern whose atoms occur more often, spread out, is confirmed
 /// on the whole text (one pass), which bounds the memory a hostile text can make a scan use.
 const MAX_WINDOWS: usize = 1024;
