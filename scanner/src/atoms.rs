@@ -127,6 +127,10 @@ pub fn hir_needs_digit(h: &Hir) -> bool {
 }
 
 /// Whether every match of `h` contains a byte satisfying `pred`.
+pub fn hir_needs(h: &Hir, pred: &dyn Fn(u8) -> bool) -> bool {
+    needs(h, pred)
+}
+
 fn needs(h: &Hir, pred: &dyn Fn(u8) -> bool) -> bool {
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => false,

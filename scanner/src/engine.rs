@@ -20,6 +20,7 @@ use crate::decode::{find_encoded, DecoderKind};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
+use crate::prefilter::find_in;
 use crate::redact::{redact, Redaction};
 use crate::score::{score, Scored};
 use crate::verdict::Verdict;
@@ -232,13 +233,22 @@ impl CompiledPack {
             let candidates = set.filter.select(t, self.bypass_prefilter);
             for i in candidates.iter() {
                 match set.slots.get(i) {
-                    Some(Slot::Match(entry)) => match_entry(entry, t, via, &mapping, hits),
-                    Some(Slot::OriginalIfIdentity(entry)) if identity => {
-                        match_entry(entry, t, via, &original_mapping, hits)
+                    Some(Slot::Match(entry)) => {
+                        match_entry(entry, t, candidates.windows(i), via, &mapping, hits)
                     }
+                    Some(Slot::OriginalIfIdentity(entry)) if identity => match_entry(
+                        entry,
+                        t,
+                        candidates.windows(i),
+                        via,
+                        &original_mapping,
+                        hits,
+                    ),
                     Some(Slot::DecodeGate(entry)) if !decode_gate => {
-                        decode_gate =
-                            candidates.is_sure(i) || entry.span().is_none_or(|re| re.is_match(t));
+                        decode_gate = candidates.is_sure(i)
+                            || entry.span().is_none_or(|re| {
+                                find_in(re, t, candidates.windows(i)).next().is_some()
+                            });
                     }
                     _ => {}
                 }
@@ -450,18 +460,21 @@ fn match_set(
     mapping: &Mapping,
     hits: &mut Vec<Hit>,
 ) {
-    for i in set.filter.select(t, bypass_prefilter).iter() {
+    let candidates = set.filter.select(t, bypass_prefilter);
+    for i in candidates.iter() {
         if let Some(Slot::Match(entry)) = set.slots.get(i) {
-            match_entry(entry, t, via, mapping, hits);
+            match_entry(entry, t, candidates.windows(i), via, mapping, hits);
         }
     }
 }
 
 /// Spans of one pattern the set reported (detector candidates are validated by `refine`; a
-/// candidate that fails validation leaves no trace).
+/// candidate that fails validation leaves no trace). `windows`: where the prefilter says every
+/// match lies (`None`: anywhere).
 fn match_entry(
     entry: &SetEntry,
     t: &[u8],
+    windows: Option<&[Range<usize>]>,
     via: &[DecoderKind],
     mapping: &Mapping,
     hits: &mut Vec<Hit>,
@@ -470,10 +483,10 @@ fn match_entry(
     let Some(span) = entry.span() else {
         return;
     };
-    for m in span.find_iter(t) {
+    for m in find_in(span, t, windows) {
         let value = match entry.detector {
             None => Some(0..m.len()),
-            Some(d) => d.refine(m.as_bytes()),
+            Some(d) => d.refine(&t[m.range()]),
         };
         if let Some(v) = value {
             let value = m.start() + v.start..m.start() + v.end;
@@ -770,7 +783,9 @@ rules:
                     let r = fast.scan(&planted, &h);
                     prop_assert!(ids(&r).contains(&"r"), "{re:?} does not fire on {planted:?}");
                 }
-                for text in [planted.as_str(), other.as_str()] {
+                // Long enough for the prefilter to confirm in windows around the atoms.
+                let long = format!("{}{planted}{}{other}{planted}", "~".repeat(2100), "~".repeat(20));
+                for text in [planted.as_str(), other.as_str(), long.as_str()] {
                     prop_assert_eq!(
                         without_latency(fast.scan(text, &h)),
                         without_latency(slow.scan(text, &h))

@@ -21,6 +21,7 @@
 //! set, and memory no longer grows with the variety of the traffic.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind as AcMatchKind};
 use regex_automata::dfa::{dense, Automaton};
@@ -29,6 +30,9 @@ use regex_automata::util::syntax;
 use regex_automata::{meta, Input, MatchKind, PatternSet as MatchedSet};
 
 use crate::atoms;
+use crate::dfa_cache;
+use crate::gate::{Gate, GateSpec};
+use crate::reach::Reach;
 
 /// Memory the fully built residual DFAs of one pattern set may take. The sample bundle's
 /// residual DFAs need well under 1 MiB; a pack that needs more is served by a lazy fallback and
@@ -52,6 +56,12 @@ pub struct Candidates {
     maybe: Vec<u64>,
     /// Patterns the residual DFA found to match: no confirmation needed.
     sure: Vec<u64>,
+    /// Where in the text each bounded candidate can match, by pattern (empty: anywhere).
+    windows: Vec<Vec<Range<usize>>>,
+    /// Bounded candidates with too many windows: confirmed on the whole text.
+    whole: Vec<u64>,
+    /// Atom occurrences of each unbounded candidate, turned into windows by its [`Reach`].
+    occurrences: Vec<Vec<(usize, usize)>>,
 }
 
 impl Candidates {
@@ -60,7 +70,108 @@ impl Candidates {
         Candidates {
             maybe: vec![0; words],
             sure: vec![0; words],
+            windows: Vec::new(),
+            whole: Vec::new(),
+            occurrences: Vec::new(),
         }
+    }
+
+    fn prepare_windows(&mut self, patterns: usize) {
+        if self.windows.is_empty() {
+            self.windows = vec![Vec::new(); patterns];
+            self.whole = vec![0; patterns.div_ceil(64)];
+            self.occurrences = vec![Vec::new(); patterns];
+        }
+    }
+
+    /// Records an atom occurrence of unbounded pattern `p`.
+    fn add_occurrence(&mut self, p: usize, start: usize, end: usize, patterns: usize) {
+        self.prepare_windows(patterns);
+        if bit(&self.whole, p) {
+            return;
+        }
+        let Some(list) = self.occurrences.get_mut(p) else {
+            return;
+        };
+        if list.len() >= MAX_OCCURRENCES {
+            *list = Vec::new();
+            Candidates::mark(&mut self.whole, p);
+        } else {
+            list.push((start, end));
+        }
+    }
+
+    /// Turns the occurrences of each unbounded candidate into its windows.
+    fn reach_windows(&mut self, t: &[u8], confirm: &[Confirm]) {
+        for (p, occ) in self.occurrences.iter_mut().enumerate() {
+            if occ.is_empty() {
+                continue;
+            }
+            let windows = match confirm.get(p) {
+                Some(Confirm::Reach(r)) => r.windows(t, occ),
+                _ => None,
+            };
+            match (windows, self.windows.get_mut(p)) {
+                (Some(w), Some(slot)) => *slot = w,
+                _ => Candidates::mark(&mut self.whole, p),
+            }
+            *occ = Vec::new();
+        }
+    }
+
+    /// Adds `w`, a range holding every match of pattern `p` around one atom occurrence.
+    /// Occurrences arrive in order of their end, so a window starts at or after the previous
+    /// one (when it does not, [`Candidates::settle_windows`] sorts).
+    fn add_window(&mut self, p: usize, w: Range<usize>, patterns: usize) {
+        self.prepare_windows(patterns);
+        if bit(&self.whole, p) {
+            return;
+        }
+        let Some(list) = self.windows.get_mut(p) else {
+            return;
+        };
+        let full = list.len() >= MAX_WINDOWS;
+        match list.last_mut() {
+            Some(last) if w.start >= last.start && w.start <= last.end => {
+                last.end = last.end.max(w.end)
+            }
+            _ if full => {
+                *list = Vec::new();
+                Candidates::mark(&mut self.whole, p);
+            }
+            _ => list.push(w),
+        }
+    }
+
+    /// Sorts and merges any window list that arrived out of order.
+    fn settle_windows(&mut self) {
+        for list in &mut self.windows {
+            if list.windows(2).all(|w| w[0].end < w[1].start) {
+                continue;
+            }
+            list.sort_unstable_by_key(|w| w.start);
+            let mut merged: Vec<Range<usize>> = Vec::with_capacity(list.len());
+            for w in list.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+                    _ => merged.push(w),
+                }
+            }
+            *list = merged;
+        }
+    }
+
+    /// The ranges of the text that hold every match of candidate `i`, in order and disjoint,
+    /// or `None` when it must be searched everywhere. Look-around at a range's edges still
+    /// sees the text outside it (search with [`find_in`]).
+    pub fn windows(&self, i: usize) -> Option<&[Range<usize>]> {
+        if bit(&self.whole, i) {
+            return None;
+        }
+        self.windows
+            .get(i)
+            .filter(|w| !w.is_empty())
+            .map(Vec::as_slice)
     }
 
     fn mark(bits: &mut [u64], i: usize) {
@@ -71,9 +182,7 @@ impl Candidates {
 
     /// Whether the residual DFA already proved that pattern `i` matches.
     pub fn is_sure(&self, i: usize) -> bool {
-        self.sure
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        bit(&self.sure, i)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,6 +214,62 @@ impl Candidates {
     }
 }
 
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+/// Texts shorter than this are confirmed whole: a window would cover most of them anyway.
+const MIN_WINDOWED_TEXT: usize = 2048;
+/// Atom occurrences kept per unbounded pattern; beyond, it is confirmed on the whole text. With
+/// [`MAX_WINDOWS`] this bounds what a scan holds for windows: 16 bytes per occurrence or window,
+/// at most about 1.6 MB for a hundred candidate rules on a hostile text.
+const MAX_OCCURRENCES: usize = 1024;
+/// Windows kept per pattern; a pattern whose atoms occur more often, spread out, is confirmed
+/// on the whole text (one pass), which bounds the memory a hostile text can make a scan use.
+const MAX_WINDOWS: usize = 1024;
+
+/// The matches of `re` in `t`, as `re.find_iter(t)` reports them, searching only `windows`
+/// when given (ranges that hold every match, from [`Candidates::windows`]): a match lies
+/// entirely inside one window, and windows are disjoint and in order, so the matches come out
+/// the same and in the same order. Look-around at a window's edge sees the whole text.
+pub fn find_in<'a>(
+    re: &'a meta::Regex,
+    t: &'a [u8],
+    windows: Option<&'a [Range<usize>]>,
+) -> impl Iterator<Item = regex_automata::Match> + 'a {
+    let (whole, listed) = match windows {
+        Some(w) => (None, w),
+        None => (Some(0..t.len()), &[][..]),
+    };
+    whole
+        .into_iter()
+        .chain(listed.iter().cloned())
+        .flat_map(move |w| re.find_iter(Input::new(t).range(w)))
+}
+
+/// Where a candidate with atoms is confirmed on a long text.
+#[derive(Debug)]
+enum Confirm {
+    /// Everywhere (no atoms, or no useful reach).
+    Whole,
+    /// Matches are at most this long: in the windows of that reach around each occurrence.
+    Bounded(usize),
+    /// Unbounded matches: in the windows the reach walk finds around each occurrence.
+    Reach(Reach),
+}
+
+impl Confirm {
+    fn of(source: &str) -> Confirm {
+        let Ok(hir) = atoms::parse(source) else {
+            return Confirm::Whole;
+        };
+        match hir.properties().maximum_len() {
+            Some(len) => Confirm::Bounded(len),
+            None => Reach::of(&hir).map_or(Confirm::Whole, Confirm::Reach),
+        }
+    }
+}
+
 /// One use of an atom's bytes: the boundaries to check and the patterns it stands for.
 #[derive(Debug)]
 struct AtomUse {
@@ -112,78 +277,11 @@ struct AtomUse {
     patterns: Vec<usize>,
 }
 
-/// Which part of a text a residual automaton must search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Gate {
-    /// All of it.
-    Always,
-    /// Every pattern needs an ASCII digit: a text without one skips the pass.
-    Digit,
-    /// Every pattern needs a digit and matches at most this many bytes: only the windows of
-    /// that reach around the text's digits are searched (prose has few digits, so a card or
-    /// phone number shape costs almost nothing on it).
-    DigitWindow(usize),
-}
-
-impl Gate {
-    fn of(source: &str) -> Gate {
-        let Ok(hir) = atoms::parse(source) else {
-            return Gate::Always;
-        };
-        if !atoms::hir_needs_digit(&hir) {
-            return Gate::Always;
-        }
-        match hir.properties().maximum_len() {
-            Some(len) => Gate::DigitWindow(len.max(1)),
-            None => Gate::Digit,
-        }
-    }
-
-    /// The least restrictive gate of a group.
-    fn join(self, other: Gate) -> Gate {
-        match (self, other) {
-            (Gate::DigitWindow(a), Gate::DigitWindow(b)) => Gate::DigitWindow(a.max(b)),
-            (a, b) => a.min(b),
-        }
-    }
-
-    /// A coarse key for grouping small automata: same key, same kind of gate.
-    fn key(self) -> u8 {
-        match self {
-            Gate::Always => 0,
-            Gate::Digit => 1,
-            Gate::DigitWindow(_) => 2,
-        }
-    }
-}
-
-/// The ranges of `t` a gate asks to search; empty when the text can be skipped.
-fn gated_ranges(gate: Gate, t: &[u8], digits: &[usize]) -> Vec<Range<usize>> {
-    match gate {
-        Gate::Always => std::iter::once(0..t.len()).collect(),
-        Gate::Digit if digits.is_empty() => Vec::new(),
-        Gate::Digit => std::iter::once(0..t.len()).collect(),
-        Gate::DigitWindow(len) => {
-            // A match of at most `len` bytes that holds the digit at `d` lies in
-            // [d + 1 - len, d + len); overlapping or touching windows merge.
-            let mut out: Vec<Range<usize>> = Vec::new();
-            for &d in digits {
-                let w = (d + 1).saturating_sub(len)..(d + len).min(t.len());
-                match out.last_mut() {
-                    Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
-                    _ => out.push(w),
-                }
-            }
-            out
-        }
-    }
-}
-
 /// An automaton over some residual patterns.
 #[derive(Debug)]
 enum Shapes {
     /// Fully built ahead of time.
-    Dense(Box<dense::DFA<Vec<u32>>>),
+    Dense(Arc<dense::DFA<Vec<u32>>>),
     /// Did not fit [`PATTERN_DFA_LIMIT`]: a lazy DFA with a bounded cache.
     Lazy(meta::Regex),
 }
@@ -223,10 +321,14 @@ pub struct Prefilter {
     /// For each automaton pattern (distinct atom bytes): the boundary checks it is used with,
     /// and the patterns each check belongs to.
     atom_patterns: Vec<Vec<AtomUse>>,
+    /// How each pattern with atoms is confirmed on a long text.
+    confirm: Vec<Confirm>,
     residual: Vec<ResidualDfa>,
     /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
     /// too large, runs lazily).
     residual_patterns: Vec<(usize, Option<usize>)>,
+    /// Most patterns one residual automaton holds (the size of the scan's match set).
+    widest_group: usize,
 }
 
 /// Why a set's prefilter could not be built.
@@ -244,8 +346,14 @@ impl Prefilter {
         let mut atom_list: Vec<Vec<u8>> = Vec::new();
         let mut atom_patterns: Vec<Vec<AtomUse>> = Vec::new();
         let mut residual_patterns = Vec::new();
+        let mut confirm: Vec<Confirm> = Vec::with_capacity(sources.len());
         for (i, src) in sources.iter().enumerate() {
-            match atoms::atoms(src) {
+            let list = atoms::atoms(src);
+            confirm.push(match list {
+                Some(_) => Confirm::of(src),
+                None => Confirm::Whole,
+            });
+            match list {
                 Some(list) => {
                     for a in list {
                         let j = match atom_list.iter().position(|x| *x == a.bytes) {
@@ -279,10 +387,10 @@ impl Prefilter {
         };
         let (mut residual, lazy, sizes) = residual_dfas(sources, &residual_patterns);
         // The lazy ones, grouped by gate like the small DFAs.
-        let mut groups: Vec<(Gate, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(GateSpec, Vec<usize>)> = Vec::new();
         for &p in &lazy {
-            let g = Gate::of(&sources[p]);
-            match groups.iter_mut().find(|(k, _)| k.key() == g.key()) {
+            let g = GateSpec::of(&sources[p]);
+            match groups.iter_mut().find(|(k, _)| k.shares_pass_with(g)) {
                 Some((k, members)) => {
                     *k = k.join(g);
                     members.push(p);
@@ -305,15 +413,22 @@ impl Prefilter {
             residual.push(ResidualDfa {
                 shapes: Shapes::Lazy(re),
                 patterns: members,
-                gate,
+                gate: gate.build(),
             });
         }
+        let widest_group = residual
+            .iter()
+            .map(ResidualDfa::pattern_len)
+            .max()
+            .unwrap_or(0);
         Ok(Prefilter {
             len: sources.len(),
             atoms,
             atom_patterns,
+            confirm,
             residual,
             residual_patterns: sizes,
+            widest_group,
         })
     }
 
@@ -321,6 +436,7 @@ impl Prefilter {
     pub fn candidates(&self, t: &[u8]) -> Candidates {
         let mut c = Candidates::new(self.len);
         if let Some(ac) = &self.atoms {
+            let windowed = t.len() >= MIN_WINDOWED_TEXT;
             for m in ac.find_overlapping_iter(t) {
                 let Some(uses) = self.atom_patterns.get(m.pattern().as_usize()) else {
                     continue;
@@ -329,29 +445,34 @@ impl Prefilter {
                     if u.atom.boundaries_hold(t, m.start(), m.end()) {
                         for &p in &u.patterns {
                             Candidates::mark(&mut c.maybe, p);
+                            match self.confirm.get(p) {
+                                Some(Confirm::Bounded(len)) if windowed => {
+                                    // A match of at most `len` bytes holding this occurrence.
+                                    let w = m.end().saturating_sub(*len)
+                                        ..(m.start() + len).min(t.len());
+                                    c.add_window(p, w, self.len);
+                                }
+                                Some(Confirm::Reach(_)) if windowed => {
+                                    c.add_occurrence(p, m.start(), m.end(), self.len)
+                                }
+                                _ => {}
+                            }
                         }
                     }
                 }
             }
+            c.settle_windows();
+            c.reach_windows(t, &self.confirm);
         }
-        // Digit positions, found once and only if some gate asks for them.
-        let mut digits: Option<Vec<usize>> = None;
+        let mut found = MatchedSet::new(self.widest_group);
         for r in &self.residual {
-            let digits: &[usize] = if r.gate == Gate::Always {
-                &[]
-            } else {
-                digits.get_or_insert_with(|| {
-                    t.iter()
-                        .enumerate()
-                        .filter(|(_, b)| b.is_ascii_digit())
-                        .map(|(i, _)| i)
-                        .collect()
-                })
-            };
-            let mut found = MatchedSet::new(r.pattern_len());
+            found.clear();
             let mut ok = true;
-            for range in gated_ranges(r.gate, t, digits) {
+            for range in r.gate.ranges(t) {
                 ok &= r.which(t, range, &mut found);
+                if found.len() == r.pattern_len() {
+                    break;
+                }
             }
             // No quit bytes are configured and every look-around is ASCII, so a search cannot
             // fail; if one ever did, every pattern of the group becomes a candidate to confirm,
@@ -434,7 +555,7 @@ type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Option<usize>)>)
 fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     let mut built: Vec<ResidualDfa> = Vec::new();
     // Small DFAs are merged, by kind of gate so each union keeps its skip.
-    let mut small: Vec<(Gate, Vec<usize>)> = Vec::new();
+    let mut small: Vec<(GateSpec, Vec<usize>)> = Vec::new();
     let mut lazy = Vec::new();
     let mut sizes = Vec::new();
     let mut used = 0usize;
@@ -442,10 +563,10 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
         let dfa = dense_dfa(sources, &[p], budget);
         sizes.push((p, dfa.as_ref().map(|d| d.memory_usage())));
-        let gate = Gate::of(&sources[p]);
+        let gate = GateSpec::of(&sources[p]);
         match dfa {
             Some(dfa) if dfa.memory_usage() <= SMALL_DFA => {
-                match small.iter_mut().find(|(g, _)| g.key() == gate.key()) {
+                match small.iter_mut().find(|(g, _)| g.shares_pass_with(gate)) {
                     Some((g, members)) => {
                         *g = g.join(gate);
                         members.push(p);
@@ -456,9 +577,9 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
             Some(dfa) => {
                 used += dfa.memory_usage();
                 built.push(ResidualDfa {
-                    shapes: Shapes::Dense(Box::new(dfa)),
+                    shapes: Shapes::Dense(dfa),
                     patterns: vec![p],
-                    gate,
+                    gate: gate.build(),
                 });
             }
             None => lazy.push(p),
@@ -470,9 +591,9 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
             Some(dfa) => {
                 used += dfa.memory_usage();
                 built.push(ResidualDfa {
-                    shapes: Shapes::Dense(Box::new(dfa)),
+                    shapes: Shapes::Dense(dfa),
                     patterns: group,
-                    gate,
+                    gate: gate.build(),
                 });
             }
             // Each fits alone (they were just built); together they do not: keep them apart.
@@ -480,9 +601,9 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
                 for p in group {
                     match dense_dfa(sources, &[p], PATTERN_DFA_LIMIT) {
                         Some(dfa) => built.push(ResidualDfa {
-                            shapes: Shapes::Dense(Box::new(dfa)),
+                            shapes: Shapes::Dense(dfa),
                             patterns: vec![p],
-                            gate: Gate::of(&sources[p]),
+                            gate: GateSpec::of(&sources[p]).build(),
                         }),
                         None => lazy.push(p),
                     }
@@ -494,23 +615,29 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     (built, lazy, sizes)
 }
 
-fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<dense::DFA<Vec<u32>>> {
+fn dense_dfa(
+    sources: &[String],
+    group: &[usize],
+    budget: usize,
+) -> Option<Arc<dense::DFA<Vec<u32>>>> {
     if budget == 0 {
         return None;
     }
     let pats: Vec<&str> = group.iter().map(|&i| sources[i].as_str()).collect();
-    dense::Builder::new()
-        .configure(
-            dense::Config::new()
-                .match_kind(MatchKind::All)
-                .byte_classes(true)
-                .dfa_size_limit(Some(budget))
-                .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
-        )
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .thompson(thompson::Config::new().utf8(false).shrink(true))
-        .build_many(&pats)
-        .ok()
+    dfa_cache::get_or_build(&pats, budget, || {
+        dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .match_kind(MatchKind::All)
+                    .byte_classes(true)
+                    .dfa_size_limit(Some(budget))
+                    .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
+            )
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(thompson::Config::new().utf8(false).shrink(true))
+            .build_many(&pats)
+            .ok()
+    })
 }
 
 #[cfg(test)]
@@ -550,26 +677,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn digit_windows_cover_every_possible_match() {
-        let t = b"ab 12 cdefghij 3 k";
-        let digits: Vec<usize> = (0..t.len()).filter(|&i| t[i].is_ascii_digit()).collect();
-        assert_eq!(
-            gated_ranges(Gate::DigitWindow(3), t, &digits),
-            [1..7, 13..18]
-        );
-        let whole = gated_ranges(Gate::DigitWindow(40), t, &digits);
-        assert_eq!((whole.len(), whole.first()), (1, Some(&(0..18))));
-        assert!(gated_ranges(Gate::Digit, b"none", &[]).is_empty());
-        assert!(gated_ranges(Gate::DigitWindow(5), b"none", &[]).is_empty());
-        assert_eq!(
-            gated_ranges(Gate::Always, b"none", &[]).first(),
-            Some(&(0..4))
-        );
+    fn gate_windows_see_the_context() {
         // A window search still sees the context: `\b` before a match at a window's start.
         let p = set(&[r"\b[0-9]{2}\b"]);
         assert!(cands(&p, "x 12 y").contains(&0));
         assert!(cands(&p, "x a12 y").is_empty());
         assert!(cands(&p, "x 123 y").is_empty());
+        // A rare needed byte other than a digit gates too, and its windows are exact.
+        let p = set(&[r"[\x01-\x08\x0E-\x1A]x{0,8}y\b"]);
+        assert_eq!(p.residual_patterns().len(), 1);
+        assert!(cands(&p, "no such byte here, at all").is_empty());
+        assert_eq!(cands(&p, "abc \x01xxy def"), [0]);
+        assert!(cands(&p, "abc \x01xxyz \x02 def").is_empty());
     }
 
     #[test]
@@ -680,6 +799,99 @@ pub(crate) mod tests {
             0..12,
         )
         .prop_map(|v| v.concat())
+    }
+
+    /// The regex the engine confirms a candidate with (built as `compile::span_regex` does).
+    fn span_regex(source: &str) -> Option<meta::Regex> {
+        meta::Regex::builder()
+            .configure(
+                meta::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .utf8_empty(false),
+            )
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build(source)
+            .ok()
+    }
+
+    #[test]
+    fn windows_hold_matches_at_their_edges() {
+        // `ab[0-9]x` is at most 4 bytes: its windows reach 3 bytes past each `ab`, and a match
+        // flush with the text's ends or with a window's edge is still found, with its `\b`.
+        let p = set(&[r"\bab[0-9]?x\b"]);
+        let re = span_regex(r"\bab[0-9]?x\b").unwrap();
+        for text in [
+            format!("ab1x{}", "~".repeat(3000)),
+            format!("{}ab1x", "~".repeat(3000)),
+            format!("{}ab1x~ab2x{}abx", "~".repeat(1500), "~".repeat(1500)),
+            format!("{}zab1x~ab2x{}ab1", "~".repeat(1500), "~".repeat(1500)),
+        ] {
+            let t = text.as_bytes();
+            let c = p.candidates(t);
+            assert!(c.windows(0).is_some(), "a long text is windowed");
+            let whole: Vec<_> = re.find_iter(t).map(|m| m.range()).collect();
+            let windowed: Vec<_> = find_in(&re, t, c.windows(0)).map(|m| m.range()).collect();
+            assert_eq!(whole, windowed, "{:?}", c.windows(0));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Digit-gated shapes (windows around digits, skipped when they hold too few): the
+        /// prefilter reports exactly the shapes a whole-text search finds, on texts where
+        /// digits cluster and spread at every distance from each other.
+        #[test]
+        fn digit_windows_lose_no_match(
+            shapes in prop::collection::vec((1usize..4, 0usize..3, 1usize..6), 1..4),
+            text in prop::collection::vec(prop::sample::select(vec!["1", "23", "4567", " ", "-", "ab", "x  y", "         "]), 0..60),
+        ) {
+            let sources: Vec<String> = shapes
+                .iter()
+                .map(|(a, gap, b)| format!(r"\b[0-9]{{{a}}}(?:[ -]?[0-9]){{{gap},{}}}\b", gap + b))
+                .collect();
+            let reference = RegexSetBuilder::new(&sources).unicode(false).build().unwrap();
+            let p = Prefilter::build(&sources).unwrap();
+            let text = text.concat();
+            let c = p.candidates(text.as_bytes());
+            for (i, source) in sources.iter().enumerate() {
+                let matched = reference.matches(text.as_bytes()).matched(i);
+                prop_assert_eq!(c.is_sure(i), matched, "{:?} on {:?}", source, &text);
+            }
+        }
+
+        /// Windowed confirmation finds exactly what a whole-text search finds: random bounded
+        /// patterns, their sample matches and noise strung together with gaps of about a
+        /// window's reach, in texts long enough to be windowed.
+        #[test]
+        fn windows_find_what_the_whole_text_finds(
+            pats in prop::collection::vec(pattern(), 1..4),
+            parts in prop::collection::vec((any::<prop::sample::Index>(), 0usize..40, noise()), 1..10),
+            lead in 0usize..2500,
+        ) {
+            let sources: Vec<String> = pats.iter().map(|(r, _)| r.clone()).collect();
+            let res: Option<Vec<meta::Regex>> = sources.iter().map(|s| span_regex(s)).collect();
+            let Some(res) = res else {
+                return Ok(());
+            };
+            let p = Prefilter::build(&sources).unwrap();
+            let mut text = "~".repeat(lead);
+            for (which, gap, noise) in &parts {
+                text.push_str(&pats[which.index(pats.len())].1);
+                text.push_str(&"~".repeat(*gap));
+                text.push_str(noise);
+            }
+            while text.len() < MIN_WINDOWED_TEXT {
+                text.push('~');
+            }
+            let t = text.as_bytes();
+            let c = p.candidates(t);
+            for i in c.iter() {
+                let whole: Vec<_> = res[i].find_iter(t).map(|m| m.range()).collect();
+                let windowed: Vec<_> = find_in(&res[i], t, c.windows(i)).map(|m| m.range()).collect();
+                prop_assert_eq!(whole, windowed, "pattern {:?} windows {:?}", &sources[i], c.windows(i));
+            }
+        }
     }
 
     proptest! {
