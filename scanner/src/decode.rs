@@ -1318,7 +1318,7 @@ fn selector_byte(c: char) -> Option<u8> {
 /// The other common scheme: each byte as two selectors, its low nibble as VS1–VS16 and its
 /// high nibble as VS17–VS32 (in either order within the pair).
 fn nibble_pairs(vals: &[u8]) -> Option<Vec<u8>> {
-    if vals.len() % 2 != 0 {
+    if !vals.len().is_multiple_of(2) {
         return None;
     }
     vals.chunks(2)

@@ -58,7 +58,7 @@ impl LabelDef {
     fn positive(&self, e: &Example) -> Option<bool> {
         if !e.attack {
             Some(false)
-        } else if self.categories.iter().any(|c| *c == e.category) {
+        } else if self.categories.contains(&e.category) {
             Some(true)
         } else {
             None
