@@ -275,10 +275,15 @@ impl CompiledPack {
         // for whitespace and invisible characters, so an encoded run in the original is still a
         // run there (or part of a longer one) — except Unicode tag characters, which it strips:
         // those are looked for directly (every tag character starts with byte F3).
+        // Variation selectors are stripped the same way; they start with F3 or EF B8.
         let decode = decode_gate
             || (!identity
                 && self.decoders.contains(&DecoderKind::UnicodeTags)
-                && text.as_bytes().contains(&0xF3));
+                && text.as_bytes().contains(&0xF3))
+            || (!identity
+                && self.decoders.contains(&DecoderKind::VariationSelectors)
+                && (text.as_bytes().contains(&0xF3)
+                    || text.as_bytes().windows(2).any(|w| w == [0xEF, 0xB8])));
         if decode && depth < self.limits.max_depth && !self.decoders.is_empty() && *budget > 0 {
             let min_len = usize::from(self.limits.min_encoded_len);
             for d in find_encoded(text, &self.decoders, min_len, budget) {

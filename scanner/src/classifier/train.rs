@@ -59,7 +59,7 @@ impl LabelDef {
     fn positive(&self, e: &Example, negatives: &[String]) -> Option<bool> {
         if !e.attack {
             Some(false)
-        } else if self.categories.iter().any(|c| *c == e.category) {
+        } else if self.categories.contains(&e.category) {
             Some(true)
         } else if negatives.iter().any(|c| *c == e.category) {
             Some(false)
