@@ -56,10 +56,11 @@ impl fmt::Display for Recipe {
 pub struct LabelSpec {
     /// Name rules refer to (`classifier.label`).
     pub name: String,
-    /// Intercept of the logistic model.
-    pub bias: f32,
+    /// Intercept of the logistic model. (`f64` so that the number reads back identically
+    /// through JSON, YAML and the API server, which all hold numbers as doubles.)
+    pub bias: f64,
     /// Dequantization factor of this label's `i8` weights.
-    pub scale: f32,
+    pub scale: f64,
 }
 
 /// A model as written in a pack (`spec.models[]`).
@@ -413,7 +414,7 @@ impl Model {
         };
         let norm = (count as f64 + SHORT_TEXT_PRIOR).max(1.0).sqrt();
         for ((o, l), a) in out.iter_mut().zip(&self.labels).zip(acc) {
-            let z = f64::from(l.bias) + f64::from(l.scale) * f64::from(a) / norm;
+            let z = l.bias + l.scale * f64::from(a) / norm;
             *o = sigmoid(z);
         }
     }
@@ -487,7 +488,7 @@ mod tests {
         s.bits = 30;
         assert!(matches!(s.decode(), Err(ModelError::Bits { .. })));
         let mut s = good.clone();
-        s.labels[0].bias = f32::NAN;
+        s.labels[0].bias = f64::NAN;
         assert!(matches!(s.decode(), Err(ModelError::NotFinite { .. })));
         let mut s = good.clone();
         s.labels[1].name = "a".into();

@@ -61,7 +61,7 @@ impl LabelDef {
             Some(false)
         } else if self.categories.contains(&e.category) {
             Some(true)
-        } else if negatives.iter().any(|c| *c == e.category) {
+        } else if negatives.contains(&e.category) {
             Some(false)
         } else {
             None
@@ -386,8 +386,8 @@ pub fn train(
         .zip(&scales)
         .map(|((def, lin), &scale)| LabelSpec {
             name: def.name.clone(),
-            bias: lin.bias as f32,
-            scale,
+            bias: lin.bias,
+            scale: f64::from(scale),
         })
         .collect();
     let model = Model::from_parts(
@@ -533,8 +533,8 @@ mod tests {
             o.bits,
             vec![LabelSpec {
                 name: "x".into(),
-                bias: lin.bias as f32,
-                scale: scales[0],
+                bias: lin.bias,
+                scale: f64::from(scales[0]),
             }],
             table,
         );
