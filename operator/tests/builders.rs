@@ -306,7 +306,7 @@ fn config_map_carries_the_bundle_and_its_hash() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(packs, ["acme", "baseline"]);
+    assert_eq!(packs, ["acme", "baseline", "learned"]);
     // The scanner reads it back as a bundle and compiles it to the same hash.
     let mut loaded = pd_scanner::load::Loaded::default();
     pd_scanner::load::load_str(text, Path::new("bundle.json"), &mut loaded).unwrap();

@@ -469,6 +469,22 @@ mod tests {
     }
 
     #[test]
+    fn biases_read_back_bit_for_bit_through_json_and_yaml_text() {
+        let mut m = tiny();
+        // Values that need all 17 digits, as training produces.
+        m.labels[0].bias = -4.692471721916754;
+        m.labels[1].scale = 0.9371900826446281;
+        let spec = m.to_spec(None);
+        let json = serde_json::to_string(&spec).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let back: ModelSpec = serde_json::from_value(value).unwrap();
+        assert_eq!(back.decode().unwrap(), m);
+        let yaml = serde_yaml::to_string(&spec).unwrap();
+        let back: ModelSpec = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back.decode().unwrap(), m);
+    }
+
+    #[test]
     fn malformed_models_are_refused_by_name() {
         let good = tiny().to_spec(None);
         let mut s = good.clone();
