@@ -56,7 +56,13 @@ fn scan_exit_codes_follow_the_verdict() {
     let r = json(&o);
     assert_eq!(r["verdict"], "block");
     assert_eq!(r["policy"], "acme-chat");
-    assert_eq!(r["advisories"][0]["rule_id"], "pi-ignore-previous");
+    let ids: Vec<&str> = r["advisories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["rule_id"].as_str())
+        .collect();
+    assert!(ids.contains(&"pi-ignore-previous"), "{ids:?}");
     assert!(r["input_hash"]
         .as_str()
         .unwrap()
