@@ -4,7 +4,7 @@
 //! `scan` exits 0 allow, 1 warn, 2 block; `test` exits 0 when every test passes, 1 otherwise;
 //! 3 means an operational error (unreadable or invalid pack, bad input); 64 a usage error.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -508,6 +508,9 @@ fn hasher(key_file: Option<&PathBuf>) -> Result<InputHasher> {
 
 fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
     let text = if args.text.is_empty() || args.text == ["-"] {
+        if std::io::stdin().is_terminal() {
+            eprintln!("pd-scanner: reading the prompt from standard input; end it with Ctrl-D (or pass it as arguments)");
+        }
         let mut bytes = Vec::new();
         std::io::stdin()
             .take(args.max_bytes as u64 + 1)
@@ -536,8 +539,15 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
         )
         .into());
     }
+    if text.trim().is_empty() {
+        eprintln!("pd-scanner: error: no prompt to scan: pass it as arguments, or pipe it on standard input");
+        return Ok(EXIT_USAGE);
+    }
     let hasher = hasher(args.hmac_key_file.as_ref())?;
-    let pack = build(files, policy)?;
+    let loaded = load_sources(files)?;
+    let policy = select_policy(&loaded, policy)?;
+    let pack = compile(&pack_set(&loaded), policy)?;
+    note_unbound_packs(&loaded, &pack);
     let result = pack.scan(&text, &hasher);
     let json = if args.pretty {
         serde_json::to_string_pretty(&result)?
@@ -546,6 +556,31 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
     };
     println!("{json}");
     Ok(result.verdict.exit_code())
+}
+
+/// Says on stderr which loaded packs the policy does not use: `-f config/samples/ -f mine.yaml`
+/// selects the samples' policy, which binds only its own packs, and a scan that silently ignores
+/// the pack a user just wrote looks like a pack that matches nothing.
+fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::compile::CompiledPack) {
+    let bound: std::collections::BTreeSet<&str> = pack
+        .resolved
+        .iter()
+        .flat_map(|r| r.chain.iter().map(String::as_str))
+        .collect();
+    let unbound: Vec<&str> = loaded
+        .packs
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !bound.contains(n))
+        .collect();
+    if !unbound.is_empty() {
+        eprintln!(
+            "pd-scanner: note: policy `{}` does not use the loaded pack(s) {}; it binds {}. Use --policy default (every pack no other pack extends) or add them to the policy's rulePacks.",
+            pack.policy.name,
+            unbound.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            pack.resolved.iter().map(|r| format!("`{}`", r.name)).collect::<Vec<_>>().join(", ")
+        );
+    }
 }
 
 fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
