@@ -234,14 +234,16 @@ fn sighup_is_a_graceful_stop_that_lets_the_request_in_flight_finish() {
 #[test]
 fn protocol_errors_are_json_with_fixed_messages() {
     let s = Server::start(&[], None);
-    // Headers over the size limit: 431.
+    // Headers over the size limit: 431. Just over it (33 KiB), so the server has read the
+    // whole request before it answers and closes; had it closed with bytes still unread, the
+    // client's write could fail with EPIPE (seen once in CI), which is why a failed write is
+    // tolerated here: the answer is what the test is about.
     let mut c = connect(&s);
-    write!(
+    let _ = write!(
         c,
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {CANARY}{}\r\n\r\n",
-        "a".repeat(40 * 1024)
-    )
-    .unwrap();
+        "a".repeat(33 * 1024)
+    );
     let too_large = read_response(&mut c);
     assert_eq!(
         (too_large.status, too_large.error_code().as_str()),
