@@ -120,11 +120,7 @@ pub fn bundle_document(
     let packs = pack_set(loaded);
     // Compiling validates everything the scanner would check.
     let compiled = compile(&packs, policy.clone())?;
-    let needed: std::collections::BTreeSet<&str> = compiled
-        .resolved
-        .iter()
-        .flat_map(|r| r.chain.iter().map(String::as_str))
-        .collect();
+    let needed = compiled.used_packs();
     let spec = crate::load::BundleSpec {
         packs: packs
             .into_iter()
@@ -145,9 +141,19 @@ pub fn bundle_document(
 
 /// Loads, selects the policy and compiles.
 pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, BundleError> {
+    build_loaded(paths, policy).map(|(_, pack)| pack)
+}
+
+/// [`build`], keeping what was loaded: for callers that also report on the sources (packs the
+/// policy leaves unused, say).
+pub fn build_loaded(
+    paths: &[PathBuf],
+    policy: Option<&str>,
+) -> Result<(Loaded, CompiledPack), BundleError> {
     let loaded = load_sources(paths)?;
     let policy = select_policy(&loaded, policy)?;
-    Ok(compile(&pack_set(&loaded), policy)?)
+    let pack = compile(&pack_set(&loaded), policy)?;
+    Ok((loaded, pack))
 }
 
 /// Like [`build`], for a bundle held in memory (a ConfigMap's value read from the API);

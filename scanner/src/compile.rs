@@ -601,6 +601,14 @@ impl CompiledPack {
         lints
     }
 
+    /// Names of the packs this bundle uses: the bound packs and everything they extend.
+    pub fn used_packs(&self) -> BTreeSet<&str> {
+        self.resolved
+            .iter()
+            .flat_map(|r| r.chain.iter().map(String::as_str))
+            .collect()
+    }
+
     /// The models enabled `classifier` rules use.
     pub fn models(&self) -> impl Iterator<Item = &Model> {
         self.classifiers.iter().map(|c| &c.model)

@@ -544,9 +544,7 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
         return Ok(EXIT_USAGE);
     }
     let hasher = hasher(args.hmac_key_file.as_ref())?;
-    let loaded = load_sources(files)?;
-    let policy = select_policy(&loaded, policy)?;
-    let pack = compile(&pack_set(&loaded), policy)?;
+    let (loaded, pack) = pd_scanner::bundle::build_loaded(files, policy)?;
     note_unbound_packs(&loaded, &pack);
     let result = pack.scan(&text, &hasher);
     let json = if args.pretty {
@@ -562,11 +560,7 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
 /// selects the samples' policy, which binds only its own packs, and a scan that silently ignores
 /// the pack a user just wrote looks like a pack that matches nothing.
 fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::compile::CompiledPack) {
-    let bound: std::collections::BTreeSet<&str> = pack
-        .resolved
-        .iter()
-        .flat_map(|r| r.chain.iter().map(String::as_str))
-        .collect();
+    let bound = pack.used_packs();
     let unbound: Vec<&str> = loaded
         .packs
         .keys()
