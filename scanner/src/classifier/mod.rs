@@ -257,17 +257,14 @@ impl ModelSpec {
                 actual,
             });
         }
+        let rows = Rows::new(&bytes, self.labels.len());
         Ok(Model {
             name: self.name.clone(),
             version: self.version.clone(),
             recipe: self.recipe,
             bits: self.bits,
             labels: self.labels.clone(),
-            rows: Rows::new(
-                &bytes.iter().map(|&b| b as i8).collect::<Vec<_>>(),
-                self.labels.len(),
-            ),
-            weights: bytes.into_iter().map(|b| b as i8).collect(),
+            rows,
         })
     }
 }
@@ -294,10 +291,9 @@ pub struct Model {
     pub recipe: Recipe,
     pub bits: u8,
     pub labels: Vec<LabelSpec>,
-    /// Row-major: `weights[bucket * labels.len() + label]` (the stored form).
-    weights: Box<[i8]>,
-    /// The same weights with each row padded to 4 or 8 labels, so scoring a feature is one
-    /// aligned load and a fixed-width add.
+    /// The weights, one row per feature bucket, padded to 4 or 8 labels so scoring a feature
+    /// is one aligned load and a fixed-width add. The stored (unpadded) form is derived from
+    /// it when the model is written out ([`Model::to_spec`]).
     rows: Rows,
 }
 
@@ -308,23 +304,44 @@ enum Rows {
 }
 
 impl Rows {
-    fn new(weights: &[i8], labels: usize) -> Rows {
-        fn pad<const N: usize>(weights: &[i8], labels: usize) -> Box<[[i8; N]]> {
-            weights
+    /// From the stored form: row-major bytes (`i8` as `u8`), `labels` per row.
+    fn new(stored: &[u8], labels: usize) -> Rows {
+        fn pad<const N: usize>(stored: &[u8], labels: usize) -> Box<[[i8; N]]> {
+            stored
                 .chunks(labels.max(1))
                 .map(|row| {
                     let mut r = [0i8; N];
-                    for (d, s) in r.iter_mut().zip(row) {
-                        *d = *s;
+                    for (d, &s) in r.iter_mut().zip(row) {
+                        *d = s as i8;
                     }
                     r
                 })
                 .collect()
         }
         if labels <= 4 {
-            Rows::Four(pad(weights, labels))
+            Rows::Four(pad(stored, labels))
         } else {
-            Rows::Eight(pad(weights, labels))
+            Rows::Eight(pad(stored, labels))
+        }
+    }
+
+    /// Back to the stored form.
+    fn stored(&self, labels: usize) -> Vec<u8> {
+        fn unpad<const N: usize>(rows: &[[i8; N]], labels: usize) -> Vec<u8> {
+            rows.iter()
+                .flat_map(|r| r[..labels.min(N)].iter().map(|&w| w as u8))
+                .collect()
+        }
+        match self {
+            Rows::Four(r) => unpad(r, labels),
+            Rows::Eight(r) => unpad(r, labels),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Rows::Four(r) => r.len(),
+            Rows::Eight(r) => r.len(),
         }
     }
 }
@@ -350,7 +367,7 @@ impl fmt::Debug for Model {
             .field("recipe", &self.recipe)
             .field("bits", &self.bits)
             .field("labels", &self.labels)
-            .field("weights", &format_args!("[{} bytes]", self.weights.len()))
+            .field("rows", &self.rows.len())
             .finish()
     }
 }
@@ -364,21 +381,21 @@ impl Model {
         labels: Vec<LabelSpec>,
         weights: Vec<i8>,
     ) -> Self {
-        let rows = Rows::new(&weights, labels.len());
+        let stored: Vec<u8> = weights.iter().map(|&w| w as u8).collect();
+        let rows = Rows::new(&stored, labels.len());
         Model {
             name,
             version,
             recipe: Recipe::HashedNgramsV1,
             bits,
             labels,
-            weights: weights.into_boxed_slice(),
             rows,
         }
     }
 
     /// The pack form of this model, with its content hash.
     pub fn to_spec(&self, training: Option<TrainingManifest>) -> ModelSpec {
-        let bytes: Vec<u8> = self.weights.iter().map(|&w| w as u8).collect();
+        let bytes = self.rows.stored(self.labels.len());
         ModelSpec {
             name: self.name.clone(),
             version: self.version.clone(),

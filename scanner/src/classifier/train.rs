@@ -184,8 +184,9 @@ impl Linear {
     }
 }
 
-/// Fits one label on the examples at `idx` (`y` = positive?). Positives and negatives weigh
-/// the same in total, whatever their counts.
+/// Fits one label on `data` (example index, positive?). Every example weighs the same, so the
+/// bias learns the base rate: a text with little evidence (a short one, after the
+/// [`super::SHORT_TEXT_PRIOR`]) scores near it instead of near 0.5.
 fn fit(xs: &[Sparse], data: &[(usize, bool)], opts: &TrainOptions, seed: u64) -> Linear {
     let dim = 1usize << opts.bits;
     let mut model = Linear {
@@ -194,7 +195,6 @@ fn fit(xs: &[Sparse], data: &[(usize, bool)], opts: &TrainOptions, seed: u64) ->
     };
     let mut g2 = vec![1e-6f32; dim];
     let mut gb = 1e-6f64;
-    let (wpos, wneg) = (1.0, 1.0);
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut rng = SplitMix(seed);
     let lr = opts.learning_rate as f32;
@@ -205,8 +205,7 @@ fn fit(xs: &[Sparse], data: &[(usize, bool)], opts: &TrainOptions, seed: u64) ->
             let (i, y) = data[k];
             let x = &xs[i];
             let p = sigmoid(model.margin(x));
-            let cw = if y { wpos } else { wneg };
-            let g = ((p - f64::from(u8::from(y))) * cw) as f32;
+            let g = (p - f64::from(u8::from(y))) as f32;
             for &(b, v) in x {
                 let b = b as usize;
                 let grad = g * v + l2 * model.w[b];
