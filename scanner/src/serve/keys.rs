@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::serve::metrics::Metrics;
+use crate::serve::reload::{hash_file, poll_changes};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// Shortest accepted token: anything shorter is guessable by brute force over the network.
@@ -394,17 +395,7 @@ impl fmt::Debug for KeyRing {
 /// kubelet's `..data` swap needs), or the file's bytes. Unreadable parts count as content.
 pub fn fingerprint(path: &Path) -> [u8; 32] {
     let mut h = Sha256::new();
-    let mut add = |name: &[u8], p: &Path| {
-        h.update(name);
-        h.update([0]);
-        match fs::read(p) {
-            Ok(bytes) => {
-                h.update((bytes.len() as u64).to_le_bytes());
-                h.update(&bytes);
-            }
-            Err(_) => h.update(b"\xFFunreadable"),
-        }
-    };
+    let mut add = |name: &[u8], p: &Path| hash_file(&mut h, name, p);
     match fs::read_dir(path) {
         Ok(entries) => {
             let mut names: Vec<_> = entries
@@ -429,47 +420,40 @@ pub async fn watch(
     metrics: Arc<Metrics>,
     interval: Duration,
     loaded: [u8; 32],
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last = loaded;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
+    let probed = ring.clone();
+    let probe = move || fingerprint(probed.path());
+    poll_changes(interval, loaded, stop, probe, || {
+        let (ring, metrics) = (ring.clone(), metrics.clone());
+        async move {
+            let r = ring.clone();
+            if let Ok(result) = tokio::task::spawn_blocking(move || r.reload()).await {
+                report_reload(&ring, &metrics, result);
+            }
         }
-        let r = ring.clone();
-        let Ok((now, result)) = tokio::task::spawn_blocking(move || {
-            let now = fingerprint(r.path());
-            if now == last {
-                return (now, None);
+    })
+    .await
+}
+
+/// Logs and counts one reload of the key source.
+fn report_reload(ring: &KeyRing, metrics: &Metrics, result: Result<bool, KeyError>) {
+    match result {
+        Ok(changed) => {
+            metrics.key_reload(true);
+            if changed {
+                metrics.keys_loaded(ring.version(), ring.len());
+                tracing::info!(
+                    keys = ring.len(),
+                    version = ring.version(),
+                    path = %ring.path().display(),
+                    "API keys reloaded"
+                );
             }
-            (now, Some(r.reload()))
-        })
-        .await
-        else {
-            continue;
-        };
-        last = now;
-        match result {
-            None => {}
-            Some(Ok(changed)) => {
-                metrics.key_reload(true);
-                if changed {
-                    metrics.keys_loaded(ring.version(), ring.len());
-                    tracing::info!(
-                        keys = ring.len(),
-                        version = ring.version(),
-                        path = %ring.path().display(),
-                        "API keys reloaded"
-                    );
-                }
-            }
-            Some(Err(e)) => {
-                metrics.key_reload(false);
-                tracing::error!(error = %e, version = ring.version(), "API keys not reloaded; the previous set stays in force");
-            }
+        }
+        Err(e) => {
+            metrics.key_reload(false);
+            tracing::error!(error = %e, version = ring.version(), "API keys not reloaded; the previous set stays in force");
         }
     }
 }

@@ -160,18 +160,57 @@ pub fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
     };
     for p in paths {
         for file in source_files(p) {
-            h.update(file.to_string_lossy().as_bytes());
-            h.update([0]);
-            match std::fs::read(&file) {
-                Ok(bytes) => {
-                    h.update((bytes.len() as u64).to_le_bytes());
-                    h.update(&bytes);
-                }
-                Err(_) => h.update(b"\xFFunreadable"),
-            }
+            hash_file(&mut h, file.to_string_lossy().as_bytes(), &file);
         }
     }
     h.finalize().into()
+}
+
+/// Adds one file to a source fingerprint: its name, then its length and bytes, or a marker
+/// when it cannot be read (so a file appearing or disappearing changes the digest).
+pub(crate) fn hash_file(h: &mut Sha256, name: &[u8], path: &Path) {
+    h.update(name);
+    h.update([0]);
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        Err(_) => h.update(b"\xFFunreadable"),
+    }
+}
+
+/// Takes `probe` (a fingerprint of some sources, computed off the async workers) every
+/// `interval` until `stop` fires, and awaits `on_change` each time it differs from the last
+/// one. `loaded` is the fingerprint of what is in force now, taken before it was loaded.
+pub(crate) async fn poll_changes<P, C, F>(
+    interval: Duration,
+    loaded: [u8; 32],
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    probe: P,
+    mut on_change: C,
+) where
+    P: Fn() -> [u8; 32] + Clone + Send + 'static,
+    C: FnMut() -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let mut last = loaded;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(now) = tokio::task::spawn_blocking(probe.clone()).await else {
+            continue;
+        };
+        if now == last {
+            continue;
+        }
+        last = now;
+        on_change().await;
+    }
 }
 
 /// The files the loader would read under `path`, in the same order.
@@ -193,33 +232,23 @@ pub async fn watch(
     metrics: Arc<Metrics>,
     interval: Duration,
     loaded: [u8; 32],
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last = loaded;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let paths = sources.paths.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&paths)).await else {
-            continue;
-        };
-        if now == last {
-            continue;
-        }
-        last = now;
-        if state.api_live() {
-            // The watch already delivered this (or something newer); see `api_live`.
-            tracing::debug!("source files changed; the ConfigMap watch is authoritative");
-            continue;
-        }
+    let paths = sources.paths.clone();
+    let probe = move || fingerprint(&paths);
+    poll_changes(interval, loaded, stop, probe, || {
         let (state, sources, metrics) = (state.clone(), sources.clone(), metrics.clone());
-        // Compile off the async workers; requests keep being served meanwhile.
-        let _ = tokio::task::spawn_blocking(move || state.reload(&sources, &metrics)).await;
-    }
+        async move {
+            if state.api_live() {
+                // The watch already delivered this (or something newer); see `api_live`.
+                tracing::debug!("source files changed; the ConfigMap watch is authoritative");
+                return;
+            }
+            // Compile off the async workers; requests keep being served meanwhile.
+            let _ = tokio::task::spawn_blocking(move || state.reload(&sources, &metrics)).await;
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
