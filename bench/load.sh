@@ -4,7 +4,10 @@
 #   1. warm-up: 5 s on prompts from another seed (the server meets new text, as in production);
 #   2. saturation: closed loop, CONNECTIONS connections, SECONDS seconds;
 #   3. half load: open loop at half the measured rate, latency from the scheduled send time;
-#   4. the server's peak and current RSS (VmHWM, VmRSS) after all of it.
+#   4. hot swap: open loop at a quarter of the measured rate for SECONDS seconds while the
+#      baseline pack's version is bumped every 2 s (each bump is a new bundle: compiled off the
+#      request path, then swapped in); p99 of each second, the seconds with a swap marked;
+#   5. the server's peak and current RSS (VmHWM, VmRSS) after all of it.
 # Client and server share the machine (2 cores here), so the server gets about one core.
 #
 #   bash bench/load.sh [SECONDS] [CONNECTIONS] [PROMPT_BYTES]   (PROMPT_BYTES 0 = natural)
@@ -22,7 +25,10 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 key="bench-key-0123456789abcdef"
 echo "bench=$key" > "$work/keys"
 port=$((20000 + RANDOM % 20000))
-"$bin" serve --listen "127.0.0.1:$port" --keys "$work/keys" --hmac-key-file "$work/hmac.key" \
+# The server reads a copy of the sample packs, so phase 4 can change them.
+mkdir "$work/packs"
+cp config/samples/*.yaml "$work/packs/"
+"$bin" -f "$work/packs" serve --listen "127.0.0.1:$port" --keys "$work/keys" --hmac-key-file "$work/hmac.key" \
   --rate-limit 1000000 --rate-burst 1000000 --log-format json 2> "$work/server.log" &
 server=$!
 for _ in $(seq 100); do
@@ -37,4 +43,16 @@ echo "saturation: $sat"
 rps=$(echo "$sat" | sed -E 's/.*"rps": ([0-9]+).*/\1/')
 half=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" $((rps / 2)) "$bytes" 2 "$pool")
 echo "half load:  $half"
+# Phase 4: a bundle swap every 2 s under a steady open-loop load.
+(
+  for i in $(seq 1 $(( (secs - 1) / 2 ))); do
+    sleep 2
+    sed -i -E "s/^  version: \"1\.0\.[0-9]+\"/  version: \"1.0.$i\"/" "$work/packs/baseline-rulepack.yaml"
+  done
+) &
+swapper=$!
+swap=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" $((rps / 4)) "$bytes" 3 "$pool")
+wait "$swapper"
+echo "hot swap:   $swap"
+echo "            bundles loaded during the run: $(grep -c 'bundle loaded' "$work/server.log" || true) (the first at start); a swap lands in seconds 2, 4, 6, ... plus the poll interval and the compile"
 echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status") peak, $(awk '/VmRSS/ {print $2, $3}' "/proc/$server/status") now"

@@ -70,9 +70,9 @@ async fn connection(
     addr: String,
     pool: Arc<Vec<Vec<u8>>>,
     (index, conns): (usize, usize),
-    until: Instant,
+    (started, until): (Instant, Instant),
     interval: Option<Duration>,
-) -> (Vec<u32>, u64, u64) {
+) -> (Vec<(u32, u32)>, u64, u64) {
     let mut latencies = Vec::new();
     let mut errors = 0u64;
     let mut repeated = 0u64;
@@ -104,7 +104,9 @@ async fn connection(
             break;
         }
         if read_response(&mut stream, &mut buf).await {
-            latencies.push(u32::try_from(scheduled.elapsed().as_micros()).unwrap_or(u32::MAX));
+            let second = u32::try_from((scheduled - started).as_secs()).unwrap_or(u32::MAX);
+            let latency = u32::try_from(scheduled.elapsed().as_micros()).unwrap_or(u32::MAX);
+            latencies.push((second, latency));
         } else {
             errors += 1;
             break;
@@ -141,7 +143,7 @@ async fn main() {
                 addr.clone(),
                 pool.clone(),
                 (i, conns),
-                until,
+                (started, until),
                 interval,
             ))
         })
@@ -157,17 +159,36 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // p99 of each second of the run (by scheduled send time): a stall that lasts a moment,
+    // such as a bundle swap, shows in its own second instead of vanishing in the whole run.
+    let mut by_second: Vec<Vec<u32>> = vec![Vec::new(); secs as usize + 1];
+    for &(second, latency) in &all {
+        if let Some(v) = by_second.get_mut(second as usize) {
+            v.push(latency);
+        }
+    }
+    let p99_by_second: Vec<String> = by_second
+        .iter_mut()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.sort_unstable();
+            let i = ((v.len() as f64 * 0.99) as usize).min(v.len() - 1);
+            v[i].to_string()
+        })
+        .collect();
+    let mut all: Vec<u32> = all.into_iter().map(|(_, l)| l).collect();
     all.sort_unstable();
     let pct = |p: f64| {
         let i = ((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1));
         all.get(i).copied().unwrap_or(0)
     };
     println!(
-        "{{\"connections\": {conns}, \"target_rate\": {rate}, \"requests\": {}, \"errors\": {errors}, \"repeated_prompts\": {repeated}, \"rps\": {:.0}, \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}}}",
+        "{{\"connections\": {conns}, \"target_rate\": {rate}, \"requests\": {}, \"errors\": {errors}, \"repeated_prompts\": {repeated}, \"rps\": {:.0}, \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}, \"p99_by_second_us\": [{}]}}",
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.50),
         pct(0.99),
-        all.last().copied().unwrap_or(0)
+        all.last().copied().unwrap_or(0),
+        p99_by_second.join(", ")
     );
 }

@@ -216,6 +216,14 @@ struct ServeArgs {
     /// process's file-descriptor limit.
     #[arg(long, env = "PD_HTTP_MAX_CONNECTIONS", default_value_t = 512)]
     http_max_connections: usize,
+    /// Prompts over 16 KiB (batches: their total) scanned at once; others wait for a slot.
+    /// Each running scan holds its own working memory, so this bounds the server's memory
+    /// whatever clients send. Default: the number of CPUs.
+    #[arg(long, env = "PD_LARGE_SCAN_SLOTS")]
+    large_scan_slots: Option<usize>,
+    /// Longest a large scan waits for a slot, in milliseconds; then 503 `busy`.
+    #[arg(long, env = "PD_LARGE_SCAN_WAIT_MS", default_value_t = 2_000)]
+    large_scan_wait_ms: u64,
     /// On SIGTERM/SIGHUP/Ctrl-C, requests in progress get this many milliseconds to finish
     /// (and the audit writer as long again to write what is queued); then the process exits.
     #[arg(long, env = "PD_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
@@ -429,6 +437,10 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
             },
             timeout: Duration::from_millis(args.audit_timeout_ms.max(1)),
         },
+        large_scan_slots: args.large_scan_slots.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+        large_scan_wait: Duration::from_millis(args.large_scan_wait_ms),
         http: HttpLimits {
             header_timeout: Duration::from_millis(args.http_header_timeout_ms.max(1)),
             body_timeout: Duration::from_millis(args.http_body_timeout_ms.max(1)),

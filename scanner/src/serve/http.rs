@@ -58,6 +58,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// The audit writer; `None` when auditing is off.
     pub audit: Option<AuditSink>,
+    /// Admission of scans too large to run inline.
+    pub large_scans: LargeScans,
 }
 
 /// `POST /v1/scan` body.
@@ -538,7 +540,31 @@ async fn audit(s: &AppState, decisions: Vec<Decision>) -> Result<(), ApiError> {
 /// Prompts up to this size are scanned right on the async worker (tens of microseconds);
 /// larger ones go to the blocking pool, so one 256 KiB attack prompt (milliseconds) cannot
 /// stall the other connections served by that worker.
-const INLINE_SCAN_BYTES: usize = 16 * 1024;
+pub const INLINE_SCAN_BYTES: usize = 16 * 1024;
+
+/// How many large scans (over [`INLINE_SCAN_BYTES`], a batch counted by its total) run at once,
+/// and how long one may wait for its turn.
+///
+/// Why: a scan's memory and time are bounded per scan (the engine's automata are built ahead
+/// of time; windows and spans are capped), but not the number of scans at once. Tokio's
+/// blocking pool grows to 512 threads, and every thread running a scan holds its own regex
+/// caches, so a few dozen maximal prompts at once used to take gigabytes. With a slot per core
+/// the worst case is `slots` × one maximal scan, whatever clients send; the rest wait in line
+/// (no work is lost) and are refused with 503 `busy` only past `wait`.
+#[derive(Debug)]
+pub struct LargeScans {
+    slots: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
+}
+
+impl LargeScans {
+    pub fn new(slots: usize, wait: Duration) -> Self {
+        LargeScans {
+            slots: Arc::new(tokio::sync::Semaphore::new(slots.max(1))),
+            wait,
+        }
+    }
+}
 
 async fn offload<T: Send + 'static>(
     s: &Arc<AppState>,
@@ -548,16 +574,37 @@ async fn offload<T: Send + 'static>(
     if bytes <= INLINE_SCAN_BYTES {
         return Ok(f(s));
     }
+    s.metrics.large_scan_waiting(1);
+    let permit = tokio::time::timeout(
+        s.large_scans.wait,
+        s.large_scans.slots.clone().acquire_owned(),
+    )
+    .await;
+    s.metrics.large_scan_waiting(-1);
+    let Ok(Ok(permit)) = permit else {
+        s.metrics.large_scan_refused();
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many large prompts are being scanned at once; retry shortly",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
     let s = s.clone();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the scan task failed",
-            )
-        })
+    tokio::task::spawn_blocking(move || {
+        let r = f(&s);
+        drop(permit);
+        r
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the scan task failed",
+        )
+    })
 }
 
 fn peer(req: &Request) -> Option<IpAddr> {

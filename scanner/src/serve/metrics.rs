@@ -65,6 +65,8 @@ pub struct Metrics {
     key_reloads: Family<ResultLabels, Counter>,
     audit_up: Gauge,
     audit_unsynced: Histogram,
+    large_scans_waiting: Gauge,
+    large_scans_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -174,8 +176,22 @@ impl Metrics {
             "At each interval fsync of the audit file, how long its oldest record had waited: the window a power failure could lose",
             audit_unsynced.clone(),
         );
+        let large_scans_waiting = Gauge::default();
+        registry.register(
+            "pd_large_scans_waiting",
+            "Large scans (over 16 KiB) waiting for one of the --large-scan-slots",
+            large_scans_waiting.clone(),
+        );
+        let large_scans_refused = Counter::default();
+        registry.register(
+            "pd_large_scans_refused",
+            "Large scans refused with 503 busy after waiting --large-scan-wait-ms for a slot",
+            large_scans_refused.clone(),
+        );
         Metrics {
             registry,
+            large_scans_waiting,
+            large_scans_refused,
             audit_unsynced,
             connections,
             connections_refused,
@@ -306,6 +322,14 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
+    pub fn large_scan_waiting(&self, delta: i64) {
+        self.large_scans_waiting.inc_by(delta);
+    }
+
+    pub fn large_scan_refused(&self) {
+        self.large_scans_refused.inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -51,6 +51,9 @@ pub struct ServeConfig {
     pub audit: AuditConfig,
     /// Connection limits and timeouts.
     pub http: HttpLimits,
+    /// Large scans at once (`--large-scan-slots`) and how long one waits for a slot.
+    pub large_scan_slots: usize,
+    pub large_scan_wait: Duration,
     /// Also watch this ConfigMap through the API (in-cluster: sub-second reloads).
     pub configmap: Option<configmap::ConfigMapRef>,
     /// Report the served bundle on this Pod ([`podreport`]).
@@ -208,6 +211,7 @@ pub async fn run(
         max_batch: config.max_batch,
         body_timeout: config.http.body_timeout,
         audit: audit_sink,
+        large_scans: http::LargeScans::new(config.large_scan_slots, config.large_scan_wait),
     });
     let app = http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
