@@ -26,7 +26,9 @@
 
 ARG RUST_VERSION=1.95
 ARG VERSION=0.1.0
-ARG SOURCE=https://example.invalid/prompt-defenders
+# The repository the image was built from (OCI label `source`); empty unless given: there is
+# no public repository yet.
+ARG SOURCE=
 ARG REVISION=unknown
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS builder

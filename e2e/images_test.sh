@@ -47,6 +47,12 @@ case "$1 ${2-} ${3-} ${4-}" in
     done
     [ "$image" = "${STUB_SAVE_FAIL:-}" ] && { echo "Error response from daemon: no suitable export target found for platform" >&2; : > "$out"; exit 1; }
     echo "archive of $image" > "$out" ;;
+  "buildx version "*)
+    [ "${STUB_NO_BUILDX:-0}" = 1 ] && { echo "docker: 'buildx' is not a docker command." >&2; exit 1; }
+    echo "github.com/docker/buildx v0.20.0" ;;
+  "buildx build "*)
+    [ "${STUB_BUILD_FAIL:-0}" = 1 ] && { echo "ERROR: failed to solve" >&2; exit 1; }
+    echo "built" ;;
   "exec "*)
     # docker exec NODE crictl inspecti IMAGE
     [ "$2 $5" = "${STUB_NOT_ON_NODE:-}" ] && { echo "no such image \"$5\" present" >&2; exit 1; }
@@ -219,17 +225,66 @@ run_case "load: a cluster without nodes is an error" "$load" STUB_NODES=
 expect_rc 1
 expect_eq "stderr" "$err" "error: kind cluster pd-e2e has no nodes; cannot load $op $sc $curl"
 
-# ── run.sh uses these functions, and builds without attestations ──────────────────────────
+# ── e2e/kind-images.sh: build + load, the script run.sh and the README walkthrough run ─────
+build_calls() { # build_calls TAG: the two builds, scanner first
+  local name
+  for name in pd-scanner pd-operator; do
+    printf '%s\n' "docker buildx build --load --provenance=false --sbom=false -f Dockerfile --target $name -t ghcr.io/prompt-defenders/$name:$1 ."
+  done
+}
+kind_images_dir="$tmp/kind-images-work"
+run_case "kind-images.sh: builds both images without attestations, loads them and the extras" \
+  "e2e/kind-images.sh --cluster pd-demo $curl" PD_E2E_WORKDIR="$kind_images_dir"
+expect_rc 0
+expect_eq "builds" "$(printf '%s\n' "$calls" | grep 'buildx build')" "$(build_calls dev)"
+# The extra image goes through e2e_pull_image (inspected; pulled only when missing, see above).
+[[ "$calls" == *"docker image inspect $curl"$'\n'"docker version"* ]] || fail "the extra image is not checked before loading: $calls"
+for image in "$op" "$sc" "$curl"; do
+  archive="$kind_images_dir/images/$(printf '%s' "$image" | tr -c 'A-Za-z0-9._-' '_').tar"
+  [[ "$calls" == *"kind load image-archive --name pd-demo $archive"* ]] || fail "$image is not loaded into pd-demo: $calls"
+done
+# Built before anything is loaded: a node never gets a stale image of the same tag.
+last_build=$(printf '%s\n' "$calls" | grep -n 'buildx build' | tail -n 1 | cut -d: -f1)
+first_load=$(printf '%s\n' "$calls" | grep -n 'kind load' | head -n 1 | cut -d: -f1)
+[ "$last_build" -lt "$first_load" ] || fail "loads before the last build"
+
+run_case "kind-images.sh --no-build --tag: loads what Docker has, builds nothing" \
+  "e2e/kind-images.sh --cluster pd-demo --tag t1 --no-build" PD_E2E_WORKDIR="$kind_images_dir"
+expect_rc 0
+[[ "$calls" != *"buildx"* ]] || fail "--no-build built: $calls"
+[[ "$calls" == *"crictl inspecti ghcr.io/prompt-defenders/pd-operator:t1"* ]] || fail "tag t1 not loaded: $calls"
+
+run_case "kind-images.sh without --cluster is a usage error" "e2e/kind-images.sh"
+expect_rc 64
+[[ "$err" == *"--cluster NAME is required"* ]] || fail "stderr: $err"
+expect_eq "calls" "$calls" ""
+
+run_case "kind-images.sh without buildx says so before doing anything" \
+  "e2e/kind-images.sh --cluster pd-demo" STUB_NO_BUILDX=1
+expect_rc 1
+[[ "$err" == *"docker buildx is not installed"* ]] || fail "stderr: $err"
+[[ "$calls" != *"kind "* ]] || fail "went on: $calls"
+
+run_case "kind-images.sh: a failed build stops before loading" \
+  "e2e/kind-images.sh --cluster pd-demo" STUB_BUILD_FAIL=1 PD_E2E_WORKDIR="$kind_images_dir"
+expect_rc 1
+[[ "$calls" != *"kind load"* ]] || fail "loaded after a failed build: $calls"
+
+# ── run.sh builds and loads through kind-images.sh ────────────────────────────────────────
 case_name="run.sh wiring"
 cases=$((cases + 1))
 grep -qx '\. e2e/images\.sh' e2e/run.sh || fail "run.sh does not source e2e/images.sh"
+grep -qx '\. e2e/images\.sh' e2e/kind-images.sh || fail "kind-images.sh does not source e2e/images.sh"
 # shellcheck disable=SC2016 # the $ are literal: run.sh's text
-grep -q '^e2e_load_images "\$CLUSTER" "\$platform" .*"\${images\[@\]}" "\$CURL_IMAGE"$' e2e/run.sh \
-  || fail "run.sh does not load its images and the curl image with e2e_load_images"
-grep -q 'docker buildx build --load --provenance=false --sbom=false' e2e/run.sh \
-  || fail "run.sh does not build with --provenance=false --sbom=false"
-if grep -v '^ *#' e2e/run.sh | grep -q 'kind load docker-image'; then
-  fail "run.sh still uses kind load docker-image"
+grep -q '^  e2e/kind-images\.sh --cluster "\$CLUSTER" --tag "\$IMAGE_TAG" .*"\$CURL_IMAGE"$' e2e/run.sh \
+  || fail "run.sh does not build and load its images and the curl image with e2e/kind-images.sh"
+for script in e2e/run.sh e2e/kind-images.sh; do
+  if grep -v '^ *#' "$script" | grep -q 'kind load docker-image'; then
+    fail "$script uses kind load docker-image"
+  fi
+done
+if grep -v '^ *#' e2e/run.sh | grep -qE 'docker (buildx )?build |e2e_load_images'; then
+  fail "run.sh builds or loads images itself instead of through e2e/kind-images.sh"
 fi
 
 if [ "$failures" -gt 0 ]; then

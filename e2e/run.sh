@@ -7,10 +7,10 @@
 #    the Docker version, its image store and the nodes' platform;
 # 2. creates the kind cluster `pd-e2e` from kind-config.yaml (or reuses it if it exists), with
 #    its own kubeconfig file so your other contexts are never touched;
-# 3. builds the operator and scanner images (single-platform: no provenance/SBOM attestations),
-#    pulls the pinned curl image the test probes use for that platform, and loads all three
-#    into every node with `docker save --platform` + `kind load image-archive` (e2e/images.sh
-#    says why), so no node ever pulls from Docker Hub;
+# 3. builds the operator and scanner images, pulls the pinned curl image the test probes use
+#    for the nodes' platform, and loads all three into every node with e2e/kind-images.sh
+#    (`docker save --platform` + `kind load image-archive`; e2e/images.sh says why), so no node
+#    ever pulls from Docker Hub. The README's "Step by step on kind" runs the same script;
 # 4. installs metrics-server (for the HPA test) and the Helm chart;
 # 5. creates what the samples need (namespace acme-prod, the tenant's API-key Secret, a foreign
 #    namespace), applies config/samples/ and waits for ScanPolicy acme-chat to be Ready;
@@ -40,7 +40,6 @@ CURL_IMAGE=${PD_E2E_CURL_IMAGE:-curlimages/curl:8.11.1}
 
 CLUSTER=${PD_E2E_CLUSTER:-pd-e2e}
 IMAGE_TAG=${PD_E2E_IMAGE_TAG:-dev}
-REGISTRY=ghcr.io/prompt-defenders
 RELEASE=prompt-defenders
 RELEASE_NS=prompt-defenders-system
 # What config/samples/ expects: the Tenant `acme` allows namespace acme-prod, its clients are
@@ -70,16 +69,6 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 die() { echo "error: $*" >&2; exit 1; }
 started=$(date +%s)
-
-# The one place that decides how images are built. Adjust here if images/ changes shape.
-# BuildKit (the Dockerfile uses cache mounts) through buildx; --load puts the result into
-# Docker whatever the selected builder; no provenance/SBOM attestations, which would make the
-# image an OCI index with an extra attestation manifest, and a plain image is what the nodes
-# need.
-build_image() { # build_image NAME  -> $REGISTRY/NAME:$IMAGE_TAG
-  docker buildx build --load --provenance=false --sbom=false \
-    -f Dockerfile --target "$1" -t "$REGISTRY/$1:$IMAGE_TAG" .
-}
 
 # ── Diagnostics and teardown ──────────────────────────────────────────────────────────────
 cluster_up=0
@@ -151,7 +140,7 @@ trap finish EXIT
 # ── 1. Tools ──────────────────────────────────────────────────────────────────────────────
 step "tools"
 for tool in docker kind kubectl helm cargo; do
-  command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm 3, cargo)"
+  command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm 3.8 or newer, cargo)"
 done
 docker info > /dev/null 2>&1 || die "docker is installed but the daemon does not answer (is Docker running? are you in the docker group?)"
 if [ "$build" = 1 ]; then
@@ -190,18 +179,18 @@ kubectl cluster-info
 kubectl wait --for=condition=Ready nodes --all --timeout=180s
 
 # ── 3. Images ─────────────────────────────────────────────────────────────────────────────
-images=("$REGISTRY/pd-operator:$IMAGE_TAG" "$REGISTRY/pd-scanner:$IMAGE_TAG")
-if [ "$build" = 1 ]; then
-  step "building images (tag $IMAGE_TAG)"
-  build_image pd-scanner
-  build_image pd-operator
-fi
-step "loading images into the nodes ($platform)"
 # The probe Pods' curl image comes from Docker Hub once, here, and reaches the nodes the same
 # way as ours: the tests never depend on a registry (the operator runs with pullPolicy Never,
 # the scanners and the probes with IfNotPresent, and every node has their images).
-e2e_pull_image "$platform" "$CURL_IMAGE"
-e2e_load_images "$CLUSTER" "$platform" "$WORKDIR/images" "${images[@]}" "$CURL_IMAGE"
+no_build=()
+if [ "$build" = 1 ]; then
+  step "building and loading images (tag $IMAGE_TAG, $platform): e2e/kind-images.sh"
+else
+  step "loading images (tag $IMAGE_TAG, $platform): e2e/kind-images.sh --no-build"
+  no_build=(--no-build)
+fi
+PD_E2E_PLATFORM="$platform" PD_E2E_WORKDIR="$WORKDIR" \
+  e2e/kind-images.sh --cluster "$CLUSTER" --tag "$IMAGE_TAG" ${no_build[@]+"${no_build[@]}"} "$CURL_IMAGE"
 
 # ── 4. metrics-server and the chart ───────────────────────────────────────────────────────
 step "metrics-server $METRICS_SERVER_VERSION"

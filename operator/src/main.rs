@@ -119,6 +119,13 @@ enum Command {
     },
     /// Print every object the operator would create for the ScanPolicies in the given files,
     /// as multi-document YAML.
+    // `auto` needs a cluster to read, which render does not have: its help offers only the
+    // forms it accepts (the flag is shared with `run`, whose help keeps `auto`).
+    #[command(mut_arg("api_server_egress", |a| a
+        .value_name("off|CIDR:PORT,...")
+        .help("Let scanners watch their bundle ConfigMap through the API: `CIDR:PORT,...` gives \
+               the API server's addresses; `off` (the default) mounts no token and allows egress \
+               to DNS only. (`auto` is for `run`: render has no cluster to read them from.)")))]
     Render {
         /// Files or directories with Tenant, RulePack and ScanPolicy resources.
         #[arg(short = 'f', long = "file", required = true, value_delimiter = ',')]
@@ -128,8 +135,20 @@ enum Command {
     },
 }
 
+/// A usage error (unknown flag, malformed value, `render --api-server-egress auto`): 64, as
+/// `pd-scanner` exits (BSD `EX_USAGE`), so scripts can tell a typo from a failed run (3).
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and succeed.
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let result = match cli.command {
         Command::Run {
             metrics_addr,
@@ -145,12 +164,12 @@ fn main() -> ExitCode {
         ),
         Command::Crdgen { dirs } => crdgen(&dirs),
         Command::Render { settings, .. } if settings.api_server_egress == ApiServerEgress::Auto => {
-            Err(
-                "--api-server-egress auto reads the cluster's API server addresses, and render \
-                 runs without a cluster: give them as CIDR:PORT,... (kubectl get endpointslices \
-                 -n default -l kubernetes.io/service-name=kubernetes) or use off"
-                    .to_string(),
-            )
+            eprintln!(
+                "error: --api-server-egress auto reads the cluster's API server addresses, and \
+                 render runs without a cluster: give them as CIDR:PORT,... (kubectl get \
+                 endpointslices -n default -l kubernetes.io/service-name=kubernetes) or use off"
+            );
+            return ExitCode::from(EXIT_USAGE);
         }
         Command::Render { paths, settings } => {
             pd_operator::render::render(&paths, &settings.settings(Vec::new()))

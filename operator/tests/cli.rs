@@ -179,13 +179,54 @@ fn render_api_server_egress_given_or_refused_without_a_cluster() {
 
     // `auto` needs a cluster to read; render has none and says what to do instead.
     let out = render_samples_output(&["--api-server-egress", "auto"], &[]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("render runs without a cluster"), "{err}");
 
     // A malformed value is a usage error naming the expected form.
     let out = render_samples_output(&["--api-server-egress", "10.0.0.1:443"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CIDR:PORT"), "{err}");
+}
+
+/// Usage errors exit 64 like `pd-scanner`'s (clap's own default is 2); help exits 0.
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    for args in [
+        &["frobnicate"][..],
+        &["render"],
+        &["render", "--no-such-flag", "-f", "x"],
+        &["run", "--max-concurrent-reconciles", "many"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+    for args in [&["--help"][..], &["render", "--help"], &["--version"]] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// `render --help` offers only the egress forms `render` accepts; `run --help` keeps `auto`.
+#[test]
+fn render_help_does_not_offer_auto() {
+    let help = |cmd: &str| {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let render = help("render");
+    assert!(
+        render.contains("--api-server-egress <off|CIDR:PORT,...>"),
+        "{render}"
+    );
+    assert!(render.contains("`auto` is for `run`"), "{render}");
+    let run = help("run");
+    assert!(
+        run.contains("--api-server-egress <off|auto|CIDR:PORT,...>"),
+        "{run}"
+    );
 }

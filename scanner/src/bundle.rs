@@ -48,6 +48,80 @@ pub enum BundleError {
     NoSuchPolicy(String, String),
     #[error("several scan policies are loaded ({0}); choose one with --policy")]
     AmbiguousPolicy(String),
+    /// A compile error of packs read from files ([`build`], [`build_loaded`]), told with
+    /// [`explain`]: which file each pack came from, how to load a missing base pack.
+    #[error("{text}")]
+    Sourced { text: String, error: CompileError },
+}
+
+/// A compile error as a person at a terminal needs it: each problem prefixed with the file and
+/// document of the pack it names (a rule pack's name alone does not say which of the files
+/// given with `-f` to open), and a base pack that is not loaded with how to load it. The
+/// operator keeps [`CompileError`]'s own text: its packs come from the API, not from files.
+pub fn explain(error: &CompileError, loaded: &Loaded) -> String {
+    let CompileError::Invalid(problems) = error else {
+        return error.to_string();
+    };
+    problems
+        .iter()
+        .map(|p| {
+            let mut line = match loaded.packs.get(&p.pack) {
+                Some(source) => format!("{}: {p}", source.origin),
+                None => p.to_string(),
+            };
+            if p.rule.is_none() {
+                if let Some(hint) = missing_base_hint(loaded, &p.pack) {
+                    line.push_str("; ");
+                    line.push_str(&hint);
+                }
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How to load the pack `pack` extends, when it is not loaded: the sample files along its
+/// `extends` chain when it is a sample pack (`baseline` extends `learned`, so naming one file
+/// would only move the error one pack down), else the generic advice.
+fn missing_base_hint(loaded: &Loaded, pack: &str) -> Option<String> {
+    let base = loaded.packs.get(pack)?.spec.extends.as_deref()?;
+    if loaded.packs.contains_key(base) {
+        return None;
+    }
+    let samples = load_embedded().unwrap_or_default();
+    let mut files = Vec::new();
+    let mut next = Some(base);
+    while let Some(name) = next.filter(|n| !loaded.packs.contains_key(*n)) {
+        let Some(sample) = samples.packs.get(name) else {
+            break;
+        };
+        let file = sample.origin.path.file_name().unwrap_or_default();
+        let file = Path::new(DEFAULT_SAMPLES_DIR).join(file);
+        if files.contains(&file) {
+            break;
+        }
+        files.push(file);
+        next = sample.spec.extends.as_deref();
+    }
+    if files.is_empty() {
+        return Some(format!(
+            "load it too: -f the file that defines `{base}`, or -f the directory that holds it"
+        ));
+    }
+    let flags: Vec<String> = files
+        .iter()
+        .map(|f| format!("-f {}", f.display()))
+        .collect();
+    Some(format!(
+        "load it too: {} (the sample `{base}`{}), or -f {DEFAULT_SAMPLES_DIR}/ for every sample",
+        flags.join(" "),
+        if files.len() > 1 {
+            " and the packs it extends"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// Loads `paths`, or with none: `config/samples/` when it exists, else the embedded samples.
@@ -152,7 +226,10 @@ pub fn build_loaded(
 ) -> Result<(Loaded, CompiledPack), BundleError> {
     let loaded = load_sources(paths)?;
     let policy = select_policy(&loaded, policy)?;
-    let pack = compile(&pack_set(&loaded), policy)?;
+    let pack = compile(&pack_set(&loaded), policy).map_err(|error| BundleError::Sourced {
+        text: explain(&error, &loaded),
+        error,
+    })?;
     Ok((loaded, pack))
 }
 

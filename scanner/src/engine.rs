@@ -130,13 +130,18 @@ pub struct ClassifierEvidence {
 pub struct ScanResult {
     /// The verdict to act on (`allow` in audit mode).
     pub verdict: Verdict,
-    /// In audit mode: what enforcement would have decided.
+    /// In audit mode: what enforcement would have decided. Absent (never `null`) in enforce
+    /// mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Verdict")]
     pub evaluated_verdict: Option<Verdict>,
     pub mode: Mode,
     pub score: u32,
     pub advisories: Vec<Advisory>,
+    /// The prompt with every redacted span replaced by a typed placeholder (`[EMAIL_1]`).
+    /// Absent (never `null`) when nothing was redacted: then there is nothing to replace.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub redacted_prompt: Option<String>,
     pub input_hash: String,
     pub rule_pack: PackRef,

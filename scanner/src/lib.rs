@@ -18,6 +18,7 @@ pub mod dfa_cache;
 pub mod engine;
 pub mod eval;
 pub mod gate;
+pub mod listen;
 pub mod load;
 pub mod normalize;
 pub mod pack;

@@ -16,7 +16,7 @@ use pd_scanner::engine::InputHasher;
 use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields};
 use pd_scanner::pack::RulePackSpec;
 use pd_scanner::serve::configmap::ConfigMapRef;
-use pd_scanner::testing::run_pack_tests;
+use pd_scanner::testing::run_pack_tests_told;
 
 /// Static musl builds (the container images) use mimalloc: musl's allocator costs throughput.
 #[cfg(target_env = "musl")]
@@ -156,8 +156,9 @@ enum AuditCommand {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "PD_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `HOST:PORT` (a name is resolved once), `PORT` (on 127.0.0.1) or
+    /// `:PORT` (every interface).
+    #[arg(long, env = "PD_LISTEN", default_value = "127.0.0.1:8080", value_parser = pd_scanner::listen::parse_listen)]
     listen: std::net::SocketAddr,
     /// API keys: a file of `id=token` lines, or a directory with one file per key (a mounted
     /// Secret). Without it, a random key `local` is generated once into `keys` beside the HMAC
@@ -351,7 +352,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), args),
-        Command::Test(args) => test(&cli.files, args),
+        Command::Test(args) => test(&cli.files, cli.policy.as_deref(), args),
         Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
         Command::Serve(args) => serve(cli.files, cli.policy, args),
         Command::Audit(AuditCommand::Verify { file, anchor }) => {
@@ -570,7 +571,8 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
 
 /// Says on stderr which loaded packs the policy does not use: `-f config/samples/ -f mine.yaml`
 /// selects the samples' policy, which binds only its own packs, and a scan that silently ignores
-/// the pack a user just wrote looks like a pack that matches nothing.
+/// the pack a user just wrote looks like a pack that matches nothing. `test` says it too: its
+/// "N passed" is about each pack alone, not about what the policy would serve.
 fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::compile::CompiledPack) {
     let bound = pack.used_packs();
     let unbound: Vec<&str> = loaded
@@ -589,10 +591,14 @@ fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::comp
     }
 }
 
-fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
+fn test(files: &[PathBuf], policy: Option<&str>, args: TestArgs) -> Result<u8> {
     let loaded = load_sources(files)?;
     let packs = pack_set(&loaded);
-    let reports: Vec<_> = packs.keys().map(|n| run_pack_tests(&packs, n)).collect();
+    let tell = |e: &pd_scanner::compile::CompileError| pd_scanner::bundle::explain(e, &loaded);
+    let reports: Vec<_> = packs
+        .keys()
+        .map(|n| run_pack_tests_told(&packs, n, &tell))
+        .collect();
     let ok = reports.iter().all(|r| r.ok());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -640,12 +646,23 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
         passed += r.passed();
         failed += r.failed();
     }
-    if packs.len() > 1 || loaded.policies.is_empty() {
+    if packs.len() > 1 || loaded.policies.is_empty() || policy.is_some() {
         // Also check that what will be served compiles, not just each pack alone.
-        let policy = select_policy(&loaded, None)?;
-        if let Err(e) = compile(&packs, policy.clone()) {
-            writeln!(out, "FAIL policy {}: {e}", policy.name)?;
-            failed += 1;
+        let policy = select_policy(&loaded, policy)?;
+        match compile(&packs, policy.clone()) {
+            Ok(compiled) => note_unbound_packs(&loaded, &compiled),
+            Err(e) => {
+                // A pack that failed above fails the policy with the very same text: say it
+                // once, the report above already counts it.
+                let text = tell(&e);
+                if !reports
+                    .iter()
+                    .any(|r| r.error.as_deref() == Some(text.as_str()))
+                {
+                    writeln!(out, "FAIL policy {}: {text}", policy.name)?;
+                    failed += 1;
+                }
+            }
         }
     }
     writeln!(out, "{passed} passed, {failed} failed")?;

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::compile::{compile, CompiledPack, PackSet};
+use crate::compile::{compile, CompileError, CompiledPack, PackSet};
 use crate::engine::InputHasher;
 use crate::pack::RulePackSpec;
 use crate::policy::Policy;
@@ -57,6 +57,16 @@ impl PackReport {
 
 /// Compiles `name` alone and runs its tests.
 pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
+    run_pack_tests_told(packs, name, &CompileError::to_string)
+}
+
+/// [`run_pack_tests`], with `tell` writing a compile error into the report: `pd-scanner test`
+/// names the file each pack came from (`bundle::explain`), which the pack set no longer knows.
+pub fn run_pack_tests_told(
+    packs: &PackSet,
+    name: &str,
+    tell: &dyn Fn(&CompileError) -> String,
+) -> PackReport {
     let mut policy = Policy::default_policy();
     policy.spec.rule_packs = vec![name.to_string()];
     let compiled = match compile(packs, policy) {
@@ -65,7 +75,7 @@ pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
             return PackReport {
                 pack: name.to_string(),
                 hash: None,
-                error: Some(e.to_string()),
+                error: Some(tell(&e)),
                 outcomes: Vec::new(),
                 lints: Vec::new(),
             }

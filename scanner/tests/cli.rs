@@ -270,3 +270,200 @@ fn embedded_samples_are_used_outside_the_repo() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// The README's "Errors" example, run as written: its `bad.yaml`, its command, its output and
+/// exit status. The doc once showed an exit and a message `test` does not print.
+#[test]
+fn readme_errors_example_is_what_the_tool_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme
+        .find("\n### Errors\n")
+        .expect("README has an Errors section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[4..].find("\n#").map_or(section.len(), |i| i + 4)];
+    let blocks: Vec<&str> = section.split("```").skip(1).step_by(2).collect();
+    assert_eq!(blocks.len(), 2, "a yaml block and a transcript:\n{section}");
+    let pack = blocks[0]
+        .strip_prefix("yaml\n")
+        .expect("the first block is YAML");
+    let mut transcript = blocks[1].trim_start_matches('\n').lines();
+    let command = transcript.next().unwrap();
+    let args = command
+        .strip_prefix("$ pd-scanner ")
+        .and_then(|c| c.strip_suffix("; echo \"exit $?\""))
+        .unwrap_or_else(|| panic!("unexpected command line {command:?}"));
+    let expected: Vec<&str> = transcript.collect();
+    let (exit_line, output) = expected.split_last().unwrap();
+    let exit: i32 = exit_line.strip_prefix("exit ").unwrap().parse().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), pack).unwrap();
+    let o = bin()
+        .current_dir(dir.path())
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    let mut printed = String::from_utf8_lossy(&o.stdout).into_owned();
+    printed.push_str(&stderr(&o));
+    assert_eq!(printed.lines().collect::<Vec<_>>(), output, "{printed}");
+    assert_eq!(o.status.code(), Some(exit));
+}
+
+#[test]
+fn compile_errors_name_the_file_and_a_missing_base_says_how_to_load_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mine.yaml");
+    std::fs::write(
+        &p,
+        "version: '1'\nextends: baseline\nrules:\n- {id: zebra, category: other, severity: low, weight: 40, keywords: {any: [zebra]}}\n",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    let hint = "rule pack `mine`: extends `baseline`, which is not loaded; load it too: -f config/samples/baseline-rulepack.yaml -f config/samples/learned-rulepack.yaml";
+    let o = run(&["test", "-f", p]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("{p} (document 1): {hint}")), "{out}");
+    // Said once, counted once.
+    assert_eq!(out.matches("which is not loaded").count(), 1, "{out}");
+    assert!(out.ends_with("0 passed, 1 failed\n"), "{out}");
+
+    let o = run(&["scan", "-f", p, "hi"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains(hint), "{}", stderr(&o));
+
+    // The advice works: with the two sample files it compiles.
+    let o = run(&[
+        "-f",
+        p,
+        "-f",
+        "config/samples/baseline-rulepack.yaml",
+        "-f",
+        "config/samples/learned-rulepack.yaml",
+        "scan",
+        "a zebra",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    // A base that is not a sample: the generic advice.
+    std::fs::write(
+        dir.path().join("mine.yaml"),
+        "version: '1'\nextends: house\nrules: []\n",
+    )
+    .unwrap();
+    let o = run(&["scan", "-f", p, "hi"]);
+    assert!(
+        stderr(&o).contains(
+            "load it too: -f the file that defines `house`, or -f the directory that holds it"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unknown_fields_name_the_file_document_pack_and_allowed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("unk.yaml");
+    std::fs::write(
+        &p,
+        "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {name: unk}\nspec:\n  version: '1'\n  rules:\n    - {id: r1, category: other, severity: low, weight: 10, regex: x, colour: red}\n",
+    )
+    .unwrap();
+    for args in [&["test"][..], &["scan", "hi"]] {
+        let cmd = args[0];
+        let o = run(&[&["-f", p.to_str().unwrap()], args].concat());
+        assert_eq!(o.status.code(), Some(3), "{cmd}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("unk.yaml (document 1): rule pack `unk`: unknown field `colour`, expected one of `id`"),
+            "{cmd}: {e}"
+        );
+    }
+}
+
+#[test]
+fn test_names_loaded_packs_the_policy_does_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.yaml");
+    std::fs::write(
+        &mine,
+        "version: '1'\nrules:\n- {id: zebra, category: other, severity: low, weight: 40, keywords: {any: [zebra]}}\n",
+    )
+    .unwrap();
+    let mine = mine.to_str().unwrap();
+    let o = run(&["-f", "config/samples/", "-f", mine, "test"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(" passed, 0 failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("policy `acme-chat` does not use the loaded pack(s) `mine`; it binds `acme`"),
+        "{e}"
+    );
+    let o = run(&[
+        "-f",
+        "config/samples/",
+        "-f",
+        mine,
+        "--policy",
+        "default",
+        "test",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("does not use"), "{}", stderr(&o));
+}
+
+#[test]
+fn listen_takes_the_usual_short_forms_and_says_what_to_write() {
+    let o = run(&["serve", "--listen", "localhost"]);
+    assert_eq!(o.status.code(), Some(64));
+    let e = stderr(&o);
+    assert!(
+        e.contains(
+            "not PORT, :PORT or HOST:PORT; write 8080 (127.0.0.1:8080), :8080 (every interface)"
+        ),
+        "{e}"
+    );
+    let o = run(&["serve", "--listen", "99999"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains("port must be a number"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `redacted_prompt` and `evaluated_verdict` are left out, not `null`, and the OpenAPI says so:
+/// optional, and typed as what they hold when present.
+#[test]
+fn optional_result_fields_are_absent_and_the_openapi_says_optional() {
+    let o = run(&["scan", "How do I reset my password?"]);
+    let r = json(&o);
+    let fields = r.as_object().unwrap();
+    assert!(!fields.contains_key("redacted_prompt"), "{r}");
+    assert!(!fields.contains_key("evaluated_verdict"), "{r}");
+
+    let api = json(&run(&["openapi"]));
+    let scan = &api["components"]["schemas"]["ScanResult"];
+    let required: Vec<&str> = scan["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(required.contains(&"verdict"), "{required:?}");
+    for field in ["redacted_prompt", "evaluated_verdict"] {
+        assert!(!required.contains(&field), "{field} is required in {scan}");
+        let schema = &scan["properties"][field];
+        assert!(
+            schema.get("anyOf").is_none() && !schema["type"].is_array(),
+            "{field} may be null in {scan}"
+        );
+    }
+}
