@@ -284,6 +284,39 @@ impl Context {
         map.insert(key, (input, children));
     }
 
+    /// Drops everything remembered about one object (`kind/namespace/name`): its last build
+    /// (a policy's whole bundle, up to megabytes), its last full apply and its failure count.
+    pub fn forget(&self, key: &str) {
+        self.built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.forget_applied(key);
+        self.clear_failures(key);
+    }
+
+    /// Keeps what is remembered only for these objects (after a relist: deletions missed
+    /// while the watch was down send no Delete event).
+    pub fn retain(&self, keys: &BTreeSet<String>) {
+        self.built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keys.contains(k));
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keys.contains(k));
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keys.contains(k));
+    }
+
+    /// Objects with a remembered build, for tests and metrics.
+    pub fn remembered_builds(&self) -> usize {
+        self.built.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// How many times the children were built (compile and pack tests run) so far.
     pub fn builds(&self) -> u64 {
         self.builds.load(std::sync::atomic::Ordering::Relaxed)
@@ -353,6 +386,35 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or(""),
         obj.meta().name.as_deref().unwrap_or("")
     )
+}
+
+/// Evicts the reconcilers' per-policy memory ([`Context`]'s builds, applies and failure counts)
+/// when a ScanPolicy goes away. Without it a long-running operator kept the bundle of every
+/// policy it had ever seen. Fed the policy watch's events: a Delete forgets that policy, and a
+/// relist forgets every policy the new list no longer holds.
+#[derive(Debug, Default)]
+pub struct PolicyJanitor {
+    relisting: Option<BTreeSet<String>>,
+}
+
+impl PolicyJanitor {
+    pub fn on_event(&mut self, ctx: &Context, event: &watcher::Event<ScanPolicy>) {
+        match event {
+            watcher::Event::Delete(p) => ctx.forget(&object_key(p)),
+            watcher::Event::Init => self.relisting = Some(BTreeSet::new()),
+            watcher::Event::InitApply(p) => {
+                if let Some(keys) = self.relisting.as_mut() {
+                    keys.insert(object_key(p));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(keys) = self.relisting.take() {
+                    ctx.retain(&keys);
+                }
+            }
+            watcher::Event::Apply(_) => {}
+        }
+    }
 }
 
 /// Delay before retry number `previous_failures + 1`: 1 s (conflict) or 5 s (anything else),
@@ -1416,6 +1478,7 @@ pub async fn run(
                 .map(|t| ObjectRef::<Tenant>::new(&t)),
         )
     });
+    let janitor_ctx = ctx.clone();
     let tenants = Controller::for_stream(
         spec_changes(tenant_watch.subscribe()),
         tenant_store.any().clone(),
@@ -1435,6 +1498,15 @@ pub async fn run(
         }
     });
 
+    // Forget what the reconcilers remember about policies that are gone.
+    let janitor = {
+        let (events, ctx) = (policy_watch.subscribe(), janitor_ctx);
+        let mut janitor = PolicyJanitor::default();
+        tokio::spawn(events.for_each(move |event| {
+            janitor.on_event(&ctx, &event);
+            futures::future::ready(())
+        }))
+    };
     // Every subscription exists now: start the watches.
     let drivers = [
         tokio::spawn(drive_packs),
@@ -1452,6 +1524,7 @@ pub async fn run(
     });
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
+    janitor.abort();
     readiness.abort();
     for driver in drivers {
         driver.abort();

@@ -925,6 +925,46 @@ async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
     );
 }
 
+#[tokio::test]
+async fn a_deleted_policy_is_forgotten_and_a_relist_forgets_the_ones_it_missed() {
+    use kube::runtime::watcher::Event;
+    use pd_operator::controller::PolicyJanitor;
+    let packs = pack_list(vec![pack("acme", None, "evil", "r-evil")]);
+    let object = serde_json::to_value(policy()).expect("policy json");
+    let (p2, o2) = (packs.clone(), object.clone());
+    let (client, _server) =
+        mock_client(steady_state_server(move |r| default_response(r, &p2, &o2)));
+    let ctx = Arc::new(Context::new(client));
+    reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect("first reconcile");
+    assert_eq!(ctx.remembered_builds(), 1);
+    let mut janitor = PolicyJanitor::default();
+    // Other policies' events touch nothing of this one.
+    let mut other = policy();
+    other.metadata.name = Some("other".into());
+    janitor.on_event(&ctx, &Event::Delete(other.clone()));
+    janitor.on_event(&ctx, &Event::Apply(policy()));
+    assert_eq!(ctx.remembered_builds(), 1);
+    // Deleted: its bundle is no longer held, and a new policy of that name is built afresh.
+    janitor.on_event(&ctx, &Event::Delete(policy()));
+    assert_eq!(ctx.remembered_builds(), 0);
+    reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
+        .await
+        .expect("reconcile after re-create");
+    assert_eq!((ctx.builds(), ctx.remembered_builds()), (2, 1));
+    // A relist that still holds it keeps it; one that no longer does forgets it (the Delete
+    // happened while the watch was down).
+    for event in [Event::Init, Event::InitApply(policy()), Event::InitDone] {
+        janitor.on_event(&ctx, &event);
+    }
+    assert_eq!(ctx.remembered_builds(), 1);
+    for event in [Event::Init, Event::InitApply(other), Event::InitDone] {
+        janitor.on_event(&ctx, &event);
+    }
+    assert_eq!(ctx.remembered_builds(), 0);
+}
+
 /// Reconciles `p` once against `respond` (settings `settings`); returns the outcome and the
 /// requests.
 async fn reconcile_once(
