@@ -311,6 +311,10 @@ fn https_scans_work_and_plain_http_is_told_to_use_https() {
     let r = request(&s.addr, "GET", "/healthz", &[], b"");
     assert_eq!((r.status, r.error_code().as_str()), (400, "tls_required"));
     assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
 
     assert_eq!(
         tls_metric(
