@@ -16,8 +16,9 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -36,12 +37,15 @@ use pd_scanner::policy::Policy;
 use thiserror::Error;
 
 use crate::apiserver::ApiEndpoint;
-use crate::crd::{ScanPolicy, Tenant};
+use crate::crd::{ScanPolicy, Tenant, TlsSpec};
 
 /// The one field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "pd-operator";
-/// Scanner API, health and metrics port.
+/// Scanner API, health and metrics port (HTTPS for the API when the policy has `tls`).
 pub const SCANNER_PORT: i32 = 8080;
+/// With `tls`: plain-HTTP port for probes and metrics only (`--health-listen`), named `http`
+/// so kubelet and the chart's PodMonitor reach it without client certificates.
+pub const HEALTH_PORT: i32 = 8081;
 /// Default namespace whose pods may scrape scanner metrics.
 pub const MONITORING_NAMESPACE: &str = "monitoring";
 /// Annotation carrying the bundle's hash on the ConfigMap.
@@ -103,6 +107,7 @@ impl Default for Settings {
 const BUNDLE_DIR: &str = "/etc/pd/bundle";
 const KEYS_DIR: &str = "/etc/pd/keys";
 const HMAC_DIR: &str = "/etc/pd/hmac";
+const TLS_DIR: &str = "/etc/pd/tls";
 
 #[derive(Debug, Error)]
 pub enum BuildError {
@@ -178,6 +183,8 @@ pub struct Names {
     pub bundle: String,
     /// Deployment, Service, HPA, PDB, NetworkPolicy, ServiceAccount, Role, RoleBinding.
     pub scanner: String,
+    /// Whether the scan API is served over TLS (the policy has `tls`).
+    pub tls: bool,
 }
 
 /// The bundle ConfigMap's name for a policy.
@@ -193,13 +200,21 @@ impl Names {
             tenant: tenant.to_string(),
             bundle: bundle_config_map(policy),
             scanner: format!("{policy}-scanner"),
+            tls: false,
         }
+    }
+
+    /// The same names for a policy whose scanners do (or do not) serve TLS.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// In-cluster URL of the scan API.
     pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
         format!(
-            "http://{}.{}.svc:{SCANNER_PORT}",
+            "{scheme}://{}.{}.svc:{SCANNER_PORT}",
             self.scanner, self.namespace
         )
     }
@@ -296,7 +311,8 @@ pub fn build_children(
         });
     }
     check_image(policy, settings)?;
-    let names = Names::new(&policy_name, &namespace, &tenant_name);
+    let names =
+        Names::new(&policy_name, &namespace, &tenant_name).with_tls(policy.spec.tls.is_some());
     let owner = owner_reference(policy);
     let (config_map, bundle_hash) = config_map(policy, &names, &owner, packs)?;
     Ok(Children {
@@ -454,15 +470,34 @@ fn service(names: &Names, owner: &Option<OwnerReference>) -> Service {
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(names)),
             ports: Some(vec![ServicePort {
-                name: Some("http".to_string()),
+                name: Some(api_port_name(names).to_string()),
+                app_protocol: names.tls.then(|| "https".to_string()),
                 port: SCANNER_PORT,
-                target_port: Some(IntOrString::String("http".to_string())),
+                target_port: Some(IntOrString::String(api_port_name(names).to_string())),
                 protocol: Some("TCP".to_string()),
                 ..ServicePort::default()
             }]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+/// Name of the scan API's container and Service port: `https` with TLS, else `http`.
+fn api_port_name(names: &Names) -> &'static str {
+    if names.tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The port probes and metrics scrapers use: the API port, or with TLS the plain health port.
+fn metrics_port(names: &Names) -> i32 {
+    if names.tls {
+        HEALTH_PORT
+    } else {
+        SCANNER_PORT
     }
 }
 
@@ -512,12 +547,13 @@ fn network_policy(
             ports: Some(vec![tcp_port(SCANNER_PORT)]),
         });
     }
+    // Monitoring scrapes metrics: with TLS, on the plain health port only.
     ingress.push(NetworkPolicyIngressRule {
         from: Some(vec![NetworkPolicyPeer {
             namespace_selector: Some(namespace_named(monitoring_namespace)),
             ..NetworkPolicyPeer::default()
         }]),
-        ports: Some(vec![tcp_port(SCANNER_PORT)]),
+        ports: Some(vec![tcp_port(metrics_port(names))]),
     });
     let egress = egress_rules(&settings.api_server);
     NetworkPolicy {
@@ -633,7 +669,78 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -
             r.burst.to_string(),
         ]);
     }
+    if let Some(tls) = &policy.spec.tls {
+        args.extend([
+            "--tls-cert".to_string(),
+            format!("{TLS_DIR}/tls.crt"),
+            "--tls-key".to_string(),
+            format!("{TLS_DIR}/tls.key"),
+        ]);
+        if tls.require_client_cert {
+            args.extend([
+                "--client-ca".to_string(),
+                format!("{TLS_DIR}/{CLIENT_CA_FILE}"),
+            ]);
+        }
+        args.extend([
+            "--health-listen".to_string(),
+            format!("0.0.0.0:{HEALTH_PORT}"),
+        ]);
+    }
     args
+}
+
+/// Where the client CA lands in the TLS volume.
+const CLIENT_CA_FILE: &str = "client-ca.crt";
+
+/// The TLS volume: one projected volume of the serving Secret's `tls.crt` and `tls.key` and,
+/// with client certificates required, a `ca.crt` (the serving Secret's or
+/// `clientCASecretName`'s) as `client-ca.crt`. Projected Secret volumes are updated in place
+/// by the kubelet (an atomic `..data` swap), which is how a renewal reaches the scanner's
+/// reload; listing the keys makes a Secret without one fail the mount visibly rather than
+/// start a scanner that cannot load. Readable by the scanner's group only (`fsGroup`).
+fn tls_volume(tls: &TlsSpec) -> Volume {
+    let item = |key: &str, path: &str| KeyToPath {
+        key: key.to_string(),
+        path: path.to_string(),
+        ..KeyToPath::default()
+    };
+    let mut serving = vec![item("tls.crt", "tls.crt"), item("tls.key", "tls.key")];
+    let mut sources = Vec::new();
+    let separate_ca = match (&tls.client_ca_secret_name, tls.require_client_cert) {
+        (Some(ca), true) => Some(ca.clone()),
+        (None, true) => {
+            serving.push(item("ca.crt", CLIENT_CA_FILE));
+            None
+        }
+        (_, false) => None,
+    };
+    sources.push(VolumeProjection {
+        secret: Some(SecretProjection {
+            name: tls.secret_name.clone(),
+            items: Some(serving),
+            optional: Some(false),
+        }),
+        ..VolumeProjection::default()
+    });
+    if let Some(ca) = separate_ca {
+        sources.push(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: ca,
+                items: Some(vec![item("ca.crt", CLIENT_CA_FILE)]),
+                optional: Some(false),
+            }),
+            ..VolumeProjection::default()
+        });
+    }
+    Volume {
+        name: "tls".to_string(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(0o440),
+        }),
+        ..Volume::default()
+    }
 }
 
 /// Requests CPU so the HPA has something to scale on; limits memory so one pod cannot starve
@@ -673,6 +780,8 @@ pub fn container_security_context() -> SecurityContext {
     }
 }
 
+/// An HTTP probe on the port named `http`: the API port without TLS, the plain health port
+/// with it (kubelet presents no client certificate, so it could not probe a mutual-TLS port).
 fn probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -704,6 +813,23 @@ fn deployment(
     let default_image = settings.scanner_image.as_str();
     let scanner = &policy.spec.scanner;
     let (hmac_name, hmac_key) = hmac_secret(tenant);
+    let port = |name: &str, number: i32| ContainerPort {
+        name: Some(name.to_string()),
+        container_port: number,
+        protocol: Some("TCP".to_string()),
+        ..ContainerPort::default()
+    };
+    let mut ports = vec![port(api_port_name(names), SCANNER_PORT)];
+    let mut mounts = vec![
+        mount("bundle", BUNDLE_DIR, true),
+        mount("keys", KEYS_DIR, true),
+        mount("hmac", HMAC_DIR, true),
+        mount("tmp", "/tmp", false),
+    ];
+    if policy.spec.tls.is_some() {
+        ports.push(port("http", HEALTH_PORT));
+        mounts.push(mount("tls", TLS_DIR, true));
+    }
     let container = Container {
         name: "scanner".to_string(),
         image: Some(
@@ -727,25 +853,15 @@ fn deployment(
                 ..EnvVar::default()
             }]
         }),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_string()),
-            container_port: SCANNER_PORT,
-            protocol: Some("TCP".to_string()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(ports),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
         resources: Some(scanner.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![
-            mount("bundle", BUNDLE_DIR, true),
-            mount("keys", KEYS_DIR, true),
-            mount("hmac", HMAC_DIR, true),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
-    let volumes = vec![
+    let mut volumes = vec![
         Volume {
             name: "bundle".to_string(),
             config_map: Some(ConfigMapVolumeSource {
@@ -784,15 +900,18 @@ fn deployment(
             ..Volume::default()
         },
     ];
+    if let Some(tls) = &policy.spec.tls {
+        volumes.push(tls_volume(tls));
+    }
     // No bundle hash on the pod template: the scanners hot-reload the mounted ConfigMap, so a
-    // new bundle must not restart them.
+    // new bundle must not restart them (nor a renewed certificate: they reload that too).
     let pod_annotations = BTreeMap::from(
         [
-            ("prometheus.io/scrape", "true"),
-            ("prometheus.io/port", "8080"),
-            ("prometheus.io/path", "/metrics"),
+            ("prometheus.io/scrape", "true".to_string()),
+            ("prometheus.io/port", metrics_port(names).to_string()),
+            ("prometheus.io/path", "/metrics".to_string()),
         ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
+        .map(|(k, v)| (k.to_string(), v)),
     );
     Deployment {
         metadata: meta(names, &names.scanner, owner),

@@ -635,7 +635,8 @@ async fn report_failure(policy: &ScanPolicy, ctx: &Context, e: &Error) {
     let (Some(name), Some(namespace)) = (policy.metadata.name.clone(), policy.namespace()) else {
         return;
     };
-    let names = Names::new(&name, &namespace, &policy.spec.tenant_ref.name);
+    let names = Names::new(&name, &namespace, &policy.spec.tenant_ref.name)
+        .with_tls(policy.spec.tls.is_some());
     let message = e.to_string();
     let status = failure_status(
         &names,
@@ -724,7 +725,7 @@ async fn reconcile_scanpolicy_inner(
     let client = &ctx.client;
     let settings = ctx.settings();
     let tenant_name = policy.spec.tenant_ref.name.clone();
-    let names = Names::new(&name, &namespace, &tenant_name);
+    let names = Names::new(&name, &namespace, &tenant_name).with_tls(policy.spec.tls.is_some());
     let outcome = match check_policy_name(&name) {
         // Every child apply would be refused; say so before trying.
         Err(why) => Err(Error::InvalidName(why)),

@@ -321,6 +321,39 @@ pub struct ScanPolicySpec {
     /// How the scanner pods run.
     #[serde(default)]
     pub scanner: ScannerSpec,
+    /// Serve the scan API over HTTPS (TLS 1.2 and 1.3), optionally requiring client
+    /// certificates, from a `kubernetes.io/tls` Secret such as a cert-manager Certificate
+    /// writes. Absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS of a policy's scanners. The Secret is mounted, not read by the operator: scanners reload
+/// a renewed certificate on their own, and a Secret that does not exist (yet) keeps new pods in
+/// `ContainerCreating` until it does.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.clientCASecretName) || self.requireClientCert").message("clientCASecretName needs requireClientCert: true"))]
+pub struct TlsSpec {
+    /// Secret in the policy's namespace with `tls.crt` (the chain, leaf first) and `tls.key`:
+    /// a cert-manager Certificate's `spec.secretName`. Its certificate should name the
+    /// scanner's Service, `<policy>-scanner.<namespace>.svc`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Require every client to present a certificate issued by the client CA (mutual TLS), in
+    /// addition to its API key. The CA is `ca.crt` of `clientCASecretName`, else of
+    /// `secretName` (cert-manager writes the issuing CA there for CA and self-signed issuers).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Secret in the policy's namespace whose `ca.crt` verifies client certificates, when it
+    /// is not `secretName`'s own.
+    #[serde(
+        rename = "clientCASecretName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_ca_secret_name: Option<String>,
 }
 
 fn default_actions() -> BTreeMap<Category, Action> {

@@ -497,3 +497,160 @@ fn reporting_scanners_get_their_pod_name_and_patch_on_pods() {
         .unwrap()
         .contains(&"--report-pod".to_string()));
 }
+
+fn with_tls(require_client_cert: bool, client_ca: Option<&str>) -> Children {
+    let mut i = inputs();
+    i.policy.spec.tls = Some(pd_operator::crd::TlsSpec {
+        secret_name: "chat-tls".into(),
+        require_client_cert,
+        client_ca_secret_name: client_ca.map(str::to_string),
+    });
+    children(&i)
+}
+
+#[test]
+fn tls_mounts_the_secret_serves_https_and_keeps_probes_and_metrics_on_plain_http() {
+    let c = with_tls(false, None);
+    let pod = serde_json::to_value(c.deployment.spec.clone().unwrap().template).unwrap();
+    let ct = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = ct["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let args = args.join(" ");
+    assert!(
+        args.ends_with(
+            "--tls-cert /etc/pd/tls/tls.crt --tls-key /etc/pd/tls/tls.key --health-listen 0.0.0.0:8081"
+        ),
+        "{args}"
+    );
+    assert!(!args.contains("--client-ca"), "{args}");
+    assert_eq!(
+        ct["ports"],
+        serde_json::json!([
+            {"name": "https", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "http", "containerPort": 8081, "protocol": "TCP"},
+        ])
+    );
+    // Probes use the plain port named `http`: the health listener.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(ct[probe]["httpGet"]["port"], "http", "{probe}");
+        assert!(ct[probe]["httpGet"].get("scheme").is_none(), "{probe}");
+    }
+    assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "8081");
+    let mounts = ct["volumeMounts"].as_array().unwrap();
+    assert!(mounts.contains(&serde_json::json!(
+        {"name": "tls", "mountPath": "/etc/pd/tls", "readOnly": true}
+    )));
+    let tls = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    // Projected (kubelet updates it in place on renewal), group-readable only, explicit keys.
+    assert_eq!(
+        tls["projected"],
+        serde_json::json!({
+            "defaultMode": 0o440,
+            "sources": [{"secret": {"name": "chat-tls", "optional": false, "items": [
+                {"key": "tls.crt", "path": "tls.crt"},
+                {"key": "tls.key", "path": "tls.key"},
+            ]}}],
+        })
+    );
+
+    let svc = serde_json::to_value(c.service.spec.unwrap()).unwrap();
+    assert_eq!(
+        svc["ports"],
+        serde_json::json!([{
+            "name": "https", "appProtocol": "https", "port": 8080,
+            "targetPort": "https", "protocol": "TCP",
+        }])
+    );
+    // Clients reach the API port; monitoring only the plain metrics port.
+    let np = serde_json::to_value(c.network_policy.spec.unwrap()).unwrap();
+    let ports: Vec<_> = np["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ports"][0]["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [8080, 8081]);
+}
+
+#[test]
+fn client_certificates_come_from_the_secrets_ca_or_a_ca_secret_of_their_own() {
+    let args = |c: &Children| {
+        c.deployment
+            .spec
+            .clone()
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .args
+            .clone()
+            .unwrap()
+            .join(" ")
+    };
+    let sources = |c: &Children| {
+        let pod = c.deployment.spec.clone().unwrap().template.spec.unwrap();
+        let v = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .unwrap();
+        serde_json::to_value(v.projected.unwrap().sources.unwrap()).unwrap()
+    };
+
+    // cert-manager's ca.crt of the same Secret.
+    let same = with_tls(true, None);
+    assert!(
+        args(&same).contains("--client-ca /etc/pd/tls/client-ca.crt"),
+        "{}",
+        args(&same)
+    );
+    assert_eq!(
+        sources(&same),
+        serde_json::json!([{"secret": {"name": "chat-tls", "optional": false, "items": [
+            {"key": "tls.crt", "path": "tls.crt"},
+            {"key": "tls.key", "path": "tls.key"},
+            {"key": "ca.crt", "path": "client-ca.crt"},
+        ]}}])
+    );
+
+    // A separate CA Secret.
+    let separate = with_tls(true, Some("clients-ca"));
+    assert!(args(&separate).contains("--client-ca /etc/pd/tls/client-ca.crt"));
+    assert_eq!(
+        sources(&separate)[1],
+        serde_json::json!({"secret": {"name": "clients-ca", "optional": false, "items": [
+            {"key": "ca.crt", "path": "client-ca.crt"},
+        ]}})
+    );
+    assert_eq!(
+        sources(&separate)[0]["secret"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn the_endpoint_scheme_follows_tls() {
+    use pd_operator::builders::Names;
+    assert_eq!(
+        Names::new("p", "ns", "t").endpoint(),
+        "http://p-scanner.ns.svc:8080"
+    );
+    assert_eq!(
+        Names::new("p", "ns", "t").with_tls(true).endpoint(),
+        "https://p-scanner.ns.svc:8080"
+    );
+}

@@ -32,3 +32,48 @@ fn samples_render_to_the_golden_file() {
         );
     }
 }
+
+/// Golden file: the children a `tls` block changes (Service, NetworkPolicy, Deployment), for the
+/// sample policy with mutual TLS from a cert-manager Secret. The bundle ConfigMap does not
+/// depend on TLS and is pinned by the file above.
+#[test]
+fn a_tls_policy_renders_to_the_golden_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let samples = root.join("../config/samples");
+    let res = pd_operator::render::read_resources(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let mut policy = res.policies[0].clone();
+    policy.spec.tls = Some(pd_operator::crd::TlsSpec {
+        secret_name: "acme-chat-scanner-tls".into(),
+        require_client_cert: true,
+        client_ca_secret_name: None,
+    });
+    let c = pd_operator::builders::build_children(
+        &policy,
+        &res.tenants[0],
+        &pd_scanner::bundle::pack_set(&loaded),
+        &pd_operator::builders::Settings::default(),
+    )
+    .unwrap();
+    let mut yaml = String::new();
+    for v in [
+        serde_json::to_value(&c.service).unwrap(),
+        serde_json::to_value(&c.network_policy).unwrap(),
+        serde_json::to_value(&c.deployment).unwrap(),
+    ] {
+        yaml.push_str("---\n");
+        yaml.push_str(&serde_yaml::to_string(&v).unwrap());
+    }
+    let golden: PathBuf = root.join("tests/golden/acme-chat-tls.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &yaml).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert!(
+        want == yaml,
+        "rendered objects differ from {}; if the change is intended, run \
+         `UPDATE_GOLDEN=1 cargo test -p pd-operator --test golden`\n{yaml}",
+        golden.display()
+    );
+}

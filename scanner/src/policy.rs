@@ -13,7 +13,7 @@ use crate::pack::{Action, Category};
 
 /// `ScanPolicy.spec` keys that configure the Kubernetes deployment, not detection. The local
 /// loader skips them; every other key must belong to [`PolicySpec`].
-pub const DEPLOYMENT_KEYS: &[&str] = &["tenantRef", "scanner"];
+pub const DEPLOYMENT_KEYS: &[&str] = &["tenantRef", "scanner", "tls"];
 
 /// Detection settings of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -50,9 +50,10 @@ impl Drop for BusyGuard {
     }
 }
 
-/// A client connection with an idle deadline and rewritten protocol-error replies.
-pub struct ConnIo {
-    inner: TcpStream,
+/// A client connection with an idle deadline and rewritten protocol-error replies. `S` is the
+/// TCP stream, or the TLS session over it: this sits above TLS, where hyper's bytes are plain.
+pub struct ConnIo<S = TcpStream> {
+    inner: S,
     busy: Busy,
     idle_timeout: Duration,
     /// Armed when an operation first has to wait; any byte moved disarms it.
@@ -62,8 +63,8 @@ pub struct ConnIo {
     pending: Option<(Vec<u8>, usize)>,
 }
 
-impl ConnIo {
-    pub fn new(inner: TcpStream, busy: Busy, idle_timeout: Duration) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
+    pub fn new(inner: S, busy: Busy, idle_timeout: Duration) -> Self {
         ConnIo {
             inner,
             busy,
@@ -124,7 +125,7 @@ impl ConnIo {
     }
 }
 
-impl AsyncRead for ConnIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -144,7 +145,7 @@ impl AsyncRead for ConnIo {
     }
 }
 
-impl AsyncWrite for ConnIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

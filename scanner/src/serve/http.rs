@@ -197,6 +197,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The probe and metrics routes alone (`--health-listen`): no scan route, so this listener
+/// needs neither keys nor client certificates and gives access to nothing else.
+pub fn health_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
 async fn not_found(State(s): State<Arc<AppState>>) -> ApiError {
     s.metrics.http("other", 404);
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")

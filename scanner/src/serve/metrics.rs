@@ -39,6 +39,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
     status: String,
@@ -67,6 +72,11 @@ pub struct Metrics {
     audit_unsynced: Histogram,
     large_scans_waiting: Gauge,
     large_scans_refused: Counter,
+    tls_reloads: Family<ResultLabels, Counter>,
+    /// A family without labels, so the series is absent until a certificate is loaded (a 0
+    /// would read as long expired to an expiry alert on a scanner without TLS).
+    tls_not_after: Family<Vec<(String, String)>, Gauge>,
+    tls_handshake_failures: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -188,10 +198,31 @@ impl Metrics {
             "Large scans refused with 503 busy after waiting --large-scan-wait-ms for a slot",
             large_scans_refused.clone(),
         );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "pd_tls_reloads",
+            "TLS certificate reloads after a change of the files, by result: loaded or rejected (the previous certificate keeps serving)",
+            tls_reloads.clone(),
+        );
+        let tls_not_after = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "pd_tls_cert_not_after_seconds",
+            "notAfter of the TLS certificate being served, Unix seconds (absent without TLS)",
+            tls_not_after.clone(),
+        );
+        let tls_handshake_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "pd_tls_handshake_failures",
+            "TLS handshakes that did not complete, by reason: timeout, not_tls, client_certificate, protocol or io",
+            tls_handshake_failures.clone(),
+        );
         Metrics {
             registry,
             large_scans_waiting,
             large_scans_refused,
+            tls_reloads,
+            tls_not_after,
+            tls_handshake_failures,
             audit_unsynced,
             connections,
             connections_refused,
@@ -319,6 +350,29 @@ impl Metrics {
 
     pub fn audit_up(&self, up: bool) {
         self.audit_up.set(i64::from(up));
+    }
+
+    pub fn tls_reload(&self, loaded: bool) {
+        self.tls_reloads
+            .get_or_create(&ResultLabels {
+                result: if loaded { "loaded" } else { "rejected" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// The served certificate's `notAfter`, Unix seconds.
+    pub fn tls_not_after(&self, unix_seconds: i64) {
+        self.tls_not_after
+            .get_or_create(&Vec::new())
+            .set(unix_seconds);
+    }
+
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

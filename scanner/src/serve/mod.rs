@@ -17,6 +17,7 @@ pub mod podreport;
 pub mod ratelimit;
 pub mod reload;
 pub mod server;
+pub mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -58,6 +59,12 @@ pub struct ServeConfig {
     pub configmap: Option<configmap::ConfigMapRef>,
     /// Report the served bundle on this Pod ([`podreport`]).
     pub report_pod: Option<String>,
+    /// Serve the API over TLS with these files (hot-reloaded), optionally requiring client
+    /// certificates ([`tls`]).
+    pub tls: Option<tls::TlsFiles>,
+    /// Also serve `/healthz`, `/readyz` and `/metrics` — and nothing else — over plain HTTP
+    /// here: probes and scrapers that cannot present a client certificate.
+    pub health_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Error)]
@@ -82,6 +89,8 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Server(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Reads the HMAC key, creating a random one (mode 0600) when the file does not exist, so
@@ -214,14 +223,34 @@ pub async fn run(
         large_scans: http::LargeScans::new(config.large_scan_slots, config.large_scan_wait),
     });
     let app = http::router(state.clone());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    // Fingerprint before loading, as for the other sources.
+    let tls = match config.tls.clone() {
+        None => None,
+        Some(files) => {
+            let metrics = metrics.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let fingerprint = tls::fingerprint(&files);
+                tls::TlsState::load(files, &metrics).map(|s| (Arc::new(s), fingerprint))
+            })
+            .await
+            .map_err(|e| ServeError::Server(std::io::Error::other(e)))??;
+            Some(loaded)
+        }
+    };
+    let listener = bind(config.listen).await?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
-    tracing::info!(addr = %addr, "listening");
+    // The health listener is bound before "listening" is logged, so a failure to bind it is a
+    // startup error rather than a half-started server.
+    let health = match config.health_listen {
+        Some(a) => {
+            let listener = bind(a).await?;
+            let bound = listener.local_addr().map_err(ServeError::Server)?;
+            tracing::info!(addr = %bound, "health and metrics endpoints listening (plain HTTP)");
+            Some(listener)
+        }
+        None => None,
+    };
+    tracing::info!(addr = %addr, tls = tls.is_some(), client_auth = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(reload::watch(
@@ -258,7 +287,55 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
-    server::serve(listener, app, config.http, metrics.clone(), shutdown).await;
+    if let Some((state, fingerprint)) = &tls {
+        tasks.push(tokio::spawn(tls::watch(
+            state.clone(),
+            metrics.clone(),
+            config.reload_interval,
+            *fingerprint,
+            stop_rx.clone(),
+        )));
+    }
+    // One shutdown signal, fanned out to the listeners.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = down_rx.clone();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
+    };
+    let health_server = health.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            http::health_router(state.clone()),
+            config.http,
+            metrics.clone(),
+            None,
+            stopped(),
+        ))
+    });
+    let api = server::serve(
+        listener,
+        app,
+        config.http,
+        metrics.clone(),
+        tls.map(|(state, _)| state),
+        stopped(),
+    );
+    tokio::pin!(api);
+    tokio::select! {
+        _ = shutdown => {
+            let _ = down_tx.send(true);
+            api.await;
+        }
+        // Not expected (the loop runs until shutdown); stop the rest the same way.
+        _ = &mut api => {
+            let _ = down_tx.send(true);
+        }
+    }
+    if let Some(h) = health_server {
+        let _ = h.await;
+    }
     tracing::info!("connections closed; stopping");
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -269,6 +346,12 @@ pub async fn run(
         writer.finish(config.http.shutdown_timeout).await;
     }
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
 }
 
 /// Drops idle, full rate-limit buckets now and then, so per-peer buckets (`--no-auth`, failed

@@ -6,9 +6,14 @@
 //!
 //! - a **connection cap**: past `max_connections` open connections, a new one gets a fixed 503
 //!   JSON reply and is closed at once, so the listener's backlog keeps draining and file
-//!   descriptors stay below the process limit;
+//!   descriptors stay below the process limit (with TLS it is closed without a reply: a TLS
+//!   client cannot read plain text, and a handshake just to refuse would cost the CPU the cap
+//!   protects);
 //! - a **header timeout** (hyper's): a request head must arrive within it, counted from when the
-//!   connection starts waiting for one — which also closes idle keep-alive connections;
+//!   connection starts waiting for one — which also closes idle keep-alive connections. With
+//!   TLS ([`crate::serve::tls`]) the handshake must complete within the same timeout first (a
+//!   client that opens TCP and never finishes its ClientHello is dropped then), and it runs
+//!   inside the connection's slot, so handshakes in progress count against the cap;
 //! - an **idle timeout** ([`ConnIo`]): no byte moving in either direction for that long closes
 //!   the connection (a peer that stops reading its responses, or stops sending);
 //! - the **body timeout** is the handlers' (they read bodies only after authentication);
@@ -23,6 +28,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -30,6 +36,7 @@ use tower_service::Service;
 
 use crate::serve::conn_io::{Busy, ConnIo};
 use crate::serve::metrics::Metrics;
+use crate::serve::tls::{self, HandshakeFailure, TlsState};
 
 /// Largest request head (request line and headers) read into memory; a longer one is
 /// answered 431. Real requests carry a few hundred bytes of headers.
@@ -69,12 +76,15 @@ pub struct PeerAddr(pub SocketAddr);
 /// What an over-the-cap connection is told before it is closed.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 85\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit reached; retry\"}}";
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains within the deadline.
+/// Serves `app` on `listener` until `shutdown` resolves, then drains within the deadline. With
+/// `tls`, every connection is a TLS session using the configuration in force when it was
+/// accepted.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
+    tls: Option<Arc<TlsState>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -98,14 +108,22 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.connection_refused();
-            refuse(stream);
+            if tls.is_none() {
+                refuse(stream);
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (app, metrics, drain) = (app.clone(), metrics.clone(), drain_rx.clone());
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         conns.spawn(async move {
             metrics.connection_opened();
-            connection(stream, peer, app, limits, drain).await;
+            match acceptor {
+                None => connection(stream, peer, app, limits, drain).await,
+                Some(acceptor) => {
+                    secure_connection(stream, peer, acceptor, app, limits, &metrics, drain).await
+                }
+            }
             metrics.connection_closed();
             drop(slot);
         });
@@ -136,13 +154,46 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(TOO_MANY_CONNECTIONS);
 }
 
-async fn connection(
+/// Completes the TLS handshake within the header timeout (or until shutdown begins), then
+/// serves the session like a plain connection. A failed handshake is counted and logged at
+/// debug level (scanners and health checkers of other protocols are routine); it never reaches
+/// the router, so it can be neither a 5xx nor an audit record.
+async fn secure_connection(
     stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    limits: HttpLimits,
+    metrics: &Metrics,
+    mut drain: watch::Receiver<bool>,
+) {
+    let handshake = tokio::time::timeout(limits.header_timeout, tls::accept(stream, acceptor));
+    let outcome = tokio::select! {
+        r = handshake => match r {
+            Ok(r) => r,
+            Err(_) => Err((HandshakeFailure::Timeout, "not completed within the header timeout".into())),
+        },
+        // Shutting down: a session not yet established is not worth finishing.
+        _ = drain.changed() => return,
+    };
+    match outcome {
+        Ok(session) => connection(session, peer, app, limits, drain).await,
+        Err((failure, detail)) => {
+            metrics.tls_handshake_failed(failure.as_str());
+            tracing::debug!(peer = %peer, reason = failure.as_str(), error = %detail, "TLS handshake failed");
+        }
+    }
+}
+
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     limits: HttpLimits,
     mut drain: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let busy = Busy::default();
     let io = TokioIo::new(ConnIo::new(stream, busy.clone(), limits.idle_timeout));
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
