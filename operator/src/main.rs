@@ -5,7 +5,44 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pd_operator::apiserver::{ApiEndpoint, ApiServerEgress};
+use pd_operator::apiserver::{ApiEndpoint, ApiServerEgress, DiscoveryError};
+use thiserror::Error;
+
+/// Why a command failed (exit 3). Each variant says what was being done, so the message alone
+/// tells an operator reading a crash-looping pod's log where it stopped.
+#[derive(Debug, Error)]
+enum MainError {
+    #[error("cannot render the CRDs: {0}")]
+    Crd(#[from] serde_yaml::Error),
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot connect to the Kubernetes API: {0}")]
+    Connect(kube::Error),
+    #[error(
+        "--api-server-egress auto: {0}; grant the operator get on Service default/kubernetes and \
+         list on EndpointSlices in default, or pass the addresses as CIDR:PORT,..., or off"
+    )]
+    Discover(DiscoveryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Run(#[from] pd_operator::controller::RunError),
+    #[error(transparent)]
+    Render(#[from] pd_operator::render::RenderError),
+}
 
 /// Where `crdgen` writes by default, relative to the repository root: the CRDs applied with
 /// `kubectl apply -f crds/` and the copy the Helm chart installs from its `crds/` directory.
@@ -175,7 +212,7 @@ fn main() -> ExitCode {
             pd_operator::render::render(&paths, &settings.settings(Vec::new()))
                 .and_then(|c| pd_operator::render::to_yaml(&c))
                 .map(|yaml| print!("{yaml}"))
-                .map_err(|e| e.to_string())
+                .map_err(MainError::from)
         }
     };
     match result {
@@ -188,23 +225,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn crdgen(dirs: &[PathBuf]) -> Result<(), String> {
+fn crdgen(dirs: &[PathBuf]) -> Result<(), MainError> {
     // Render once, so every directory gets byte-identical files.
     let files = pd_operator::crd::crds()
         .into_iter()
-        .map(|(file, crd)| {
-            pd_operator::crd::crd_yaml(&crd)
-                .map(|yaml| (file, yaml))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+        .map(|(file, crd)| pd_operator::crd::crd_yaml(&crd).map(|yaml| (file, yaml)))
+        .collect::<Result<Vec<_>, _>>()?;
     for dir in dirs {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| MainError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
         for (file, yaml) in &files {
             let path = dir.join(file);
-            std::fs::write(&path, yaml)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            std::fs::write(&path, yaml).map_err(|source| MainError::Write {
+                path: path.clone(),
+                source,
+            })?;
             eprintln!("wrote {}", path.display());
         }
     }
@@ -217,7 +254,7 @@ fn run(
     leader_namespace: Option<String>,
     settings: SettingsArgs,
     max_concurrent: u16,
-) -> Result<(), String> {
+) -> Result<(), MainError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -227,21 +264,15 @@ fn run(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(MainError::Runtime)?;
     runtime.block_on(async {
         let client = kube::Client::try_default()
             .await
-            .map_err(|e| format!("cannot connect to the Kubernetes API: {e}"))?;
+            .map_err(MainError::Connect)?;
         let discovered = if settings.api_server_egress == ApiServerEgress::Auto {
             let found = pd_operator::apiserver::discover(&client)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "--api-server-egress auto: {e}; grant the operator get on Service \
-                     default/kubernetes and list on EndpointSlices in default, or pass the \
-                     addresses as CIDR:PORT,..., or off"
-                    )
-                })?;
+                .map_err(MainError::Discover)?;
             let list: Vec<String> = found.iter().map(ToString::to_string).collect();
             tracing::info!(endpoints = %list.join(","), "scanner egress to the API server");
             found
@@ -252,7 +283,10 @@ fn run(
         let settings = settings.settings(discovered);
         let listener = tokio::net::TcpListener::bind(metrics_addr)
             .await
-            .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?;
+            .map_err(|source| MainError::Listen {
+                addr: metrics_addr.to_string(),
+                source,
+            })?;
         let elector =
             leader_namespace.map(|ns| pd_operator::leader::LeaderElector::new(client.clone(), ns));
         pd_operator::controller::run(
@@ -264,6 +298,6 @@ fn run(
             max_concurrent,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(MainError::from)
     })
 }

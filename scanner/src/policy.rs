@@ -1,6 +1,7 @@
 //! The detection half of a `ScanPolicy`: which packs, thresholds, per-category actions, mode.
 //!
-//! The operator's `ScanPolicy` custom resource flattens [`PolicySpec`] into its spec and adds the
+//! The operator's `ScanPolicy` custom resource repeats [`PolicySpec`]'s fields in its own spec
+//! (written out, not `#[serde(flatten)]`; a test keeps the two sets equal) and adds the
 //! deployment fields listed in [`DEPLOYMENT_KEYS`], which the scanner ignores when it reads the
 //! same YAML locally.
 
