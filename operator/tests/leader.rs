@@ -9,7 +9,7 @@ use pd_operator::leader::LeaderElector;
 use serde_json::{json, Value};
 
 mod mock_api;
-use mock_api::{api_status, mock_client, Recorded};
+use mock_api::{api_status, finish, lines, mock_client, Recorded};
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases/pd-operator-leader";
@@ -24,23 +24,6 @@ fn elector(client: Client) -> LeaderElector {
         lease_duration: Duration::from_secs(15),
         renew_every: Duration::from_secs(5),
     }
-}
-
-async fn requests(
-    elector: LeaderElector,
-    server: tokio::task::JoinHandle<Vec<Recorded>>,
-) -> Vec<Recorded> {
-    drop(elector);
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("mock server still has clients")
-        .expect("mock server panicked")
-}
-
-fn lines(reqs: &[Recorded]) -> Vec<String> {
-    reqs.iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
 }
 
 fn now() -> Timestamp {
@@ -79,7 +62,7 @@ async fn absent_lease_is_created_and_we_lead() {
     let (client, server) = mock_client(server_with(None, 201));
     let e = elector(client);
     assert!(e.try_acquire_or_renew(now()).await.expect("election"));
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(
         lines(&reqs),
         vec![format!("GET {LEASE}"), format!("POST {LEASES}?")]
@@ -101,7 +84,7 @@ async fn lease_held_by_me_is_renewed() {
     let (client, server) = mock_client(server_with(Some(held), 200));
     let e = elector(client);
     assert!(e.try_acquire_or_renew(now()).await.expect("election"));
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(
         lines(&reqs),
         vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
@@ -124,7 +107,7 @@ async fn fresh_lease_of_another_replica_is_left_alone() {
     let (client, server) = mock_client(server_with(Some(held), 200));
     let e = elector(client);
     assert!(!e.try_acquire_or_renew(now()).await.expect("election"));
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(lines(&reqs), vec![format!("GET {LEASE}")]);
 }
 
@@ -135,7 +118,7 @@ async fn expired_lease_of_another_replica_is_taken_over() {
     let (client, server) = mock_client(server_with(Some(held), 200));
     let e = elector(client);
     assert!(e.try_acquire_or_renew(now()).await.expect("election"));
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(
         lines(&reqs),
         vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
@@ -159,7 +142,7 @@ async fn lost_takeover_race_is_not_leader() {
         .try_acquire_or_renew(now())
         .await
         .expect("409 is not an error"));
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(
         lines(&reqs),
         vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
@@ -174,7 +157,7 @@ async fn lost_create_race_is_not_leader() {
         .try_acquire_or_renew(now())
         .await
         .expect("409 is not an error"));
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(
         lines(&reqs),
         vec![format!("GET {LEASE}"), format!("POST {LEASES}?")]
@@ -190,7 +173,7 @@ async fn server_error_is_returned() {
         matches!(err, kube::Error::Api(ref s) if s.code == 500),
         "{err}"
     );
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(lines(&reqs), vec![format!("GET {LEASE}")]);
 }
 
@@ -200,7 +183,7 @@ async fn release_clears_the_holder() {
     let (client, server) = mock_client(server_with(Some(held), 200));
     let e = elector(client);
     e.release(now()).await.expect("release");
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(
         lines(&reqs),
         vec![format!("GET {LEASE}"), format!("PUT {LEASE}?")]
@@ -217,6 +200,6 @@ async fn release_leaves_another_holders_lease_alone() {
     let (client, server) = mock_client(server_with(Some(held), 200));
     let e = elector(client);
     e.release(now()).await.expect("release");
-    let reqs = requests(e, server).await;
+    let reqs = finish(e, server).await;
     assert_eq!(lines(&reqs), vec![format!("GET {LEASE}")]);
 }

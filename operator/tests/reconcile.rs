@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 mod kstatus;
 mod mock_api;
 use kstatus::{kstatus, with_status};
-use mock_api::{api_status, mock_client, Recorded, TIMEOUT};
+use mock_api::{api_status, finish, lines, mock_client, Recorded, TIMEOUT};
 
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
 const APPLY_YAML: &str = "application/apply-patch+yaml";
@@ -104,23 +104,6 @@ fn default_response(r: &Recorded, packs: &Value, object: &Value) -> (u16, Value)
     }
 }
 
-async fn requests(
-    ctx: Arc<Context>,
-    server: tokio::task::JoinHandle<Vec<Recorded>>,
-) -> Vec<Recorded> {
-    drop(ctx);
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("mock server still has clients")
-        .expect("mock server panicked")
-}
-
-fn lines(reqs: &[Recorded]) -> Vec<String> {
-    reqs.iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
-
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["conditions"]
         .as_array()
@@ -176,7 +159,7 @@ async fn happy_path_applies_every_child_then_reports_ready() {
         .await
         .expect("reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
 
     let mut want = reads();
     want.extend(children_paths());
@@ -252,7 +235,7 @@ async fn invalid_pack_never_reaches_the_configmap() {
     reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
         .expect("an invalid pack is reported in status, not a reconcile error");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
 
     let mut want = reads();
     want.push("GET /apis/apps/v1/namespaces/acme-prod/deployments/acme-chat-scanner".into());
@@ -298,7 +281,7 @@ async fn failing_pack_tests_are_reported_too() {
     reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
         .await
         .expect("reconcile");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     assert!(!reqs.iter().any(|r| r.path.contains("configmaps")));
     let s = &reqs
         .iter()
@@ -340,7 +323,7 @@ async fn failing_apply(
         .map(|_| error_policy(p.clone(), &err, ctx.clone()))
         .collect();
     let failures = ctx.failures("ScanPolicy/acme-prod/acme-chat");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     (err, actions, failures, lines(&reqs))
 }
 
@@ -389,7 +372,7 @@ async fn missing_tenant_is_reported_in_status_without_child_writes() {
         .await
         .expect("a missing tenant is the author's problem: status, not a retry loop");
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     assert_eq!(
         lines(&reqs),
         [
@@ -439,7 +422,7 @@ async fn namespace_the_tenant_does_not_allow_is_reported_in_status() {
     reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
         .expect("reported in status");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let ns = "/apis/promptdefenders.io/v1alpha1/namespaces/elsewhere";
     assert_eq!(
         lines(&reqs),
@@ -475,7 +458,7 @@ async fn rulepack_reconcile_patches_status() {
     reconcile_rulepack(Arc::new(rp), ctx.clone())
         .await
         .expect("reconcile");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     assert_eq!(
         lines(&reqs),
         [
@@ -510,7 +493,7 @@ async fn rulepack_with_bad_rule_reports_it() {
     reconcile_rulepack(Arc::new(rp), ctx.clone())
         .await
         .expect("reconcile");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let s = &reqs[1].body["status"];
     assert_eq!(condition(s, "Compiled")["status"], "False");
     assert_eq!(condition(s, "Ready")["reason"], "CompileFailed");
@@ -630,7 +613,7 @@ async fn scanpolicy_reads_the_shared_namespace_before_its_own() {
     reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
         .await
         .expect("reconcile");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let l = lines(&reqs);
     assert_eq!(
         l[..3],
@@ -696,7 +679,7 @@ async fn tenant_reconcile_with(
     });
     let ctx = Arc::new(Context::new(client));
     let action = reconcile_tenant(Arc::new(t), ctx.clone()).await;
-    (action, requests(ctx, server).await)
+    (action, finish(ctx, server).await)
 }
 
 const SECRETS: &str = "/secrets?&fieldManager=pd-operator";
@@ -829,7 +812,7 @@ async fn steady_state_reapplies_without_new_events() {
         reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
             .await
             .expect("first reconcile");
-        requests(ctx, server).await
+        finish(ctx, server).await
     };
     // The policy as the API server now has it: with the status just written.
     let mut p = policy();
@@ -839,7 +822,7 @@ async fn steady_state_reapplies_without_new_events() {
     reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
         .expect("second reconcile");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     // A fresh operator (no memory of what it applied): the same applies; the status it
     // computes equals the one written, so it is not written again, and no event.
     assert_eq!(
@@ -907,7 +890,7 @@ async fn steady_state_reconcile_skips_unchanged_applies_and_status() {
         .expect("steady-state reconcile");
     // Same Tenant, packs and spec: nothing was compiled the second time.
     assert_eq!(ctx.builds(), 1);
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let (first, second) = reqs.split_at(13);
     assert_eq!(first.len(), 13, "first: 2 reads, 9 applies, status, event");
     assert_eq!(
@@ -975,7 +958,7 @@ async fn reconcile_once(
     let (client, server) = mock_client(respond);
     let ctx = Arc::new(Context::with_settings(client, settings));
     let result = reconcile_scanpolicy(Arc::new(p), ctx.clone()).await;
-    (result, requests(ctx, server).await)
+    (result, finish(ctx, server).await)
 }
 
 fn status_write(reqs: &[Recorded]) -> &Recorded {
@@ -1402,7 +1385,7 @@ async fn converges_after_a_conflict() {
     reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
         .expect("second attempt succeeds");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let writes: Vec<&Recorded> = reqs
         .iter()
         .filter(|r| r.path.contains("/scanpolicies/acme-chat/status"))
@@ -1507,7 +1490,7 @@ async fn unchanged_tenant_status_is_not_rewritten() {
     reconcile_tenant(Arc::new(t), ctx.clone())
         .await
         .expect("reconcile");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     assert_eq!(
         lines(&reqs),
         [
@@ -1560,7 +1543,7 @@ async fn with_shared_stores_a_steady_state_reconcile_is_two_requests() {
     reconcile_scanpolicy(Arc::new(p), ctx.clone())
         .await
         .expect("steady state");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let l = lines(&reqs);
     // First: no Tenant GET, no RulePack LIST; 9 applies, the status, the event.
     assert!(
@@ -1607,7 +1590,7 @@ async fn an_edited_bundle_is_reapplied_at_once() {
     reconcile_scanpolicy(Arc::new(policy()), ctx.clone())
         .await
         .expect("second");
-    let reqs = requests(ctx, server).await;
+    let reqs = finish(ctx, server).await;
     let cm_applies = reqs
         .iter()
         .filter(|r| r.method == "PATCH" && r.path.contains("/configmaps/acme-chat-bundle"))

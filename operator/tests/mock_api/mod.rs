@@ -85,3 +85,23 @@ pub fn api_status(code: u16, reason: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
            "message": format!("mock {reason}"), "reason": reason, "code": code})
 }
+
+/// Drops `clients` (whatever holds the mocked client: a `Context`, an elector), which ends the
+/// mock server, and returns every request it recorded.
+pub async fn finish<T>(
+    clients: T,
+    server: tokio::task::JoinHandle<Vec<Recorded>>,
+) -> Vec<Recorded> {
+    drop(clients);
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("mock server still has clients")
+        .expect("mock server panicked")
+}
+
+/// `METHOD path?query` of each request, for assertions on the exact sequence.
+pub fn lines(reqs: &[Recorded]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
