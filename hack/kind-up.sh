@@ -212,7 +212,7 @@ else
 fi
 
 # ── The steps. The README's "Step by step on kind" lists these lines, word for word. ───────
-step 1 'Create the kind cluster from kind-config.yaml (three nodes, NetworkPolicy enforced), or reuse it.'
+step 1 'Create the kind cluster from kind-config.yaml (3 nodes, NetworkPolicy enforced), or reuse it.'
 kubeconfig=()
 if [ -n "${KUBECONFIG:-}" ]; then kubeconfig=(--kubeconfig "${KUBECONFIG%%:*}"); fi
 reused=0
@@ -227,13 +227,13 @@ fi
 run "${k[@]}" cluster-info
 run "${k[@]}" wait --for=condition=Ready nodes --all --timeout=180s
 
-step 2 'Build the operator and scanner images and load them, with the curl image, into every node (e2e/kind-images.sh).'
+step 2 'Build the operator and scanner images; load them and the curl image into every node (e2e/kind-images.sh).'
 no_build=()
 if [ "$build" = 0 ]; then no_build=(--no-build); fi
 run env PD_E2E_PLATFORM="$platform" \
   e2e/kind-images.sh --cluster "$cluster" --tag "$tag" ${no_build[@]+"${no_build[@]}"} "$CURL_IMAGE"
 
-step 3 'Install the chart (CRDs, operator, RBAC) running those images: helm upgrade --install prompt-defenders.'
+step 3 'Install the chart (CRDs, operator, RBAC) with those images: helm upgrade --install prompt-defenders.'
 chart_values=(--set operator.image.tag="$tag" --set scanner.image.tag="$tag" --set operator.image.pullPolicy=Never
   ${helm_sets[@]+"${helm_sets[@]}"})
 if [ -n "$dry_run" ]; then
@@ -257,7 +257,7 @@ if [ -z "$dry_run" ] && ! has "${k[@]}" get crd "${crds[@]}"; then
 fi
 run "${k[@]}" wait --for=condition=Established "${crds[@]/#/crd/}" --timeout=60s
 
-step 4 'Create namespace acme-prod and the API-key Secret acme-scanner-keys, then apply config/samples/.'
+step 4 'Create namespace acme-prod and the API-key Secret acme-scanner-keys; apply config/samples/.'
 cat > "$manifests/namespace.yaml" << EOF
 apiVersion: v1
 kind: Namespace
@@ -295,11 +295,11 @@ fi
 # -n: the sample packs learned and baseline name no namespace, and acme extends baseline from acme-prod.
 run "${k[@]}" apply -n "$SAMPLES_NS" -f "$samples"
 
-step 5 'Wait until ScanPolicy acme-chat is Ready: its packs compiled and passed their tests, its scanners serve them.'
+step 5 'Wait until ScanPolicy acme-chat is Ready (packs compiled and tested, scanners serving them).'
 run "${k[@]}" -n "$SAMPLES_NS" wait --for=condition=Ready "scanpolicy/$SAMPLE_POLICY" --timeout=300s
 run "${k[@]}" -n "$SAMPLES_NS" get scanpolicies,rulepacks -o wide
 
-step 6 'Send one blocked and one allowed prompt to the acme-chat-scanner Service from a client Pod in acme-prod.'
+step 6 'Send one blocked and one allowed prompt to Service acme-chat-scanner from a client Pod in acme-prod.'
 scan_prompts "$BLOCKED_PROMPT" "$ALLOWED_PROMPT"
 if [ -z "$dry_run" ]; then
   blocked=$(printf '%s\n' "$answers" | sed -n 1p)
