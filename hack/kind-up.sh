@@ -113,7 +113,8 @@ json_string() {
 }
 
 # The client Pod: in the tenant's namespace, labelled as its client, the key from the Secret;
-# POSTs each prompt to the policy's scanner Service and prints one answer per line.
+# POSTs each prompt to the policy's scanner Service and prints one answer per line (retrying
+# a few times: a Pod this new may briefly not be known to the NetworkPolicy yet).
 client_pod() { # client_pod PROMPT...
   local i=0 prompt
   cat << EOF
@@ -146,7 +147,7 @@ EOF
           i=1
           while [ "\$i" -le $# ]; do
             eval "body=\\\$SCAN_\$i"
-            curl -sS --max-time 10 http://$SAMPLE_POLICY-scanner.$SAMPLES_NS.svc:8080/v1/scan \\
+            curl -sS --max-time 10 --retry 5 --retry-delay 2 --retry-connrefused http://$SAMPLE_POLICY-scanner.$SAMPLES_NS.svc:8080/v1/scan \\
               -H "Authorization: Bearer \$KEY" -H 'Content-Type: application/json' -d "\$body" || exit 1
             echo
             i=\$((i + 1))
@@ -278,7 +279,7 @@ metadata:
   namespace: $SAMPLES_NS
 type: Opaque
 stringData:
-  $key_id: $token
+  $key_id: "$token"
 EOF
   )
   unset token
