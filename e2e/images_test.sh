@@ -328,7 +328,7 @@ expect_eq "applies" "$(printf '%s\n' "$calls" | grep -A1 ' apply ' | grep -v '^-
   "kubectl --context kind-pd-demo apply -f client-pod.yaml" "  (applies: Pod )")"
 # In order: cluster, images, chart, samples, Ready, the client Pod's answers.
 order=$(printf '%s\n' "$calls" | grep -nE '^kind create|buildx build .*pd-operator|^helm .*upgrade|apply -n acme-prod|condition=Ready scanpolicy|logs kind-up-client' | cut -d: -f1 | tr '\n' ' ')
-expect_eq "step order (call numbers)" "$order" "$(printf '%s\n' $order | sort -n | tr '\n' ' ')"
+expect_eq "step order (call numbers)" "$order" "$(tr ' ' '\n' <<< "$order" | grep . | sort -n | tr '\n' ' ')"
 expect_eq "steps found" "$(wc -w <<< "$order" | tr -d ' ')" 6
 [[ "$out" == *'-> {"verdict":"block"'*'-> {"verdict":"allow"'* ]] || fail "the answers are not shown: $out"
 expect_eq "numbered steps printed" "$(printf '%s\n' "$out" | sed -n 's/^==> \([1-6]\)\. .*/\1/p' | tr -d '\n')" 123456
