@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Tests of e2e/images.sh, the image steps of e2e/run.sh, without Docker or kind: stub `docker`,
-# `kind` and `uname` commands on PATH record every call, and each case checks the exact
-# commands, the exit status and the messages. Run by .ci/e2e; `bash e2e/images_test.sh` alone.
+# Tests of e2e/images.sh, e2e/kind-images.sh and hack/kind-up.sh (the setup e2e/run.sh and the
+# README's "Step by step on kind" run), without Docker, kind or a cluster: stub `docker`, `kind`,
+# `kubectl`, `helm` and `uname` commands on PATH record every call, and each case checks the
+# exact commands, the exit status and the messages. Run by .ci/e2e; `bash e2e/images_test.sh`.
 #
 # Each case runs the function in a fresh `bash -euo pipefail`, called as a plain command the
 # way run.sh calls it, so an unguarded failing command inside it would show here too.
@@ -18,6 +19,8 @@ cat > "$stubs/docker" << 'EOF'
 #!/usr/bin/env bash
 echo "docker $*" >> "$STUB_LOG"
 case "$1 ${2-} ${3-} ${4-}" in
+  "info   ")
+    echo "Server: stub" ;;
   "info --format {{.OSType}}/{{.Architecture}} ")
     [ "${STUB_INFO_FAIL:-0}" = 1 ] && { echo "Cannot connect to the Docker daemon" >&2; exit 1; }
     echo "${STUB_INFO_PLATFORM:-linux/x86_64}" ;;
@@ -63,7 +66,12 @@ EOF
 cat > "$stubs/kind" << 'EOF'
 #!/usr/bin/env bash
 echo "kind $*" >> "$STUB_LOG"
-case "$1 $2" in
+case "$1 ${2-}" in
+  "version ")
+    echo "kind ${STUB_KIND_VERSION:-v0.29.0} go1.24.2 linux/amd64" ;;
+  "get clusters")
+    for c in ${STUB_CLUSTERS:-}; do echo "$c"; done ;;
+  "create cluster" | "export kubeconfig") ;;
   "get nodes")
     for n in ${STUB_NODES-pd-e2e-control-plane pd-e2e-worker pd-e2e-worker2}; do echo "$n"; done ;;
   "load image-archive")
@@ -77,12 +85,37 @@ case "$1 $2" in
   *) echo "kind stub: unexpected call: kind $*" >&2; exit 99 ;;
 esac
 EOF
+cat > "$stubs/kubectl" << 'EOF'
+#!/usr/bin/env bash
+echo "kubectl $*" >> "$STUB_LOG"
+args=" $* "
+case "$args" in
+  *" version --client "*) echo "Client Version: v1.33.1" ;;
+  *" get secret "*) [ "${STUB_SECRET_EXISTS:-0}" = 1 ] || { echo "Error from server (NotFound)" >&2; exit 1; } ;;
+  *" apply -f "*)
+    # Which objects each applied file holds (and the Secret's key ids), for the checks.
+    f=${args#* apply -f }
+    f=${f%% *}
+    [ -f "$f" ] || { echo "error: the path \"$f\" does not exist" >&2; exit 1; }
+    kinds=$(sed -n 's/^kind: //p' "$f" | tr '\n' ' ')
+    keys=$(sed -n '/^stringData:/{n;s/^ *\([^:]*\):.*/key id \1/p;}' "$f")
+    echo "  (applies: $kinds$keys)" >> "$STUB_LOG" ;;
+  *" logs "*)
+    printf '%s\n' "${STUB_ANSWER_1-{\"verdict\":\"block\",\"score\":100\}}" "${STUB_ANSWER_2-{\"verdict\":\"allow\",\"score\":0\}}" ;;
+  *) ;;
+esac
+EOF
+cat > "$stubs/helm" << 'EOF'
+#!/usr/bin/env bash
+echo "helm $*" >> "$STUB_LOG"
+[ "$1" != version ] || echo "v3.18.4+g0000000"
+EOF
 cat > "$stubs/uname" << 'EOF'
 #!/usr/bin/env bash
 echo "uname $*" >> "$STUB_LOG"
 echo "${STUB_UNAME-x86_64}"
 EOF
-chmod +x "$stubs/docker" "$stubs/kind" "$stubs/uname"
+chmod +x "$stubs/docker" "$stubs/kind" "$stubs/kubectl" "$stubs/helm" "$stubs/uname"
 
 failures=0
 cases=0
@@ -270,21 +303,103 @@ run_case "kind-images.sh: a failed build stops before loading" \
 expect_rc 1
 [[ "$calls" != *"kind load"* ]] || fail "loaded after a failed build: $calls"
 
-# ── run.sh builds and loads through kind-images.sh ────────────────────────────────────────
+# ── hack/kind-up.sh: the README's steps, and run.sh's setup ─────────────────────────────────
+kind_up_dir="$tmp/kind-up-work"
+run_case "kind-up.sh: a new cluster from kind-config.yaml, images, chart, samples, two prompts" \
+  "hack/kind-up.sh" PD_E2E_WORKDIR="$kind_up_dir" KUBECONFIG="$tmp/kubeconfig-demo"
+expect_rc 0
+expect_eq "kind create" "$(printf '%s\n' "$calls" | grep '^kind create cluster' || true)" \
+  "kind create cluster --name pd-demo --config kind-config.yaml --image $(sed -n 's/^NODE_IMAGE=//p' hack/kind-up.sh) --kubeconfig $tmp/kubeconfig-demo --wait 180s"
+expect_eq "builds" "$(printf '%s\n' "$calls" | grep 'buildx build')" "$(build_calls dev)"
+[[ "$calls" == *"kind load image-archive --name pd-demo $kind_up_dir/images/curlimages_curl_8.11.1.tar"* ]] \
+  || fail "the curl image is not loaded: $calls"
+expect_eq "helm" "$(printf '%s\n' "$calls" | grep '^helm .*upgrade')" \
+  "helm --kube-context kind-pd-demo upgrade --install prompt-defenders charts/prompt-defenders --namespace prompt-defenders-system --create-namespace --set operator.image.tag=dev --set scanner.image.tag=dev --set operator.image.pullPolicy=Never --wait --timeout 5m"
+# Every kubectl call names the kind cluster's context: never the user's current one.
+if printf '%s\n' "$calls" | grep '^kubectl ' | grep -v -e '^kubectl --context kind-pd-demo ' -e '^kubectl version --client'; then
+  fail "kubectl without --context kind-pd-demo"
+fi
+# What is applied (the stub adds the kinds each file holds), with the directories cut off.
+expect_eq "applies" "$(printf '%s\n' "$calls" | grep -A1 ' apply ' | grep -v '^--$' | sed 's|-f /[^ ]*/|-f |')" "$(printf '%s\n' \
+  "kubectl --context kind-pd-demo apply -f namespace.yaml" "  (applies: Namespace )" \
+  "kubectl --context kind-pd-demo apply -f secret.yaml" "  (applies: Secret key id demo)" \
+  "kubectl --context kind-pd-demo apply -n acme-prod -f config/samples/" \
+  "kubectl --context kind-pd-demo -n acme-prod wait --for=condition=Ready scanpolicy/acme-chat --timeout=300s" \
+  "kubectl --context kind-pd-demo apply -f client-pod.yaml" "  (applies: Pod )")"
+# In order: cluster, images, chart, samples, Ready, the client Pod's answers.
+order=$(printf '%s\n' "$calls" | grep -nE '^kind create|buildx build .*pd-operator|^helm .*upgrade|apply -n acme-prod|condition=Ready scanpolicy|logs kind-up-client' | cut -d: -f1 | tr '\n' ' ')
+expect_eq "step order (call numbers)" "$order" "$(tr ' ' '\n' <<< "$order" | grep . | sort -n | tr '\n' ' ')"
+expect_eq "steps found" "$(wc -w <<< "$order" | tr -d ' ')" 6
+[[ "$out" == *'-> {"verdict":"block"'*'-> {"verdict":"allow"'* ]] || fail "the answers are not shown: $out"
+expect_eq "numbered steps printed" "$(printf '%s\n' "$out" | sed -n 's/^==> \([1-6]\)\. .*/\1/p' | tr -d '\n')" 123456
+[[ "$calls" != *"rollout restart"* ]] || fail "a new cluster was restarted"
+[ ! -e "$tmp/kubeconfig-demo" ] || fail "the stub kind wrote a kubeconfig?"
+
+run_case "kind-up.sh: an existing cluster is reused, rebuilt images restarted, the Secret kept" \
+  "hack/kind-up.sh --cluster pd-demo --tag t2" PD_E2E_WORKDIR="$kind_up_dir" STUB_CLUSTERS="other pd-demo" STUB_SECRET_EXISTS=1
+expect_rc 0
+[[ "$calls" != *"kind create"* ]] || fail "created an existing cluster: $calls"
+[[ "$calls" == *"kind export kubeconfig --name pd-demo"* ]] || fail "no kubeconfig export: $calls"
+[[ "$calls" == *"kubectl --context kind-pd-demo -n prompt-defenders-system rollout restart deployment"* ]] || fail "no restart: $calls"
+[[ "$calls" != *"secret.yaml"* ]] || fail "the existing Secret was replaced: $calls"
+[[ "$calls" == *"--set operator.image.tag=t2 --set scanner.image.tag=t2"* ]] || fail "tag t2 not installed: $calls"
+
+run_case "kind-up.sh --no-build --set --key-id (run.sh's call): no build, the value and key id passed" \
+  "hack/kind-up.sh --cluster pd-e2e --no-build --key-id e2e --set operator.scannerReportsServing=true" \
+  PD_E2E_WORKDIR="$kind_up_dir" STUB_NODES="pd-e2e-control-plane"
+expect_rc 0
+[[ "$calls" != *"buildx build"* ]] || fail "--no-build built: $calls"
+[[ "$calls" == *"--set operator.image.pullPolicy=Never --set operator.scannerReportsServing=true --wait"* ]] || fail "--set not passed: $calls"
+[[ "$calls" == *"(applies: Secret key id e2e)"* ]] || fail "key id e2e not used: $calls"
+
+run_case "kind-up.sh: the harmless prompt blocked is a failure" \
+  "hack/kind-up.sh" PD_E2E_WORKDIR="$kind_up_dir" STUB_ANSWER_2='{"verdict":"block"}'
+expect_rc 1
+expect_eq "error" "$(printf '%s\n' "$err" | grep '^error:')" "error: the harmless prompt was not allowed"
+
+run_case "kind-up.sh: no answers at all is a failure" "hack/kind-up.sh" PD_E2E_WORKDIR="$kind_up_dir" STUB_ANSWER_1= STUB_ANSWER_2=
+expect_rc 1
+expect_eq "error" "$(printf '%s\n' "$err" | grep '^error:')" "error: the injection attempt was not blocked"
+
+run_case "kind-up.sh: kind older than v0.24 (no NetworkPolicy) is refused before anything" \
+  "hack/kind-up.sh" STUB_KIND_VERSION=v0.23.0
+expect_rc 1
+[[ "$err" == *"kind v0.23.0 does not enforce NetworkPolicy"* ]] || fail "stderr: $err"
+[[ "$calls" != *"create cluster"* && "$calls" != *"buildx build"* ]] || fail "went on: $calls"
+
+run_case "kind-up.sh --scan: only the client Pod" "hack/kind-up.sh --cluster pd-demo --scan 'say \"hi\"'"
+expect_rc 0
+[[ "$calls" != *"kind "* && "$calls" != *"helm "* ]] || fail "--scan touched more than the client Pod: $calls"
+[[ "$calls" == *"(applies: Pod )"* ]] || fail "no client Pod: $calls"
+
+run_case "kind-up.sh --help lists the numbered steps" "hack/kind-up.sh --help"
+expect_rc 0
+expect_eq "steps in --help" "$(printf '%s\n' "$out" | sed -n 's/^\([1-6]\)\. .*/\1/p' | tr -d '\n')" 123456
+
+# ── run.sh sets up through hack/kind-up.sh, which builds and loads through kind-images.sh ───
 case_name="run.sh wiring"
 cases=$((cases + 1))
-grep -qx '\. e2e/images\.sh' e2e/run.sh || fail "run.sh does not source e2e/images.sh"
+grep -qx '\. e2e/images\.sh' hack/kind-up.sh || fail "kind-up.sh does not source e2e/images.sh"
 grep -qx '\. e2e/images\.sh' e2e/kind-images.sh || fail "kind-images.sh does not source e2e/images.sh"
-# shellcheck disable=SC2016 # the $ are literal: run.sh's text
-grep -q '^  e2e/kind-images\.sh --cluster "\$CLUSTER" --tag "\$IMAGE_TAG" .*"\$CURL_IMAGE"$' e2e/run.sh \
-  || fail "run.sh does not build and load its images and the curl image with e2e/kind-images.sh"
-for script in e2e/run.sh e2e/kind-images.sh; do
+# shellcheck disable=SC2016 # the $ are literal: the scripts' text
+grep -q '^  e2e/kind-images\.sh --cluster "\$cluster" --tag "\$tag" .*"\$CURL_IMAGE"$' hack/kind-up.sh \
+  || fail "kind-up.sh does not build and load its images and the curl image with e2e/kind-images.sh"
+# shellcheck disable=SC2016
+grep -q '^  hack/kind-up\.sh --cluster "\$CLUSTER" --tag "\$IMAGE_TAG" --key-id "\$KEY_ID" --curl-image "\$CURL_IMAGE"' e2e/run.sh \
+  || fail "run.sh does not set up its cluster with hack/kind-up.sh (cluster, tag, key id, curl image)"
+grep -q -- '--set operator.scannerReportsServing=true' e2e/run.sh || fail "run.sh no longer turns on scannerReportsServing"
+for script in e2e/run.sh e2e/kind-images.sh hack/kind-up.sh; do
   if grep -v '^ *#' "$script" | grep -q 'kind load docker-image'; then
     fail "$script uses kind load docker-image"
   fi
 done
-if grep -v '^ *#' e2e/run.sh | grep -qE 'docker (buildx )?build |e2e_load_images'; then
-  fail "run.sh builds or loads images itself instead of through e2e/kind-images.sh"
+for script in e2e/run.sh hack/kind-up.sh; do
+  if grep -v '^ *#' "$script" | grep -qE 'docker (buildx )?build |e2e_load_images'; then
+    fail "$script builds or loads images itself instead of through e2e/kind-images.sh"
+  fi
+done
+if grep -v '^ *#' e2e/run.sh | grep -qE 'kind create cluster|helm .*install|config/samples'; then
+  fail "run.sh sets up the cluster itself instead of through hack/kind-up.sh"
 fi
 
 if [ "$failures" -gt 0 ]; then
