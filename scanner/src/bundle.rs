@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::compile::{compile, CompileError, CompiledPack, PackSet};
-use crate::load::{load_paths, load_str, LoadError, Loaded};
+use crate::compile::{compile_checked, compile_with, CompileError, CompiledPack, PackSet};
+use crate::limits::Limits;
+use crate::load::{document_line, load_snapshot, rule_line, LoadError, Loaded, Origin};
 use crate::policy::Policy;
+use crate::sources::{Snapshot, SourceFile};
 
 /// `config/samples/`, as compiled into the binary: (file name, contents).
 pub const EMBEDDED_SAMPLES: &[(&str, &str)] = &[
@@ -50,25 +52,67 @@ pub enum BundleError {
     AmbiguousPolicy(String),
 }
 
+impl BundleError {
+    /// One line per problem for readers who may not see the sources (`/readyz`, the Pod
+    /// annotation): nothing quoted from any file. [`build_snapshot`]'s [`Refused`] adds where
+    /// each problem is.
+    pub fn public_lines(&self) -> Vec<String> {
+        match self {
+            BundleError::Load(e) => vec![e.public()],
+            BundleError::Compile(e) => e.public_lines(),
+            // Names of loaded (validated) policies, and the operator's own `--policy`.
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// A source set that was refused: the error in full (for the log and the command line) and
+/// `public`, one line per problem naming its file and line and quoting nothing from any file.
+#[derive(Debug, Error)]
+#[error("{error}")]
+pub struct Refused {
+    pub error: BundleError,
+    pub public: Vec<String>,
+}
+
 /// Loads `paths`, or with none: `config/samples/` when it exists, else the embedded samples.
 pub fn load_sources(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    load_sources_with(paths, &Limits::default())
+}
+
+/// [`load_sources`] under `limits`.
+pub fn load_sources_with(paths: &[PathBuf], limits: &Limits) -> Result<Loaded, LoadError> {
+    load_snapshot(&read_sources(paths, limits)?)
+}
+
+/// Reads the source set [`load_sources`] loads (see [`crate::sources::read`]).
+pub fn read_sources(paths: &[PathBuf], limits: &Limits) -> Result<Snapshot, LoadError> {
     if !paths.is_empty() {
-        return load_paths(paths);
+        return crate::sources::read(paths, limits);
     }
     if Path::new(DEFAULT_SAMPLES_DIR).is_dir() {
-        return load_paths(&[PathBuf::from(DEFAULT_SAMPLES_DIR)]);
+        return crate::sources::read(&[PathBuf::from(DEFAULT_SAMPLES_DIR)], limits);
     }
-    load_embedded()
+    Ok(embedded_snapshot())
+}
+
+fn embedded_snapshot() -> Snapshot {
+    Snapshot {
+        requested: Vec::new(),
+        files: EMBEDDED_SAMPLES
+            .iter()
+            .map(|(name, text)| SourceFile {
+                path: PathBuf::from(format!("<embedded>/{name}")),
+                bytes: text.as_bytes().to_vec(),
+            })
+            .collect(),
+        recent: false,
+    }
 }
 
 /// The embedded samples.
 pub fn load_embedded() -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded::default();
-    for (name, text) in EMBEDDED_SAMPLES {
-        let path = PathBuf::from(format!("<embedded>/{name}"));
-        load_str(text, &path, &mut loaded)?;
-    }
-    Ok(loaded)
+    load_snapshot(&embedded_snapshot())
 }
 
 /// The packs of `loaded` by name.
@@ -116,10 +160,19 @@ pub fn bundle_document(
     loaded: &Loaded,
     policy: Option<&str>,
 ) -> Result<serde_json::Value, BundleError> {
+    bundle_document_with(loaded, policy, &Limits::default())
+}
+
+/// [`bundle_document`] under `limits`.
+pub fn bundle_document_with(
+    loaded: &Loaded,
+    policy: Option<&str>,
+    limits: &Limits,
+) -> Result<serde_json::Value, BundleError> {
     let policy = select_policy(loaded, policy)?;
     let packs = pack_set(loaded);
     // Compiling validates everything the scanner would check.
-    let compiled = compile(&packs, policy.clone())?;
+    let compiled = compile_with(&packs, policy.clone(), limits)?;
     let needed = compiled.used_packs();
     let spec = crate::load::BundleSpec {
         packs: packs
@@ -139,9 +192,14 @@ pub fn bundle_document(
     }))
 }
 
-/// Loads, selects the policy and compiles.
-pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, BundleError> {
-    build_loaded(paths, policy).map(|(_, pack)| pack)
+/// Reads, loads, selects the policy and compiles with every check `pd-scanner test` makes
+/// ([`compile_checked`]).
+pub fn build(
+    paths: &[PathBuf],
+    policy: Option<&str>,
+    limits: &Limits,
+) -> Result<CompiledPack, BundleError> {
+    build_loaded(paths, policy, limits).map(|(_, pack)| pack)
 }
 
 /// [`build`], keeping what was loaded: for callers that also report on the sources (packs the
@@ -149,24 +207,114 @@ pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, Bu
 pub fn build_loaded(
     paths: &[PathBuf],
     policy: Option<&str>,
+    limits: &Limits,
 ) -> Result<(Loaded, CompiledPack), BundleError> {
-    let loaded = load_sources(paths)?;
-    let policy = select_policy(&loaded, policy)?;
-    let pack = compile(&pack_set(&loaded), policy)?;
+    let snapshot = read_sources(paths, limits)?;
+    build_snapshot(&snapshot, policy, limits).map_err(|r| r.error)
+}
+
+/// Loads, selects the policy and compiles a source set already read, with every check
+/// `pd-scanner test` makes. What `serve` loads, first and on every reload.
+pub fn build_snapshot(
+    snapshot: &Snapshot,
+    policy: Option<&str>,
+    limits: &Limits,
+) -> Result<(Loaded, CompiledPack), Box<Refused>> {
+    let loaded = load_snapshot(snapshot).map_err(|e| refused(e.into(), None, snapshot))?;
+    let policy = select_policy(&loaded, policy).map_err(|e| refused(e, Some(&loaded), snapshot))?;
+    let pack = compile_checked(&pack_set(&loaded), policy, limits)
+        .map_err(|e| refused(e.into(), Some(&loaded), snapshot))?;
     Ok((loaded, pack))
 }
 
-/// Like [`build`], for a bundle held in memory (a ConfigMap's value read from the API);
-/// `origin` names it in errors the way a file path would.
+/// Like [`build_snapshot`], for a bundle held in memory (a ConfigMap's value read from the
+/// API); `origin` names it in errors the way a file path would. The size limit for files holds
+/// for it too.
 pub fn build_from_text(
     text: &str,
     origin: &Path,
     policy: Option<&str>,
-) -> Result<CompiledPack, BundleError> {
-    let mut loaded = Loaded::default();
-    load_str(text, origin, &mut loaded)?;
-    let policy = select_policy(&loaded, policy)?;
-    Ok(compile(&pack_set(&loaded), policy)?)
+    limits: &Limits,
+) -> Result<CompiledPack, Box<Refused>> {
+    let snapshot = Snapshot {
+        requested: vec![origin.to_path_buf()],
+        files: vec![SourceFile {
+            path: origin.to_path_buf(),
+            bytes: text.as_bytes().to_vec(),
+        }],
+        recent: false,
+    };
+    if text.len() as u64 > limits.max_file_bytes {
+        let e = LoadError::TooLarge {
+            path: origin.to_path_buf(),
+            size: text.len() as u64,
+            limit: limits.max_file_bytes,
+        };
+        return Err(refused(e.into(), None, &snapshot));
+    }
+    build_snapshot(&snapshot, policy, limits).map(|(_, pack)| pack)
+}
+
+/// `error` with its public lines, each prefixed with where the problem is (file, line and
+/// document of the pack or policy, the rule's own line when it can be found) when `loaded`
+/// says where that pack or policy came from.
+fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> Box<Refused> {
+    let text_of = |origin: &Origin| {
+        snapshot
+            .files
+            .iter()
+            .find(|f| f.path == origin.path)
+            .and_then(|f| std::str::from_utf8(&f.bytes).ok())
+    };
+    let at = |origin: &Origin, rule: Option<&str>| {
+        let line = text_of(origin).and_then(|text| {
+            let start = document_line(text, origin.document)?;
+            Some(rule.map_or(start, |r| rule_line(text, start, r)))
+        });
+        match line {
+            Some(l) => format!(
+                "{}:{l} (document {}): ",
+                origin.path.display(),
+                origin.document
+            ),
+            None => format!("{origin}: "),
+        }
+    };
+    let mut public: Vec<String> = Vec::new();
+    let mut add = |line: String| {
+        if !public.contains(&line) {
+            public.push(line);
+        }
+    };
+    match (&error, loaded) {
+        (BundleError::Compile(CompileError::Invalid(problems)), Some(loaded)) => {
+            for p in problems {
+                let prefix = loaded
+                    .packs
+                    .get(&p.pack)
+                    .map(|source| at(&source.origin, p.rule.as_deref()))
+                    .unwrap_or_default();
+                add(format!("{prefix}{}", p.public()));
+            }
+        }
+        (BundleError::Compile(e @ CompileError::Policy { policy, .. }), Some(loaded)) => {
+            let prefix = loaded
+                .policies
+                .iter()
+                .find(|(p, _)| &p.name == policy)
+                .map(|(_, origin)| at(origin, None))
+                .unwrap_or_default();
+            for line in e.public_lines() {
+                add(format!("{prefix}{line}"));
+            }
+        }
+        _ => {
+            for line in error.public_lines() {
+                add(line);
+            }
+        }
+    }
+    Box::new(Refused { error, public })
 }
 
 #[cfg(test)]
@@ -198,12 +346,76 @@ mod tests {
         let loaded = load_embedded().unwrap();
         let policy = select_policy(&loaded, None).unwrap();
         assert_ne!(policy.name, "default", "the samples carry a ScanPolicy");
-        compile(&pack_set(&loaded), policy).unwrap();
+        crate::compile::compile(&pack_set(&loaded), policy).unwrap();
         let default = select_policy(&loaded, Some("default")).unwrap();
         assert_eq!(default, Policy::default_policy());
         assert!(matches!(
             select_policy(&loaded, Some("nope")),
             Err(BundleError::NoSuchPolicy(..))
+        ));
+    }
+    fn snapshot(files: &[(&str, &str)]) -> Snapshot {
+        Snapshot {
+            requested: vec![PathBuf::from("dir")],
+            files: files
+                .iter()
+                .map(|(p, t)| SourceFile {
+                    path: PathBuf::from(p),
+                    bytes: t.as_bytes().to_vec(),
+                })
+                .collect(),
+            recent: false,
+        }
+    }
+
+    #[test]
+    fn refusals_name_file_and_line_and_quote_nothing() {
+        let good = "version: '1'\nrules:\n- {id: g, category: other, severity: low, weight: 5, regex: x}\n";
+        let bad = "# a pack\nversion: '1'\nrules:\n- {id: ok, category: other, severity: low, weight: 5, regex: y}\n- id: broken\n  category: other\n  severity: low\n  weight: 5\n  regex: '(hunter2'\n";
+        let s = snapshot(&[("dir/good.yaml", good), ("dir/bad.yaml", bad)]);
+        let r = build_snapshot(&s, None, &Limits::default()).unwrap_err();
+        assert!(r.error.to_string().contains("hunter2"), "{}", r.error);
+        assert_eq!(
+            r.public,
+            ["dir/bad.yaml:5 (document 1): rule pack `bad`, rule `broken`: invalid regex (a syntax error; `pd-scanner test` shows where)"]
+        );
+
+        // A cycle no policy binds is refused, located at each pack's document.
+        let a = "version: '1'\nextends: b\nrules: []\n";
+        let b = "---\nversion: '1'\nextends: a\nrules: []\n";
+        let s = snapshot(&[
+            ("dir/good.yaml", good),
+            ("dir/a.yaml", a),
+            ("dir/b.yaml", b),
+        ]);
+        let r = build_snapshot(&s, None, &Limits::default()).unwrap_err();
+        assert_eq!(
+            r.public,
+            [
+                "dir/a.yaml:1 (document 1): rule pack `a`: `extends` forms a cycle: a -> b -> a",
+                "dir/b.yaml:1 (document 1): rule pack `b`: `extends` forms a cycle: b -> a -> b",
+            ]
+        );
+
+        let r = build_from_text(
+            "",
+            Path::new("configmap/x[bundle.json]"),
+            None,
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            r.public,
+            ["configmap/x[bundle.json]: the file is empty (nothing but whitespace or comments); a source file must hold at least one document"]
+        );
+        let limits = Limits {
+            max_file_bytes: 10,
+            ..Limits::default()
+        };
+        let r = build_from_text(good, Path::new("cm"), None, &limits).unwrap_err();
+        assert!(matches!(
+            r.error,
+            BundleError::Load(LoadError::TooLarge { .. })
         ));
     }
 }

@@ -9,14 +9,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pd_scanner::bundle::{build, load_sources, pack_set, select_policy};
+use pd_scanner::bundle::{build, load_sources_with, pack_set, select_policy};
 use pd_scanner::classifier::train::{LabelDef, TrainOptions};
-use pd_scanner::compile::compile;
+use pd_scanner::compile::compile_checked;
 use pd_scanner::engine::InputHasher;
 use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields};
+use pd_scanner::limits::Limits;
 use pd_scanner::pack::RulePackSpec;
 use pd_scanner::serve::configmap::ConfigMapRef;
-use pd_scanner::testing::run_pack_tests;
+use pd_scanner::testing::run_pack_tests_with;
 
 /// Static musl builds (the container images) use mimalloc: musl's allocator costs throughput.
 #[cfg(target_env = "musl")]
@@ -42,8 +43,47 @@ struct Cli {
     /// ScanPolicy to apply when several are loaded (`default` = all packs, default thresholds).
     #[arg(long, global = true, env = "PD_POLICY")]
     policy: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Bounds on the rule-pack sources, for every command that reads them (see SECURITY.md,
+/// "Limits, and why"). Defaults: `pd_scanner::limits::Limits::default()`.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Largest rule-pack file (or ConfigMap value), in bytes; checked before it is read.
+    #[arg(long, global = true, env = "PD_MAX_PACK_BYTES", default_value_t = Limits::default().max_file_bytes)]
+    max_pack_bytes: u64,
+    /// Most rules one pack may define.
+    #[arg(long, global = true, env = "PD_MAX_PACK_RULES", default_value_t = Limits::default().max_pack_rules)]
+    max_pack_rules: usize,
+    /// Most rules a compiled bundle may hold.
+    #[arg(long, global = true, env = "PD_MAX_BUNDLE_RULES", default_value_t = Limits::default().max_bundle_rules)]
+    max_bundle_rules: usize,
+    /// Longest regex source, in bytes.
+    #[arg(long, global = true, env = "PD_MAX_REGEX_BYTES", default_value_t = Limits::default().max_regex_bytes)]
+    max_regex_bytes: usize,
+    /// Compiled size limit of one regex, in bytes.
+    #[arg(long, global = true, env = "PD_MAX_REGEX_COMPILED_BYTES", default_value_t = Limits::default().max_regex_compiled_bytes)]
+    max_regex_compiled_bytes: usize,
+    /// Compiled size limit of a bundle's regexes and keyword automaton, in bytes.
+    #[arg(long, global = true, env = "PD_MAX_BUNDLE_COMPILED_BYTES", default_value_t = Limits::default().max_bundle_compiled_bytes)]
+    max_bundle_compiled_bytes: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_file_bytes: self.max_pack_bytes,
+            max_pack_rules: self.max_pack_rules,
+            max_bundle_rules: self.max_bundle_rules,
+            max_regex_bytes: self.max_regex_bytes,
+            max_regex_compiled_bytes: self.max_regex_compiled_bytes,
+            max_bundle_compiled_bytes: self.max_bundle_compiled_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,19 +381,21 @@ fn main() -> ExitCode {
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> Result<u8> {
+    let limits = cli.limits.limits();
     match cli.command {
-        Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), args),
-        Command::Test(args) => test(&cli.files, args),
-        Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
-        Command::Serve(args) => serve(cli.files, cli.policy, args),
+        Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), &limits, args),
+        Command::Test(args) => test(&cli.files, &limits, args),
+        Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), &limits, args),
+        Command::Serve(args) => serve(cli.files, cli.policy, limits, args),
         Command::Audit(AuditCommand::Verify { file, anchor }) => {
             audit_verify(&file, anchor.as_deref())
         }
         Command::Synth(args) => synth(&args),
         Command::Train(args) => train(&args),
         Command::Bundle => {
-            let loaded = load_sources(&cli.files)?;
-            let doc = pd_scanner::bundle::bundle_document(&loaded, cli.policy.as_deref())?;
+            let loaded = load_sources_with(&cli.files, &limits)?;
+            let doc =
+                pd_scanner::bundle::bundle_document_with(&loaded, cli.policy.as_deref(), &limits)?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(0)
         }
@@ -372,7 +414,12 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result<u8> {
+fn serve(
+    files: Vec<PathBuf>,
+    policy: Option<String>,
+    limits: Limits,
+    args: ServeArgs,
+) -> Result<u8> {
     use pd_scanner::serve::audit_writer::{AuditConfig, AuditFailure};
     use pd_scanner::serve::server::HttpLimits;
     use pd_scanner::serve::{audit::Fsync, ratelimit::RateLimit, reload::Sources, ServeConfig};
@@ -407,6 +454,7 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
         sources: Sources {
             paths: files,
             policy,
+            limits,
         },
         keys: args.keys,
         no_auth: args.no_auth,
@@ -506,7 +554,7 @@ fn hasher(key_file: Option<&PathBuf>) -> Result<InputHasher> {
     }
 }
 
-fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
+fn scan(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: ScanArgs) -> Result<u8> {
     let text = if args.text.is_empty() || args.text == ["-"] {
         if std::io::stdin().is_terminal() {
             eprintln!("pd-scanner: reading the prompt from standard input; end it with Ctrl-D (or pass it as arguments)");
@@ -544,7 +592,7 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
         return Ok(EXIT_USAGE);
     }
     let hasher = hasher(args.hmac_key_file.as_ref())?;
-    let (loaded, pack) = pd_scanner::bundle::build_loaded(files, policy)?;
+    let (loaded, pack) = pd_scanner::bundle::build_loaded(files, policy, limits)?;
     note_unbound_packs(&loaded, &pack);
     let result = pack.scan(&text, &hasher);
     let json = if args.pretty {
@@ -577,10 +625,13 @@ fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::comp
     }
 }
 
-fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
-    let loaded = load_sources(files)?;
+fn test(files: &[PathBuf], limits: &Limits, args: TestArgs) -> Result<u8> {
+    let loaded = load_sources_with(files, limits)?;
     let packs = pack_set(&loaded);
-    let reports: Vec<_> = packs.keys().map(|n| run_pack_tests(&packs, n)).collect();
+    let reports: Vec<_> = packs
+        .keys()
+        .map(|n| run_pack_tests_with(&packs, n, limits))
+        .collect();
     let ok = reports.iter().all(|r| r.ok());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -629,9 +680,10 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
         failed += r.failed();
     }
     if packs.len() > 1 || loaded.policies.is_empty() {
-        // Also check that what will be served compiles, not just each pack alone.
+        // Also check that what will be served compiles, not just each pack alone: the check
+        // `serve` makes on every load.
         let policy = select_policy(&loaded, None)?;
-        if let Err(e) = compile(&packs, policy.clone()) {
+        if let Err(e) = compile_checked(&packs, policy.clone(), limits) {
             writeln!(out, "FAIL policy {}: {e}", policy.name)?;
             failed += 1;
         }
@@ -640,7 +692,7 @@ fn test(files: &[PathBuf], args: TestArgs) -> Result<u8> {
     Ok(u8::from(!ok || failed > 0))
 }
 
-fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
+fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs) -> Result<u8> {
     let open = |path: &PathBuf| {
         std::fs::File::open(path)
             .map(BufReader::new)
@@ -668,7 +720,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
                     .into(),
             );
         }
-        let loaded = load_sources(files)?;
+        let loaded = load_sources_with(files, limits)?;
         let policy = select_policy(&loaded, policy)?;
         let mut extra = Vec::new();
         for path in &args.train {
@@ -697,7 +749,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
         }
         out
     } else {
-        let mut pack = build(files, policy)?;
+        let mut pack = build(files, policy, limits)?;
         if args.no_prefilter {
             pack = pack.without_prefilter();
         }

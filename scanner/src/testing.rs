@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use crate::compile::{compile, CompiledPack, PackSet};
+use crate::compile::{compile_with, CompiledPack, PackSet};
 use crate::engine::InputHasher;
+use crate::limits::Limits;
 use crate::pack::RulePackSpec;
 use crate::policy::Policy;
 use crate::verdict::Verdict;
@@ -55,11 +56,16 @@ impl PackReport {
     }
 }
 
-/// Compiles `name` alone and runs its tests.
+/// Compiles `name` alone and runs its tests, under the default [`Limits`].
 pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
+    run_pack_tests_with(packs, name, &Limits::default())
+}
+
+/// [`run_pack_tests`] under `limits`.
+pub fn run_pack_tests_with(packs: &PackSet, name: &str, limits: &Limits) -> PackReport {
     let mut policy = Policy::default_policy();
     policy.spec.rule_packs = vec![name.to_string()];
-    let compiled = match compile(packs, policy) {
+    let compiled = match compile_with(packs, policy, limits) {
         Ok(c) => c,
         Err(e) => {
             return PackReport {

@@ -413,7 +413,8 @@ pub fn fingerprint(path: &Path) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Polls the key source every `interval` until `stop` fires, reloading on change. Errors are
+/// Polls the key source every `interval` until `stop` fires, reloading a change once it has
+/// held still for two polls (a key file being written is not read half-way). Errors are
 /// logged with the file (never a token) and counted; the previous set stays in force.
 pub async fn watch(
     ring: Arc<KeyRing>,
@@ -424,13 +425,15 @@ pub async fn watch(
 ) {
     let probed = ring.clone();
     let probe = move || fingerprint(probed.path());
-    poll_changes(interval, loaded, stop, probe, || {
+    // The fingerprint hashes the files' bytes, so the state it describes is settled at once.
+    poll_changes(interval, loaded, true, stop, probe, || {
         let (ring, metrics) = (ring.clone(), metrics.clone());
         async move {
             let r = ring.clone();
             if let Ok(result) = tokio::task::spawn_blocking(move || r.reload()).await {
                 report_reload(&ring, &metrics, result);
             }
+            true
         }
     })
     .await
