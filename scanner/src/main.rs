@@ -2,7 +2,9 @@
 //!
 //! Exit codes are part of the interface, so scripts and CI can branch on them:
 //! `scan` exits 0 allow, 1 warn, 2 block; `test` exits 0 when every test passes, 1 otherwise;
-//! 3 means an operational error (unreadable or invalid pack, bad input); 64 a usage error.
+//! 3 means an operational error (unreadable or invalid pack, bad input); 64 a usage error;
+//! 141 (128 + SIGPIPE, what a shell reports for `yes | head`) that standard output was closed
+//! before everything was written, which is said nowhere else: the reader wanted no more.
 
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -26,6 +28,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EXIT_ERROR: u8 = 3;
 const EXIT_USAGE: u8 = 64;
+/// Standard output was closed early (see the module documentation).
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// `println!` that returns the write error instead of panicking on it (a closed pipe: `scan
+/// … | head`), so `main` can end quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "pd-scanner", version, about = "Prompt Defenders scanner", long_about = None)]
@@ -371,6 +383,7 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if broken_pipe(&*e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("pd-scanner: error: {e}");
             ExitCode::from(EXIT_ERROR)
@@ -379,6 +392,25 @@ fn main() -> ExitCode {
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Whether `e` (or an error it wraps) is a write to a closed pipe.
+fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let kind = e
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                e.downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        if kind == Some(std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
 
 fn run(cli: Cli) -> Result<u8> {
     let limits = cli.limits.limits();
@@ -396,19 +428,19 @@ fn run(cli: Cli) -> Result<u8> {
             let loaded = load_sources_with(&cli.files, &limits)?;
             let doc =
                 pd_scanner::bundle::bundle_document_with(&loaded, cli.policy.as_deref(), &limits)?;
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            outln!("{}", serde_json::to_string_pretty(&doc)?)?;
             Ok(0)
         }
         Command::Openapi => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&pd_scanner::serve::http::openapi_document())?
-            );
+            )?;
             Ok(0)
         }
         Command::Schema => {
             let schema = schemars::schema_for!(RulePackSpec);
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            outln!("{}", serde_json::to_string_pretty(&schema)?)?;
             Ok(0)
         }
     }
@@ -511,7 +543,7 @@ fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Res
     let anchored = match audit::read_anchor(&anchor_file) {
         Ok(a) => a,
         Err(e) => {
-            println!("BROKEN: {}: {e}", anchor_file.display());
+            outln!("BROKEN: {}: {e}", anchor_file.display())?;
             return Ok(1);
         }
     };
@@ -520,22 +552,22 @@ fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Res
     }
     match audit::verify_anchored(BufReader::new(f), anchored.as_ref()) {
         Ok(report) => {
-            println!(
+            outln!(
                 "ok: {} records, chain intact; last hash {}",
                 report.records,
                 report.last_hash.as_deref().unwrap_or("-")
-            );
+            )?;
             match anchored {
-                Some(a) => println!("anchor {}: seq {} present", anchor_file.display(), a.seq),
-                None => println!(
+                Some(a) => outln!("anchor {}: seq {} present", anchor_file.display(), a.seq)?,
+                None => outln!(
                     "no anchor ({} missing): records cut from the end cannot be detected",
                     anchor_file.display()
-                ),
+                )?,
             }
             Ok(0)
         }
         Err(e) => {
-            println!("BROKEN: {e}");
+            outln!("BROKEN: {e}")?;
             Ok(1)
         }
     }
@@ -600,7 +632,7 @@ fn scan(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: ScanArgs
     } else {
         serde_json::to_string(&result)?
     };
-    println!("{json}");
+    outln!("{json}")?;
     Ok(result.verdict.exit_code())
 }
 
@@ -634,7 +666,7 @@ fn test(files: &[PathBuf], limits: &Limits, args: TestArgs) -> Result<u8> {
         .collect();
     let ok = reports.iter().all(|r| r.ok());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(u8::from(!ok));
     }
     let mut out = std::io::stdout().lock();
@@ -738,14 +770,14 @@ fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs
             &TrainOptions::default(),
         )?;
         if !args.json {
-            println!(
+            outln!(
                 "cross-source: model `{model}` retrained {} times, each time without one fold of {} (grouped by `{}`), plus {} records always in training; rules unchanged; policy {}",
                 args.folds.max(2),
                 args.input.display(),
                 fields.group,
                 extra.len(),
                 policy.name
-            );
+            )?;
         }
         out
     } else {
@@ -761,27 +793,27 @@ fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs
             None => format!("{}: {e}", args.input.display()),
         })?;
         if !args.json {
-            println!(
+            outln!(
                 "bundle {} {} ({} rules), policy {}",
                 pack.pack.name,
                 pack.pack.hash,
                 pack.rule_count(),
                 pack.policy.name
-            );
+            )?;
         }
         if args.baseline {
             let bare = pd_scanner::baseline::BarePass::new(&pack)?;
             let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
             let b = pd_scanner::eval::time_bare_pass(&bare, &texts, &warm_up);
-            println!(
+            outln!(
                 "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
                 b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
-            );
+            )?;
             if b.items_per_second > 0.0 {
-                println!(
+                outln!(
                     "engine / bare    {:.0}%",
                     100.0 * out.0.speed.items_per_second / b.items_per_second
-                );
+                )?;
             }
         }
         out
@@ -798,9 +830,9 @@ fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs
         w.flush()?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{report}");
+        write!(std::io::stdout().lock(), "{report}")?;
     }
     if args.show_errors > 0 {
         let wrong = records
@@ -809,7 +841,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs
             .filter(|(_, i)| i.attack != i.detected());
         for (r, i) in wrong.take(args.show_errors) {
             let text = r.text.as_str();
-            println!(
+            outln!(
                 "{} line {} {} [{}] score {} {:?}",
                 if i.attack { "FN" } else { "FP" },
                 i.line,
@@ -817,7 +849,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs
                 i.rules.join(","),
                 i.score,
                 excerpt(text, 160)
-            );
+            )?;
         }
     }
     Ok(0)
