@@ -66,12 +66,14 @@ impl BundleError {
     }
 }
 
-/// A source set that was refused: the error in full (for the log and the command line) and
-/// `public`, one line per problem naming its file and line and quoting nothing from any file.
+/// A source set that was refused, one line per problem, each prefixed with where the problem
+/// is (file, line, document) when that is known: `detail` in full (for the log and the command
+/// line), `public` quoting nothing from any file (for `/readyz` and the Pod annotation).
 #[derive(Debug, Error)]
-#[error("{error}")]
+#[error("{}", detail.join("\n"))]
 pub struct Refused {
     pub error: BundleError,
+    pub detail: Vec<String>,
     pub public: Vec<String>,
 }
 
@@ -198,7 +200,7 @@ pub fn build(
     paths: &[PathBuf],
     policy: Option<&str>,
     limits: &Limits,
-) -> Result<CompiledPack, BundleError> {
+) -> Result<CompiledPack, Box<Refused>> {
     build_loaded(paths, policy, limits).map(|(_, pack)| pack)
 }
 
@@ -208,9 +210,16 @@ pub fn build_loaded(
     paths: &[PathBuf],
     policy: Option<&str>,
     limits: &Limits,
-) -> Result<(Loaded, CompiledPack), BundleError> {
-    let snapshot = read_sources(paths, limits)?;
-    build_snapshot(&snapshot, policy, limits).map_err(|r| r.error)
+) -> Result<(Loaded, CompiledPack), Box<Refused>> {
+    let snapshot = read_sources(paths, limits).map_err(|e| {
+        let detail = vec![e.to_string()];
+        Box::new(Refused {
+            public: vec![e.public()],
+            error: e.into(),
+            detail,
+        })
+    })?;
+    build_snapshot(&snapshot, policy, limits)
 }
 
 /// Loads, selects the policy and compiles a source set already read, with every check
@@ -255,9 +264,9 @@ pub fn build_from_text(
     build_snapshot(&snapshot, policy, limits).map(|(_, pack)| pack)
 }
 
-/// `error` with its public lines, each prefixed with where the problem is (file, line and
-/// document of the pack or policy, the rule's own line when it can be found) when `loaded`
-/// says where that pack or policy came from.
+/// `error` as located lines: each problem prefixed with where it is (file, line and document
+/// of the pack or policy, the rule's own line when it can be found) when `loaded` says where
+/// that pack or policy came from.
 fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> Box<Refused> {
     let text_of = |origin: &Origin| {
         snapshot
@@ -280,10 +289,11 @@ fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> 
             None => format!("{origin}: "),
         }
     };
-    let mut public: Vec<String> = Vec::new();
-    let mut add = |line: String| {
-        if !public.contains(&line) {
-            public.push(line);
+    let (mut public, mut detail): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut add = |shown: String, full: String| {
+        if !public.contains(&shown) {
+            public.push(shown);
+            detail.push(full);
         }
     };
     match (&error, loaded) {
@@ -294,7 +304,7 @@ fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> 
                     .get(&p.pack)
                     .map(|source| at(&source.origin, p.rule.as_deref()))
                     .unwrap_or_default();
-                add(format!("{prefix}{}", p.public()));
+                add(format!("{prefix}{}", p.public()), format!("{prefix}{p}"));
             }
         }
         (BundleError::Compile(e @ CompileError::Policy { policy, .. }), Some(loaded)) => {
@@ -305,16 +315,16 @@ fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> 
                 .map(|(_, origin)| at(origin, None))
                 .unwrap_or_default();
             for line in e.public_lines() {
-                add(format!("{prefix}{line}"));
+                add(format!("{prefix}{line}"), format!("{prefix}{e}"));
             }
         }
-        _ => {
-            for line in error.public_lines() {
-                add(line);
-            }
-        }
+        _ => add(error.public_lines().join("\n"), error.to_string()),
     }
-    Box::new(Refused { error, public })
+    Box::new(Refused {
+        error,
+        detail,
+        public,
+    })
 }
 
 #[cfg(test)]
@@ -375,6 +385,10 @@ mod tests {
         let s = snapshot(&[("dir/good.yaml", good), ("dir/bad.yaml", bad)]);
         let r = build_snapshot(&s, None, &Limits::default()).unwrap_err();
         assert!(r.error.to_string().contains("hunter2"), "{}", r.error);
+        assert!(
+            r.to_string().starts_with("dir/bad.yaml:5 (document 1): rule pack `bad`, rule `broken`: invalid regex: regex parse error"),
+            "{r}"
+        );
         assert_eq!(
             r.public,
             ["dir/bad.yaml:5 (document 1): rule pack `bad`, rule `broken`: invalid regex (a syntax error; `pd-scanner test` shows where)"]

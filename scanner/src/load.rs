@@ -62,18 +62,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// A document that does not load. `summary` quotes nothing from the source (it may be shown
-    /// to anyone who can reach `/readyz`); `message` may (a parser's own words, a bad value).
-    #[error("{}: {message}", at(.origin, *.line, *.column))]
-    Invalid {
-        origin: Origin,
-        /// 1-based line and column of the problem when the parser knows them, else the line
-        /// where the document starts.
-        line: Option<usize>,
-        column: Option<usize>,
-        summary: String,
-        message: String,
-    },
+    /// A document that does not load (boxed: it is the largest variant by far, and every
+    /// `Result` carrying a `LoadError` pays for the largest).
+    #[error("{0}")]
+    Invalid(Box<InvalidDocument>),
     #[error("rule pack `{name}` is defined twice: in {first} and in {second}")]
     DuplicatePack {
         name: String,
@@ -111,18 +103,43 @@ pub enum LoadError {
     Changing { path: PathBuf },
 }
 
+/// Why a document does not load, and where.
+#[derive(Debug, Error)]
+#[error("{}: {message}", at(.origin, *.line, *.column))]
+pub struct InvalidDocument {
+    pub origin: Origin,
+    /// 1-based line and column of the problem when the parser knows them, else the line where
+    /// the document starts.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Quotes nothing from the source: it may be shown to anyone who can reach `/readyz`.
+    pub summary: String,
+    /// May quote the source (a parser's own words, a bad value).
+    pub message: String,
+}
+
 impl LoadError {
+    fn invalid(
+        origin: Origin,
+        line: Option<usize>,
+        column: Option<usize>,
+        summary: String,
+        message: String,
+    ) -> Self {
+        LoadError::Invalid(Box::new(InvalidDocument {
+            origin,
+            line,
+            column,
+            summary,
+            message,
+        }))
+    }
+
     /// The error for readers who may not see the sources (`/readyz`, the Pod annotation): it
     /// names the file, line and what is wrong, and quotes nothing from any file.
     pub fn public(&self) -> String {
         match self {
-            LoadError::Invalid {
-                origin,
-                line,
-                column,
-                summary,
-                ..
-            } => format!("{}: {summary}", at(origin, *line, *column)),
+            LoadError::Invalid(d) => format!("{}: {}", at(&d.origin, d.line, d.column), d.summary),
             LoadError::DuplicatePolicy {
                 name,
                 first,
@@ -215,16 +232,16 @@ pub fn load_snapshot(snapshot: &Snapshot) -> Result<Loaded, LoadError> {
                 "the file is not UTF-8 (invalid byte at offset {})",
                 e.valid_up_to()
             );
-            LoadError::Invalid {
-                origin: Origin {
+            LoadError::invalid(
+                Origin {
                     path: file.path.clone(),
                     document: 1,
                 },
-                line: Some(line),
-                column: None,
-                message: summary.clone(),
+                Some(line),
+                None,
+                summary.clone(),
                 summary,
-            }
+            )
         })?;
         load_str(text, &file.path, &mut loaded)?;
     }
@@ -246,12 +263,14 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
             document: i + 1,
         };
         // Semantic errors carry the document's first line; the parser's carry their own.
-        let invalid = |bad: Bad| LoadError::Invalid {
-            origin: origin.clone(),
-            line: document_line(text, i + 1),
-            column: None,
-            summary: bad.summary,
-            message: bad.message,
+        let invalid = |bad: Bad| {
+            LoadError::invalid(
+                origin.clone(),
+                document_line(text, i + 1),
+                None,
+                bad.summary,
+                bad.message,
+            )
         };
         let value = match <Value as serde::Deserialize>::deserialize(doc) {
             Ok(v) => v,
@@ -272,9 +291,9 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
         // text: only then does the parser know where the offending field is.
         let schema = |bad: Bad, typed: fn(&str, usize) -> Option<serde_yaml::Location>| {
             let mut e = invalid(bad);
-            if let (Some(loc), LoadError::Invalid { line, column, .. }) = (typed(text, i), &mut e) {
-                *line = Some(loc.line());
-                *column = Some(loc.column());
+            if let (Some(loc), LoadError::Invalid(d)) = (typed(text, i), &mut e) {
+                d.line = Some(loc.line());
+                d.column = Some(loc.column());
             }
             e
         };
@@ -385,13 +404,13 @@ fn syntax_error(text: &str, origin: Origin, e: &serde_yaml::Error) -> LoadError 
         Some(l) => (Some(l.line()), Some(l.column())),
         None => (document_line(text, origin.document), None),
     };
-    LoadError::Invalid {
+    LoadError::invalid(
+        origin,
         line,
         column,
-        origin,
-        summary: summary.into(),
-        message: format!("invalid YAML/JSON: {e}"),
-    }
+        summary.into(),
+        format!("invalid YAML/JSON: {e}"),
+    )
 }
 
 /// A custom resource as far as locating an error in its `spec` needs.

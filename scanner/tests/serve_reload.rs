@@ -183,10 +183,9 @@ fn a_file_rewritten_in_several_writes_is_never_served_half_way() {
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(
-        seen,
-        [1, FINAL as u64],
-        "bundles served while the file was written"
+    assert!(
+        seen.iter().all(|&n| n == 1 || n == FINAL as u64),
+        "bundles served while the file was written (rule counts): {seen:?}"
     );
 
     // Half a rule, left alone for longer than two polls: refused (as truncated), never served.

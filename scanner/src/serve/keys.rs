@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::serve::metrics::Metrics;
-use crate::serve::reload::{hash_file, poll_changes};
+use crate::serve::reload::{hash_file, poll_changes, Act};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// Shortest accepted token: anything shorter is guessable by brute force over the network.
@@ -413,8 +413,7 @@ pub fn fingerprint(path: &Path) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Polls the key source every `interval` until `stop` fires, reloading a change once it has
-/// held still for two polls (a key file being written is not read half-way). Errors are
+/// Polls the key source every `interval` until `stop` fires, reloading on change. Errors are
 /// logged with the file (never a token) and counted; the previous set stays in force.
 pub async fn watch(
     ring: Arc<KeyRing>,
@@ -425,8 +424,7 @@ pub async fn watch(
 ) {
     let probed = ring.clone();
     let probe = move || fingerprint(probed.path());
-    // The fingerprint hashes the files' bytes, so the state it describes is settled at once.
-    poll_changes(interval, loaded, true, stop, probe, || {
+    poll_changes(interval, loaded, Act::OnChange, stop, probe, || {
         let (ring, metrics) = (ring.clone(), metrics.clone());
         async move {
             let r = ring.clone();

@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bundle::{build_snapshot, read_sources, Refused};
 use crate::compile::CompiledPack;
-use crate::limits::{bounded_lines, Limits};
+use crate::limits::{bounded_lines, bounded_lines_of, Limits};
 use crate::load::LoadError;
 use crate::serve::metrics::Metrics;
 
@@ -200,15 +200,9 @@ impl BundleState {
                 true
             }
             Err(refused) => {
-                let full: Vec<String> = refused
-                    .error
-                    .to_string()
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
                 self.reject(
                     bounded_lines(&refused.public),
-                    &crate::limits::bounded_lines_of(&full, MAX_LOGGED_PROBLEMS, usize::MAX),
+                    &bounded_lines_of(&refused.detail, MAX_LOGGED_PROBLEMS, usize::MAX),
                     metrics,
                 );
                 false
@@ -261,19 +255,27 @@ pub(crate) fn hash_file(h: &mut Sha256, name: &[u8], path: &Path) {
     }
 }
 
+/// When [`poll_changes`] acts on a fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// At the first poll that sees it differ from the last one acted on.
+    OnChange,
+    /// Once it has held still for two consecutive polls, so a source in the middle of being
+    /// written is never acted on (it changes between polls until its writer is done); and
+    /// again at every stable poll until `on_change` says it is settled. The state in force at
+    /// the start is offered once too.
+    WhenStill,
+}
+
 /// Takes `probe` (a fingerprint of some sources, computed off the async workers) every
-/// `interval` until `stop` fires. When a fingerprint has held still for two consecutive polls
-/// and differs from the last one `on_change` settled, awaits `on_change`; it returns whether
-/// that state is settled (else it is offered again at the next stable poll). Waiting for two
-/// equal polls means a source in the middle of being written is never acted on: it changes
-/// between polls until its writer is done.
-///
-/// `loaded` is the fingerprint of what is in force now, taken before it was loaded; `verified`
-/// says whether that load settled it (else the first stable poll offers it to `on_change`).
+/// `interval` until `stop` fires, and awaits `on_change` when `act` says so; `on_change`
+/// returns whether the state it saw is settled (only [`Act::WhenStill`] offers an unsettled
+/// one again). `loaded` is the fingerprint of what is in force now, taken before it was
+/// loaded.
 pub(crate) async fn poll_changes<P, C, F>(
     interval: Duration,
     loaded: [u8; 32],
-    verified: bool,
+    act: Act,
     mut stop: tokio::sync::watch::Receiver<bool>,
     probe: P,
     mut on_change: C,
@@ -283,7 +285,7 @@ pub(crate) async fn poll_changes<P, C, F>(
     F: std::future::Future<Output = bool>,
 {
     let mut previous = loaded;
-    let mut settled = verified.then_some(loaded);
+    let mut settled = (act == Act::OnChange).then_some(loaded);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -294,15 +296,12 @@ pub(crate) async fn poll_changes<P, C, F>(
         let Ok(now) = tokio::task::spawn_blocking(probe.clone()).await else {
             continue;
         };
-        if now != previous {
-            // Changed since the last poll: wait until it holds still.
-            previous = now;
+        let moving = now != previous;
+        previous = now;
+        if (moving && act == Act::WhenStill) || settled == Some(now) {
             continue;
         }
-        if settled == Some(now) {
-            continue;
-        }
-        if on_change().await {
+        if on_change().await || act == Act::OnChange {
             settled = Some(now);
         }
     }
@@ -322,7 +321,7 @@ pub async fn watch(
 ) {
     let paths = sources.paths.clone();
     let probe = move || fingerprint(&paths);
-    poll_changes(interval, loaded, false, stop, probe, || {
+    poll_changes(interval, loaded, Act::WhenStill, stop, probe, || {
         let (state, sources, metrics) = (state.clone(), sources.clone(), metrics.clone());
         async move {
             if state.api_live() {
@@ -380,5 +379,46 @@ mod tests {
         }
         stop_tx.send(true).unwrap();
         watcher.await.unwrap();
+    }
+    #[tokio::test]
+    async fn only_a_fingerprint_seen_on_two_polls_in_a_row_is_acted_on() {
+        use std::sync::atomic::AtomicUsize;
+        // What the probe returns at each poll; 0 is in force at the start (and offered once,
+        // settled: it is the first offer).
+        let seq = Arc::new(vec![0u8, 0, 1, 2, 2, 2, 3, 4, 4, 4, 4]);
+        let next = Arc::new(AtomicUsize::new(0));
+        let probe = {
+            let (seq, next) = (seq.clone(), next.clone());
+            move || {
+                let k = next.fetch_add(1, Ordering::SeqCst).min(seq.len() - 1);
+                [seq[k]; 32]
+            }
+        };
+        let acted = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let poller = {
+            let (seq, next, acted) = (seq.clone(), next.clone(), acted.clone());
+            tokio::spawn(poll_changes(
+                Duration::from_millis(1),
+                [0; 32],
+                Act::WhenStill,
+                stop_rx,
+                probe,
+                move || {
+                    let k = (next.load(Ordering::SeqCst) - 1).min(seq.len() - 1);
+                    let mut acted = acted.lock().unwrap();
+                    acted.push(seq[k]);
+                    // The first offer of 2 is not settled: it is offered again.
+                    let settled = acted.len() != 2;
+                    std::future::ready(settled)
+                },
+            ))
+        };
+        while next.load(Ordering::SeqCst) < seq.len() + 5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop_tx.send(true).unwrap();
+        poller.await.unwrap();
+        assert_eq!(*acted.lock().unwrap(), [0, 2, 2, 4]);
     }
 }
