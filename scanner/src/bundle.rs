@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::compile::{compile, CompileError, CompiledPack, PackSet};
-use crate::load::{load_paths, load_str, LoadError, Loaded};
+use crate::compile::{compile_checked, compile_with, CompileError, CompiledPack, PackSet};
+use crate::limits::Limits;
+use crate::load::{document_line, load_snapshot, rule_line, LoadError, Loaded, Origin};
 use crate::policy::Policy;
+use crate::sources::{Snapshot, SourceFile};
 
 /// `config/samples/`, as compiled into the binary: (file name, contents).
 pub const EMBEDDED_SAMPLES: &[(&str, &str)] = &[
@@ -48,10 +50,6 @@ pub enum BundleError {
     NoSuchPolicy(String, String),
     #[error("several scan policies are loaded ({0}); choose one with --policy")]
     AmbiguousPolicy(String),
-    /// A compile error of packs read from files ([`build`], [`build_loaded`]), told with
-    /// [`explain`]: which file each pack came from, how to load a missing base pack.
-    #[error("{text}")]
-    Sourced { text: String, error: CompileError },
 }
 
 /// A compile error as a person at a terminal needs it: each problem prefixed with the file and
@@ -124,25 +122,69 @@ fn missing_base_hint(loaded: &Loaded, pack: &str) -> Option<String> {
     ))
 }
 
+impl BundleError {
+    /// One line per problem for readers who may not see the sources (`/readyz`, the Pod
+    /// annotation): nothing quoted from any file. [`build_snapshot`]'s [`Refused`] adds where
+    /// each problem is.
+    pub fn public_lines(&self) -> Vec<String> {
+        match self {
+            BundleError::Load(e) => vec![e.public()],
+            BundleError::Compile(e) => e.public_lines(),
+            // Names of loaded (validated) policies, and the operator's own `--policy`.
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// A source set that was refused, one line per problem, each prefixed with where the problem
+/// is (file, line, document) when that is known: `detail` in full (for the log and the command
+/// line), `public` quoting nothing from any file (for `/readyz` and the Pod annotation).
+#[derive(Debug, Error)]
+#[error("{}", detail.join("\n"))]
+pub struct Refused {
+    pub error: BundleError,
+    pub detail: Vec<String>,
+    pub public: Vec<String>,
+}
+
 /// Loads `paths`, or with none: `config/samples/` when it exists, else the embedded samples.
 pub fn load_sources(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    load_sources_with(paths, &Limits::default())
+}
+
+/// [`load_sources`] under `limits`.
+pub fn load_sources_with(paths: &[PathBuf], limits: &Limits) -> Result<Loaded, LoadError> {
+    load_snapshot(&read_sources(paths, limits)?)
+}
+
+/// Reads the source set [`load_sources`] loads (see [`crate::sources::read`]).
+pub fn read_sources(paths: &[PathBuf], limits: &Limits) -> Result<Snapshot, LoadError> {
     if !paths.is_empty() {
-        return load_paths(paths);
+        return crate::sources::read(paths, limits);
     }
     if Path::new(DEFAULT_SAMPLES_DIR).is_dir() {
-        return load_paths(&[PathBuf::from(DEFAULT_SAMPLES_DIR)]);
+        return crate::sources::read(&[PathBuf::from(DEFAULT_SAMPLES_DIR)], limits);
     }
-    load_embedded()
+    Ok(embedded_snapshot())
+}
+
+fn embedded_snapshot() -> Snapshot {
+    Snapshot {
+        requested: Vec::new(),
+        files: EMBEDDED_SAMPLES
+            .iter()
+            .map(|(name, text)| SourceFile {
+                path: PathBuf::from(format!("<embedded>/{name}")),
+                bytes: text.as_bytes().to_vec(),
+            })
+            .collect(),
+        recent: false,
+    }
 }
 
 /// The embedded samples.
 pub fn load_embedded() -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded::default();
-    for (name, text) in EMBEDDED_SAMPLES {
-        let path = PathBuf::from(format!("<embedded>/{name}"));
-        load_str(text, &path, &mut loaded)?;
-    }
-    Ok(loaded)
+    load_snapshot(&embedded_snapshot())
 }
 
 /// The packs of `loaded` by name.
@@ -190,10 +232,19 @@ pub fn bundle_document(
     loaded: &Loaded,
     policy: Option<&str>,
 ) -> Result<serde_json::Value, BundleError> {
+    bundle_document_with(loaded, policy, &Limits::default())
+}
+
+/// [`bundle_document`] under `limits`.
+pub fn bundle_document_with(
+    loaded: &Loaded,
+    policy: Option<&str>,
+    limits: &Limits,
+) -> Result<serde_json::Value, BundleError> {
     let policy = select_policy(loaded, policy)?;
     let packs = pack_set(loaded);
     // Compiling validates everything the scanner would check.
-    let compiled = compile(&packs, policy.clone())?;
+    let compiled = compile_with(&packs, policy.clone(), limits)?;
     let needed = compiled.used_packs();
     let spec = crate::load::BundleSpec {
         packs: packs
@@ -213,9 +264,14 @@ pub fn bundle_document(
     }))
 }
 
-/// Loads, selects the policy and compiles.
-pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, BundleError> {
-    build_loaded(paths, policy).map(|(_, pack)| pack)
+/// Reads, loads, selects the policy and compiles with every check `pd-scanner test` makes
+/// ([`compile_checked`]).
+pub fn build(
+    paths: &[PathBuf],
+    policy: Option<&str>,
+    limits: &Limits,
+) -> Result<CompiledPack, Box<Refused>> {
+    build_loaded(paths, policy, limits).map(|(_, pack)| pack)
 }
 
 /// [`build`], keeping what was loaded: for callers that also report on the sources (packs the
@@ -223,27 +279,129 @@ pub fn build(paths: &[PathBuf], policy: Option<&str>) -> Result<CompiledPack, Bu
 pub fn build_loaded(
     paths: &[PathBuf],
     policy: Option<&str>,
-) -> Result<(Loaded, CompiledPack), BundleError> {
-    let loaded = load_sources(paths)?;
-    let policy = select_policy(&loaded, policy)?;
-    let pack = compile(&pack_set(&loaded), policy).map_err(|error| BundleError::Sourced {
-        text: explain(&error, &loaded),
-        error,
+    limits: &Limits,
+) -> Result<(Loaded, CompiledPack), Box<Refused>> {
+    let snapshot = read_sources(paths, limits).map_err(|e| {
+        let detail = vec![e.to_string()];
+        Box::new(Refused {
+            public: vec![e.public()],
+            error: e.into(),
+            detail,
+        })
     })?;
+    build_snapshot(&snapshot, policy, limits)
+}
+
+/// Loads, selects the policy and compiles a source set already read, with every check
+/// `pd-scanner test` makes. What `serve` loads, first and on every reload.
+pub fn build_snapshot(
+    snapshot: &Snapshot,
+    policy: Option<&str>,
+    limits: &Limits,
+) -> Result<(Loaded, CompiledPack), Box<Refused>> {
+    let loaded = load_snapshot(snapshot).map_err(|e| refused(e.into(), None, snapshot))?;
+    let policy = select_policy(&loaded, policy).map_err(|e| refused(e, Some(&loaded), snapshot))?;
+    let pack = compile_checked(&pack_set(&loaded), policy, limits)
+        .map_err(|e| refused(e.into(), Some(&loaded), snapshot))?;
     Ok((loaded, pack))
 }
 
-/// Like [`build`], for a bundle held in memory (a ConfigMap's value read from the API);
-/// `origin` names it in errors the way a file path would.
+/// Like [`build_snapshot`], for a bundle held in memory (a ConfigMap's value read from the
+/// API); `origin` names it in errors the way a file path would. The size limit for files holds
+/// for it too.
 pub fn build_from_text(
     text: &str,
     origin: &Path,
     policy: Option<&str>,
-) -> Result<CompiledPack, BundleError> {
-    let mut loaded = Loaded::default();
-    load_str(text, origin, &mut loaded)?;
-    let policy = select_policy(&loaded, policy)?;
-    Ok(compile(&pack_set(&loaded), policy)?)
+    limits: &Limits,
+) -> Result<CompiledPack, Box<Refused>> {
+    let snapshot = Snapshot {
+        requested: vec![origin.to_path_buf()],
+        files: vec![SourceFile {
+            path: origin.to_path_buf(),
+            bytes: text.as_bytes().to_vec(),
+        }],
+        recent: false,
+    };
+    if text.len() as u64 > limits.max_file_bytes {
+        let e = LoadError::TooLarge {
+            path: origin.to_path_buf(),
+            size: text.len() as u64,
+            limit: limits.max_file_bytes,
+        };
+        return Err(refused(e.into(), None, &snapshot));
+    }
+    build_snapshot(&snapshot, policy, limits).map(|(_, pack)| pack)
+}
+
+/// `error` as located lines: each problem prefixed with where it is (file, line and document
+/// of the pack or policy, the rule's own line when it can be found) when `loaded` says where
+/// that pack or policy came from.
+fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> Box<Refused> {
+    let text_of = |origin: &Origin| {
+        snapshot
+            .files
+            .iter()
+            .find(|f| f.path == origin.path)
+            .and_then(|f| std::str::from_utf8(&f.bytes).ok())
+    };
+    let at = |origin: &Origin, rule: Option<&str>| {
+        let line = text_of(origin).and_then(|text| {
+            let start = document_line(text, origin.document)?;
+            Some(rule.map_or(start, |r| rule_line(text, start, r)))
+        });
+        match line {
+            Some(l) => format!(
+                "{}:{l} (document {}): ",
+                origin.path.display(),
+                origin.document
+            ),
+            None => format!("{origin}: "),
+        }
+    };
+    let (mut public, mut detail): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut add = |shown: String, full: String| {
+        if !public.contains(&shown) {
+            public.push(shown);
+            detail.push(full);
+        }
+    };
+    match (&error, loaded) {
+        (BundleError::Compile(CompileError::Invalid(problems)), Some(loaded)) => {
+            for p in problems {
+                let prefix = loaded
+                    .packs
+                    .get(&p.pack)
+                    .map(|source| at(&source.origin, p.rule.as_deref()))
+                    .unwrap_or_default();
+                let mut full = format!("{prefix}{p}");
+                if p.rule.is_none() {
+                    if let Some(hint) = missing_base_hint(loaded, &p.pack) {
+                        full.push_str("; ");
+                        full.push_str(&hint);
+                    }
+                }
+                add(format!("{prefix}{}", p.public()), full);
+            }
+        }
+        (BundleError::Compile(e @ CompileError::Policy { policy, .. }), Some(loaded)) => {
+            let prefix = loaded
+                .policies
+                .iter()
+                .find(|(p, _)| &p.name == policy)
+                .map(|(_, origin)| at(origin, None))
+                .unwrap_or_default();
+            for line in e.public_lines() {
+                add(format!("{prefix}{line}"), format!("{prefix}{e}"));
+            }
+        }
+        _ => add(error.public_lines().join("\n"), error.to_string()),
+    }
+    Box::new(Refused {
+        error,
+        detail,
+        public,
+    })
 }
 
 #[cfg(test)]
@@ -275,12 +433,80 @@ mod tests {
         let loaded = load_embedded().unwrap();
         let policy = select_policy(&loaded, None).unwrap();
         assert_ne!(policy.name, "default", "the samples carry a ScanPolicy");
-        compile(&pack_set(&loaded), policy).unwrap();
+        crate::compile::compile(&pack_set(&loaded), policy).unwrap();
         let default = select_policy(&loaded, Some("default")).unwrap();
         assert_eq!(default, Policy::default_policy());
         assert!(matches!(
             select_policy(&loaded, Some("nope")),
             Err(BundleError::NoSuchPolicy(..))
+        ));
+    }
+    fn snapshot(files: &[(&str, &str)]) -> Snapshot {
+        Snapshot {
+            requested: vec![PathBuf::from("dir")],
+            files: files
+                .iter()
+                .map(|(p, t)| SourceFile {
+                    path: PathBuf::from(p),
+                    bytes: t.as_bytes().to_vec(),
+                })
+                .collect(),
+            recent: false,
+        }
+    }
+
+    #[test]
+    fn refusals_name_file_and_line_and_quote_nothing() {
+        let good = "version: '1'\nrules:\n- {id: g, category: other, severity: low, weight: 5, regex: x}\n";
+        let bad = "# a pack\nversion: '1'\nrules:\n- {id: ok, category: other, severity: low, weight: 5, regex: y}\n- id: broken\n  category: other\n  severity: low\n  weight: 5\n  regex: '(hunter2'\n";
+        let s = snapshot(&[("dir/good.yaml", good), ("dir/bad.yaml", bad)]);
+        let r = build_snapshot(&s, None, &Limits::default()).unwrap_err();
+        assert!(r.error.to_string().contains("hunter2"), "{}", r.error);
+        assert!(
+            r.to_string().starts_with("dir/bad.yaml:5 (document 1): rule pack `bad`, rule `broken`: invalid regex: regex parse error"),
+            "{r}"
+        );
+        assert_eq!(
+            r.public,
+            ["dir/bad.yaml:5 (document 1): rule pack `bad`, rule `broken`: invalid regex (a syntax error; `pd-scanner test` shows where)"]
+        );
+
+        // A cycle no policy binds is refused, located at each pack's document.
+        let a = "version: '1'\nextends: b\nrules: []\n";
+        let b = "---\nversion: '1'\nextends: a\nrules: []\n";
+        let s = snapshot(&[
+            ("dir/good.yaml", good),
+            ("dir/a.yaml", a),
+            ("dir/b.yaml", b),
+        ]);
+        let r = build_snapshot(&s, None, &Limits::default()).unwrap_err();
+        assert_eq!(
+            r.public,
+            [
+                "dir/a.yaml:1 (document 1): rule pack `a`: `extends` forms a cycle: a -> b -> a",
+                "dir/b.yaml:1 (document 1): rule pack `b`: `extends` forms a cycle: b -> a -> b",
+            ]
+        );
+
+        let r = build_from_text(
+            "",
+            Path::new("configmap/x[bundle.json]"),
+            None,
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            r.public,
+            ["configmap/x[bundle.json]: the file is empty (nothing but whitespace or comments); a source file must hold at least one document"]
+        );
+        let limits = Limits {
+            max_file_bytes: 10,
+            ..Limits::default()
+        };
+        let r = build_from_text(good, Path::new("cm"), None, &limits).unwrap_err();
+        assert!(matches!(
+            r.error,
+            BundleError::Load(LoadError::TooLarge { .. })
         ));
     }
 }

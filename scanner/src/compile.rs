@@ -23,6 +23,7 @@ use thiserror::Error;
 use crate::classifier::{Model, ModelSpec};
 use crate::decode::{decode_gate_parts, DecoderKind, DecoderLimits};
 use crate::detectors::DetectorKind;
+use crate::limits::{shown_name, Limits};
 use crate::normalize::{normalize, Normalization};
 use crate::pack::{
     Action, Category, ClassifierMatch, MatchOn, Matcher, Rule, RuleId, RulePackSpec, Severity,
@@ -30,11 +31,13 @@ use crate::pack::{
 use crate::policy::Policy;
 use crate::prefilter::{BuildError, Prefilter};
 
-/// Longest regex source accepted, in bytes. Rule packs are data from users; a bound keeps a
-/// pathological pack from stalling the operator or a scanner reload.
-pub const MAX_REGEX_LEN: usize = 4096;
-/// Compiled size limit of one rule's regex.
-const RULE_REGEX_SIZE: usize = 2 << 20;
+/// Longest regex source accepted by default, in bytes ([`Limits::max_regex_bytes`]). Rule packs
+/// are data from users; a bound keeps a pathological pack from stalling the operator or a
+/// scanner reload.
+pub const MAX_REGEX_LEN: usize = crate::limits::DEFAULT_MAX_REGEX_BYTES;
+/// Compiled size limit of a built-in pattern's span regex (rules use
+/// [`Limits::max_regex_compiled_bytes`]).
+const RULE_REGEX_SIZE: usize = crate::limits::DEFAULT_MAX_REGEX_COMPILED_BYTES;
 /// Lazy DFA cache of one rule's regex, per thread. A rule's regex runs only on texts that
 /// contain its atoms, and a full cache is cleared and refilled rather than grown, so this bounds
 /// the scanner's memory whatever the traffic: about 100 regexes × this × threads at worst.
@@ -55,6 +58,46 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     pub message: String,
+    /// What error text for readers who may not see the sources (`/readyz`) shows instead of
+    /// `message` when `message` quotes the source (a regex parser's words, a keyword, a name
+    /// that was never validated). `None`: `message` holds nothing from the source but pack and
+    /// rule ids (validated when read) and numbers.
+    #[serde(skip)]
+    pub summary: Option<String>,
+}
+
+impl Problem {
+    fn new(pack: &str, rule: Option<&RuleId>, message: impl Into<String>) -> Self {
+        Problem {
+            pack: pack.to_string(),
+            rule: rule.map(|r| r.to_string()),
+            message: message.into(),
+            summary: None,
+        }
+    }
+
+    /// A problem whose message quotes the source; `summary` is shown publicly instead.
+    fn hiding(
+        pack: &str,
+        rule: Option<&RuleId>,
+        summary: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Problem {
+            summary: Some(summary.into()),
+            ..Problem::new(pack, rule, message)
+        }
+    }
+
+    /// The problem for readers who may not see the sources: pack, rule and what is wrong,
+    /// nothing quoted from the source.
+    pub fn public(&self) -> String {
+        let message = self.summary.as_deref().unwrap_or(&self.message);
+        match &self.rule {
+            Some(rule) => format!("rule pack `{}`, rule `{rule}`: {message}", self.pack),
+            None => format!("rule pack `{}`: {message}", self.pack),
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -75,8 +118,14 @@ pub enum CompileError {
     /// Every problem found; compilation checks all rules before giving up.
     #[error("{}", display_problems(.0))]
     Invalid(Vec<Problem>),
+    /// `summary`, when set, is `message` without what it quotes from the policy (see
+    /// [`Problem::summary`]).
     #[error("policy `{policy}`: {message}")]
-    Policy { policy: String, message: String },
+    Policy {
+        policy: String,
+        message: String,
+        summary: Option<String>,
+    },
 }
 
 fn display_problems(p: &[Problem]) -> String {
@@ -88,11 +137,31 @@ fn display_problems(p: &[Problem]) -> String {
 
 impl CompileError {
     fn pack(pack: &str, message: impl Into<String>) -> Self {
-        CompileError::Invalid(vec![Problem {
-            pack: pack.to_string(),
-            rule: None,
+        CompileError::Invalid(vec![Problem::new(pack, None, message)])
+    }
+
+    fn policy(policy: &Policy, message: impl Into<String>) -> Self {
+        CompileError::Policy {
+            policy: policy.name.clone(),
             message: message.into(),
-        }])
+            summary: None,
+        }
+    }
+
+    /// One line per problem for readers who may not see the sources (see [`Problem::public`]).
+    pub fn public_lines(&self) -> Vec<String> {
+        match self {
+            CompileError::Invalid(problems) => problems.iter().map(Problem::public).collect(),
+            CompileError::Policy {
+                policy,
+                message,
+                summary,
+            } => vec![format!(
+                "policy {}: {}",
+                shown_name(policy),
+                summary.as_deref().unwrap_or(message)
+            )],
+        }
     }
 }
 
@@ -128,10 +197,20 @@ fn sha256_json<T: Serialize>(value: &T) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
 }
 
-/// Flattens `name`'s `extends` chain. Errors: unknown pack, cycle, over-deep chain, an own rule
-/// reusing an inherited id, an override of an id that is not inherited, overrides without
-/// `extends`.
+/// Flattens `name`'s `extends` chain under the default [`Limits`]. Errors: unknown pack,
+/// cycle, over-deep chain, an own rule reusing an inherited id, an override of an id that is
+/// not inherited, overrides without `extends`, too many rules.
 pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError> {
+    resolve_with(packs, name, &Limits::default())
+}
+
+/// [`resolve`] under `limits`. Rule counts are checked before any rule is looked at, so an
+/// oversized pack costs no more than counting.
+pub fn resolve_with(
+    packs: &PackSet,
+    name: &str,
+    limits: &Limits,
+) -> Result<ResolvedPack, CompileError> {
     let mut chain = vec![name.to_string()];
     let mut spec = packs
         .get(name)
@@ -139,6 +218,7 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
     let mut specs = vec![spec];
     while let Some(base) = &spec.extends {
         if chain.iter().any(|c| c == base) {
+            // Every name in the chain is a loaded pack's, so validated.
             chain.push(base.clone());
             return Err(CompileError::pack(
                 name,
@@ -152,10 +232,13 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
             ));
         }
         spec = packs.get(base).ok_or_else(|| {
-            CompileError::pack(
-                chain.last().map(String::as_str).unwrap_or(name),
+            let pack = chain.last().map(String::as_str).unwrap_or(name);
+            CompileError::Invalid(vec![Problem::hiding(
+                pack,
+                None,
+                format!("extends {}, which is not loaded", shown_name(base)),
                 format!("extends `{base}`, which is not loaded"),
-            )
+            )])
         })?;
         chain.push(base.clone());
         specs.push(spec);
@@ -163,31 +246,63 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
     chain.reverse();
     specs.reverse();
 
-    let mut rules: Vec<Rule> = Vec::new();
-    let mut normalization = Normalization::default();
-    let mut decoders = Vec::new();
-    let mut limits = DecoderLimits::default();
-    let mut models: Vec<ModelSpec> = Vec::new();
     let mut problems = Vec::new();
     for (pack_name, spec) in chain.iter().zip(&specs) {
-        let problem = |rule: Option<&RuleId>, message: String| Problem {
-            pack: pack_name.clone(),
-            rule: rule.map(|r| r.to_string()),
-            message,
-        };
+        if spec.rules.len() > limits.max_pack_rules {
+            problems.push(Problem::new(
+                pack_name,
+                None,
+                format!(
+                    "the pack defines {} rules; the limit is {} (--max-pack-rules)",
+                    spec.rules.len(),
+                    limits.max_pack_rules
+                ),
+            ));
+        }
+    }
+    let total: usize = specs.iter().map(|s| s.rules.len()).sum();
+    if problems.is_empty() && total > limits.max_bundle_rules {
+        problems.push(Problem::new(
+            name,
+            None,
+            format!(
+                "the pack and the packs it extends define {total} rules; the limit for a bundle is {} (--max-bundle-rules)",
+                limits.max_bundle_rules
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
+
+    let mut rules: Vec<Rule> = Vec::new();
+    // Rule ids seen so far, and whether each was inherited (defined by an earlier pack).
+    let mut ids: HashMap<RuleId, usize> = HashMap::new();
+    let mut normalization = Normalization::default();
+    let mut decoders = Vec::new();
+    let mut limits_decode = DecoderLimits::default();
+    let mut models: Vec<ModelSpec> = Vec::new();
+    for (pack_name, spec) in chain.iter().zip(&specs) {
         if let Some(n) = spec.normalization {
             normalization = n;
         }
         for (i, m) in spec.models.iter().enumerate() {
             if spec.models[..i].iter().any(|o| o.name == m.name) {
-                problems.push(problem(
+                problems.push(Problem::hiding(
+                    pack_name,
                     None,
+                    format!("model {} is defined twice", shown_name(&m.name)),
                     format!("model `{}` is defined twice", m.name),
                 ));
             }
             // Checked here so the error names the pack that defines the model.
             if let Err(e) = m.decode() {
-                problems.push(problem(None, e.to_string()));
+                problems.push(Problem::hiding(
+                    pack_name,
+                    None,
+                    format!("model {} does not decode", shown_name(&m.name)),
+                    e.to_string(),
+                ));
             }
             models.retain(|o| o.name != m.name);
             models.push(m.clone());
@@ -197,24 +312,27 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
         }
         if let Some(l) = spec.decoder_limits {
             if let Err(e) = l.validate() {
-                problems.push(problem(None, format!("decoderLimits: {e}")));
+                problems.push(Problem::new(pack_name, None, format!("decoderLimits: {e}")));
             }
-            limits = l;
+            limits_decode = l;
         }
         if spec.extends.is_none() && !spec.overrides.is_empty() {
-            problems.push(problem(
+            problems.push(Problem::new(
+                pack_name,
                 None,
-                "`overrides` needs `extends`: there are no inherited rules to change".into(),
+                "`overrides` needs `extends`: there are no inherited rules to change",
             ));
         }
         let inherited = rules.len();
         for o in &spec.overrides {
-            match rules[..inherited].iter_mut().find(|r| r.id == o.id) {
-                None => problems.push(problem(
+            match ids.get(&o.id).filter(|&&i| i < inherited) {
+                None => problems.push(Problem::new(
+                    pack_name,
                     Some(&o.id),
-                    "override of a rule the base packs do not define".into(),
+                    "override of a rule the base packs do not define",
                 )),
-                Some(r) => {
+                Some(&i) => {
+                    let r = &mut rules[i];
                     if let Some(v) = o.enabled {
                         r.enabled = v;
                     }
@@ -223,7 +341,11 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
                     }
                     if let Some(v) = o.weight {
                         if v > 100 {
-                            problems.push(problem(Some(&o.id), format!("weight {v} is over 100")));
+                            problems.push(Problem::new(
+                                pack_name,
+                                Some(&o.id),
+                                format!("weight {v} is over 100"),
+                            ));
                         }
                         r.weight = v;
                     }
@@ -237,26 +359,23 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
             }
         }
         for rule in &spec.rules {
-            if rules.iter().any(|r| r.id == rule.id) {
-                let msg = if rules[..inherited].iter().any(|r| r.id == rule.id) {
+            if let Some(&i) = ids.get(&rule.id) {
+                let msg = if i < inherited {
                     "id is already defined by a base pack; change it with `overrides` instead"
                 } else {
                     "duplicate rule id"
                 };
-                problems.push(problem(Some(&rule.id), msg.into()));
+                problems.push(Problem::new(pack_name, Some(&rule.id), msg));
                 continue;
             }
+            ids.insert(rule.id.clone(), rules.len());
             rules.push(rule.clone());
         }
     }
     decoders.sort();
     decoders.dedup();
     if rules.is_empty() && problems.is_empty() {
-        problems.push(Problem {
-            pack: name.to_string(),
-            rule: None,
-            message: "the pack has no rules".into(),
-        });
+        problems.push(Problem::new(name, None, "the pack has no rules"));
     }
     if !problems.is_empty() {
         return Err(CompileError::Invalid(problems));
@@ -267,7 +386,7 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
         chain,
         normalization,
         decoders,
-        decoder_limits: limits,
+        decoder_limits: limits_decode,
         rules,
         models,
     })
@@ -275,9 +394,10 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
 
 /// The packs a policy binds: its `rulePacks`, or when empty every pack no other pack extends.
 pub fn policy_packs(packs: &PackSet, policy: &Policy) -> Result<Vec<String>, CompileError> {
-    let policy_err = |message: String| CompileError::Policy {
+    let policy_err = |summary: String, message: String| CompileError::Policy {
         policy: policy.name.clone(),
         message,
+        summary: Some(summary),
     };
     if policy.spec.rule_packs.is_empty() {
         let extended: BTreeSet<&str> = packs
@@ -293,13 +413,21 @@ pub fn policy_packs(packs: &PackSet, policy: &Policy) -> Result<Vec<String>, Com
     let mut names = Vec::new();
     for n in &policy.spec.rule_packs {
         if !packs.contains_key(n) {
-            return Err(policy_err(format!(
-                "rule pack `{n}` is not loaded (loaded: {})",
-                packs.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+            let loaded = packs.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(policy_err(
+                format!(
+                    "rule pack {} is not loaded (loaded: {loaded})",
+                    shown_name(n)
+                ),
+                format!("rule pack `{n}` is not loaded (loaded: {loaded})"),
+            ));
         }
         if names.contains(n) {
-            return Err(policy_err(format!("rule pack `{n}` is listed twice")));
+            // Loaded, so a validated name.
+            return Err(policy_err(
+                format!("rule pack `{n}` is listed twice"),
+                format!("rule pack `{n}` is listed twice"),
+            ));
         }
         names.push(n.clone());
     }
@@ -385,6 +513,9 @@ pub(crate) struct PatternSet {
 struct PatternsBuilder {
     sources: Vec<String>,
     slots: Vec<Slot>,
+    /// Indices of the `Slot::Match` slots of each source, so adding a rule is not a scan of
+    /// every pattern so far (quadratic in a large pack).
+    matches: HashMap<String, Vec<usize>>,
 }
 
 impl PatternsBuilder {
@@ -398,17 +529,17 @@ impl PatternsBuilder {
         rule: usize,
         all_spans: bool,
     ) {
-        for (i, s) in self.sources.iter().enumerate() {
-            if *s == source {
-                if let Slot::Match(e) = &mut self.slots[i] {
-                    if e.detector == detector {
-                        e.rules.push(rule);
-                        e.all_spans |= all_spans;
-                        return;
-                    }
+        let same = self.matches.entry(source.clone()).or_default();
+        for &i in same.iter() {
+            if let Some(Slot::Match(e)) = self.slots.get_mut(i) {
+                if e.detector == detector {
+                    e.rules.push(rule);
+                    e.all_spans |= all_spans;
+                    return;
                 }
             }
         }
+        same.push(self.slots.len());
         self.sources.push(source.clone());
         let mut entry = SetEntry::new(source, detector, vec![rule]);
         entry.all_spans = all_spans;
@@ -469,7 +600,7 @@ impl SetEntry {
     /// rather than failing the scan (a unit test compiles every built-in pattern).
     pub fn span(&self) -> Option<&Regex> {
         self.span
-            .get_or_init(|| span_regex(&self.source).ok())
+            .get_or_init(|| span_regex(&self.source, RULE_REGEX_SIZE).ok())
             .as_ref()
     }
 }
@@ -630,26 +761,30 @@ impl CompiledPack {
     }
 }
 
-/// Compiles the packs `policy` binds.
+/// Compiles the packs `policy` binds, under the default [`Limits`].
 pub fn compile(packs: &PackSet, policy: Policy) -> Result<CompiledPack, CompileError> {
+    compile_with(packs, policy, &Limits::default())
+}
+
+/// [`compile`] under `limits`.
+pub fn compile_with(
+    packs: &PackSet,
+    policy: Policy,
+    limits: &Limits,
+) -> Result<CompiledPack, CompileError> {
+    // Validation messages hold numbers and category names only.
     policy
         .spec
         .validate()
-        .map_err(|message| CompileError::Policy {
-            policy: policy.name.clone(),
-            message,
-        })?;
+        .map_err(|message| CompileError::policy(&policy, message))?;
     let names = policy_packs(packs, &policy)?;
     if names.is_empty() {
-        return Err(CompileError::Policy {
-            policy: policy.name.clone(),
-            message: "binds no rule packs".into(),
-        });
+        return Err(CompileError::policy(&policy, "binds no rule packs"));
     }
     let mut resolved = Vec::new();
     let mut problems = Vec::new();
     for n in &names {
-        match resolve(packs, n) {
+        match resolve_with(packs, n, limits) {
             Ok(r) => resolved.push(r),
             Err(CompileError::Invalid(p)) => problems.extend(p),
             Err(e) => return Err(e),
@@ -658,38 +793,116 @@ pub fn compile(packs: &PackSet, policy: Policy) -> Result<CompiledPack, CompileE
     if !problems.is_empty() {
         return Err(CompileError::Invalid(problems));
     }
-    compile_resolved(resolved, policy)
+    compile_resolved_with(resolved, policy, limits)
+}
+
+/// Every compile check `pd-scanner test` makes on a source set, then the bundle `policy`
+/// binds. `test` compiles each loaded pack alone; a server compiles only what its policy
+/// binds, so without this a pack the policy leaves out — and with the default policy, every
+/// pack in an `extends` cycle, since a pack that is extended is never bound — was never
+/// checked, and a reload "succeeded" while a pack in it was broken (issue 12, finding 4).
+///
+/// Every loaded pack is resolved first (cycles, missing bases, id clashes, rule counts: cheap,
+/// no regex compiled); then the bound packs are compiled together; then each pack the bundle
+/// does not use is compiled alone, as `test` does. Problems of all packs are reported
+/// together. A pack's embedded `tests` are not run: they are the author's and the operator's
+/// gate, and a scanner has no use for their outcome.
+pub fn compile_checked(
+    packs: &PackSet,
+    policy: Policy,
+    limits: &Limits,
+) -> Result<CompiledPack, CompileError> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let add = |found: Vec<Problem>, problems: &mut Vec<Problem>| {
+        for p in found {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+    };
+    for name in packs.keys() {
+        match resolve_with(packs, name, limits) {
+            Ok(_) => {}
+            Err(CompileError::Invalid(p)) => add(p, &mut problems),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
+    let compiled = compile_with(packs, policy, limits)?;
+    let used = compiled.used_packs();
+    for name in packs.keys().filter(|n| !used.contains(n.as_str())) {
+        let mut alone = Policy::default_policy();
+        alone.spec.rule_packs = vec![name.clone()];
+        match compile_with(packs, alone, limits) {
+            Ok(_) => {}
+            Err(CompileError::Invalid(p)) => add(p, &mut problems),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CompileError::Invalid(problems));
+    }
+    Ok(compiled)
 }
 
 /// Compiles already-resolved packs (several packs are merged: the union of their normalization
-/// and decoders, and of their rules — an id defined differently by two packs is an error).
+/// and decoders, and of their rules — an id defined differently by two packs is an error),
+/// under the default [`Limits`].
 pub fn compile_resolved(
     resolved: Vec<ResolvedPack>,
     policy: Policy,
 ) -> Result<CompiledPack, CompileError> {
+    compile_resolved_with(resolved, policy, &Limits::default())
+}
+
+/// [`compile_resolved`] under `limits`: the bundle's rule count is checked before anything is
+/// compiled, and its compiled size after every regex, so a bundle over budget stops there.
+pub fn compile_resolved_with(
+    resolved: Vec<ResolvedPack>,
+    policy: Policy,
+    limits: &Limits,
+) -> Result<CompiledPack, CompileError> {
     let mut normalization: Option<Normalization> = None;
     let mut decoders = BTreeSet::new();
-    let mut limits: Option<DecoderLimits> = None;
+    let mut decode_limits: Option<DecoderLimits> = None;
     let mut rules: Vec<(&Rule, &str)> = Vec::new();
+    let mut by_id: HashMap<&RuleId, usize> = HashMap::new();
     let mut problems = Vec::new();
     for r in &resolved {
         normalization = Some(normalization.map_or(r.normalization, |n| n.union(r.normalization)));
-        limits = Some(limits.map_or(r.decoder_limits, |l| l.union(r.decoder_limits)));
+        decode_limits = Some(decode_limits.map_or(r.decoder_limits, |l| l.union(r.decoder_limits)));
         decoders.extend(r.decoders.iter().copied());
         for rule in &r.rules {
-            match rules.iter().find(|(x, _)| x.id == rule.id) {
-                Some((x, _)) if *x == rule => {}
-                Some((_, other)) => problems.push(Problem {
-                    pack: r.name.clone(),
-                    rule: Some(rule.id.to_string()),
-                    message: format!("also defined, differently, by pack `{other}`"),
-                }),
-                None => rules.push((rule, &r.name)),
+            match by_id.get(&rule.id).map(|&i| rules[i]) {
+                Some((x, _)) if x == rule => {}
+                Some((_, other)) => problems.push(Problem::new(
+                    &r.name,
+                    Some(&rule.id),
+                    format!("also defined, differently, by pack `{other}`"),
+                )),
+                None => {
+                    by_id.insert(&rule.id, rules.len());
+                    rules.push((rule, &r.name));
+                }
             }
         }
     }
+    if rules.len() > limits.max_bundle_rules {
+        return Err(CompileError::pack(
+            &pack_names(&resolved),
+            format!(
+                "the bundle holds {} rules; the limit is {} (--max-bundle-rules)",
+                rules.len(),
+                limits.max_bundle_rules
+            ),
+        ));
+    }
     let normalization = normalization.unwrap_or_default();
-    let limits = limits.unwrap_or_default();
+    let decode_limits = decode_limits.unwrap_or_default();
+    // Bytes of compiled automata the bundle keeps (rule regexes, the keyword automaton).
+    let mut compiled_bytes = 0usize;
     let mut classifiers = decode_models(&resolved, &mut problems);
 
     let mut compiled_rules = Vec::new();
@@ -702,8 +915,8 @@ pub fn compile_resolved(
     for &(rule, pack) in &rules {
         if !rule.enabled {
             // Still checked, so enabling it later cannot break the pack.
-            if let Err(message) = check_matcher(rule, &normalization, &classifiers) {
-                problems.push(rule_problem(pack, rule, message));
+            if let Err(fault) = check_matcher(rule, &normalization, &classifiers, limits) {
+                problems.push(rule_problem(pack, rule, fault));
             }
             continue;
         }
@@ -713,8 +926,13 @@ pub fn compile_resolved(
             .or_else(|| policy.spec.actions.get(&rule.category).copied());
         let mut detector = None;
         match &rule.matcher {
-            Matcher::Regex(source) => match rule_regex(source) {
+            Matcher::Regex(source) => match rule_regex(source, limits) {
                 Ok(re) => {
+                    compiled_bytes = compiled_bytes.saturating_add(re.memory_usage());
+                    if compiled_bytes > limits.max_bundle_compiled_bytes {
+                        problems.push(over_budget(&resolved, compiled_bytes, limits));
+                        return Err(CompileError::Invalid(problems));
+                    }
                     let scope = match rule.match_on {
                         MatchOn::Normalized => &mut primary_patterns,
                         MatchOn::Original => &mut original_patterns,
@@ -728,7 +946,7 @@ pub fn compile_resolved(
                         action == Some(Action::Redact),
                     );
                 }
-                Err(message) => problems.push(rule_problem(pack, rule, message)),
+                Err(fault) => problems.push(rule_problem(pack, rule, fault)),
             },
             Matcher::Detector(d) => {
                 detector = Some(*d);
@@ -767,7 +985,7 @@ pub fn compile_resolved(
                         },
                     );
                 }
-                Err(message) => problems.push(rule_problem(pack, rule, message)),
+                Err(fault) => problems.push(rule_problem(pack, rule, fault)),
             },
             Matcher::Classifier(c) => match classifier_target(c, &classifiers) {
                 Ok((model, label)) => classifiers[model].rules.push(ClassifierRule {
@@ -775,7 +993,7 @@ pub fn compile_resolved(
                     label,
                     threshold: c.threshold,
                 }),
-                Err(message) => problems.push(rule_problem(pack, rule, message)),
+                Err(fault) => problems.push(rule_problem(pack, rule, fault)),
             },
         }
         compiled_rules.push(CompiledRule {
@@ -806,7 +1024,7 @@ pub fn compile_resolved(
     let decoders: Vec<DecoderKind> = decoders.into_iter().collect();
     // Each part of the gate is its own pattern, so the parts made of words get atoms and only
     // the shapes (encoded runs) join the always-on DFA.
-    for part in decode_gate_parts(&decoders, limits.min_encoded_len) {
+    for part in decode_gate_parts(&decoders, decode_limits.min_encoded_len) {
         primary_patterns.push(
             part.clone(),
             Slot::DecodeGate(SetEntry::new(part, None, vec![])),
@@ -833,6 +1051,7 @@ pub fn compile_resolved(
                 BuildError::Atoms(e) => format!("literal prefilter: {e}"),
             },
         )
+        .hiding_details("the prefilter of the bundle's patterns could not be built; reduce the number or size of the rules without literals")
     })?;
     let keywords = if kw_patterns.is_empty() {
         None
@@ -840,7 +1059,16 @@ pub fn compile_resolved(
         let automaton =
             crate::prefilter::case_insensitive_automaton(&kw_patterns).map_err(|e| {
                 CompileError::pack(&pack_names(&resolved), format!("keyword automaton: {e}"))
+                    .hiding_details("the keyword automaton could not be built")
             })?;
+        compiled_bytes = compiled_bytes.saturating_add(automaton.memory_usage());
+        if compiled_bytes > limits.max_bundle_compiled_bytes {
+            return Err(CompileError::Invalid(vec![over_budget(
+                &resolved,
+                compiled_bytes,
+                limits,
+            )]));
+        }
         Some(Keywords {
             automaton,
             entries: kw_entries,
@@ -868,7 +1096,7 @@ pub fn compile_resolved(
         rules: compiled_rules,
         normalization,
         decoders,
-        limits,
+        limits: decode_limits,
         primary,
         original,
         decoded,
@@ -894,14 +1122,18 @@ fn decode_models(
             match seen.iter().find(|(x, _)| x.name == m.name) {
                 Some((x, _)) if *x == m => continue,
                 Some((_, other)) => {
-                    problems.push(Problem {
-                        pack: r.name.clone(),
-                        rule: None,
-                        message: format!(
+                    problems.push(Problem::hiding(
+                        &r.name,
+                        None,
+                        format!(
+                            "model {} is also defined, differently, by pack `{other}`",
+                            shown_name(&m.name)
+                        ),
+                        format!(
                             "model `{}` is also defined, differently, by pack `{other}`",
                             m.name
                         ),
-                    });
+                    ));
                     continue;
                 }
                 None => seen.push((m, &r.name)),
@@ -911,11 +1143,12 @@ fn decode_models(
                     model,
                     rules: Vec::new(),
                 }),
-                Err(e) => problems.push(Problem {
-                    pack: r.name.clone(),
-                    rule: None,
-                    message: e.to_string(),
-                }),
+                Err(e) => problems.push(Problem::hiding(
+                    &r.name,
+                    None,
+                    format!("model {} does not decode", shown_name(&m.name)),
+                    e.to_string(),
+                )),
             }
         }
     }
@@ -926,29 +1159,37 @@ fn decode_models(
 fn classifier_target(
     c: &ClassifierMatch,
     classifiers: &[CompiledClassifier],
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), Fault> {
     let (i, found) = classifiers
         .iter()
         .enumerate()
         .find(|(_, x)| x.model.name == c.model)
         .ok_or_else(|| {
-            format!(
-                "classifier model `{}` is not defined by this pack or a pack it extends (or it failed to load)",
-                c.model
+            let why = "is not defined by this pack or a pack it extends (or it failed to load)";
+            Fault::hiding(
+                format!("classifier model {} {why}", shown_name(&c.model)),
+                format!("classifier model `{}` {why}", c.model),
             )
         })?;
     let label = found.model.label_index(&c.label).ok_or_else(|| {
-        format!(
-            "model `{}` has no label `{}` (labels: {})",
-            c.model,
-            c.label,
-            found
-                .model
-                .labels
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+        Fault::hiding(
+            format!(
+                "model {} has no label {}",
+                shown_name(&c.model),
+                shown_name(&c.label)
+            ),
+            format!(
+                "model `{}` has no label `{}` (labels: {})",
+                c.model,
+                c.label,
+                found
+                    .model
+                    .labels
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )
     })?;
     Ok((i, label))
@@ -962,11 +1203,61 @@ fn pack_names(resolved: &[ResolvedPack]) -> String {
         .join("+")
 }
 
-fn rule_problem(pack: &str, rule: &Rule, message: String) -> Problem {
+/// Why a rule's matcher does not compile: `message` in full, and what public error text shows
+/// instead when it quotes the rule (see [`Problem::summary`]).
+struct Fault {
+    message: String,
+    summary: Option<String>,
+}
+
+impl From<String> for Fault {
+    /// A message that quotes nothing from the rule.
+    fn from(message: String) -> Self {
+        Fault {
+            message,
+            summary: None,
+        }
+    }
+}
+
+impl Fault {
+    fn hiding(summary: impl Into<String>, message: String) -> Self {
+        Fault {
+            message,
+            summary: Some(summary.into()),
+        }
+    }
+}
+
+fn rule_problem(pack: &str, rule: &Rule, fault: Fault) -> Problem {
     Problem {
-        pack: pack.to_string(),
-        rule: Some(rule.id.to_string()),
-        message,
+        summary: fault.summary,
+        ..Problem::new(pack, Some(&rule.id), fault.message)
+    }
+}
+
+/// The problem of a bundle whose compiled automata outgrew `limits`.
+fn over_budget(resolved: &[ResolvedPack], bytes: usize, limits: &Limits) -> Problem {
+    Problem::new(
+        &pack_names(resolved),
+        None,
+        format!(
+            "the compiled bundle exceeds {} bytes ({bytes} so far; --max-bundle-compiled-bytes): use fewer rules, or regexes with fewer counted repetitions",
+            limits.max_bundle_compiled_bytes
+        ),
+    )
+}
+
+impl CompileError {
+    /// This error with every problem's public text replaced by `summary`: for messages that
+    /// carry a library's own words, which may quote a pattern.
+    fn hiding_details(mut self, summary: &str) -> Self {
+        if let CompileError::Invalid(problems) = &mut self {
+            for p in problems {
+                p.summary = Some(summary.to_string());
+            }
+        }
+        self
     }
 }
 
@@ -974,9 +1265,10 @@ fn check_matcher(
     rule: &Rule,
     normalization: &Normalization,
     classifiers: &[CompiledClassifier],
-) -> Result<(), String> {
+    limits: &Limits,
+) -> Result<(), Fault> {
     match &rule.matcher {
-        Matcher::Regex(s) => rule_regex(s).map(|_| ()),
+        Matcher::Regex(s) => rule_regex(s, limits).map(|_| ()),
         Matcher::Keywords(k) => keyword_bytes(k, normalization).map(|_| ()),
         Matcher::Detector(_) => Ok(()),
         Matcher::Classifier(c) => classifier_target(c, classifiers).map(|_| ()),
@@ -986,22 +1278,38 @@ fn check_matcher(
 /// Compiles one rule regex the way the set will: bytes, ASCII classes (`\w`, `\b`, `\d`, `\s`
 /// are ASCII; text is normalized first), UTF-8 literals still match. Rejects patterns that match
 /// the empty string, which would fire on every prompt.
-fn rule_regex(source: &str) -> Result<Regex, String> {
-    if source.len() > MAX_REGEX_LEN {
+fn rule_regex(source: &str, limits: &Limits) -> Result<Regex, Fault> {
+    if source.len() > limits.max_regex_bytes {
         return Err(format!(
-            "regex is {} bytes; the limit is {MAX_REGEX_LEN}",
-            source.len()
-        ));
+            "regex is {} bytes; the limit is {} (--max-regex-bytes)",
+            source.len(),
+            limits.max_regex_bytes
+        )
+        .into());
     }
-    let re = span_regex(source).map_err(|e| match (e.size_limit(), e.syntax_error()) {
-        (Some(n), _) => format!(
-            "regex compiles to more than {n} bytes; simplify it (bounded repeats like {{1,1000}} are costly)"
-        ),
-        (None, Some(e)) => format!("invalid regex: {}", one_line(&e.to_string())),
-        (None, None) => format!("invalid regex: {}", one_line(&e.to_string())),
+    let re = span_regex(source, limits.max_regex_compiled_bytes).map_err(|e| {
+        match (e.size_limit(), e.syntax_error()) {
+            (Some(n), _) => format!(
+                "regex compiles to more than {n} bytes (--max-regex-compiled-bytes); simplify it (counted repetitions multiply: {{1,1000}} is costly, b{{1000}}{{1000}} a million states)"
+            )
+            .into(),
+            // The parser's message quotes the pattern.
+            (None, Some(e)) => Fault::hiding(
+                "invalid regex (a syntax error; `pd-scanner test` shows where)",
+                format!("invalid regex: {}", one_line(&e.to_string())),
+            ),
+            (None, None) => Fault::hiding(
+                "invalid regex",
+                format!("invalid regex: {}", one_line(&e.to_string())),
+            ),
+        }
     })?;
     if re.is_match(b"") {
-        return Err("regex matches the empty string, so it would match every prompt".into());
+        return Err(
+            "regex matches the empty string, so it would match every prompt"
+                .to_string()
+                .into(),
+        );
     }
     Ok(re)
 }
@@ -1018,7 +1326,7 @@ fn rule_regex(source: &str) -> Result<Regex, String> {
 /// a rule runs only in the windows around its atoms anyway. Patterns without atoms keep it:
 /// there a prefix such as a digit is what keeps a counted repetition from overwhelming the lazy
 /// DFA. Matches are the same either way.
-fn span_regex(source: &str) -> Result<Regex, Box<meta::BuildError>> {
+fn span_regex(source: &str, size_limit: usize) -> Result<Regex, Box<meta::BuildError>> {
     let slow_prefilter = crate::atoms::atoms(source).is_some()
         && crate::atoms::parse(source)
             .ok()
@@ -1030,7 +1338,7 @@ fn span_regex(source: &str) -> Result<Regex, Box<meta::BuildError>> {
                 .match_kind(MatchKind::LeftmostFirst)
                 .utf8_empty(false)
                 .auto_prefilter(!slow_prefilter)
-                .nfa_size_limit(Some(RULE_REGEX_SIZE))
+                .nfa_size_limit(Some(size_limit))
                 .hybrid_cache_capacity(SPAN_DFA_SIZE),
         )
         .syntax(syntax::Config::new().unicode(false).utf8(false))
@@ -1046,20 +1354,24 @@ type KeywordLists = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 /// Keywords are normalized like the text they are matched against, so a keyword written with a
 /// curly quote or a full-width letter still matches.
-fn keyword_bytes(k: &crate::pack::Keywords, n: &Normalization) -> Result<KeywordLists, String> {
+fn keyword_bytes(k: &crate::pack::Keywords, n: &Normalization) -> Result<KeywordLists, Fault> {
     if k.any.is_empty() && k.all.is_empty() {
-        return Err("keywords: set `any` and/or `all`".into());
+        return Err(Fault::from("keywords: set `any` and/or `all`".to_string()));
     }
     if k.all.len() > MAX_ALL_KEYWORDS {
         return Err(format!(
             "keywords.all has {} entries; the limit is {MAX_ALL_KEYWORDS}",
             k.all.len()
-        ));
+        )
+        .into());
     }
-    let norm = |w: &String| -> Result<Vec<u8>, String> {
+    let norm = |w: &String| -> Result<Vec<u8>, Fault> {
         let t = normalize(w, n).text().trim().to_string();
         if t.is_empty() {
-            return Err(format!("keyword {w:?} is empty after normalization"));
+            return Err(Fault::hiding(
+                "a keyword is empty after normalization",
+                format!("keyword {w:?} is empty after normalization"),
+            ));
         }
         Ok(t.into_bytes())
     };
@@ -1222,5 +1534,161 @@ rules:
             Policy::default_policy(),
         ));
         assert!(e.contains("rule `a`: also defined, differently"), "{e}");
+    }
+    const GOOD: &str =
+        "version: '1'\nrules:\n- {id: g, category: other, severity: low, weight: 5, regex: x}\n";
+
+    #[test]
+    fn the_checked_compile_finds_what_pack_tests_find() {
+        // The default policy binds packs no other pack extends: neither side of a cycle.
+        let p = packs(&[
+            ("a", "version: '1'\nextends: b\nrules: []\n"),
+            ("b", "version: '1'\nextends: a\nrules: []\n"),
+            ("good", GOOD),
+        ]);
+        assert!(compile(&p, Policy::default_policy()).is_ok());
+        let e = compile_checked(&p, Policy::default_policy(), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cycle: a -> b -> a"), "{e}");
+        let p = packs(&[
+            ("s", "version: '1'\nextends: s\nrules: []\n"),
+            ("good", GOOD),
+        ]);
+        let e = compile_checked(&p, Policy::default_policy(), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cycle: s -> s"), "{e}");
+        // A pack the policy does not bind is compiled alone, as `pd-scanner test` does.
+        let broken =
+            "version: '1'\nrules:\n- {id: r, category: other, severity: low, weight: 5, regex: '('}\n";
+        let p = packs(&[("good", GOOD), ("other", broken)]);
+        let mut policy = Policy::default_policy();
+        policy.spec.rule_packs = vec!["good".into()];
+        assert!(compile(&p, policy.clone()).is_ok());
+        let e = compile_checked(&p, policy.clone(), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rule pack `other`, rule `r`: invalid regex"),
+            "{e}"
+        );
+        let p = packs(&[("good", GOOD)]);
+        assert_eq!(
+            compile_checked(&p, policy, &Limits::default())
+                .unwrap()
+                .rule_count(),
+            1
+        );
+    }
+
+    fn rules(n: usize, extends: Option<&str>, prefix: &str, regex: &str) -> String {
+        let mut y = String::from("version: '1'\n");
+        if let Some(b) = extends {
+            y.push_str(&format!("extends: {b}\n"));
+        }
+        y.push_str("rules:\n");
+        for i in 0..n {
+            y.push_str(&format!(
+                "- {{id: {prefix}{i}, category: other, severity: low, weight: 5, regex: '{regex}{i}'}}\n"
+            ));
+        }
+        y
+    }
+
+    #[test]
+    fn limits_refuse_oversized_packs_and_bundles() {
+        let small = Limits {
+            max_pack_rules: 5,
+            max_bundle_rules: 5,
+            ..Limits::default()
+        };
+        let e = err(compile_with(
+            &packs(&[("p", &*rules(6, None, "r", "x"))]),
+            Policy::default_policy(),
+            &small,
+        ));
+        assert!(
+            e.contains("rule pack `p`: the pack defines 6 rules; the limit is 5"),
+            "{e}"
+        );
+        let chain = packs(&[
+            ("base", &*rules(3, None, "b", "x")),
+            ("child", &*rules(3, Some("base"), "c", "y")),
+        ]);
+        let e = err(compile_with(&chain, Policy::default_policy(), &small));
+        assert!(e.contains("packs it extends define 6 rules"), "{e}");
+        let two = packs(&[
+            ("one", &*rules(3, None, "b", "x")),
+            ("two", &*rules(3, None, "c", "y")),
+        ]);
+        let e = err(compile_with(&two, Policy::default_policy(), &small));
+        assert!(
+            e.contains("the bundle holds 6 rules; the limit is 5"),
+            "{e}"
+        );
+
+        let long = Limits {
+            max_regex_bytes: 3,
+            ..Limits::default()
+        };
+        let e = err(compile_with(
+            &packs(&[("p", &*rules(1, None, "r", "abc"))]),
+            Policy::default_policy(),
+            &long,
+        ));
+        assert!(e.contains("regex is 4 bytes; the limit is 3"), "{e}");
+
+        // Counted repetitions multiply: 13 bytes of source, a million NFA states.
+        let e = err(compile(
+            &packs(&[("p", &*rules(1, None, "r", "b{1000}{1000}"))]),
+            Policy::default_policy(),
+        ));
+        assert!(e.contains("compiles to more than 2097152 bytes"), "{e}");
+
+        // Each regex is well within its own limit; together they are not.
+        let budget = Limits {
+            max_bundle_compiled_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let wide = packs(&[("p", &*rules(20, None, "r", "x\\w{1000}y"))]);
+        assert!(compile(&wide, Policy::default_policy()).is_ok());
+        let e = err(compile_with(&wide, Policy::default_policy(), &budget));
+        assert!(
+            e.contains("the compiled bundle exceeds 1048576 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn public_problem_text_quotes_nothing_from_the_pack() {
+        let p = packs(&[(
+            "p",
+            "version: '1'\nrules:\n- {id: r, category: other, severity: low, weight: 5, regex: '(secret-token'}\n",
+        )]);
+        let e = compile_checked(&p, Policy::default_policy(), &Limits::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("secret-token"),
+            "the full text has it: {e}"
+        );
+        let public = e.public_lines().join("\n");
+        assert!(!public.contains("secret"), "{public}");
+        assert!(
+            public.contains("rule pack `p`, rule `r`: invalid regex"),
+            "{public}"
+        );
+        let q = packs(&[("q", "version: '1'\nextends: 'Secret Base'\nrules: []\n")]);
+        let e = compile_checked(&q, Policy::default_policy(), &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("Secret Base"), "{e}");
+        let public = e.public_lines().join("\n");
+        assert!(!public.contains("Secret"), "{public}");
+        assert!(
+            public.contains("extends (a value that is not a valid name), which is not loaded"),
+            "{public}"
+        );
+        let mut policy = Policy::default_policy();
+        policy.spec.rule_packs = vec!["Secret Pack".into()];
+        let e = compile(&p, policy).unwrap_err();
+        assert!(!e.public_lines().join("").contains("Secret"), "{e:?}");
     }
 }

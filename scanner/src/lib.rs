@@ -2,9 +2,9 @@
 //! and scoring. The `pd-scanner` binary and the operator are both built on it, so a pack is
 //! validated, tested and run by exactly the same code everywhere.
 //!
-//! Flow: [`load`] files → [`compile::compile`] packs + [`policy::Policy`] into a
-//! [`compile::CompiledPack`] → [`compile::CompiledPack::scan`] a prompt into an
-//! [`engine::ScanResult`].
+//! Flow: [`sources`] reads files within [`limits`] → [`load`] parses them →
+//! [`compile::compile`] packs + [`policy::Policy`] into a [`compile::CompiledPack`] →
+//! [`compile::CompiledPack::scan`] a prompt into an [`engine::ScanResult`].
 
 pub mod atoms;
 pub mod baseline;
@@ -18,6 +18,7 @@ pub mod dfa_cache;
 pub mod engine;
 pub mod eval;
 pub mod gate;
+pub mod limits;
 pub mod listen;
 pub mod load;
 pub mod normalize;
@@ -28,6 +29,7 @@ pub mod reach;
 pub mod redact;
 pub mod score;
 pub mod serve;
+pub mod sources;
 pub mod synth;
 pub mod testing;
 pub mod verdict;

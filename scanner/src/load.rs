@@ -4,7 +4,8 @@
 //! `ScanPolicy` custom resources (multi-document YAML, as `kubectl apply -f` takes them), and
 //! directories of such files. `Tenant` resources and objects of other API groups are skipped so a
 //! user can point the scanner at the same folder they apply. Loading is all-or-nothing: the first
-//! error aborts and names the file and document, so nothing half-loaded is ever compiled.
+//! error aborts and names the file, line and document, so nothing half-loaded is ever compiled.
+//! Which files are read, and how, is [`crate::sources`]'s business.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 use serde_yaml::{Mapping, Value};
 use thiserror::Error;
 
+use crate::limits::{shown_name, Limits};
 use crate::pack::RulePackSpec;
 use crate::policy::{Policy, PolicySpec, DEPLOYMENT_KEYS};
+use crate::sources::Snapshot;
 
 /// API group of the custom resources.
 pub const API_GROUP: &str = "promptdefenders.io";
@@ -59,8 +62,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}: {message}")]
-    Invalid { origin: Origin, message: String },
+    /// A document that does not load (boxed: it is the largest variant by far, and every
+    /// `Result` carrying a `LoadError` pays for the largest).
+    #[error("{0}")]
+    Invalid(Box<InvalidDocument>),
     #[error("rule pack `{name}` is defined twice: in {first} and in {second}")]
     DuplicatePack {
         name: String,
@@ -75,6 +80,101 @@ pub enum LoadError {
     },
     #[error("no rule packs found in {}", paths_list(.0))]
     NoPacks(Vec<PathBuf>),
+    /// Nothing but whitespace, comments or empty documents: refused rather than loaded as "no
+    /// packs here", because that is what a file truncated to nothing (or caught between an
+    /// editor's truncate and write) looks like.
+    #[error("{path}: the file is empty (nothing but whitespace or comments); a source file must hold at least one document")]
+    Empty { path: PathBuf },
+    #[error("{path}: the file is {size} bytes; the limit is {limit} (--max-pack-bytes)")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    /// A symlink whose target is outside the directory holding it.
+    #[error("{path} is a symlink to {target}, outside {dir}; links are followed only within their own directory (name the target itself to load it)")]
+    OutsideSource {
+        path: PathBuf,
+        target: PathBuf,
+        dir: PathBuf,
+    },
+    /// The file changed while it was being read: a writer is still at work.
+    #[error("{path} changed while it was being read; try again once it is written")]
+    Changing { path: PathBuf },
+}
+
+/// Why a document does not load, and where.
+#[derive(Debug, Error)]
+#[error("{}: {message}", at(.origin, *.line, *.column))]
+pub struct InvalidDocument {
+    pub origin: Origin,
+    /// 1-based line and column of the problem when the parser knows them, else the line where
+    /// the document starts.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Quotes nothing from the source: it may be shown to anyone who can reach `/readyz`.
+    pub summary: String,
+    /// May quote the source (a parser's own words, a bad value).
+    pub message: String,
+}
+
+impl LoadError {
+    fn invalid(
+        origin: Origin,
+        line: Option<usize>,
+        column: Option<usize>,
+        summary: String,
+        message: String,
+    ) -> Self {
+        LoadError::Invalid(Box::new(InvalidDocument {
+            origin,
+            line,
+            column,
+            summary,
+            message,
+        }))
+    }
+
+    /// The error for readers who may not see the sources (`/readyz`, the Pod annotation): it
+    /// names the file, line and what is wrong, and quotes nothing from any file.
+    pub fn public(&self) -> String {
+        match self {
+            LoadError::Invalid(d) => format!("{}: {}", at(&d.origin, d.line, d.column), d.summary),
+            LoadError::DuplicatePolicy {
+                name,
+                first,
+                second,
+            } => format!(
+                "scan policy {} is defined twice: in {first} and in {second}",
+                shown_name(name)
+            ),
+            // Where the link points is the log's business.
+            LoadError::OutsideSource { path, dir, .. } => format!(
+                "{} is a symlink to a file outside {}; links are followed only within their own directory",
+                path.display(),
+                dir.display()
+            ),
+            // The others hold paths, validated names, numbers and the OS's own words.
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `path:line:column (document n)`, with what is known of the position.
+fn at(origin: &Origin, line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(
+            "{}:{l}:{c} (document {})",
+            origin.path.display(),
+            origin.document
+        ),
+        (Some(l), None) => format!(
+            "{}:{l} (document {})",
+            origin.path.display(),
+            origin.document
+        ),
+        _ => origin.to_string(),
+    }
 }
 
 fn paths_list(paths: &[PathBuf]) -> String {
@@ -85,115 +185,124 @@ fn paths_list(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-/// File extensions read from directories.
-const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
+/// Why one document does not load: `summary` for public error text (nothing from the source
+/// but validated names), `message` with every detail.
+struct Bad {
+    summary: String,
+    message: String,
+}
 
-/// Loads every file and directory in `paths`. Directories are read one level deep, in name
-/// order, skipping hidden entries (kubelet's `..data` and `..<timestamp>` folders of a mounted
-/// ConfigMap are hidden; the visible names are symlinks into them).
-pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded::default();
-    for path in paths {
-        let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        if meta.is_dir() {
-            for file in dir_files(path)? {
-                load_file(&file, &mut loaded)?;
-            }
-        } else {
-            load_file(path, &mut loaded)?;
+impl Bad {
+    /// A message that quotes nothing from the source but validated names and numbers.
+    fn plain(message: impl Into<String>) -> Bad {
+        let message = message.into();
+        Bad {
+            summary: message.clone(),
+            message,
         }
     }
+
+    fn hiding(summary: impl Into<String>, message: impl Into<String>) -> Bad {
+        Bad {
+            summary: summary.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads every file and directory in `paths` under the default [`Limits`] (see
+/// [`crate::sources`] for which files are read).
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    load_paths_with(paths, &Limits::default())
+}
+
+/// [`load_paths`] under `limits`.
+pub fn load_paths_with(paths: &[PathBuf], limits: &Limits) -> Result<Loaded, LoadError> {
+    load_snapshot(&crate::sources::read(paths, limits)?)
+}
+
+/// Loads the files of a read source set. Loading is all-or-nothing: the first error aborts.
+pub fn load_snapshot(snapshot: &Snapshot) -> Result<Loaded, LoadError> {
+    let mut loaded = Loaded::default();
+    for file in &snapshot.files {
+        let text = std::str::from_utf8(&file.bytes).map_err(|e| {
+            let valid = &file.bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let summary = format!(
+                "the file is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            );
+            LoadError::invalid(
+                Origin {
+                    path: file.path.clone(),
+                    document: 1,
+                },
+                Some(line),
+                None,
+                summary.clone(),
+                summary,
+            )
+        })?;
+        load_str(text, &file.path, &mut loaded)?;
+    }
     if loaded.packs.is_empty() {
-        return Err(LoadError::NoPacks(paths.to_vec()));
+        return Err(LoadError::NoPacks(snapshot.requested.clone()));
     }
     Ok(loaded)
 }
 
-/// The files of `dir` the loader reads, in the order it reads them (hidden entries skipped,
-/// symlinks followed). The hot-reload watcher fingerprints exactly these.
-pub(crate) fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let io = |source| LoadError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let wanted = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.contains(&e));
-        // `metadata` follows symlinks, which is what a ConfigMap volume needs.
-        if wanted
-            && std::fs::metadata(&path)
-                .map(|m| m.is_file())
-                .unwrap_or(false)
-        {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn load_file(path: &Path, loaded: &mut Loaded) -> Result<(), LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| LoadError::Invalid {
-        origin: Origin {
-            path: path.to_path_buf(),
-            document: 1,
-        },
-        message: format!(
-            "file is not UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ),
-    })?;
-    load_str(&text, path, loaded)
-}
-
 /// Loads the documents of one file's text. `path` names the origin and, for a bare rule pack,
-/// gives the pack its name (the file stem).
+/// gives the pack its name (the file stem). Text with no document at all (empty, whitespace,
+/// comments) is an error: see [`LoadError::Empty`].
 pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), LoadError> {
     let mut bare_seen = false;
+    let mut documents = 0;
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
             path: path.to_path_buf(),
             document: i + 1,
         };
-        let invalid = |message: String| LoadError::Invalid {
-            origin: origin.clone(),
-            message,
+        // Semantic errors carry the document's first line; the parser's carry their own.
+        let invalid = |bad: Bad| {
+            LoadError::invalid(
+                origin.clone(),
+                document_line(text, i + 1),
+                None,
+                bad.summary,
+                bad.message,
+            )
         };
-        let value = <Value as serde::Deserialize>::deserialize(doc)
-            .map_err(|e| invalid(format!("invalid YAML/JSON: {e}")))?;
+        let value = match <Value as serde::Deserialize>::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => return Err(syntax_error(text, origin, &e)),
+        };
         let map = match value {
             Value::Null => continue,
             Value::Mapping(m) => m,
             other => {
-                return Err(invalid(format!(
+                return Err(invalid(Bad::plain(format!(
                     "expected a mapping (a rule pack or a custom resource), found {}",
                     kind_of(&other)
-                )))
+                ))))
             }
+        };
+        documents += 1;
+        // Schema errors are located by deserializing the document again, typed, from the
+        // text: only then does the parser know where the offending field is.
+        let schema = |bad: Bad, typed: fn(&str, usize) -> Option<serde_yaml::Location>| {
+            let mut e = invalid(bad);
+            if let (Some(loc), LoadError::Invalid(d)) = (typed(text, i), &mut e) {
+                d.line = Some(loc.line());
+                d.column = Some(loc.column());
+            }
+            e
         };
         match classify(&map).map_err(&invalid)? {
             Doc::BarePack => {
                 if bare_seen {
-                    return Err(invalid(
-                        "a file may hold only one bare rule pack (its name is the file name); use RulePack resources for several".into(),
-                    ));
+                    return Err(invalid(Bad::plain(
+                        "a file may hold only one bare rule pack (its name is the file name); use RulePack resources for several",
+                    )));
                 }
                 bare_seen = true;
                 let name = path
@@ -201,11 +310,13 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 validate_name(&name).map_err(&invalid)?;
-                let spec = pack_spec(Value::Mapping(map), &name).map_err(&invalid)?;
+                let spec = pack_spec(Value::Mapping(map), &name)
+                    .map_err(|b| schema(b, locate::<RulePackSpec>))?;
                 add_pack(loaded, name, spec, origin)?;
             }
             Doc::RulePack { name, spec } => {
-                let spec = pack_spec(spec, &name).map_err(&invalid)?;
+                let spec = pack_spec(spec, &name)
+                    .map_err(|b| schema(b, locate::<Resource<RulePackSpec>>))?;
                 add_pack(loaded, name, spec, origin)?;
             }
             Doc::ScanPolicy { name, tenant, spec } => {
@@ -222,10 +333,23 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
                     .push((Policy { name, tenant, spec }, origin));
             }
             Doc::Bundle { spec } => {
-                let bundle: BundleSpec = serde_yaml::from_value(spec)
-                    .map_err(|e| invalid(format!("scan bundle: {e}")))?;
+                let bundle: BundleSpec = serde_yaml::from_value(spec).map_err(|e| {
+                    schema(
+                        Bad::hiding(
+                            "scan bundle: does not match the ScanBundle format (an unknown or missing field, or a value of the wrong type)",
+                            format!("scan bundle: {e}"),
+                        ),
+                        locate::<Resource<BundleSpec>>,
+                    )
+                })?;
                 bundle.policy.spec.validate().map_err(|e| {
-                    invalid(format!("scan bundle policy `{}`: {e}", bundle.policy.name))
+                    invalid(Bad::hiding(
+                        format!(
+                            "scan bundle policy {}: {e}",
+                            shown_name(&bundle.policy.name)
+                        ),
+                        format!("scan bundle policy `{}`: {e}", bundle.policy.name),
+                    ))
                 })?;
                 for (name, spec) in bundle.packs {
                     validate_name(&name).map_err(&invalid)?;
@@ -247,7 +371,126 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
             Doc::Skipped(what) => loaded.skipped.push(format!("{what} in {origin}")),
         }
     }
+    if documents == 0 {
+        return Err(LoadError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
     Ok(())
+}
+
+/// A YAML/JSON syntax error, located. The parser's message names what it expected, but it
+/// stays in `message`: the public summary is a fixed text, and says "truncated" when the
+/// parser ran out of text in the middle of a structure — what a half-written file looks like.
+fn syntax_error(text: &str, origin: Origin, e: &serde_yaml::Error) -> LoadError {
+    let location = e.location();
+    let at_end = location
+        .as_ref()
+        .is_some_and(|l| l.index() >= text.trim_end().len());
+    let summary = if at_end {
+        "invalid YAML/JSON: the text ends in the middle of a structure (truncated, or still being written?)"
+    } else {
+        "invalid YAML/JSON syntax"
+    };
+    // Running out of text, the parser points one line past the last; point at the last.
+    let (line, column) = match &location {
+        Some(_) if at_end => {
+            let last = text.trim_end().lines().enumerate().last();
+            (
+                Some(last.map_or(1, |(i, _)| i + 1)),
+                Some(last.map_or(1, |(_, l)| l.chars().count() + 1)),
+            )
+        }
+        Some(l) => (Some(l.line()), Some(l.column())),
+        None => (document_line(text, origin.document), None),
+    };
+    LoadError::invalid(
+        origin,
+        line,
+        column,
+        summary.into(),
+        format!("invalid YAML/JSON: {e}"),
+    )
+}
+
+/// A custom resource as far as locating an error in its `spec` needs.
+#[derive(serde::Deserialize)]
+struct Resource<T> {
+    #[allow(dead_code)]
+    spec: T,
+}
+
+/// Where deserializing document `index` (0-based) of `text` as `T` fails, if it does.
+fn locate<T: serde::de::DeserializeOwned>(
+    text: &str,
+    index: usize,
+) -> Option<serde_yaml::Location> {
+    let doc = serde_yaml::Deserializer::from_str(text).nth(index)?;
+    T::deserialize(doc).err()?.location()
+}
+
+/// The 1-based line where document `document` (1-based) of `text` starts, as far as a scan of
+/// the lines can tell: the first line that is not blank, a comment or a directive starts the
+/// first document, and every `---` marker a new one (a `...` marker ends one). Good for
+/// pointing at a document; not a YAML parser.
+pub fn document_line(text: &str, document: usize) -> Option<usize> {
+    let mut seen = 0;
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let marker = |m: &str| {
+            line.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if marker("---") {
+            seen += 1;
+            inside = true;
+        } else if marker("...") {
+            inside = false;
+            continue;
+        } else {
+            let t = line.trim();
+            if inside || t.is_empty() || t.starts_with('#') || line.starts_with('%') {
+                continue;
+            }
+            seen += 1;
+            inside = true;
+        }
+        if seen == document {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The 1-based line of the rule `id` in the document starting at `from` (a line naming it
+/// after an `id:` key), else `from`. For pointing at a rule in error text; a heuristic, not a
+/// parser, and falls back to the document.
+pub fn rule_line(text: &str, from: usize, id: &str) -> usize {
+    let is_id_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        if i + 1 > from && (line.starts_with("---") || line.starts_with("...")) {
+            break;
+        }
+        for (pos, _) in line.match_indices(id) {
+            let bytes = line.as_bytes();
+            let end = pos + id.len();
+            if (pos > 0 && is_id_byte(bytes[pos - 1]))
+                || bytes.get(end).is_some_and(|&b| is_id_byte(b))
+            {
+                continue;
+            }
+            let before = line[..pos].trim_end_matches([' ', '\t', '"', '\'']);
+            let key = before
+                .strip_suffix(':')
+                .map(|k| k.trim_end_matches([' ', '\t', '"', '\'']));
+            if key.is_some_and(|k| {
+                k.ends_with("id") && !k[..k.len() - 2].bytes().last().is_some_and(is_id_byte)
+            }) {
+                return i + 1;
+            }
+        }
+    }
+    from
 }
 
 enum Doc {
@@ -276,13 +519,13 @@ pub struct BundleSpec {
     pub packs: BTreeMap<String, RulePackSpec>,
 }
 
-fn classify(map: &Mapping) -> Result<Doc, String> {
+fn classify(map: &Mapping) -> Result<Doc, Bad> {
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind = map.get("kind").and_then(Value::as_str);
     let (api_version, kind) = match (api_version, kind) {
         (None, None) => return Ok(Doc::BarePack),
         (Some(a), Some(k)) => (a, k),
-        _ => return Err("a resource needs both `apiVersion` and `kind`".into()),
+        _ => return Err(Bad::plain("a resource needs both `apiVersion` and `kind`")),
     };
     let group = api_version.split('/').next().unwrap_or_default();
     if group != API_GROUP {
@@ -292,7 +535,12 @@ fn classify(map: &Mapping) -> Result<Doc, String> {
         .get("metadata")
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{kind} has no metadata.name"))?
+        .ok_or_else(|| {
+            Bad::hiding(
+                format!("a {API_GROUP} resource has no metadata.name"),
+                format!("{kind} has no metadata.name"),
+            )
+        })?
         .to_string();
     validate_name(&name)?;
     let spec = map.get("spec").cloned().unwrap_or(Value::Null);
@@ -306,9 +554,9 @@ fn classify(map: &Mapping) -> Result<Doc, String> {
                     v.get("name")
                         .and_then(Value::as_str)
                         .ok_or_else(|| {
-                            format!(
+                            Bad::plain(format!(
                                 "ScanPolicy `{name}`: tenantRef must be a name or {{name: ...}}"
-                            )
+                            ))
                         })?
                         .to_string(),
                 ),
@@ -317,14 +565,17 @@ fn classify(map: &Mapping) -> Result<Doc, String> {
         }
         "Tenant" => Ok(Doc::Skipped(format!("Tenant `{name}`"))),
         "ScanBundle" => Ok(Doc::Bundle { spec }),
-        other => Err(format!(
-            "unknown kind `{other}` in {API_GROUP}; expected RulePack, ScanPolicy, ScanBundle or Tenant"
+        other => Err(Bad::hiding(
+            format!("unknown kind in {API_GROUP}; expected RulePack, ScanPolicy, ScanBundle or Tenant"),
+            format!(
+                "unknown kind `{other}` in {API_GROUP}; expected RulePack, ScanPolicy, ScanBundle or Tenant"
+            ),
         )),
     }
 }
 
 /// Names follow Kubernetes object names (DNS-1123 subdomain, at most 253 characters).
-fn validate_name(name: &str) -> Result<(), String> {
+fn validate_name(name: &str) -> Result<(), Bad> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name
@@ -341,20 +592,28 @@ fn validate_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid name `{name}`: use lowercase letters, digits, `-` and `.` (a Kubernetes object name)"
+        let rule = "use lowercase letters, digits, `-` and `.` (a Kubernetes object name)";
+        Err(Bad::hiding(
+            format!("invalid name: {rule}"),
+            format!("invalid name `{name}`: {rule}"),
         ))
     }
 }
 
-fn pack_spec(spec: Value, name: &str) -> Result<RulePackSpec, String> {
+/// `name` is validated before a spec is read, so it may appear in summaries.
+fn pack_spec(spec: Value, name: &str) -> Result<RulePackSpec, Bad> {
     if spec.is_null() {
-        return Err(format!("rule pack `{name}` has no spec"));
+        return Err(Bad::plain(format!("rule pack `{name}` has no spec")));
     }
-    serde_yaml::from_value(spec).map_err(|e| format!("rule pack `{name}`: {e}"))
+    serde_yaml::from_value(spec).map_err(|e| {
+        Bad::hiding(
+            format!("rule pack `{name}`: does not match the rule-pack format (an unknown or missing field, or a value of the wrong type)"),
+            format!("rule pack `{name}`: {e}"),
+        )
+    })
 }
 
-fn policy_spec(spec: Value, name: &str) -> Result<PolicySpec, String> {
+fn policy_spec(spec: Value, name: &str) -> Result<PolicySpec, Bad> {
     let spec = match spec {
         Value::Null => Value::Mapping(Mapping::new()),
         Value::Mapping(mut m) => {
@@ -364,16 +623,21 @@ fn policy_spec(spec: Value, name: &str) -> Result<PolicySpec, String> {
             Value::Mapping(m)
         }
         other => {
-            return Err(format!(
+            return Err(Bad::plain(format!(
                 "scan policy `{name}`: spec must be a mapping, found {}",
                 kind_of(&other)
-            ))
+            )))
         }
     };
-    let spec: PolicySpec =
-        serde_yaml::from_value(spec).map_err(|e| format!("scan policy `{name}`: {e}"))?;
+    let spec: PolicySpec = serde_yaml::from_value(spec).map_err(|e| {
+        Bad::hiding(
+            format!("scan policy `{name}`: does not match the ScanPolicy format (an unknown or missing field, or a value of the wrong type)"),
+            format!("scan policy `{name}`: {e}"),
+        )
+    })?;
+    // Validation messages hold numbers and category names only.
     spec.validate()
-        .map_err(|e| format!("scan policy `{name}`: {e}"))?;
+        .map_err(|e| Bad::plain(format!("scan policy `{name}`: {e}")))?;
     Ok(spec)
 }
 
@@ -461,10 +725,75 @@ mod tests {
             "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {{name: a}}\nspec: {{version: '1', rules: [{RULE}]}}\n---\n\
              apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {{name: b}}\nspec:\n  version: '1'\n  rules:\n  - {{id: bad-one, category: other, severity: low, weight: 5}}\n"
         );
-        let e = load(&text, "f.yaml").unwrap_err().to_string();
-        assert!(e.contains("f.yaml (document 2)"), "{e}");
+        let e = load(&text, "f.yaml").unwrap_err();
+        let public = e.public();
+        let e = e.to_string();
+        // The rule's line: the typed parse locates the field.
+        assert!(e.starts_with("f.yaml:12:"), "{e}");
+        assert!(e.contains("(document 2)"), "{e}");
         assert!(e.contains("rule pack `b`"), "{e}");
         assert!(e.contains("bad-one"), "{e}");
+        assert!(public.starts_with("f.yaml:12:"), "{public}");
+        assert!(public.contains("rule pack `b`: does not match the rule-pack format"));
+    }
+
+    #[test]
+    fn empty_and_truncated_files_are_errors_with_a_line() {
+        for text in ["", "  \n\n", "# only a comment\n", "---\n---\n"] {
+            let e = load(text, "p.yaml").unwrap_err();
+            assert!(matches!(e, LoadError::Empty { .. }), "{text:?}: {e}");
+            assert!(e.to_string().contains("p.yaml: the file is empty"), "{e}");
+        }
+        // Cut in the middle of a flow list, a quoted string, a JSON object.
+        for (text, line) in [
+            ("version: '1'\nrules: [\n  {id: a, category: other,", 3),
+            ("version: '1'\nrules:\n- id: a\n  regex: 'abc", 4),
+            ("{\"version\": \"1\", \"rules\": [", 1),
+        ] {
+            let e = load(text, "p.yaml").unwrap_err();
+            let public = e.public();
+            assert!(
+                public.starts_with(&format!("p.yaml:{line}:")) && public.contains("truncated"),
+                "{text:?}: {public}"
+            );
+        }
+        // A syntax error elsewhere is not called truncation.
+        let public = load("x: [}\ny: 1\n", "p.yaml").unwrap_err().public();
+        assert!(public.starts_with("p.yaml:1:"), "{public}");
+        assert!(public.ends_with("invalid YAML/JSON syntax"), "{public}");
+    }
+
+    #[test]
+    fn public_errors_quote_nothing_from_the_file() {
+        let secret = "s3cr3t-VALUE";
+        for text in [
+            format!("{secret}: 1\n"),
+            format!("version: '1'\nrules:\n- {{id: a, category: {secret}, severity: low, weight: 5, regex: x}}\n"),
+            format!("apiVersion: promptdefenders.io/v1\nkind: {secret}\nmetadata: {{name: a}}\n"),
+            format!("apiVersion: promptdefenders.io/v1\nkind: RulePack\nmetadata: {{name: {secret}}}\n"),
+            format!("'{secret}\n"),
+            format!("version: '1'\nrules: [{secret}\n"),
+        ] {
+            let e = load(&text, "p.yaml").unwrap_err();
+            assert!(e.to_string().contains("p.yaml"), "{e}");
+            let public = e.public();
+            assert!(!public.contains(secret), "{public}");
+            assert!(public.starts_with("p.yaml:"), "{public}");
+        }
+    }
+
+    #[test]
+    fn documents_and_rules_are_located_by_line() {
+        let text = "# c\n\nversion: '1'\nrules:\n- id: a\n  x: 1\n---\nkind: x\n...\nfoo: 1\n- {id: b, z: 1}\n";
+        assert_eq!(document_line(text, 1), Some(3));
+        assert_eq!(document_line(text, 2), Some(7));
+        assert_eq!(document_line(text, 3), Some(10));
+        assert_eq!(document_line(text, 4), None);
+        assert_eq!(rule_line(text, 3, "a"), 5);
+        assert_eq!(rule_line(text, 10, "b"), 11);
+        assert_eq!(rule_line(text, 3, "b"), 3, "not in that document");
+        let json = "{\"rules\": [\n {\"id\": \"ab\"},\n {\"ruleid\": \"a\"},\n {\"id\": \"a\"}]}";
+        assert_eq!(rule_line(json, 1, "a"), 4);
     }
 
     #[test]

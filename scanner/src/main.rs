@@ -2,18 +2,21 @@
 //!
 //! Exit codes are part of the interface, so scripts and CI can branch on them:
 //! `scan` exits 0 allow, 1 warn, 2 block; `test` exits 0 when every test passes, 1 otherwise;
-//! 3 means an operational error (unreadable or invalid pack, bad input); 64 a usage error.
+//! 3 means an operational error (unreadable or invalid pack, bad input); 64 a usage error;
+//! 141 (128 + SIGPIPE, what a shell reports for `yes | head`) that standard output was closed
+//! before everything was written, which is said nowhere else: the reader wanted no more.
 
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pd_scanner::bundle::{build, load_sources, pack_set, select_policy};
+use pd_scanner::bundle::{build, load_sources_with, pack_set, select_policy};
 use pd_scanner::classifier::train::{LabelDef, TrainOptions};
-use pd_scanner::compile::compile;
+use pd_scanner::compile::compile_checked;
 use pd_scanner::engine::InputHasher;
 use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields};
+use pd_scanner::limits::Limits;
 use pd_scanner::pack::RulePackSpec;
 use pd_scanner::serve::configmap::ConfigMapRef;
 use pd_scanner::testing::run_pack_tests_told;
@@ -25,6 +28,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EXIT_ERROR: u8 = 3;
 const EXIT_USAGE: u8 = 64;
+/// Standard output was closed early (see the module documentation).
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// `println!` that returns the write error instead of panicking on it (a closed pipe: `scan
+/// … | head`), so `main` can end quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "pd-scanner", version, about = "Prompt Defenders scanner", long_about = None)]
@@ -42,8 +55,47 @@ struct Cli {
     /// ScanPolicy to apply when several are loaded (`default` = all packs, default thresholds).
     #[arg(long, global = true, env = "PD_POLICY")]
     policy: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Bounds on the rule-pack sources, for every command that reads them (see SECURITY.md,
+/// "Limits, and why"). Defaults: `pd_scanner::limits::Limits::default()`.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Largest rule-pack file (or ConfigMap value), in bytes; checked before it is read.
+    #[arg(long, global = true, env = "PD_MAX_PACK_BYTES", default_value_t = Limits::default().max_file_bytes)]
+    max_pack_bytes: u64,
+    /// Most rules one pack may define.
+    #[arg(long, global = true, env = "PD_MAX_PACK_RULES", default_value_t = Limits::default().max_pack_rules)]
+    max_pack_rules: usize,
+    /// Most rules a compiled bundle may hold.
+    #[arg(long, global = true, env = "PD_MAX_BUNDLE_RULES", default_value_t = Limits::default().max_bundle_rules)]
+    max_bundle_rules: usize,
+    /// Longest regex source, in bytes.
+    #[arg(long, global = true, env = "PD_MAX_REGEX_BYTES", default_value_t = Limits::default().max_regex_bytes)]
+    max_regex_bytes: usize,
+    /// Compiled size limit of one regex, in bytes.
+    #[arg(long, global = true, env = "PD_MAX_REGEX_COMPILED_BYTES", default_value_t = Limits::default().max_regex_compiled_bytes)]
+    max_regex_compiled_bytes: usize,
+    /// Compiled size limit of a bundle's regexes and keyword automaton, in bytes.
+    #[arg(long, global = true, env = "PD_MAX_BUNDLE_COMPILED_BYTES", default_value_t = Limits::default().max_bundle_compiled_bytes)]
+    max_bundle_compiled_bytes: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_file_bytes: self.max_pack_bytes,
+            max_pack_rules: self.max_pack_rules,
+            max_bundle_rules: self.max_bundle_rules,
+            max_regex_bytes: self.max_regex_bytes,
+            max_regex_compiled_bytes: self.max_regex_compiled_bytes,
+            max_bundle_compiled_bytes: self.max_bundle_compiled_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,6 +409,7 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if broken_pipe(&*e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("pd-scanner: error: {e}");
             ExitCode::from(EXIT_ERROR)
@@ -366,39 +419,65 @@ fn main() -> ExitCode {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// Whether `e` (or an error it wraps) is a write to a closed pipe.
+fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let kind = e
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                e.downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        if kind == Some(std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 fn run(cli: Cli) -> Result<u8> {
+    let limits = cli.limits.limits();
     match cli.command {
-        Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), args),
-        Command::Test(args) => test(&cli.files, cli.policy.as_deref(), args),
-        Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), args),
-        Command::Serve(args) => serve(cli.files, cli.policy, *args),
+        Command::Scan(args) => scan(&cli.files, cli.policy.as_deref(), &limits, args),
+        Command::Test(args) => test(&cli.files, cli.policy.as_deref(), &limits, args),
+        Command::Eval(args) => eval(&cli.files, cli.policy.as_deref(), &limits, args),
+        Command::Serve(args) => serve(cli.files, cli.policy, limits, *args),
         Command::Audit(AuditCommand::Verify { file, anchor }) => {
             audit_verify(&file, anchor.as_deref())
         }
         Command::Synth(args) => synth(&args),
         Command::Train(args) => train(&args),
         Command::Bundle => {
-            let loaded = load_sources(&cli.files)?;
-            let doc = pd_scanner::bundle::bundle_document(&loaded, cli.policy.as_deref())?;
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            let loaded = load_sources_with(&cli.files, &limits)?;
+            let doc =
+                pd_scanner::bundle::bundle_document_with(&loaded, cli.policy.as_deref(), &limits)?;
+            outln!("{}", serde_json::to_string_pretty(&doc)?)?;
             Ok(0)
         }
         Command::Openapi => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&pd_scanner::serve::http::openapi_document())?
-            );
+            )?;
             Ok(0)
         }
         Command::Schema => {
             let schema = schemars::schema_for!(RulePackSpec);
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            outln!("{}", serde_json::to_string_pretty(&schema)?)?;
             Ok(0)
         }
     }
 }
 
-fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result<u8> {
+fn serve(
+    files: Vec<PathBuf>,
+    policy: Option<String>,
+    limits: Limits,
+    args: ServeArgs,
+) -> Result<u8> {
     use pd_scanner::serve::audit_writer::{AuditConfig, AuditFailure};
     use pd_scanner::serve::server::HttpLimits;
     use pd_scanner::serve::{audit::Fsync, ratelimit::RateLimit, reload::Sources, ServeConfig};
@@ -448,6 +527,7 @@ fn serve(files: Vec<PathBuf>, policy: Option<String>, args: ServeArgs) -> Result
         sources: Sources {
             paths: files,
             policy,
+            limits,
         },
         keys: args.keys,
         no_auth: args.no_auth,
@@ -508,7 +588,7 @@ fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Res
     let anchored = match audit::read_anchor(&anchor_file) {
         Ok(a) => a,
         Err(e) => {
-            println!("BROKEN: {}: {e}", anchor_file.display());
+            outln!("BROKEN: {}: {e}", anchor_file.display())?;
             return Ok(1);
         }
     };
@@ -517,22 +597,22 @@ fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Res
     }
     match audit::verify_anchored(BufReader::new(f), anchored.as_ref()) {
         Ok(report) => {
-            println!(
+            outln!(
                 "ok: {} records, chain intact; last hash {}",
                 report.records,
                 report.last_hash.as_deref().unwrap_or("-")
-            );
+            )?;
             match anchored {
-                Some(a) => println!("anchor {}: seq {} present", anchor_file.display(), a.seq),
-                None => println!(
+                Some(a) => outln!("anchor {}: seq {} present", anchor_file.display(), a.seq)?,
+                None => outln!(
                     "no anchor ({} missing): records cut from the end cannot be detected",
                     anchor_file.display()
-                ),
+                )?,
             }
             Ok(0)
         }
         Err(e) => {
-            println!("BROKEN: {e}");
+            outln!("BROKEN: {e}")?;
             Ok(1)
         }
     }
@@ -551,7 +631,7 @@ fn hasher(key_file: Option<&PathBuf>) -> Result<InputHasher> {
     }
 }
 
-fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
+fn scan(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: ScanArgs) -> Result<u8> {
     let text = if args.text.is_empty() || args.text == ["-"] {
         if std::io::stdin().is_terminal() {
             eprintln!("pd-scanner: reading the prompt from standard input; end it with Ctrl-D (or pass it as arguments)");
@@ -589,7 +669,7 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
         return Ok(EXIT_USAGE);
     }
     let hasher = hasher(args.hmac_key_file.as_ref())?;
-    let (loaded, pack) = pd_scanner::bundle::build_loaded(files, policy)?;
+    let (loaded, pack) = pd_scanner::bundle::build_loaded(files, policy, limits)?;
     note_unbound_packs(&loaded, &pack);
     let result = pack.scan(&text, &hasher);
     let json = if args.pretty {
@@ -597,7 +677,7 @@ fn scan(files: &[PathBuf], policy: Option<&str>, args: ScanArgs) -> Result<u8> {
     } else {
         serde_json::to_string(&result)?
     };
-    println!("{json}");
+    outln!("{json}")?;
     Ok(result.verdict.exit_code())
 }
 
@@ -623,17 +703,17 @@ fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::comp
     }
 }
 
-fn test(files: &[PathBuf], policy: Option<&str>, args: TestArgs) -> Result<u8> {
-    let loaded = load_sources(files)?;
+fn test(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: TestArgs) -> Result<u8> {
+    let loaded = load_sources_with(files, limits)?;
     let packs = pack_set(&loaded);
     let tell = |e: &pd_scanner::compile::CompileError| pd_scanner::bundle::explain(e, &loaded);
     let reports: Vec<_> = packs
         .keys()
-        .map(|n| run_pack_tests_told(&packs, n, &tell))
+        .map(|n| run_pack_tests_told(&packs, n, limits, &tell))
         .collect();
     let ok = reports.iter().all(|r| r.ok());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(u8::from(!ok));
     }
     let mut out = std::io::stdout().lock();
@@ -679,9 +759,10 @@ fn test(files: &[PathBuf], policy: Option<&str>, args: TestArgs) -> Result<u8> {
         failed += r.failed();
     }
     if packs.len() > 1 || loaded.policies.is_empty() || policy.is_some() {
-        // Also check that what will be served compiles, not just each pack alone.
+        // Also check that what will be served compiles, not just each pack alone: the check
+        // `serve` makes on every load.
         let policy = select_policy(&loaded, policy)?;
-        match compile(&packs, policy.clone()) {
+        match compile_checked(&packs, policy.clone(), limits) {
             Ok(compiled) => note_unbound_packs(&loaded, &compiled),
             Err(e) => {
                 // A pack that failed above fails the policy with the very same text: say it
@@ -701,7 +782,7 @@ fn test(files: &[PathBuf], policy: Option<&str>, args: TestArgs) -> Result<u8> {
     Ok(u8::from(!ok || failed > 0))
 }
 
-fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
+fn eval(files: &[PathBuf], policy: Option<&str>, limits: &Limits, args: EvalArgs) -> Result<u8> {
     let open = |path: &PathBuf| {
         std::fs::File::open(path)
             .map(BufReader::new)
@@ -729,7 +810,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
                     .into(),
             );
         }
-        let loaded = load_sources(files)?;
+        let loaded = load_sources_with(files, limits)?;
         let policy = select_policy(&loaded, policy)?;
         let mut extra = Vec::new();
         for path in &args.train {
@@ -747,18 +828,18 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
             &TrainOptions::default(),
         )?;
         if !args.json {
-            println!(
+            outln!(
                 "cross-source: model `{model}` retrained {} times, each time without one fold of {} (grouped by `{}`), plus {} records always in training; rules unchanged; policy {}",
                 args.folds.max(2),
                 args.input.display(),
                 fields.group,
                 extra.len(),
                 policy.name
-            );
+            )?;
         }
         out
     } else {
-        let mut pack = build(files, policy)?;
+        let mut pack = build(files, policy, limits)?;
         if args.no_prefilter {
             pack = pack.without_prefilter();
         }
@@ -770,27 +851,27 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
             None => format!("{}: {e}", args.input.display()),
         })?;
         if !args.json {
-            println!(
+            outln!(
                 "bundle {} {} ({} rules), policy {}",
                 pack.pack.name,
                 pack.pack.hash,
                 pack.rule_count(),
                 pack.policy.name
-            );
+            )?;
         }
         if args.baseline {
             let bare = pd_scanner::baseline::BarePass::new(&pack)?;
             let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
             let b = pd_scanner::eval::time_bare_pass(&bare, &texts, &warm_up);
-            println!(
+            outln!(
                 "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
                 b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
-            );
+            )?;
             if b.items_per_second > 0.0 {
-                println!(
+                outln!(
                     "engine / bare    {:.0}%",
                     100.0 * out.0.speed.items_per_second / b.items_per_second
-                );
+                )?;
             }
         }
         out
@@ -807,9 +888,9 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
         w.flush()?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{report}");
+        write!(std::io::stdout().lock(), "{report}")?;
     }
     if args.show_errors > 0 {
         let wrong = records
@@ -818,7 +899,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
             .filter(|(_, i)| i.attack != i.detected());
         for (r, i) in wrong.take(args.show_errors) {
             let text = r.text.as_str();
-            println!(
+            outln!(
                 "{} line {} {} [{}] score {} {:?}",
                 if i.attack { "FN" } else { "FP" },
                 i.line,
@@ -826,7 +907,7 @@ fn eval(files: &[PathBuf], policy: Option<&str>, args: EvalArgs) -> Result<u8> {
                 i.rules.join(","),
                 i.score,
                 excerpt(text, 160)
-            );
+            )?;
         }
     }
     Ok(0)

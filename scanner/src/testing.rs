@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use crate::compile::{compile, CompileError, CompiledPack, PackSet};
+use crate::compile::{compile_with, CompileError, CompiledPack, PackSet};
 use crate::engine::InputHasher;
+use crate::limits::Limits;
 use crate::pack::RulePackSpec;
 use crate::policy::Policy;
 use crate::verdict::Verdict;
@@ -55,21 +56,28 @@ impl PackReport {
     }
 }
 
-/// Compiles `name` alone and runs its tests.
+/// Compiles `name` alone and runs its tests, under the default [`Limits`].
 pub fn run_pack_tests(packs: &PackSet, name: &str) -> PackReport {
-    run_pack_tests_told(packs, name, &CompileError::to_string)
+    run_pack_tests_with(packs, name, &Limits::default())
 }
 
-/// [`run_pack_tests`], with `tell` writing a compile error into the report: `pd-scanner test`
-/// names the file each pack came from (`bundle::explain`), which the pack set no longer knows.
+/// [`run_pack_tests`] under `limits`.
+pub fn run_pack_tests_with(packs: &PackSet, name: &str, limits: &Limits) -> PackReport {
+    run_pack_tests_told(packs, name, limits, &CompileError::to_string)
+}
+
+/// [`run_pack_tests_with`], with `tell` writing a compile error into the report: `pd-scanner
+/// test` names the file each pack came from (`bundle::explain`), which the pack set no longer
+/// knows.
 pub fn run_pack_tests_told(
     packs: &PackSet,
     name: &str,
+    limits: &Limits,
     tell: &dyn Fn(&CompileError) -> String,
 ) -> PackReport {
     let mut policy = Policy::default_policy();
     policy.spec.rule_packs = vec![name.to_string()];
-    let compiled = match compile(packs, policy) {
+    let compiled = match compile_with(packs, policy, limits) {
         Ok(c) => c,
         Err(e) => {
             return PackReport {

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::bundle::build_from_text;
+use crate::limits::Limits;
 use crate::serve::metrics::Metrics;
 use crate::serve::reload::BundleState;
 
@@ -89,6 +90,7 @@ pub(crate) async fn client_unless_stopped(
 pub async fn watch(
     target: ConfigMapRef,
     policy: Option<String>,
+    limits: Limits,
     state: Arc<BundleState>,
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -126,6 +128,7 @@ pub async fn watch(
         key: target.key,
         origin,
         policy,
+        limits,
         state,
         metrics,
         seen: None,
@@ -189,6 +192,7 @@ struct Installer {
     /// Names the ConfigMap in errors, as a path names a file.
     origin: PathBuf,
     policy: Option<String>,
+    limits: Limits,
     state: Arc<BundleState>,
     metrics: Arc<Metrics>,
     /// Digest of the text last compiled, so a relist of an unchanged ConfigMap costs nothing.
@@ -209,14 +213,13 @@ impl Installer {
     async fn apply(&mut self, cm: &ConfigMap) {
         let Some(text) = cm.data.as_ref().and_then(|d| d.get(&self.key)).cloned() else {
             self.seen = None;
-            self.state.reject(
-                format!(
-                    "{}: the ConfigMap has no key {:?}",
-                    self.origin.display(),
-                    self.key
-                ),
-                &self.metrics,
+            // The origin and key are the scanner's own flags.
+            let message = format!(
+                "{}: the ConfigMap has no key {:?}",
+                self.origin.display(),
+                self.key
             );
+            self.state.reject(message.clone(), &message, &self.metrics);
             return;
         };
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
@@ -224,15 +227,16 @@ impl Installer {
             return;
         }
         self.seen = Some(digest);
-        let (state, metrics, origin, policy) = (
+        let (state, metrics, origin, policy, limits) = (
             self.state.clone(),
             self.metrics.clone(),
             self.origin.clone(),
             self.policy.clone(),
+            self.limits,
         );
         // Compile off the async workers, as the file reload does; requests keep being served.
         let _ = tokio::task::spawn_blocking(move || {
-            let built = build_from_text(&text, &origin, policy.as_deref());
+            let built = build_from_text(&text, &origin, policy.as_deref(), &limits);
             state.install(built, &metrics, true)
         })
         .await;

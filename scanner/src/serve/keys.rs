@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::serve::metrics::Metrics;
-use crate::serve::reload::{hash_file, poll_changes};
+use crate::serve::reload::{hash_file, poll_changes, Act};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// Shortest accepted token: anything shorter is guessable by brute force over the network.
@@ -424,13 +424,14 @@ pub async fn watch(
 ) {
     let probed = ring.clone();
     let probe = move || fingerprint(probed.path());
-    poll_changes(interval, loaded, stop, probe, || {
+    poll_changes(interval, loaded, Act::OnChange, stop, probe, || {
         let (ring, metrics) = (ring.clone(), metrics.clone());
         async move {
             let r = ring.clone();
             if let Ok(result) = tokio::task::spawn_blocking(move || r.reload()).await {
                 report_reload(&ring, &metrics, result);
             }
+            true
         }
     })
     .await

@@ -57,6 +57,7 @@ pub struct Metrics {
     rule_hits: Family<RuleLabels, Counter>,
     bundle_info: Family<BundleLabels, Gauge>,
     reloads: Family<ResultLabels, Counter>,
+    reload_failing: Gauge,
     http: Family<HttpLabels, Counter>,
     rate_limited: Counter,
     audit_errors: Counter,
@@ -110,6 +111,12 @@ impl Metrics {
             "pd_bundle_reloads",
             "Bundle (re)loads by result: loaded or rejected",
             reloads.clone(),
+        );
+        let reload_failing = Gauge::default();
+        registry.register(
+            "pd_bundle_reload_failing",
+            "1 while the newest bundle sources are refused (the previous bundle, if any, keeps serving; /readyz says why)",
+            reload_failing.clone(),
         );
         let http = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -238,6 +245,7 @@ impl Metrics {
             rule_hits,
             bundle_info,
             reloads,
+            reload_failing,
             http,
             rate_limited,
             audit_errors,
@@ -273,10 +281,17 @@ impl Metrics {
             })
             .set(1);
         self.reload("loaded");
+        self.bundle_reload_failing(false);
     }
 
     pub fn bundle_rejected(&self) {
         self.reload("rejected");
+        self.bundle_reload_failing(true);
+    }
+
+    /// Whether the newest sources are refused (`pd_bundle_reload_failing`).
+    pub fn bundle_reload_failing(&self, failing: bool) {
+        self.reload_failing.set(i64::from(failing));
     }
 
     fn reload(&self, result: &str) {

@@ -275,6 +275,7 @@ pub async fn run(
         tasks.push(tokio::spawn(configmap::watch(
             target,
             config.sources.policy.clone(),
+            config.sources.limits,
             bundle.clone(),
             metrics.clone(),
             stop_rx.clone(),

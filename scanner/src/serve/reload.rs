@@ -1,12 +1,26 @@
 //! The bundle being served, and hot reload of its sources.
 //!
-//! Sources are polled (default every 250 ms): the fingerprint is a SHA-256 over the path and
-//! bytes of every source file, read through symlinks — so kubelet's atomic ConfigMap update
-//! (a new `..<timestamp>` directory and a swapped `..data` link) is seen like any edit, and no
-//! platform file-watch API is needed. A changed fingerprint triggers a compile off the request
-//! path (a blocking task); the result replaces the served bundle atomically. A bundle that does
-//! not load or compile never replaces a good one: the old one keeps serving and the reason is
-//! kept for `/readyz`, the log and `pd_bundle_reloads_total{result="rejected"}`.
+//! Sources are polled (default every 250 ms) by their metadata only: the file list and each
+//! file's size, modification and change times and inode, through symlinks — so kubelet's
+//! atomic ConfigMap update (a new `..<timestamp>` directory and a swapped `..data` link) is
+//! seen like any edit, no platform file-watch API is needed, and an idle scanner reads no
+//! bytes (hashing a large pack every poll cost a fifth of a core). A source set is loaded only
+//! once its metadata has held still across two consecutive polls, so a file still being
+//! written — in place, in several writes — is never loaded half-way; that costs one poll
+//! interval of latency (a change is live 1–2 intervals after the last write). The files are
+//! then read once, each checked not to have changed while it was read, and compiled from
+//! those bytes with every check `pd-scanner test` makes, under the configured [`Limits`].
+//!
+//! The compile runs off the request path (a blocking task); the result replaces the served
+//! bundle atomically. A source set that does not read, load or compile never replaces a good
+//! bundle: the old one keeps serving and the reason is kept for `/readyz` (bounded, and
+//! quoting nothing from any file), the log (in full) and `pd_bundle_reloads_total{result=
+//! "rejected"}` / `pd_bundle_reload_failing`.
+//!
+//! Metadata can miss a write that lands within the file system's timestamp granularity of the
+//! previous one with the same length, so while a file was modified within
+//! [`crate::sources::RECENT`] of being read the watcher reads it again on every stable poll
+//! (comparing a digest of the bytes; nothing is compiled again unless they differ).
 //!
 //! In a cluster the files are kubelet's copy of the policy's ConfigMap, refreshed only on
 //! kubelet's sync period (up to about a minute). With `--configmap` the scanner also watches
@@ -21,8 +35,10 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::{build, BundleError};
+use crate::bundle::{build_snapshot, read_sources, Refused};
 use crate::compile::CompiledPack;
+use crate::limits::{bounded_lines, bounded_lines_of, Limits};
+use crate::load::LoadError;
 use crate::serve::metrics::Metrics;
 
 /// What to load and how to choose the policy.
@@ -31,16 +47,21 @@ pub struct Sources {
     /// Files and directories (`-f`); empty means the default samples.
     pub paths: Vec<PathBuf>,
     pub policy: Option<String>,
+    pub limits: Limits,
 }
 
 /// The served bundle plus what readiness reports.
 pub struct BundleState {
     current: ArcSwapOption<CompiledPack>,
+    /// Why the newest source set was refused, for readers who may not see the sources.
     last_error: Mutex<Option<String>>,
     /// Set while the ConfigMap watch ([`crate::serve::configmap`]) is synced: the API is then
     /// the fresher source, and the files (kubelet's copy of the same ConfigMap, up to a minute
     /// behind) must not swap an older bundle back in.
     api_live: AtomicBool,
+    /// Digest of the last source set read from the files and compiled (installed or refused),
+    /// so re-reading unchanged files compiles nothing.
+    attempted: Mutex<Option<[u8; 32]>>,
 }
 
 impl Default for BundleState {
@@ -49,12 +70,26 @@ impl Default for BundleState {
     }
 }
 
+/// What one [`BundleState::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    /// A new bundle was installed.
+    pub installed: bool,
+    /// The files' metadata can be trusted to show the next change: no file changed while it
+    /// was read, and none was modified within [`crate::sources::RECENT`] of being read.
+    pub settled: bool,
+}
+
+/// Most problem lines the log gets for one refusal (`/readyz` gets fewer).
+const MAX_LOGGED_PROBLEMS: usize = 100;
+
 impl BundleState {
     pub fn new() -> Self {
         BundleState {
             current: ArcSwapOption::empty(),
             last_error: Mutex::new(None),
             api_live: AtomicBool::new(false),
+            attempted: Mutex::new(None),
         }
     }
 
@@ -64,7 +99,8 @@ impl BundleState {
         self.current.load_full()
     }
 
-    /// Why the last reload was rejected, if it was.
+    /// Why the last reload was rejected, if it was: at most a few problems, each naming its
+    /// file and line, nothing quoted from any file (see [`bounded_lines`]).
     pub fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
@@ -76,6 +112,10 @@ impl BundleState {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = e;
     }
 
+    fn attempted(&self) -> std::sync::MutexGuard<'_, Option<[u8; 32]>> {
+        self.attempted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the ConfigMap watch is synced and the file sources are only being tracked.
     pub fn api_live(&self) -> bool {
         self.api_live.load(Ordering::Acquire)
@@ -85,14 +125,43 @@ impl BundleState {
         self.api_live.store(live, Ordering::Release);
     }
 
-    /// Loads and compiles `sources` and swaps the result in; on failure keeps the old bundle.
-    /// Returns whether the new bundle was installed.
-    pub fn reload(&self, sources: &Sources, metrics: &Metrics) -> bool {
-        self.install(
-            build(&sources.paths, sources.policy.as_deref()),
-            metrics,
-            false,
-        )
+    /// Reads, loads and compiles `sources` and swaps the result in; on failure keeps the old
+    /// bundle. A set identical to the last one tried is not compiled again; a file caught
+    /// changing is neither loaded nor reported (the watcher tries again once it holds still).
+    pub fn reload(&self, sources: &Sources, metrics: &Metrics) -> Reloaded {
+        let snapshot = match read_sources(&sources.paths, &sources.limits) {
+            Ok(s) => s,
+            Err(LoadError::Changing { path }) => {
+                tracing::debug!(path = %path.display(), "source changed while being read; waiting for it to hold still");
+                return Reloaded {
+                    installed: false,
+                    settled: false,
+                };
+            }
+            Err(e) => {
+                // Whatever is read next is compiled, even if it matches the last attempt.
+                *self.attempted() = None;
+                self.refuse(e.public(), &e.to_string(), metrics);
+                return Reloaded {
+                    installed: false,
+                    settled: true,
+                };
+            }
+        };
+        let settled = !snapshot.recent;
+        let digest = snapshot.digest();
+        if self.attempted().replace(digest) == Some(digest) {
+            return Reloaded {
+                installed: false,
+                settled,
+            };
+        }
+        let built = build_snapshot(&snapshot, sources.policy.as_deref(), &sources.limits)
+            .map(|(_, pack)| pack);
+        Reloaded {
+            installed: self.install(built, metrics, false),
+            settled,
+        }
     }
 
     /// Installs a compiled bundle, or keeps the old one and records why. With `skip_same`, a
@@ -100,7 +169,7 @@ impl BundleState {
     /// watch delivers the ConfigMap's current state on every (re)connect.
     pub(crate) fn install(
         &self,
-        built: Result<CompiledPack, BundleError>,
+        built: Result<CompiledPack, Box<Refused>>,
         metrics: &Metrics,
         skip_same: bool,
     ) -> bool {
@@ -113,6 +182,7 @@ impl BundleState {
                 {
                     tracing::debug!(hash = %pack.pack.hash, "bundle unchanged");
                     self.set_error(None);
+                    metrics.bundle_reload_failing(false);
                     return false;
                 }
                 pack.warm_up();
@@ -129,41 +199,46 @@ impl BundleState {
                 self.set_error(None);
                 true
             }
-            Err(e) => {
-                self.reject(e.to_string(), metrics);
+            Err(refused) => {
+                self.reject(
+                    bounded_lines(&refused.public),
+                    &bounded_lines_of(&refused.detail, MAX_LOGGED_PROBLEMS, usize::MAX),
+                    metrics,
+                );
                 false
             }
         }
     }
 
-    /// Keeps serving the current bundle and reports why the new one was refused.
-    pub(crate) fn reject(&self, message: String, metrics: &Metrics) {
+    /// Keeps serving the current bundle and reports why the new one was refused: `public` on
+    /// `/readyz` and the Pod annotation (it must quote nothing from the sources), `detail` in
+    /// the log.
+    pub(crate) fn reject(&self, public: String, detail: &str, metrics: &Metrics) {
         let keeping = self
             .current()
             .map(|p| p.pack.hash.clone())
             .unwrap_or_else(|| "nothing".into());
-        tracing::error!(error = %message, keeping = %keeping, "bundle rejected; the previous one keeps serving");
+        tracing::error!(error = %detail, keeping = %keeping, "bundle rejected; the previous one keeps serving");
         metrics.bundle_rejected();
-        self.set_error(Some(message));
+        self.set_error(Some(public));
+    }
+
+    /// [`BundleState::reject`] for one error of the loader.
+    fn refuse(&self, public: String, detail: &str, metrics: &Metrics) {
+        self.reject(bounded_lines(&[public]), detail, metrics);
     }
 }
 
-/// A digest of every source file's path and bytes. Unreadable files are part of the digest
-/// (as an error marker) so that a file appearing or disappearing counts as a change.
+/// A digest of the source set's file list and metadata ([`crate::sources::fingerprint`]; no
+/// contents are read). With no paths: the default samples directory.
 pub fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
-    let mut h = Sha256::new();
     let defaults = [PathBuf::from(crate::bundle::DEFAULT_SAMPLES_DIR)];
     let paths = if paths.is_empty() {
         &defaults[..]
     } else {
         paths
     };
-    for p in paths {
-        for file in source_files(p) {
-            hash_file(&mut h, file.to_string_lossy().as_bytes(), &file);
-        }
-    }
-    h.finalize().into()
+    crate::sources::fingerprint(paths)
 }
 
 /// Adds one file to a source fingerprint: its name, then its length and bytes, or a marker
@@ -180,21 +255,37 @@ pub(crate) fn hash_file(h: &mut Sha256, name: &[u8], path: &Path) {
     }
 }
 
+/// When [`poll_changes`] acts on a fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// At the first poll that sees it differ from the last one acted on.
+    OnChange,
+    /// Once it has held still for two consecutive polls, so a source in the middle of being
+    /// written is never acted on (it changes between polls until its writer is done); and
+    /// again at every stable poll until `on_change` says it is settled. The state in force at
+    /// the start is offered once too.
+    WhenStill,
+}
+
 /// Takes `probe` (a fingerprint of some sources, computed off the async workers) every
-/// `interval` until `stop` fires, and awaits `on_change` each time it differs from the last
-/// one. `loaded` is the fingerprint of what is in force now, taken before it was loaded.
+/// `interval` until `stop` fires, and awaits `on_change` when `act` says so; `on_change`
+/// returns whether the state it saw is settled (only [`Act::WhenStill`] offers an unsettled
+/// one again). `loaded` is the fingerprint of what is in force now, taken before it was
+/// loaded.
 pub(crate) async fn poll_changes<P, C, F>(
     interval: Duration,
     loaded: [u8; 32],
+    act: Act,
     mut stop: tokio::sync::watch::Receiver<bool>,
     probe: P,
     mut on_change: C,
 ) where
     P: Fn() -> [u8; 32] + Clone + Send + 'static,
     C: FnMut() -> F,
-    F: std::future::Future<Output = ()>,
+    F: std::future::Future<Output = bool>,
 {
-    let mut last = loaded;
+    let mut previous = loaded;
+    let mut settled = (act == Act::OnChange).then_some(loaded);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -205,27 +296,21 @@ pub(crate) async fn poll_changes<P, C, F>(
         let Ok(now) = tokio::task::spawn_blocking(probe.clone()).await else {
             continue;
         };
-        if now == last {
+        let moving = now != previous;
+        previous = now;
+        if (moving && act == Act::WhenStill) || settled == Some(now) {
             continue;
         }
-        last = now;
-        on_change().await;
-    }
-}
-
-/// The files the loader would read under `path`, in the same order.
-fn source_files(path: &Path) -> Vec<PathBuf> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            crate::load::dir_files(path).unwrap_or_else(|_| vec![path.to_path_buf()])
+        if on_change().await || act == Act::OnChange {
+            settled = Some(now);
         }
-        _ => vec![path.to_path_buf()],
     }
 }
 
 /// Polls the sources until `stop` resolves, reloading on change. `loaded` is the fingerprint
 /// taken before the current bundle was loaded: taking it here instead would miss a change made
-/// between that load and this task's first poll, forever.
+/// between that load and this task's first poll, forever. That first load is re-checked at
+/// the first stable poll (its files are typically fresh; see the module documentation).
 pub async fn watch(
     state: Arc<BundleState>,
     sources: Sources,
@@ -236,16 +321,18 @@ pub async fn watch(
 ) {
     let paths = sources.paths.clone();
     let probe = move || fingerprint(&paths);
-    poll_changes(interval, loaded, stop, probe, || {
+    poll_changes(interval, loaded, Act::WhenStill, stop, probe, || {
         let (state, sources, metrics) = (state.clone(), sources.clone(), metrics.clone());
         async move {
             if state.api_live() {
                 // The watch already delivered this (or something newer); see `api_live`.
                 tracing::debug!("source files changed; the ConfigMap watch is authoritative");
-                return;
+                return true;
             }
             // Compile off the async workers; requests keep being served meanwhile.
-            let _ = tokio::task::spawn_blocking(move || state.reload(&sources, &metrics)).await;
+            tokio::task::spawn_blocking(move || state.reload(&sources, &metrics).settled)
+                .await
+                .unwrap_or(false)
         }
     })
     .await
@@ -268,11 +355,12 @@ mod tests {
         let sources = Sources {
             paths: vec![dir.path().to_path_buf()],
             policy: None,
+            limits: Limits::default(),
         };
         let metrics = Arc::new(Metrics::new());
         let state = Arc::new(BundleState::new());
         let loaded = fingerprint(&sources.paths);
-        assert!(state.reload(&sources, &metrics));
+        assert!(state.reload(&sources, &metrics).installed);
         // The file changes after the load, before the watcher ever looks.
         std::fs::write(&pack, PACK_V2).unwrap();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -291,5 +379,46 @@ mod tests {
         }
         stop_tx.send(true).unwrap();
         watcher.await.unwrap();
+    }
+    #[tokio::test]
+    async fn only_a_fingerprint_seen_on_two_polls_in_a_row_is_acted_on() {
+        use std::sync::atomic::AtomicUsize;
+        // What the probe returns at each poll; 0 is in force at the start (and offered once,
+        // settled: it is the first offer).
+        let seq = Arc::new(vec![0u8, 0, 1, 2, 2, 2, 3, 4, 4, 4, 4]);
+        let next = Arc::new(AtomicUsize::new(0));
+        let probe = {
+            let (seq, next) = (seq.clone(), next.clone());
+            move || {
+                let k = next.fetch_add(1, Ordering::SeqCst).min(seq.len() - 1);
+                [seq[k]; 32]
+            }
+        };
+        let acted = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let poller = {
+            let (seq, next, acted) = (seq.clone(), next.clone(), acted.clone());
+            tokio::spawn(poll_changes(
+                Duration::from_millis(1),
+                [0; 32],
+                Act::WhenStill,
+                stop_rx,
+                probe,
+                move || {
+                    let k = (next.load(Ordering::SeqCst) - 1).min(seq.len() - 1);
+                    let mut acted = acted.lock().unwrap();
+                    acted.push(seq[k]);
+                    // The first offer of 2 is not settled: it is offered again.
+                    let settled = acted.len() != 2;
+                    std::future::ready(settled)
+                },
+            ))
+        };
+        while next.load(Ordering::SeqCst) < seq.len() + 5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop_tx.send(true).unwrap();
+        poller.await.unwrap();
+        assert_eq!(*acted.lock().unwrap(), [0, 2, 2, 4]);
     }
 }

@@ -42,7 +42,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::serve::metrics::Metrics;
-use crate::serve::reload::{hash_file, poll_changes};
+use crate::serve::reload::{hash_file, poll_changes, Act};
 
 /// Largest PEM file read. Real chains and CA bundles are a few KiB; the bound keeps a wrong
 /// path (a log file, a device) from being read into memory.
@@ -318,10 +318,14 @@ pub async fn watch(
 ) {
     let files = state.files.clone();
     let probe = move || fingerprint(&files);
-    poll_changes(interval, loaded, stop, probe, || {
+    // On the first change, like the API keys: a certificate set caught half written is
+    // refused by its own checks (the key must match the certificate) and tried again at the
+    // next change, while the one in force keeps serving.
+    poll_changes(interval, loaded, Act::OnChange, stop, probe, || {
         let (state, metrics) = (state.clone(), metrics.clone());
         async move {
             let _ = tokio::task::spawn_blocking(move || state.reload(&metrics)).await;
+            true
         }
     })
     .await

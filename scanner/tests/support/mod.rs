@@ -61,7 +61,12 @@ impl Server {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--log-format", "json", "--reload-interval-ms", "100"])
+        .args(["--log-format", "json"])
+        .args(if extra.contains(&"--reload-interval-ms") {
+            &[][..]
+        } else {
+            &["--reload-interval-ms", "100"][..]
+        })
         .arg("--hmac-key-file")
         .arg(dir.path().join("hmac.key"))
         .args(extra)
