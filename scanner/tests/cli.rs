@@ -472,7 +472,7 @@ fn unknown_fields_name_the_file_document_pack_and_allowed_fields() {
         assert_eq!(o.status.code(), Some(3), "{cmd}");
         let e = stderr(&o);
         assert!(
-            e.contains("unk.yaml (document 1): rule pack `unk`: unknown field `colour`, expected one of `id`"),
+            e.contains("unk.yaml:7:70 (document 1): rule pack `unk`: unknown field `colour`, expected one of `id`"),
             "{cmd}: {e}"
         );
     }
