@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod tls;
+pub mod webhook;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -65,6 +66,10 @@ pub struct ServeConfig {
     /// Also serve `/healthz`, `/readyz` and `/metrics` — and nothing else — over plain HTTP
     /// here: probes and scrapers that cannot present a client certificate.
     pub health_listen: Option<SocketAddr>,
+    /// Signed webhook notifications of decisions ([`webhook`]), validated at start.
+    pub webhooks: Vec<webhook::Webhook>,
+    /// Names this scanner in webhook payloads (the Pod name in a cluster).
+    pub pod_name: String,
 }
 
 #[derive(Debug, Error)]
@@ -91,6 +96,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
 }
 
 /// Reads the HMAC key, creating a random one (mode 0600) when the file does not exist, so
@@ -209,7 +216,19 @@ pub async fn run(
         (None, None)
     };
 
+    let (webhooks, webhook_runner) = if config.webhooks.is_empty() {
+        (None, None)
+    } else {
+        let (dispatcher, runner) = webhook::start(
+            config.webhooks.clone(),
+            metrics.clone(),
+            config.pod_name.clone(),
+        )?;
+        (Some(dispatcher), Some(runner))
+    };
+
     let state = Arc::new(http::AppState {
+        webhooks,
         bundle: bundle.clone(),
         metrics: metrics.clone(),
         keys: keys.as_ref().map(|(ring, _)| ring.clone()),
@@ -342,9 +361,19 @@ pub async fn run(
         let _ = t.await;
     }
     drop(state);
-    if let Some(writer) = audit_writer {
-        writer.finish(config.http.shutdown_timeout).await;
-    }
+    // The audit writer and the webhook queues are flushed side by side, each within the
+    // shutdown deadline.
+    let audit_done = async {
+        if let Some(writer) = audit_writer {
+            writer.finish(config.http.shutdown_timeout).await;
+        }
+    };
+    let webhooks_done = async {
+        if let Some(runner) = webhook_runner {
+            runner.finish(config.http.shutdown_timeout).await;
+        }
+    };
+    tokio::join!(audit_done, webhooks_done);
     Ok(())
 }
 
