@@ -173,17 +173,6 @@ pub struct WebhookSpec {
     pub queue_capacity: usize,
 }
 
-/// The file: a list of webhooks, or `{webhooks: [...]}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum WebhooksFile {
-    List(Vec<WebhookSpec>),
-    Wrapped {
-        #[allow(dead_code)]
-        webhooks: Vec<WebhookSpec>,
-    },
-}
-
 /// A `--webhooks` file that cannot be used. Messages name the webhook, a key file's path or the
 /// URL's scheme — never the URL itself (it may carry a token) nor a key.
 #[derive(Debug, Error)]
@@ -255,13 +244,39 @@ pub fn load(path: &Path) -> Result<Vec<Webhook>, WebhookError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let file: WebhooksFile = serde_yaml::from_str(&text).map_err(|e| WebhookError::Parse {
+    let parse_error = |message: String| WebhookError::Parse {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let specs = match file {
-        WebhooksFile::List(l) | WebhooksFile::Wrapped { webhooks: l } => l,
+        message,
     };
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+    // A list of webhooks, or `{webhooks: [...]}`; each entry parsed on its own so an error
+    // says which one.
+    let list = match doc {
+        serde_yaml::Value::Sequence(l) => l,
+        serde_yaml::Value::Mapping(mut m) => match m.remove("webhooks") {
+            Some(serde_yaml::Value::Sequence(l)) if m.is_empty() => l,
+            _ => {
+                return Err(parse_error(
+                    "expected a list of webhooks, or `webhooks:` with one".into(),
+                ))
+            }
+        },
+        serde_yaml::Value::Null => Vec::new(),
+        _ => {
+            return Err(parse_error(
+                "expected a list of webhooks, or `webhooks:` with one".into(),
+            ))
+        }
+    };
+    let specs = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_yaml::from_value::<WebhookSpec>(v)
+                .map_err(|e| parse_error(format!("webhook #{i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut names = HashSet::new();
     specs
         .into_iter()
