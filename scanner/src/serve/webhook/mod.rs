@@ -572,3 +572,113 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    fn load_text(text: &str) -> Result<Vec<Webhook>, WebhookError> {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "k", "secret\n");
+        let text = text.replace("KEY", &dir.path().join("k").display().to_string());
+        load(&write(dir.path(), "w.yaml", &text))
+    }
+
+    #[test]
+    fn yaml_list_or_wrapped_with_defaults() {
+        let ws = load_text("- url: https://a.example/x\n  minSeverity: high\n  keyFiles: [KEY]\n")
+            .unwrap();
+        assert_eq!(ws[0].name, "webhook-0");
+        assert_eq!(ws[0].spec.format, Format::Json);
+        assert_eq!(ws[0].spec.batch.max_events, 20);
+        let ws = load_text(
+            "webhooks:\n- name: s\n  url: https://hooks.slack.example/T/B/x\n  format: slack\n  verdicts: [block]\n  keyFiles: [KEY]\n",
+        )
+        .unwrap();
+        assert_eq!(ws[0].spec.format, Format::Slack);
+        assert!(load_text("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_webhook_not_the_url() {
+        let e = load_text(
+            "- name: a\n  url: http://h.example/TOKEN\n  verdicts: [block]\n  keyFiles: [KEY]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("webhook a") && e.contains("allowInsecureHttp"),
+            "{e}"
+        );
+        assert!(!e.contains("TOKEN"), "{e}");
+        let e = load_text("- name: a\n  url: https://h.example/\n  verdicts: [block]\n  keyFiles: [KEY]\n- name: a\n  url: https://h.example/\n  verdicts: [block]\n  keyFiles: [KEY]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("two webhooks"), "{e}");
+        let e = load_text(
+            "- url: https://h.example/\n  verdicts: [block]\n  keyFiles: [KEY, KEY, KEY]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("keyFiles"), "{e}");
+        let e = load_text("- url: https://h.example/\n  verdicts: [block]\n  keyFiles: [KEY]\n  ratePerSecond: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ratePerSecond"), "{e}");
+    }
+
+    #[test]
+    fn link_templates_are_checked_and_encoded() {
+        assert!(check_template("https://d/{event_id}/{input_hash}").is_ok());
+        assert!(check_template("https://d/{prompt}").is_err());
+        assert!(check_template("https://d/{event_id").is_err());
+        let (pack, r) = scanned("an evil plan, mail a@example.com");
+        let e = Event::from_result(&pack, &r, "pod-1");
+        let link = e.link("https://d/?h={input_hash}");
+        assert!(link.starts_with("https://d/?h=hmac-sha256%3A"), "{link}");
+    }
+
+    fn scanned(text: &str) -> (CompiledPack, ScanResult) {
+        let mut set = crate::compile::PackSet::new();
+        set.insert(
+            "p".into(),
+            serde_yaml::from_str("version: '1'\nrules:\n- {id: bad, category: jailbreak, severity: high, weight: 70, keywords: {any: [evil]}}\n- {id: email, category: pii, severity: medium, weight: 20, detector: email}\n").unwrap(),
+        );
+        let pack = crate::compile::compile(&set, crate::policy::Policy::default_policy()).unwrap();
+        let r = pack.scan(text, &crate::engine::InputHasher::new(b"k").unwrap());
+        (pack, r)
+    }
+
+    #[test]
+    fn thresholds_and_identifiers_only() {
+        let ws = load_text("- {name: sev, url: 'https://h.example/', minSeverity: high, keyFiles: [KEY]}\n- {name: both, url: 'https://h.example/', minSeverity: critical, verdicts: [block], keyFiles: [KEY]}\n- {name: mild, url: 'https://h.example/', verdicts: [allow], keyFiles: [KEY]}\n").unwrap();
+        let (pack, r) = scanned("an evil plan, mail a@example.com");
+        assert!(ws[0].matches(&r));
+        assert!(!ws[1].matches(&r), "no critical rule");
+        assert_eq!(ws[2].matches(&r), r.effective_verdict() == Verdict::Allow);
+        let e = Event::from_result(&pack, &r, "pod-1");
+        assert_eq!(e.categories, ["jailbreak", "pii"]);
+        assert_eq!(e.severities, ["medium", "high"]);
+        assert_eq!(e.max_severity, Some("high"));
+        for format in [Format::Json, Format::Slack, Format::Teams] {
+            let body = payload::render(
+                format,
+                "w",
+                "d",
+                &[Arc::new(e.clone())],
+                Some("https://d/{event_id}"),
+            );
+            let text = String::from_utf8(body).unwrap();
+            assert!(
+                !text.contains("evil plan") && !text.contains("a@example.com"),
+                "{text}"
+            );
+        }
+    }
+}
