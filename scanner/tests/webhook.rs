@@ -790,9 +790,11 @@ fn p99_scan_latency_with_and_without_webhooks() {
     };
     let run = |label: &str, hooks: Option<serde_json::Value>| {
         let setup = Setup::new();
+        // No API rate limit: the client loop runs faster than the default 1000/s.
+        let unlimited = ["--rate-limit", "1000000000", "--rate-burst", "1000000000"];
         let s = match hooks {
-            Some(h) => setup.serve(h, &[]),
-            None => Server::start(&[], None),
+            Some(h) => setup.serve(h, &unlimited),
+            None => Server::start(&unlimited, None),
         };
         for i in 0..200 {
             scan_attack(&s, i);
