@@ -4,7 +4,8 @@
 //! sources and the API keys, and one audit writer thread ([`audit_writer`]) that owns the hash
 //! chain (records are sealed in the order they are written, so the chain never forks).
 //! Shutdown (SIGTERM, SIGINT, SIGHUP) stops accepting, lets in-flight requests finish within
-//! the shutdown deadline, then lets the writer write what is queued, within the same deadline.
+//! the shutdown deadline, then lets the writer write what is queued, within the same deadline
+//! (and, side by side, the webhook delivery tasks of [`webhook`] deliver theirs).
 
 pub mod audit;
 pub mod audit_writer;
