@@ -115,6 +115,9 @@ enum Command {
     Audit(AuditCommand),
     /// Print the OpenAPI document of the scan API.
     Openapi,
+    /// Webhook signature tools (the receiving side of `serve --webhooks`).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Print the policy's compiled-and-checked bundle (`ScanBundle` JSON): one file a scanner
     /// can serve with `-f`.
     Bundle,
@@ -203,6 +206,35 @@ enum AuditCommand {
         /// The anchor `serve` keeps beside the log (default: FILE.anchor, when it exists).
         #[arg(long)]
         anchor: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Check a delivery read from stdin (the exact body bytes) against its X-PD-Timestamp and
+    /// X-PD-Signature headers: exit 0 when valid and fresh, 1 otherwise.
+    Verify {
+        /// File holding the signing key (as mounted from the Secret).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The X-PD-Timestamp header (Unix seconds).
+        #[arg(long)]
+        timestamp: String,
+        /// The X-PD-Signature header (`sha256=<hex>[,sha256=<hex>]`).
+        #[arg(long)]
+        signature: String,
+        /// Largest accepted distance between the timestamp and now, in seconds.
+        #[arg(long, default_value_t = 300)]
+        tolerance_secs: u64,
+    },
+    /// Sign a body read from stdin as the scanner does, and print the two headers.
+    Sign {
+        /// Signing key files: current, then optionally previous (both signatures are printed).
+        #[arg(long = "key-file", required = true)]
+        key_files: Vec<PathBuf>,
+        /// Unix seconds (default: now).
+        #[arg(long)]
+        timestamp: Option<u64>,
     },
 }
 
@@ -311,6 +343,15 @@ struct ServeArgs {
     /// address: for probes and scrapers that cannot present a client certificate.
     #[arg(long, env = "PD_HEALTH_LISTEN", value_name = "ADDR")]
     health_listen: Option<std::net::SocketAddr>,
+    /// Signed webhook notifications of decisions: a YAML/JSON list of webhooks (url, format,
+    /// minSeverity and/or verdicts, keyFiles, batch, ratePerSecond, ...; see README
+    /// "Notifications"). Read and checked at start; the key files are re-read per delivery.
+    #[arg(long, env = "PD_WEBHOOKS", value_name = "FILE")]
+    webhooks: Option<PathBuf>,
+    /// Names this scanner (`scanner_pod`) in webhook payloads. Default: --report-pod, else
+    /// $HOSTNAME (the Pod name in a cluster).
+    #[arg(long, env = "PD_POD_NAME")]
+    pod_name: Option<String>,
     /// Log format.
     #[arg(long, env = "PD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -448,6 +489,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Audit(AuditCommand::Verify { file, anchor }) => {
             audit_verify(&file, anchor.as_deref())
         }
+        Command::Webhook(cmd) => webhook(cmd),
         Command::Synth(args) => synth(&args),
         Command::Train(args) => train(&args),
         Command::Bundle => {
@@ -518,7 +560,19 @@ fn serve(
             return Ok(EXIT_USAGE);
         }
     };
+    let webhooks = match &args.webhooks {
+        Some(path) => pd_scanner::serve::webhook::load(path)?,
+        None => Vec::new(),
+    };
+    let pod_name = args
+        .pod_name
+        .clone()
+        .or_else(|| args.report_pod.clone())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
     let config = ServeConfig {
+        webhooks,
+        pod_name,
         tls,
         health_listen: args.health_listen,
         configmap,
@@ -576,6 +630,55 @@ fn serve(
     runtime.shutdown_timeout(Duration::from_millis(100));
     served?;
     Ok(0)
+}
+
+/// `pd-scanner webhook verify|sign`.
+fn webhook(cmd: WebhookCommand) -> Result<u8> {
+    use pd_scanner::serve::webhook::{read_key, sign};
+    let read_key =
+        |p: &PathBuf| read_key(p).map_err(|e| format!("signing key file {}: {e}", p.display()));
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body)?;
+    match cmd {
+        WebhookCommand::Verify {
+            key_file,
+            timestamp,
+            signature,
+            tolerance_secs,
+        } => {
+            let key = read_key(&key_file)?;
+            match sign::verify(
+                &key,
+                &timestamp,
+                &signature,
+                &body,
+                sign::unix_now(),
+                tolerance_secs,
+            ) {
+                Ok(()) => {
+                    println!("OK: the signature matches and the timestamp is fresh");
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("INVALID: {e}");
+                    Ok(1)
+                }
+            }
+        }
+        WebhookCommand::Sign {
+            key_files,
+            timestamp,
+        } => {
+            let keys = key_files
+                .iter()
+                .map(read_key)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let ts = timestamp.unwrap_or_else(sign::unix_now).to_string();
+            println!("X-PD-Timestamp: {ts}");
+            println!("X-PD-Signature: {}", sign::header(&keys, &ts, &body));
+            Ok(0)
+        }
+    }
 }
 
 fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Result<u8> {

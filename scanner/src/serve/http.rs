@@ -60,6 +60,8 @@ pub struct AppState {
     pub audit: Option<AuditSink>,
     /// Admission of scans too large to run inline.
     pub large_scans: LargeScans,
+    /// Webhook notifications (`--webhooks`); offered decisions after they are audited.
+    pub webhooks: Option<Arc<crate::serve::webhook::Dispatcher>>,
 }
 
 /// `POST /v1/scan` body.
@@ -639,6 +641,9 @@ async fn scan_inner(s: &Arc<AppState>, req: Request) -> Result<ScanResult, ApiEr
     })
     .await?;
     audit(s, vec![decision(&pack, &result)]).await?;
+    if let Some(w) = &s.webhooks {
+        w.offer(&pack, [&result]);
+    }
     Ok(result)
 }
 
@@ -686,6 +691,9 @@ async fn batch_inner(s: &Arc<AppState>, req: Request) -> Result<BatchResponse, A
         results.iter().map(|r| decision(&pack, &r.result)).collect(),
     )
     .await?;
+    if let Some(w) = &s.webhooks {
+        w.offer(&pack, results.iter().map(|r| &r.result));
+    }
     Ok(BatchResponse { results })
 }
 

@@ -44,6 +44,23 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookResultLabels {
+    webhook: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookAttemptLabels {
+    webhook: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
     status: String,
@@ -78,6 +95,13 @@ pub struct Metrics {
     /// would read as long expired to an expiry alert on a scanner without TLS).
     tls_not_after: Family<Vec<(String, String)>, Gauge>,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
+    // Webhook notifications (`serve::webhook`); labelled by webhook name (from the
+    // `--webhooks` file, never the URL).
+    webhook_events: Family<WebhookResultLabels, Counter>,
+    webhook_attempts: Family<WebhookAttemptLabels, Counter>,
+    webhook_delivery: Histogram,
+    webhook_queue_depth: Family<WebhookLabels, Gauge>,
+    webhook_dropped: Family<WebhookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -223,8 +247,44 @@ impl Metrics {
             "TLS handshakes that did not complete, by reason: timeout, not_tls, client_certificate, protocol or io",
             tls_handshake_failures.clone(),
         );
+        let webhook_events = Family::<WebhookResultLabels, Counter>::default();
+        registry.register(
+            "pd_webhook_events",
+            "Webhook events by result: delivered (2xx), rejected (4xx, not retried) or failed (retries exhausted or shutdown deadline)",
+            webhook_events.clone(),
+        );
+        let webhook_attempts = Family::<WebhookAttemptLabels, Counter>::default();
+        registry.register(
+            "pd_webhook_attempts",
+            "Webhook HTTP attempts by outcome: success, client_error, server_error, timeout, connect_error or error",
+            webhook_attempts.clone(),
+        );
+        // 1 ms .. ~33 s
+        let webhook_delivery = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "pd_webhook_delivery_seconds",
+            "Duration of one webhook HTTP attempt (connect, send, response)",
+            webhook_delivery.clone(),
+        );
+        let webhook_queue_depth = Family::<WebhookLabels, Gauge>::default();
+        registry.register(
+            "pd_webhook_queue_depth",
+            "Webhook events waiting in the in-memory queue",
+            webhook_queue_depth.clone(),
+        );
+        let webhook_dropped = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "pd_webhook_dropped",
+            "Webhook events dropped undelivered: the oldest when the queue was full, or what was queued at the shutdown deadline",
+            webhook_dropped.clone(),
+        );
         Metrics {
             registry,
+            webhook_events,
+            webhook_attempts,
+            webhook_delivery,
+            webhook_queue_depth,
+            webhook_dropped,
             large_scans_waiting,
             large_scans_refused,
             tls_reloads,
@@ -397,6 +457,45 @@ impl Metrics {
 
     pub fn large_scan_refused(&self) {
         self.large_scans_refused.inc();
+    }
+
+    pub fn webhook_events(&self, webhook: &str, result: &str, n: u64) {
+        self.webhook_events
+            .get_or_create(&WebhookResultLabels {
+                webhook: webhook.to_string(),
+                result: result.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn webhook_attempt(&self, webhook: &str, outcome: &str) {
+        self.webhook_attempts
+            .get_or_create(&WebhookAttemptLabels {
+                webhook: webhook.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn webhook_delivery_seconds(&self, seconds: f64) {
+        self.webhook_delivery.observe(seconds);
+    }
+
+    pub fn webhook_queue_depth(&self, webhook: &str, depth: usize) {
+        self.webhook_queue_depth
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_string(),
+            })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Creates the series at 0 too (`n` = 0), so alerts see it before the first drop.
+    pub fn webhook_dropped(&self, webhook: &str, n: u64) {
+        self.webhook_dropped
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn encode(&self) -> String {

@@ -4,7 +4,8 @@
 //! sources and the API keys, and one audit writer thread ([`audit_writer`]) that owns the hash
 //! chain (records are sealed in the order they are written, so the chain never forks).
 //! Shutdown (SIGTERM, SIGINT, SIGHUP) stops accepting, lets in-flight requests finish within
-//! the shutdown deadline, then lets the writer write what is queued, within the same deadline.
+//! the shutdown deadline, then lets the writer write what is queued, within the same deadline
+//! (and, side by side, the webhook delivery tasks of [`webhook`] deliver theirs).
 
 pub mod audit;
 pub mod audit_writer;
@@ -18,6 +19,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod tls;
+pub mod webhook;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -65,6 +67,10 @@ pub struct ServeConfig {
     /// Also serve `/healthz`, `/readyz` and `/metrics` — and nothing else — over plain HTTP
     /// here: probes and scrapers that cannot present a client certificate.
     pub health_listen: Option<SocketAddr>,
+    /// Signed webhook notifications of decisions ([`webhook`]), validated at start.
+    pub webhooks: Vec<webhook::Webhook>,
+    /// Names this scanner in webhook payloads (the Pod name in a cluster).
+    pub pod_name: String,
 }
 
 #[derive(Debug, Error)]
@@ -91,6 +97,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
 }
 
 /// Reads the HMAC key, creating a random one (mode 0600) when the file does not exist, so
@@ -209,7 +217,19 @@ pub async fn run(
         (None, None)
     };
 
+    let (webhooks, webhook_runner) = if config.webhooks.is_empty() {
+        (None, None)
+    } else {
+        let (dispatcher, runner) = webhook::start(
+            config.webhooks.clone(),
+            metrics.clone(),
+            config.pod_name.clone(),
+        )?;
+        (Some(dispatcher), Some(runner))
+    };
+
     let state = Arc::new(http::AppState {
+        webhooks,
         bundle: bundle.clone(),
         metrics: metrics.clone(),
         keys: keys.as_ref().map(|(ring, _)| ring.clone()),
@@ -343,9 +363,19 @@ pub async fn run(
         let _ = t.await;
     }
     drop(state);
-    if let Some(writer) = audit_writer {
-        writer.finish(config.http.shutdown_timeout).await;
-    }
+    // The audit writer and the webhook queues are flushed side by side, each within the
+    // shutdown deadline.
+    let audit_done = async {
+        if let Some(writer) = audit_writer {
+            writer.finish(config.http.shutdown_timeout).await;
+        }
+    };
+    let webhooks_done = async {
+        if let Some(runner) = webhook_runner {
+            runner.finish(config.http.shutdown_timeout).await;
+        }
+    };
+    tokio::join!(audit_done, webhooks_done);
     Ok(())
 }
 
