@@ -51,7 +51,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       -p pd-operator -p pd-scanner --bins \
  && mkdir /out \
  && cp target/x86_64-unknown-linux-musl/image/pd-operator \
-       target/x86_64-unknown-linux-musl/image/pd-scanner /out/
+       target/x86_64-unknown-linux-musl/image/pd-scanner /out/ \
+ && cp /etc/ssl/certs/ca-certificates.crt /out/
 
 # The two binaries at the root. Overridden by `--build-context binaries=DIR`.
 FROM scratch AS binaries
@@ -84,6 +85,8 @@ LABEL org.opencontainers.image.title="pd-scanner" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=binaries /pd-scanner /usr/local/bin/pd-scanner
+# CA certificates for webhook deliveries over HTTPS (`serve --webhooks`); nothing else.
+COPY --from=binaries /ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/pd-scanner"]

@@ -136,6 +136,8 @@ pub enum BuildError {
     },
     #[error("cannot serialize the bundle: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("cannot serialize the tenant's webhooks file: {0}")]
+    Yaml(#[from] serde_yaml::Error),
 }
 
 /// Every child object of one ScanPolicy.
@@ -314,7 +316,7 @@ pub fn build_children(
     let names =
         Names::new(&policy_name, &namespace, &tenant_name).with_tls(policy.spec.tls.is_some());
     let owner = owner_reference(policy);
-    let (config_map, bundle_hash) = config_map(policy, &names, &owner, packs)?;
+    let (config_map, bundle_hash) = config_map(policy, tenant, &names, &owner, packs)?;
     Ok(Children {
         service_account: service_account(&names, &owner),
         role: role(&names, &owner, settings),
@@ -386,6 +388,7 @@ pub fn bundle(
 
 fn config_map(
     policy: &ScanPolicy,
+    tenant: &Tenant,
     names: &Names,
     owner: &Option<OwnerReference>,
     packs: &BTreeMap<String, RulePackSpec>,
@@ -401,12 +404,103 @@ fn config_map(
         BUNDLE_HASH_ANNOTATION.to_string(),
         hash.clone(),
     )]));
+    let mut data = BTreeMap::from([(BUNDLE_KEY.to_string(), text)]);
+    if let Some(webhooks) = webhooks_file(tenant)? {
+        data.insert(WEBHOOKS_KEY.to_string(), webhooks);
+    }
     let cm = ConfigMap {
         metadata: meta,
-        data: Some(BTreeMap::from([(BUNDLE_KEY.to_string(), text)])),
+        data: Some(data),
         ..ConfigMap::default()
     };
     Ok((cm, hash))
+}
+
+/// The tenant's webhooks file (`serve --webhooks`), in the bundle ConfigMap under this key and
+/// mounted on its own (the bundle directory must hold nothing but the bundle).
+const WEBHOOKS_KEY: &str = "webhooks.yaml";
+const WEBHOOKS_DIR: &str = "/etc/pd/webhooks";
+/// Signing keys, one directory per webhook (and one per key being rotated out).
+const WEBHOOK_KEYS_DIR: &str = "/etc/pd/webhook-keys";
+/// Pod-template annotation with the webhooks file's hash: the scanner reads that file once at
+/// start, so a change must roll the pods (signing keys need no roll: they are re-read).
+pub const WEBHOOKS_HASH_ANNOTATION: &str = "promptdefenders.io/webhooks-hash";
+
+fn webhook_name(i: usize, w: &crate::crd::Webhook) -> String {
+    w.name.clone().unwrap_or_else(|| format!("webhook-{i}"))
+}
+
+fn webhook_key_paths(i: usize, w: &crate::crd::Webhook) -> Vec<String> {
+    let mut keys = vec![format!("{WEBHOOK_KEYS_DIR}/{i}/current")];
+    if w.previous_secret_ref.is_some() {
+        keys.push(format!("{WEBHOOK_KEYS_DIR}/{i}-previous/previous"));
+    }
+    keys
+}
+
+/// The scanner's webhooks file for `tenant` (`None` without webhooks): the Tenant's fields,
+/// with the signing keys at the paths [`deployment`] mounts them at. Batching, rate and
+/// retries keep the scanner's defaults.
+pub fn webhooks_file(tenant: &Tenant) -> Result<Option<String>, BuildError> {
+    if tenant.spec.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let list: Vec<serde_json::Value> = tenant
+        .spec
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut o = serde_json::json!({
+                "name": webhook_name(i, w),
+                "url": w.url,
+                "minSeverity": w.min_severity,
+                "keyFiles": webhook_key_paths(i, w),
+            });
+            if let Some(f) = w.format {
+                o["format"] = serde_json::json!(f);
+            }
+            if !w.verdicts.is_empty() {
+                o["verdicts"] = serde_json::json!(w.verdicts);
+            }
+            if let Some(l) = &w.link_template {
+                o["linkTemplate"] = serde_json::json!(l);
+            }
+            if w.allow_insecure_http {
+                o["allowInsecureHttp"] = serde_json::json!(true);
+            }
+            o
+        })
+        .collect();
+    Ok(Some(serde_yaml::to_string(&list)?))
+}
+
+/// TCP ports the webhook URLs name (443 for `https://`, 80 for `http://`, else the explicit
+/// one). NetworkPolicy cannot match host names, so scanner egress for webhooks goes to these
+/// ports on any address.
+pub fn webhook_ports(tenant: &Tenant) -> std::collections::BTreeSet<u16> {
+    tenant
+        .spec
+        .webhooks
+        .iter()
+        .filter_map(|w| {
+            let (default, rest) = if let Some(r) = w.url.strip_prefix("https://") {
+                (443, r)
+            } else {
+                (80, w.url.strip_prefix("http://")?)
+            };
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host_port = authority.rsplit('@').next().unwrap_or_default();
+            let port = match host_port.rsplit_once(':') {
+                // `[::1]` alone has colons but no port.
+                Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
+                    port.parse().ok()?
+                }
+                _ => default,
+            };
+            Some(port)
+        })
+        .collect()
 }
 
 fn service_account(names: &Names, owner: &Option<OwnerReference>) -> ServiceAccount {
@@ -555,7 +649,29 @@ fn network_policy(
         }]),
         ports: Some(vec![tcp_port(metrics_port(names))]),
     });
-    let egress = egress_rules(&settings.api_server);
+    let mut egress = egress_rules(&settings.api_server);
+    let webhook_ports = webhook_ports(tenant);
+    if !webhook_ports.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(
+                ["0.0.0.0/0", "::/0"]
+                    .map(|cidr| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: cidr.to_string(),
+                            except: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .to_vec(),
+            ),
+            ports: Some(
+                webhook_ports
+                    .into_iter()
+                    .map(|p| tcp_port(i32::from(p)))
+                    .collect(),
+            ),
+        });
+    }
     NetworkPolicy {
         metadata: meta(names, &names.scanner, owner),
         spec: Some(NetworkPolicySpec {
@@ -657,6 +773,14 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -
     if settings.scanners_report() {
         // `$(POD_NAME)` is expanded by the kubelet from the container's downward-API env.
         args.extend(["--report-pod".to_string(), "$(POD_NAME)".to_string()]);
+    }
+    if !tenant.spec.webhooks.is_empty() {
+        args.extend([
+            "--webhooks".to_string(),
+            format!("{WEBHOOKS_DIR}/{WEBHOOKS_KEY}"),
+            "--pod-name".to_string(),
+            "$(POD_NAME)".to_string(),
+        ]);
     }
     if let Some(n) = policy.spec.scanner.max_prompt_bytes {
         args.extend(["--max-prompt-bytes".to_string(), n.to_string()]);
@@ -830,6 +954,24 @@ fn deployment(
         ports.push(port("http", HEALTH_PORT));
         mounts.push(mount("tls", TLS_DIR, true));
     }
+    let has_webhooks = !tenant.spec.webhooks.is_empty();
+    if has_webhooks {
+        mounts.push(mount("webhooks", WEBHOOKS_DIR, true));
+        for (i, w) in tenant.spec.webhooks.iter().enumerate() {
+            mounts.push(mount(
+                &format!("webhook-key-{i}"),
+                &format!("{WEBHOOK_KEYS_DIR}/{i}"),
+                true,
+            ));
+            if w.previous_secret_ref.is_some() {
+                mounts.push(mount(
+                    &format!("webhook-prev-{i}"),
+                    &format!("{WEBHOOK_KEYS_DIR}/{i}-previous"),
+                    true,
+                ));
+            }
+        }
+    }
     let container = Container {
         name: "scanner".to_string(),
         image: Some(
@@ -840,8 +982,8 @@ fn deployment(
         ),
         image_pull_policy: Some("IfNotPresent".to_string()),
         args: Some(scanner_args(policy, tenant, settings)),
-        env: settings.scanners_report().then(|| {
-            vec![EnvVar {
+        env: (settings.scanners_report() || has_webhooks).then(|| {
+            let mut env = vec![EnvVar {
                 name: "POD_NAME".to_string(),
                 value_from: Some(EnvVarSource {
                     field_ref: Some(ObjectFieldSelector {
@@ -851,7 +993,16 @@ fn deployment(
                     ..EnvVarSource::default()
                 }),
                 ..EnvVar::default()
-            }]
+            }];
+            if has_webhooks {
+                // The CA bundle the scanner image ships for webhook deliveries over HTTPS.
+                env.push(EnvVar {
+                    name: "SSL_CERT_FILE".to_string(),
+                    value: Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
+                    ..EnvVar::default()
+                });
+            }
+            env
         }),
         ports: Some(ports),
         liveness_probe: Some(probe("/healthz", 10)),
@@ -866,6 +1017,12 @@ fn deployment(
             name: "bundle".to_string(),
             config_map: Some(ConfigMapVolumeSource {
                 name: names.bundle.clone(),
+                // Only the bundle: the scanner loads every file of this directory.
+                items: Some(vec![KeyToPath {
+                    key: BUNDLE_KEY.to_string(),
+                    path: BUNDLE_KEY.to_string(),
+                    ..KeyToPath::default()
+                }]),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -903,9 +1060,48 @@ fn deployment(
     if let Some(tls) = &policy.spec.tls {
         volumes.push(tls_volume(tls));
     }
+    if has_webhooks {
+        volumes.push(Volume {
+            name: "webhooks".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.bundle.clone(),
+                items: Some(vec![KeyToPath {
+                    key: WEBHOOKS_KEY.to_string(),
+                    path: WEBHOOKS_KEY.to_string(),
+                    ..KeyToPath::default()
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        // Whole Secret volumes (no subPath), so a rotated key reaches the pod.
+        let key_volume = |name: String, r: &crate::crd::SecretRef, path: &str| Volume {
+            name,
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(r.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: r.key.clone().unwrap_or_else(|| "secret".to_string()),
+                    path: path.to_string(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        };
+        for (i, w) in tenant.spec.webhooks.iter().enumerate() {
+            volumes.push(key_volume(
+                format!("webhook-key-{i}"),
+                &w.secret_ref,
+                "current",
+            ));
+            if let Some(prev) = &w.previous_secret_ref {
+                volumes.push(key_volume(format!("webhook-prev-{i}"), prev, "previous"));
+            }
+        }
+    }
     // No bundle hash on the pod template: the scanners hot-reload the mounted ConfigMap, so a
     // new bundle must not restart them (nor a renewed certificate: they reload that too).
-    let pod_annotations = BTreeMap::from(
+    let mut pod_annotations = BTreeMap::from(
         [
             ("prometheus.io/scrape", "true".to_string()),
             ("prometheus.io/port", metrics_port(names).to_string()),
@@ -913,6 +1109,17 @@ fn deployment(
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
+    // The webhooks file is read once at start: a new one rolls the pods.
+    if let Ok(Some(file)) = webhooks_file(tenant) {
+        use sha2::Digest;
+        pod_annotations.insert(
+            WEBHOOKS_HASH_ANNOTATION.to_string(),
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(file.as_bytes()))
+            ),
+        );
+    }
     Deployment {
         metadata: meta(names, &names.scanner, owner),
         spec: Some(DeploymentSpec {

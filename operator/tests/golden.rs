@@ -77,3 +77,82 @@ fn a_tls_policy_renders_to_the_golden_file() {
         golden.display()
     );
 }
+
+/// Golden file: what a Tenant's `webhooks` change — the bundle ConfigMap's `webhooks.yaml`, the
+/// scanner's egress on the webhook ports, and the Deployment's flags, key volumes and the hash
+/// annotation that rolls the pods when the file changes.
+#[test]
+fn a_tenant_with_webhooks_renders_to_the_golden_file() {
+    use pd_operator::crd::{SecretRef, Webhook, WebhookFormat};
+    use pd_scanner::pack::Severity;
+    use pd_scanner::verdict::Verdict;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let samples = root.join("../config/samples");
+    let res = pd_operator::render::read_resources(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let mut tenant = res.tenants[0].clone();
+    tenant.spec.webhooks = vec![
+        Webhook {
+            name: Some("soc".into()),
+            url: "https://siem.example.com/pd".into(),
+            format: None,
+            secret_ref: SecretRef {
+                name: "acme-webhook".into(),
+                key: None,
+            },
+            previous_secret_ref: Some(SecretRef {
+                name: "acme-webhook-old".into(),
+                key: Some("secret".into()),
+            }),
+            min_severity: Severity::High,
+            verdicts: vec![Verdict::Block],
+            link_template: Some("https://dash.example.com/e/{event_id}".into()),
+            allow_insecure_http: false,
+        },
+        Webhook {
+            name: None,
+            url: "https://hooks.example.com:8443/services/T0/B0".into(),
+            format: Some(WebhookFormat::Slack),
+            secret_ref: SecretRef {
+                name: "acme-slack".into(),
+                key: Some("signing".into()),
+            },
+            previous_secret_ref: None,
+            min_severity: Severity::Critical,
+            verdicts: Vec::new(),
+            link_template: None,
+            allow_insecure_http: false,
+        },
+    ];
+    let c = pd_operator::builders::build_children(
+        &res.policies[0],
+        &tenant,
+        &pd_scanner::bundle::pack_set(&loaded),
+        &pd_operator::builders::Settings::default(),
+    )
+    .unwrap();
+    let mut cm = serde_json::to_value(&c.config_map).unwrap();
+    // The bundle itself is pinned by the samples' golden file.
+    cm["data"]["bundle.json"] = serde_json::json!("<bundle>");
+    let mut yaml = String::new();
+    for v in [
+        cm,
+        serde_json::to_value(&c.network_policy).unwrap(),
+        serde_json::to_value(&c.deployment).unwrap(),
+    ] {
+        yaml.push_str("---\n");
+        yaml.push_str(&serde_yaml::to_string(&v).unwrap());
+    }
+    let golden: PathBuf = root.join("tests/golden/acme-chat-webhooks.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &yaml).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert!(
+        want == yaml,
+        "rendered objects differ from {}; if the change is intended, run \
+         `UPDATE_GOLDEN=1 cargo test -p pd-operator --test golden`\n{yaml}",
+        golden.display()
+    );
+}
