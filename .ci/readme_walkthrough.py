@@ -1,15 +1,17 @@
-"""The README's "Step by step on kind" against hack/kind-up.sh (run by .ci/e2e).
+"""The kind walkthroughs against hack/kind-up.sh (run by .ci/e2e).
 
-The walkthrough is the script: the README names it, lists its numbered steps, and says how to
-scan your own prompt and clean up. Nobody runs the script here (no Docker; .ci/chart validates
+There are two, with the same steps: README.md's "Five minutes on a kind cluster" and the install
+chapter's "Step by step on kind" (docs/src/install.md). The walkthrough is the script: each names
+it, lists its numbered steps, and says how to scan your own prompt and clean up. Nobody runs the script here (no Docker; .ci/chart validates
 its --dry-run output, e2e/images_test.sh its calls against stubs, the e2e workflow runs it for
 real), so this keeps the prose from drifting away from it:
-  - the section is at most 30 lines and links hack/kind-up.sh;
+  - each section is at most 30 lines and links hack/kind-up.sh; the README's links the install
+    chapter;
   - its numbered list is the script's `step N '...'` lines, word for word (backticks aside), in
     order, numbered 1..N;
   - every option the section shows exists in the script, and the defaults it names (cluster,
     tag) and the cleanup's cluster are the script's;
-  - the tool versions the section's introduction names are the pinned ones.
+  - the tool versions the install chapter's introduction names are the pinned ones.
 
 Usage: python readme_walkthrough.py   (from the repository root; needs PyYAML)
 """
@@ -33,14 +35,14 @@ def check(cond, msg):
     return cond
 
 
-def section(text, heading):
+def section(text, heading, name):
     """The text under a Markdown heading, up to the next heading of the same or a higher level."""
     level = len(heading.split(" ", 1)[0])
     lines = text.splitlines(keepends=True)
     try:
         start = lines.index(heading + "\n") + 1
     except ValueError:
-        sys.exit(f"error: README.md has no section {heading!r}")
+        sys.exit(f"error: {name} has no section {heading!r}")
     out, fenced = [], False
     for line in lines[start:]:
         if line.startswith("```"):
@@ -61,15 +63,23 @@ def pinned(script, text, name):
     return default.group(1) if default else value
 
 
-def main():
-    readme = open("README.md").read()
-    script = open("hack/kind-up.sh").read()
-    where = "README Step by step on kind"
-    walk = section(readme, "### Step by step on kind")
+WALKTHROUGHS = [
+    # file, heading, how it links the script
+    ("README.md", "## Five minutes on a kind cluster", "[`hack/kind-up.sh`](hack/kind-up.sh)"),
+    ("docs/src/install.md", "## Step by step on kind", "[`hack/kind-up.sh`](../../hack/kind-up.sh)"),
+]
+
+
+def check_walkthrough(path, heading, link, script):
+    """One walkthrough section against the script; returns (steps, lines, cluster, tag)."""
+    where = f"{path} {heading.lstrip('# ')}"
+    walk = section(open(path).read(), heading, path)
 
     lines = walk.rstrip("\n").splitlines()
     check(len(lines) <= MAX_LINES, f"{where}: {len(lines)} lines, at most {MAX_LINES}")
-    check("[`hack/kind-up.sh`](hack/kind-up.sh)" in walk, f"{where}: no link to hack/kind-up.sh")
+    check(link in walk, f"{where}: no link {link}")
+    if path == "README.md":
+        check("(docs/src/install.md)" in walk, f"{where}: no link to the install chapter, docs/src/install.md")
 
     # The steps: the script's `step N '...'` lines and the section's numbered list.
     steps = [(int(n), t) for n, t in re.findall(r"^ *step (\d+) '(.*)'$", script, re.M)]
@@ -99,18 +109,28 @@ def main():
           f"{where}: the defaults named are not the script's (cluster {cluster}, tag {tag})")
     check(["kind", "delete", "cluster", "--name", cluster] in cmds, f"{where}: no `kind delete cluster --name {cluster}`")
 
-    # The tool versions named in the introduction are the pinned ones.
-    intro = section(readme, "## Installing on Kubernetes")
+    return steps, lines, cluster, tag
+
+
+def main():
+    script = open("hack/kind-up.sh").read()
+    for path, heading, link in WALKTHROUGHS:
+        steps, lines, cluster, tag = check_walkthrough(path, heading, link, script)
+        print(f"{path}: {len(steps)} steps, {len(lines)} lines")
+
+    # The tool versions named in the install chapter's introduction are the pinned ones.
+    chapter = "docs/src/install.md"
+    intro = section(open(chapter).read(), "# Installing on Kubernetes", chapter).split("\n## ")[0]
     kind_version = pinned("hack/kind-up.sh", script, "KIND_VERSION")
-    check(f"{kind_version} is what the e2e suite pins" in intro, f"README Installing on Kubernetes: kind {kind_version} (hack/kind-up.sh's pin) is not named")
+    check(f"{kind_version} is what the e2e suite pins" in intro, f"{chapter} introduction: kind {kind_version} (hack/kind-up.sh's pin) is not named")
     chart_helm = re.search(r"^HELM_SHA256=\S+ # helm (v[\d.]+)$", open(".ci/chart").read(), re.M)
-    check(chart_helm and f"Helm {chart_helm.group(1)} (offline)" in intro, "README Installing on Kubernetes: .ci/chart's Helm version is not the one named")
+    check(chart_helm and f"Helm {chart_helm.group(1)} (offline)" in intro, f"{chapter} introduction: .ci/chart's Helm version is not the one named")
     e2e_helm = re.search(r"azure/setup-helm@v\d+\n\s+with:\n\s+version: (v[\d.]+)", open(".github/workflows/e2e.yml").read())
-    check(e2e_helm and f"with Helm {e2e_helm.group(1)}" in intro, "README Installing on Kubernetes: the e2e workflow's Helm version is not the one named")
+    check(e2e_helm and f"with Helm {e2e_helm.group(1)}" in intro, f"{chapter} introduction: the e2e workflow's Helm version is not the one named")
 
     if FAILURES:
-        sys.exit(f"README walkthrough: {len(FAILURES)} disagreement(s) with hack/kind-up.sh")
-    print(f"ok: README walkthrough is hack/kind-up.sh ({len(steps)} steps, {len(lines)} lines, "
+        sys.exit(f"kind walkthroughs: {len(FAILURES)} disagreement(s) with hack/kind-up.sh")
+    print(f"ok: the kind walkthroughs are hack/kind-up.sh ({len(steps)} steps, "
           f"cluster {cluster}, tag {tag}, kind {kind_version})")
 
 

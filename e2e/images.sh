@@ -74,7 +74,7 @@ e2e_pull_image() { # e2e_pull_image PLATFORM IMAGE
     return 0
   fi
   docker pull --platform "$platform" "$image" || {
-    echo "error: could not pull $image for $platform (Docker Hub rate limit? see \"Runner assumptions\" in README.md: log in with docker login, or pull it yourself)" >&2
+    echo "error: could not pull $image for $platform (Docker Hub rate limit? see \"Runner assumptions\" in docs/src/contributing/e2e.md: log in with docker login, or pull it yourself)" >&2
     return 1
   }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests of e2e/images.sh, e2e/kind-images.sh and hack/kind-up.sh (the setup e2e/run.sh and the
-# README's "Step by step on kind" run), without Docker, kind or a cluster: stub `docker`, `kind`,
+# kind walkthrough in README.md and docs/src/install.md run), without Docker, kind or a cluster: stub `docker`, `kind`,
 # `kubectl`, `helm` and `uname` commands on PATH record every call, and each case checks the
 # exact commands, the exit status and the messages. Run by .ci/e2e; `bash e2e/images_test.sh`.
 #
@@ -187,7 +187,7 @@ expect_eq "calls" "$calls" "docker image inspect $curl"
 run_case "pull: failure names the image" "e2e_pull_image linux/arm64 $curl" STUB_MISSING="$curl" STUB_PULL_FAIL=1
 expect_rc 1
 expect_eq "stderr" "$(printf '%s\n' "$err" | grep '^error:')" \
-  "error: could not pull $curl for linux/arm64 (Docker Hub rate limit? see \"Runner assumptions\" in README.md: log in with docker login, or pull it yourself)"
+  "error: could not pull $curl for linux/arm64 (Docker Hub rate limit? see \"Runner assumptions\" in docs/src/contributing/e2e.md: log in with docker login, or pull it yourself)"
 
 # ── Loading ───────────────────────────────────────────────────────────────────────────────
 op=ghcr.io/prompt-defenders/pd-operator:dev
@@ -258,7 +258,7 @@ run_case "load: a cluster without nodes is an error" "$load" STUB_NODES=
 expect_rc 1
 expect_eq "stderr" "$err" "error: kind cluster pd-e2e has no nodes; cannot load $op $sc $curl"
 
-# ── e2e/kind-images.sh: build + load, the script run.sh and the README walkthrough run ─────
+# ── e2e/kind-images.sh: build + load, the script run.sh and the kind walkthrough run ─────
 build_calls() { # build_calls TAG: the two builds, scanner first
   local name
   for name in pd-scanner pd-operator; do
@@ -303,7 +303,7 @@ run_case "kind-images.sh: a failed build stops before loading" \
 expect_rc 1
 [[ "$calls" != *"kind load"* ]] || fail "loaded after a failed build: $calls"
 
-# ── hack/kind-up.sh: the README's steps, and run.sh's setup ─────────────────────────────────
+# ── hack/kind-up.sh: the walkthrough's steps, and run.sh's setup ─────────────────────────────────
 kind_up_dir="$tmp/kind-up-work"
 run_case "kind-up.sh: a new cluster from kind-config.yaml, images, chart, samples, two prompts" \
   "hack/kind-up.sh" PD_E2E_WORKDIR="$kind_up_dir" KUBECONFIG="$tmp/kubeconfig-demo"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the operator and scanner images and loads them into every node of a kind cluster.
-# One script for both users of it: e2e/run.sh calls it, and the README's "Step by step on kind"
+# One script for both users of it: e2e/run.sh calls it, and the kind walkthrough (README.md, docs/src/install.md)
 # tells a new user to run it, so the walkthrough and the suite load images the same way.
 #
 #   e2e/kind-images.sh --cluster NAME [--tag TAG] [--no-build] [EXTRA_IMAGE...]

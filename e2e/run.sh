@@ -5,7 +5,7 @@
 #
 # 1. checks cargo (hack/kind-up.sh checks the rest: docker with buildx, kind >= v0.24,
 #    kubectl, helm, and prints the Docker version, its image store and the nodes' platform);
-# 2. runs hack/kind-up.sh, the README's "Step by step on kind", on the kind cluster `pd-e2e`
+# 2. runs hack/kind-up.sh, the kind walkthrough (README.md, docs/src/install.md), on the kind cluster `pd-e2e`
 #    with its own kubeconfig file so your other contexts are never touched: creates the cluster
 #    from kind-config.yaml (or reuses it), builds the operator and scanner images and loads
 #    them and the probes' pinned curl image into every node with e2e/kind-images.sh (`docker

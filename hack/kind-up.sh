@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prompt Defenders on a local kind cluster, from nothing to a scanned prompt. The README's
-# "Step by step on kind" lists this script's `step` lines, and e2e/run.sh runs it before its
-# tests, so the walkthrough is what CI runs.
+# Prompt Defenders on a local kind cluster, from nothing to a scanned prompt. The kind walkthrough
+# (README.md; docs/src/install.md) lists this script's `step` lines, and e2e/run.sh runs it
+# before its tests, so the walkthrough is what CI runs.
 #
 #   hack/kind-up.sh [--cluster NAME] [--tag TAG] [--no-build] [--key-id ID] [--set KEY=VALUE]...
 #                   [--curl-image IMAGE] [--dry-run DIR]
@@ -189,7 +189,7 @@ if [ -n "$dry_run" ]; then
 else
   for tool in docker kind kubectl "$HELM"; do
     command -v "$tool" > /dev/null 2>&1 \
-      || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm 3.8 or newer; README, \"Installing on Kubernetes\")"
+      || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm 3.8 or newer; docs/src/install.md)"
   done
   docker info > /dev/null 2>&1 || die "docker is installed but the daemon does not answer (is Docker running? are you in the docker group?)"
   if [ "$build" = 1 ]; then
@@ -212,7 +212,7 @@ else
   [ "$kind_version" = "$KIND_VERSION" ] || echo "warning: kind $kind_version is not the pinned $KIND_VERSION; continuing"
 fi
 
-# ── The steps. The README's "Step by step on kind" lists these lines, word for word. ───────
+# ── The steps. The kind walkthrough (README.md, docs/src/install.md) lists these lines, word for word.
 step 1 'Create the kind cluster from kind-config.yaml (3 nodes, NetworkPolicy enforced), or reuse it.'
 kubeconfig=()
 if [ -n "${KUBECONFIG:-}" ]; then kubeconfig=(--kubeconfig "${KUBECONFIG%%:*}"); fi

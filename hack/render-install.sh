@@ -7,7 +7,7 @@
 #
 # Needs Helm 3.8 or newer ($HELM, default `helm`). .ci/chart re-renders it with the Helm it
 # pins and fails when the committed file differs: run this after changing the chart or crds/.
-# Another namespace: render the chart yourself (README, "Without Helm on the cluster").
+# Another namespace: render the chart yourself (docs/src/install.md, "Without Helm on the cluster").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +27,7 @@ trap 'rm -f "$tmp"' EXIT
 #
 # IMAGES: ghcr.io/prompt-defenders/pd-operator:0.1.0 and pd-scanner:0.1.0 are NOT published.
 # Build them from this repository and push them where your cluster pulls from, then render
-# with your registry: README, "Without Helm on the cluster". On kind, hack/kind-up.sh builds
+# with your registry: docs/src/install.md, "Without Helm on the cluster". On kind, hack/kind-up.sh builds
 # and loads them.
 #
 # Every namespaced object names its namespace: apply WITHOUT -n. The Role and RoleBinding in

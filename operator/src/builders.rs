@@ -518,7 +518,7 @@ fn service_account(names: &Names, owner: &Option<OwnerReference>) -> ServiceAcco
 /// With [`Settings::scanners_report`] the scanner also patches its own Pod's annotations (the
 /// bundle hash it serves). RBAC cannot name a Pod whose name is random, so this rule covers the
 /// namespace's pods; the chart's ValidatingAdmissionPolicy restricts it to the caller's own Pod
-/// and those annotations (README, "How the operator knows what a pod serves").
+/// and those annotations (docs/src/operator.md, "Conditions, reasons, and what `Ready` guarantees").
 fn role(names: &Names, owner: &Option<OwnerReference>, settings: &Settings) -> Role {
     let mut rules = vec![PolicyRule {
         api_groups: Some(vec![String::new()]),
@@ -870,7 +870,7 @@ fn tls_volume(tls: &TlsSpec) -> Volume {
 /// Requests CPU so the HPA has something to scale on; limits memory so one pod cannot starve
 /// a node. The memory request is the measured need with headroom: the scanner's automata are
 /// built at compile time and per-rule caches are capped, so its RSS stays at ~27 MiB (glibc
-/// build, peak) through 300,000 distinct prompts at saturation (README, "Performance",
+/// build, peak) through 300,000 distinct prompts at saturation (docs/src/performance.md,
 /// `bench/load.sh`); the limit leaves room for concurrent maximal prompts.
 pub fn default_resources() -> ResourceRequirements {
     let q = |s: &str| Quantity(s.to_string());

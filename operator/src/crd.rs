@@ -77,7 +77,7 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_key_secret_ref: Option<SecretRef>,
     /// Where findings at or above a threshold are POSTed, signed with HMAC-SHA256 by the
-    /// tenant's scanners (see the README, "Notifications").
+    /// tenant's scanners (see docs/src/notifications.md).
     // Bounded (with `url`'s length) so the API server's CEL cost estimate stays within budget.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
@@ -123,7 +123,7 @@ pub struct RateLimit {
 }
 
 /// A receiver of signed finding notifications, delivered by the tenant's scanners (see the
-/// README, "Notifications": payload, headers, retries, verification).
+/// book chapter docs/src/notifications.md: payload, headers, retries, verification).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = kube::core::Rule::new("self.url.startsWith('https://') || (has(self.allowInsecureHttp) && self.allowInsecureHttp)").message("an http:// url needs allowInsecureHttp: true"))]

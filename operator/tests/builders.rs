@@ -458,7 +458,7 @@ fn render_leaves_out_owner_references_without_a_uid() {
 }
 
 /// With serving reports on, scanners get their pod name and may patch pods (their own: see
-/// the README for the admission policy that narrows this).
+/// docs/src/operator.md for the admission policy that narrows this).
 #[test]
 fn reporting_scanners_get_their_pod_name_and_patch_on_pods() {
     let settings = Settings {

@@ -1,6 +1,6 @@
 //! Scan and compile speed of the sample bundle (`config/samples/`, as embedded in the binary).
 //!
-//! `cargo bench -p pd-scanner --bench scan` — figures go in the README's performance section.
+//! `cargo bench -p pd-scanner --bench scan` — figures go in docs/src/performance.md.
 //! Inputs are generated (no corpus needed):
 //! - `novel/*`: every iteration scans a prompt never scanned before (`pd_scanner::synth`, natural
 //!   lengths), after a warm-up on 20,000 prompts from another seed — what real traffic costs.

@@ -344,8 +344,8 @@ struct ServeArgs {
     #[arg(long, env = "PD_HEALTH_LISTEN", value_name = "ADDR")]
     health_listen: Option<std::net::SocketAddr>,
     /// Signed webhook notifications of decisions: a YAML/JSON list of webhooks (url, format,
-    /// minSeverity and/or verdicts, keyFiles, batch, ratePerSecond, ...; see README
-    /// "Notifications"). Read and checked at start; the key files are re-read per delivery.
+    /// minSeverity and/or verdicts, keyFiles, batch, ratePerSecond, ...; see
+    /// docs/src/notifications.md). Read and checked at start; the key files are re-read per delivery.
     #[arg(long, env = "PD_WEBHOOKS", value_name = "FILE")]
     webhooks: Option<PathBuf>,
     /// Names this scanner (`scanner_pod`) in webhook payloads. Default: --report-pod, else

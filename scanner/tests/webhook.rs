@@ -1,5 +1,5 @@
 //! Webhook notifications (`serve --webhooks`) against real local receivers: signatures verify
-//! (with the CLI and with the README's Python snippet), batching, rate limits, retries, a dead
+//! (with the CLI and with the Notifications chapter's Python snippet), batching, rate limits, retries, a dead
 //! or hanging receiver never stalls a scan, a full queue drops the oldest and counts, and
 //! nothing of the prompt ever reaches a receiver.
 
@@ -311,16 +311,18 @@ fn cli_verify(key: &Path, ts: &str, sig: &str, body: &[u8]) -> (i32, String) {
     )
 }
 
-/// The Python verification snippet of README "Notifications", run on a real delivery.
+/// The Python verification snippet of the Notifications chapter (docs/src/notifications.md),
+/// run on a real delivery.
 /// `None` when python3 is absent (the caller skips loudly).
 fn python_verify(dir: &Path, key: &Path, got: &Got) -> Option<bool> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/notifications.md"),
+    )
+    .unwrap();
     let marker = "<!-- webhook-verify-python: tested by scanner/tests/webhook.rs -->";
     let after = &readme[readme
         .find(marker)
-        .expect("README has the Python snippet marker")..];
+        .expect("the Notifications chapter has the Python snippet marker")..];
     let start = after.find("```python\n").expect("python fence") + "```python\n".len();
     let snippet = &after[start..start + after[start..].find("```").unwrap()];
     let script = format!(
@@ -413,13 +415,13 @@ fn deliveries_are_signed_verifiable_and_match_the_schema() {
     let (code, _) = cli_verify(&setup.path("other-key"), ts, sig, &g.body);
     assert_eq!(code, 1);
 
-    // The README's Python snippet accepts it with either key and refuses a tampered body.
+    // The Notifications chapter's Python snippet accepts it with either key and refuses a tampered body.
     match python_verify(setup.dir.path(), &setup.path("key-current"), g) {
         None => eprintln!(
-            "SKIPPED LOUDLY: python3 is not installed; the README Python snippet was NOT tested"
+            "SKIPPED LOUDLY: python3 is not installed; the Notifications chapter's Python snippet was NOT tested"
         ),
         Some(ok) => {
-            assert!(ok, "README Python snippet refuses a real delivery");
+            assert!(ok, "the Notifications chapter's Python snippet refuses a real delivery");
             assert_eq!(
                 python_verify(setup.dir.path(), &setup.path("key-previous"), g),
                 Some(true)
