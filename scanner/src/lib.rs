@@ -17,6 +17,8 @@ pub mod detectors;
 pub mod dfa_cache;
 pub mod engine;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod limits;
 pub mod listen;
