@@ -785,6 +785,14 @@ impl FakeApi {
     fn requests(&self) -> Vec<String> {
         self.state.requests.lock().unwrap().clone()
     }
+
+    /// Whether a watch is open. `update` reaches only open watches (this fake keeps no
+    /// history to replay from a resourceVersion, as the real API server does), so a test
+    /// must wait for one before changing the ConfigMap, or the change can fall between the
+    /// client's LIST and its WATCH.
+    fn watching(&self) -> bool {
+        !self.state.watchers.lock().unwrap().is_empty()
+    }
 }
 
 fn serve_fake(mut conn: TcpStream, st: &FakeState) {
@@ -893,6 +901,7 @@ fn configmap_watch_is_the_fresh_source_and_files_take_over_when_it_drops() {
         "LIST must ask for the one ConfigMap by name (RBAC resourceNames): {list}"
     );
 
+    eventually("the scanner's watch is open", || api.watching());
     api.update(&v3);
     eventually("a ConfigMap change is served", || {
         version(&s).as_deref() == Some("3")
