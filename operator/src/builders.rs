@@ -484,21 +484,13 @@ pub fn webhook_ports(tenant: &Tenant) -> std::collections::BTreeSet<u16> {
         .webhooks
         .iter()
         .filter_map(|w| {
-            let (default, rest) = if let Some(r) = w.url.strip_prefix("https://") {
-                (443, r)
-            } else {
-                (80, w.url.strip_prefix("http://")?)
+            let uri: axum::http::Uri = w.url.parse().ok()?;
+            let default = match uri.scheme_str()? {
+                "https" => 443,
+                "http" => 80,
+                _ => return None,
             };
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            let host_port = authority.rsplit('@').next().unwrap_or_default();
-            let port = match host_port.rsplit_once(':') {
-                // `[::1]` alone has colons but no port.
-                Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
-                    port.parse().ok()?
-                }
-                _ => default,
-            };
-            Some(port)
+            Some(uri.port_u16().unwrap_or(default))
         })
         .collect()
 }
