@@ -187,28 +187,28 @@ pub fn body_limit(max_prompt_bytes: usize, items: usize) -> usize {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let scan_routes = Router::new()
         .route("/v1/scan", post(scan))
         .route("/v1/scan/batch", post(scan_batch))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .route("/openapi.json", get(openapi));
+    with_probe_routes(scan_routes).with_state(state)
 }
 
 /// The probe and metrics routes alone (`--health-listen`): no scan route, so this listener
 /// needs neither keys nor client certificates and gives access to nothing else.
 pub fn health_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    with_probe_routes(Router::new()).with_state(state)
+}
+
+/// `routes` plus health, readiness and metrics, then the JSON 404/405 fallbacks (added last:
+/// the 405 fallback reaches only the routes registered before it). Both listeners serve these.
+fn with_probe_routes(routes: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    routes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
 }
 
 async fn not_found(State(s): State<Arc<AppState>>) -> ApiError {
