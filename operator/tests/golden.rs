@@ -64,18 +64,7 @@ fn a_tls_policy_renders_to_the_golden_file() {
         yaml.push_str("---\n");
         yaml.push_str(&serde_yaml::to_string(&v).unwrap());
     }
-    let golden: PathBuf = root.join("tests/golden/acme-chat-tls.yaml");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&golden, &yaml).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&golden).unwrap_or_default();
-    assert!(
-        want == yaml,
-        "rendered objects differ from {}; if the change is intended, run \
-         `UPDATE_GOLDEN=1 cargo test -p pd-operator --test golden`\n{yaml}",
-        golden.display()
-    );
+    assert_golden(&root.join("tests/golden/acme-chat-tls.yaml"), &yaml);
 }
 
 /// Golden file: what a Tenant's `webhooks` change — the bundle ConfigMap's `webhooks.yaml`, the
@@ -143,12 +132,16 @@ fn a_tenant_with_webhooks_renders_to_the_golden_file() {
         yaml.push_str("---\n");
         yaml.push_str(&serde_yaml::to_string(&v).unwrap());
     }
-    let golden: PathBuf = root.join("tests/golden/acme-chat-webhooks.yaml");
+    assert_golden(&root.join("tests/golden/acme-chat-webhooks.yaml"), &yaml);
+}
+
+/// `yaml` equals the golden file (with `UPDATE_GOLDEN` set: becomes it).
+fn assert_golden(golden: &Path, yaml: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&golden, &yaml).unwrap();
+        std::fs::write(golden, yaml).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&golden).unwrap_or_default();
+    let want = std::fs::read_to_string(golden).unwrap_or_default();
     assert!(
         want == yaml,
         "rendered objects differ from {}; if the change is intended, run \
