@@ -59,7 +59,7 @@ e2e_docker_summary() { # e2e_docker_summary PLATFORM
   local version store
   version=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2> /dev/null) \
     || version="(version unknown)"
-  if docker info --format '{{json .DriverStatus}}' 2> /dev/null | grep -q 'io.containerd.snapshotter'; then
+  if docker info --format '{{json .DriverStatus}}' 2> /dev/null | grep -c 'io.containerd.snapshotter' > /dev/null; then
     store="containerd image store"
   else
     store="classic image store"

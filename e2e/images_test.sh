@@ -278,7 +278,7 @@ for image in "$op" "$sc" "$curl"; do
 done
 # Built before anything is loaded: a node never gets a stale image of the same tag.
 last_build=$(printf '%s\n' "$calls" | grep -n 'buildx build' | tail -n 1 | cut -d: -f1)
-first_load=$(printf '%s\n' "$calls" | grep -n 'kind load' | head -n 1 | cut -d: -f1)
+first_load=$(printf '%s\n' "$calls" | grep -n 'kind load' | sed -n 1p | cut -d: -f1)
 [ "$last_build" -lt "$first_load" ] || fail "loads before the last build"
 
 run_case "kind-images.sh --no-build --tag: loads what Docker has, builds nothing" \
@@ -389,16 +389,16 @@ grep -q '^  hack/kind-up\.sh --cluster "\$CLUSTER" --tag "\$IMAGE_TAG" --key-id 
   || fail "run.sh does not set up its cluster with hack/kind-up.sh (cluster, tag, key id, curl image)"
 grep -q -- '--set operator.scannerReportsServing=true' e2e/run.sh || fail "run.sh no longer turns on scannerReportsServing"
 for script in e2e/run.sh e2e/kind-images.sh hack/kind-up.sh; do
-  if grep -v '^ *#' "$script" | grep -q 'kind load docker-image'; then
+  if grep -v '^ *#' "$script" | grep -c 'kind load docker-image' > /dev/null; then
     fail "$script uses kind load docker-image"
   fi
 done
 for script in e2e/run.sh hack/kind-up.sh; do
-  if grep -v '^ *#' "$script" | grep -qE 'docker (buildx )?build |e2e_load_images'; then
+  if grep -v '^ *#' "$script" | grep -cE 'docker (buildx )?build |e2e_load_images' > /dev/null; then
     fail "$script builds or loads images itself instead of through e2e/kind-images.sh"
   fi
 done
-if grep -v '^ *#' e2e/run.sh | grep -qE 'kind create cluster|helm .*install|config/samples'; then
+if grep -v '^ *#' e2e/run.sh | grep -cE 'kind create cluster|helm .*install|config/samples' > /dev/null; then
   fail "run.sh sets up the cluster itself instead of through hack/kind-up.sh"
 fi
 

@@ -156,7 +156,7 @@ step "metrics-server $METRICS_SERVER_VERSION"
 # kind's kubelets serve self-signed certificates, hence --kubelet-insecure-tls. Test clusters only.
 kubectl apply -f "https://github.com/kubernetes-sigs/metrics-server/releases/download/$METRICS_SERVER_VERSION/components.yaml"
 if ! kubectl -n kube-system get deployment metrics-server -o jsonpath='{.spec.template.spec.containers[0].args}' \
-    | grep -q -- --kubelet-insecure-tls; then
+    | grep -c -- --kubelet-insecure-tls > /dev/null; then
   kubectl -n kube-system patch deployment metrics-server --type=json \
     -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'
 fi

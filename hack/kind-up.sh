@@ -202,7 +202,7 @@ else
     echo "warning: the images hold x86_64 binaries (Dockerfile: x86_64-unknown-linux-musl); $platform nodes can only run them under emulation"
   fi
   kind_version=$(kind version | awk '{print $2}')
-  echo "kind $kind_version (pinned $KIND_VERSION), $(kubectl version --client 2> /dev/null | head -n 1), helm $("$HELM" version --short)"
+  echo "kind $kind_version (pinned $KIND_VERSION), $(kubectl version --client 2> /dev/null | sed -n 1p), helm $("$HELM" version --short)"
   # NetworkPolicy enforcement arrived in kind v0.24.0; older kinds pass NetworkPolicies through
   # unenforced, and the tenant isolation this demo relies on would silently be missing.
   IFS=. read -r kind_major kind_minor _ <<< "${kind_version#v}"
@@ -217,7 +217,7 @@ step 1 'Create the kind cluster from kind-config.yaml (3 nodes, NetworkPolicy en
 kubeconfig=()
 if [ -n "${KUBECONFIG:-}" ]; then kubeconfig=(--kubeconfig "${KUBECONFIG%%:*}"); fi
 reused=0
-if [ -z "$dry_run" ] && kind get clusters 2> /dev/null | grep -qx "$cluster"; then
+if [ -z "$dry_run" ] && [ "$(kind get clusters 2> /dev/null | grep -cx "$cluster")" != 0 ]; then
   echo "reusing kind cluster $cluster"
   reused=1
   run kind export kubeconfig --name "$cluster" ${kubeconfig[@]+"${kubeconfig[@]}"}
