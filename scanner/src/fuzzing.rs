@@ -358,6 +358,7 @@ fn http_fixture() -> &'static HttpFixture {
             burst: u32::MAX,
         };
         let state = AppState {
+            usage: Arc::new(crate::serve::usage::Usage::new(metrics.usage.clone())),
             bundle,
             metrics,
             keys: Some(Arc::new(keys.expect("key file loads"))),

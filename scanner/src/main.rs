@@ -352,6 +352,16 @@ struct ServeArgs {
     /// $HOSTNAME (the Pod name in a cluster).
     #[arg(long, env = "PD_POD_NAME")]
     pod_name: Option<String>,
+    /// Usage metering and quotas: write this pod's scan totals for the month (UTC) under its
+    /// pod name (--pod-name) to this ConfigMap of the client's namespace, and enforce the
+    /// tenant quota pd-operator writes there (docs/src/usage.md). Needs a token allowed to get
+    /// and patch it.
+    #[arg(long, env = "PD_USAGE_LEDGER", value_name = "CONFIGMAP")]
+    usage_ledger: Option<String>,
+    /// How often the totals are written to --usage-ledger (and the quota read back), in
+    /// milliseconds; also once on shutdown.
+    #[arg(long, env = "PD_USAGE_FLUSH_INTERVAL_MS", default_value_t = 15_000)]
+    usage_flush_interval_ms: u64,
     /// Log format.
     #[arg(long, env = "PD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -570,7 +580,13 @@ fn serve(
         .or_else(|| args.report_pod.clone())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_default();
+    if args.usage_ledger.is_some() && pod_name.is_empty() {
+        eprintln!("pd-scanner: error: --usage-ledger needs --pod-name (or $HOSTNAME): it names this pod's key");
+        return Ok(EXIT_USAGE);
+    }
     let config = ServeConfig {
+        usage_ledger: args.usage_ledger,
+        usage_flush_interval: Duration::from_millis(args.usage_flush_interval_ms.max(10)),
         webhooks,
         pod_name,
         tls,

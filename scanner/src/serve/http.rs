@@ -62,6 +62,8 @@ pub struct AppState {
     pub large_scans: LargeScans,
     /// Webhook notifications (`--webhooks`); offered decisions after they are audited.
     pub webhooks: Option<Arc<crate::serve::webhook::Dispatcher>>,
+    /// Usage counters and the tenant's quota ([`crate::serve::usage`]).
+    pub usage: Arc<crate::serve::usage::Usage>,
 }
 
 /// `POST /v1/scan` body.
@@ -379,6 +381,18 @@ fn admit(s: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<Stri
             wait,
         ));
     }
+    if let Err(q) = s.usage.admit(s.bundle.current().as_deref()) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            format!(
+                "the tenant's scan quota for {} is used up; it resets at {} (see Retry-After)",
+                q.period, q.resets_at
+            ),
+        );
+        e.retry_after = Some(q.retry_after.as_secs().max(1));
+        return Err(e);
+    }
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -519,6 +533,7 @@ fn run_scan(s: &AppState, pack: &crate::compile::CompiledPack, prompt: &str) -> 
     let started = Instant::now();
     let result = pack.scan(prompt, &s.hasher);
     s.metrics.scanned(&result, started.elapsed().as_secs_f64());
+    s.usage.scanned(pack, result.verdict.as_str(), prompt.len());
     result
 }
 
@@ -734,7 +749,7 @@ pub fn openapi_document() -> serde_json::Value {
             "413": err("Body or prompt over the size limit"),
             "415": err("Content-Type is not application/json"),
             "422": err("Missing, mistyped or unknown fields; too many batch items"),
-            "429": err("Rate limited (`rate_limited`), or too many bad API keys from this address (`auth_throttled`); see the Retry-After header"),
+            "429": err("Rate limited (`rate_limited`), too many bad API keys from this address (`auth_throttled`), or the tenant's monthly scan quota is used up and its `onExceeded` is `block` (`quota_exceeded`); see the Retry-After header"),
             "431": err("Request headers over the size limit"),
             "503": err("No valid rule bundle is loaded (`no_bundle`), the decision could not be audited (`audit_unavailable`), or too many open connections (`too_many_connections`)")
         })

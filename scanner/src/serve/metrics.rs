@@ -102,6 +102,8 @@ pub struct Metrics {
     webhook_delivery: Histogram,
     webhook_queue_depth: Family<WebhookLabels, Gauge>,
     webhook_dropped: Family<WebhookLabels, Counter>,
+    /// Usage metering and quotas ([`crate::serve::usage`]).
+    pub usage: crate::serve::usage::UsageMetrics,
 }
 
 impl Default for Metrics {
@@ -278,7 +280,9 @@ impl Metrics {
             "Webhook events dropped undelivered: the oldest when the queue was full, or what was queued at the shutdown deadline",
             webhook_dropped.clone(),
         );
+        let usage = crate::serve::usage::UsageMetrics::register(&mut registry);
         Metrics {
+            usage,
             registry,
             webhook_events,
             webhook_attempts,

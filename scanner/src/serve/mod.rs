@@ -19,6 +19,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod tls;
+pub mod usage;
 pub mod webhook;
 
 use std::io::Write;
@@ -69,8 +70,14 @@ pub struct ServeConfig {
     pub health_listen: Option<SocketAddr>,
     /// Signed webhook notifications of decisions ([`webhook`]), validated at start.
     pub webhooks: Vec<webhook::Webhook>,
-    /// Names this scanner in webhook payloads (the Pod name in a cluster).
+    /// Names this scanner in webhook payloads and its key in the usage ledger (the Pod name
+    /// in a cluster).
     pub pod_name: String,
+    /// Write this pod's usage to this ConfigMap and enforce the quota the operator writes
+    /// there ([`usage`]).
+    pub usage_ledger: Option<String>,
+    /// How often the usage is written to the ledger.
+    pub usage_flush_interval: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -228,7 +235,9 @@ pub async fn run(
         (Some(dispatcher), Some(runner))
     };
 
+    let usage = Arc::new(usage::Usage::new(metrics.usage.clone()));
     let state = Arc::new(http::AppState {
+        usage: usage.clone(),
         webhooks,
         bundle: bundle.clone(),
         metrics: metrics.clone(),
@@ -304,6 +313,19 @@ pub async fn run(
     if let Some(pod) = config.report_pod.clone() {
         tasks.push(tokio::spawn(podreport::run(
             pod,
+            bundle.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(name) = config.usage_ledger.clone() {
+        tasks.push(tokio::spawn(usage::flush::run(
+            usage::flush::LedgerTarget {
+                name,
+                pod: config.pod_name.clone(),
+                interval: config.usage_flush_interval,
+                final_timeout: config.http.shutdown_timeout,
+            },
+            usage.clone(),
             bundle.clone(),
             stop_rx.clone(),
         )));

@@ -1,0 +1,323 @@
+//! Usage metering and quotas (`--usage-ledger`).
+//!
+//! Every scan the engine runs is counted twice: in Prometheus counters labelled with the
+//! tenant and policy of the loaded bundle (`pd_usage_scans_total{tenant,policy,verdict}`,
+//! `pd_usage_bytes_total{tenant,policy}`; one pod serves one policy, so the labels add no
+//! cardinality), and in this pod's running totals for the current calendar month (UTC), which
+//! [`flush`] writes to the policy's usage ledger ConfigMap ([`ledger`]) every flush interval
+//! and on shutdown. pd-operator sums the ledgers per tenant into the Tenant's status and writes
+//! the tenant's quota back into each ledger; the flush's answer (the whole ledger) tells this
+//! pod what its sibling pods counted and what the tenant's other policies used, so the quota
+//! check ([`Usage::admit`]) needs no request to anyone at scan time.
+//!
+//! The price of deciding locally is a bounded overshoot: scans of other pods not yet flushed
+//! (and, for other policies, not yet aggregated) are not seen. docs/src/usage.md states the
+//! bound; `scanner/tests/usage.rs` measures it.
+
+pub mod flush;
+pub mod ledger;
+pub mod period;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::compile::CompiledPack;
+use ledger::{OnExceeded, PodUsage, QuotaGrant};
+use period::Period;
+
+/// The longest `Retry-After` of a `quota_exceeded` answer. The true wait is until the next
+/// month, which can be weeks; a client told to come back in weeks would not notice a raised
+/// quota, so it is asked to try again within the hour instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantPolicy {
+    tenant: String,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantPolicyVerdict {
+    tenant: String,
+    policy: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantPolicyAction {
+    tenant: String,
+    policy: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// The usage and quota metrics, registered with the service's other metrics.
+#[derive(Clone, Default)]
+pub struct UsageMetrics {
+    scans: Family<TenantPolicyVerdict, Counter>,
+    bytes: Family<TenantPolicy, Counter>,
+    exceeded: Family<TenantPolicyAction, Counter>,
+    used_ratio: Family<TenantPolicy, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    ledger_writes: Family<ResultLabel, Counter>,
+}
+
+impl UsageMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = UsageMetrics::default();
+        registry.register(
+            "pd_usage_scans",
+            "Prompts scanned, by tenant, policy and verdict (a batch counts each item)",
+            m.scans.clone(),
+        );
+        registry.register(
+            "pd_usage_bytes",
+            "Prompt bytes scanned, by tenant and policy",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "pd_quota_exceeded",
+            "Requests past the tenant's quota, by the action taken (block, audit_only, allow)",
+            m.exceeded.clone(),
+        );
+        registry.register(
+            "pd_quota_used_ratio",
+            "This scanner's estimate of the tenant's scans this month over scansPerMonth (set with a quota only)",
+            m.used_ratio.clone(),
+        );
+        registry.register(
+            "pd_usage_ledger_writes",
+            "Writes of this pod's totals to the usage ledger ConfigMap, by result (ok, error)",
+            m.ledger_writes.clone(),
+        );
+        m
+    }
+
+    pub(crate) fn ledger_write(&self, ok: bool) {
+        self.ledger_writes
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Tenant and policy labels of a bundle (`""` for a bundle without a tenant).
+fn identity(pack: Option<&CompiledPack>) -> TenantPolicy {
+    TenantPolicy {
+        tenant: pack
+            .and_then(|p| p.policy.tenant.clone())
+            .unwrap_or_default(),
+        policy: pack.map(|p| p.policy.name.clone()).unwrap_or_default(),
+    }
+}
+
+/// What this pod knows for the current period.
+#[derive(Debug)]
+struct Book {
+    period: Period,
+    /// This pod's totals (including what an earlier container of the same pod wrote, once
+    /// [`Book::adopted`]).
+    own: PodUsage,
+    /// Whether this pod's stored key was read (a restarted container continues from it).
+    adopted: bool,
+    /// Scans of this period by the other pods of this ledger, at the last flush.
+    siblings: u64,
+    /// The operator's grant for this period, from the last flush.
+    grant: Option<QuotaGrant>,
+}
+
+impl Book {
+    fn new(period: Period) -> Self {
+        Book {
+            period,
+            own: PodUsage {
+                period: period.to_string(),
+                ..PodUsage::default()
+            },
+            adopted: false,
+            siblings: 0,
+            grant: None,
+        }
+    }
+
+    /// Starts a new period when `now` is past this one. A new period's key starts at zero
+    /// everywhere, so there is nothing to adopt.
+    fn roll(&mut self, now: SystemTime) {
+        let p = Period::of(now);
+        if p != self.period {
+            *self = Book::new(p);
+            self.adopted = true;
+        }
+    }
+
+    /// The tenant's scans this period as far as this pod knows.
+    fn tenant_used(&self) -> u64 {
+        let elsewhere = self.grant.as_ref().map_or(0, |g| g.used_elsewhere);
+        elsewhere
+            .saturating_add(self.siblings)
+            .saturating_add(self.own.scans)
+    }
+}
+
+/// A refused request: `quota_exceeded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaBlocked {
+    /// For `Retry-After`: until the next period, at most [`MAX_RETRY_AFTER`].
+    pub retry_after: Duration,
+    /// The period that is used up (`YYYY-MM`).
+    pub period: String,
+    /// When it ends (the next period's start), RFC 3339.
+    pub resets_at: String,
+}
+
+/// The counters and quota state of one scanner.
+pub struct Usage {
+    metrics: UsageMetrics,
+    book: Mutex<Book>,
+}
+
+impl Usage {
+    pub fn new(metrics: UsageMetrics) -> Self {
+        Usage {
+            metrics,
+            book: Mutex::new(Book::new(Period::of(SystemTime::now()))),
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        // A panic while holding the lock leaves only counters behind: still usable.
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one scan the engine ran.
+    pub fn scanned(&self, pack: &CompiledPack, verdict: &str, bytes: usize) {
+        let id = identity(Some(pack));
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.metrics
+            .scans
+            .get_or_create(&TenantPolicyVerdict {
+                tenant: id.tenant.clone(),
+                policy: id.policy.clone(),
+                verdict: verdict.to_string(),
+            })
+            .inc();
+        self.metrics.bytes.get_or_create(&id).inc_by(bytes);
+        let mut book = self.book();
+        book.roll(SystemTime::now());
+        let own = &mut book.own;
+        own.scans = own.scans.saturating_add(1);
+        own.bytes = own.bytes.saturating_add(bytes);
+        match verdict {
+            "allow" => own.verdicts.allow += 1,
+            "warn" => own.verdicts.warn += 1,
+            _ => own.verdicts.block += 1,
+        }
+    }
+
+    /// The quota check, made before a request's body is read: `Err` when the tenant's quota
+    /// (with its burst) is used up and the tenant's `onExceeded` is `block`. With `auditOnly`
+    /// and `allow` the request goes on and is counted in `pd_quota_exceeded_total`. Without a
+    /// grant for the current period (no quota, no ledger, or a new month the operator has
+    /// not written yet) every request goes on.
+    pub fn admit(&self, pack: Option<&CompiledPack>) -> Result<(), QuotaBlocked> {
+        let now = SystemTime::now();
+        let (action, period) = {
+            let mut book = self.book();
+            book.roll(now);
+            let Some(grant) = &book.grant else {
+                return Ok(());
+            };
+            if book.tenant_used() < grant.allowance() {
+                return Ok(());
+            }
+            let action = grant.on_exceeded;
+            book.own.quota_exceeded = book.own.quota_exceeded.saturating_add(1);
+            (action, book.period)
+        };
+        let id = identity(pack);
+        self.metrics
+            .exceeded
+            .get_or_create(&TenantPolicyAction {
+                tenant: id.tenant,
+                policy: id.policy,
+                action: action.as_str().to_string(),
+            })
+            .inc();
+        if action != OnExceeded::Block {
+            return Ok(());
+        }
+        Err(QuotaBlocked {
+            retry_after: period.remaining(now).min(MAX_RETRY_AFTER),
+            period: period.to_string(),
+            resets_at: crate::serve::audit::rfc3339_millis(period.next().start()),
+        })
+    }
+
+    /// This pod's totals to write now, stamped.
+    pub fn snapshot(&self) -> PodUsage {
+        let now = SystemTime::now();
+        let mut book = self.book();
+        book.roll(now);
+        let mut own = book.own.clone();
+        own.updated_at = crate::serve::audit::rfc3339_millis(now);
+        own
+    }
+
+    /// Whether this pod's stored totals were read yet (see [`Usage::adopt`]).
+    pub fn adopted(&self) -> bool {
+        self.book().adopted
+    }
+
+    /// Continues from what an earlier container of this pod stored under its key (`None`:
+    /// nothing stored, this pod starts at zero).
+    pub fn adopt(&self, stored: Option<&PodUsage>) {
+        let mut book = self.book();
+        book.roll(SystemTime::now());
+        if book.adopted {
+            return;
+        }
+        if let Some(s) = stored.filter(|s| s.period == book.own.period) {
+            book.own.add(s);
+        }
+        book.adopted = true;
+    }
+
+    /// Takes in the ledger as the API returned it after a flush: the sibling pods' totals and
+    /// the operator's grant. `pod` is this pod's name (its own key is skipped).
+    pub fn observe(&self, data: &BTreeMap<String, String>, pod: &str, pack: Option<&CompiledPack>) {
+        let mut book = self.book();
+        book.roll(SystemTime::now());
+        let (pods, grant) = ledger::read(data, &book.own.period);
+        book.siblings = pods
+            .iter()
+            .filter(|(name, _)| name.as_str() != pod)
+            .fold(0u64, |sum, (_, u)| sum.saturating_add(u.scans));
+        book.grant = grant;
+        let id = identity(pack);
+        match &book.grant {
+            Some(g) if g.scans_per_month > 0 => {
+                // Precision loss past 2^53 scans is irrelevant for a ratio.
+                let ratio = book.tenant_used() as f64 / g.scans_per_month as f64;
+                self.metrics.used_ratio.get_or_create(&id).set(ratio);
+            }
+            _ => {
+                self.metrics.used_ratio.remove(&id);
+            }
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> &UsageMetrics {
+        &self.metrics
+    }
+}
