@@ -34,6 +34,7 @@ use pd_scanner::bundle::{bundle_document, BundleError};
 use pd_scanner::load::{Loaded, Origin, PackSource};
 use pd_scanner::pack::RulePackSpec;
 use pd_scanner::policy::Policy;
+use pd_scanner::serve::usage::ledger::{ledger_name, LEDGER_LABEL};
 use thiserror::Error;
 
 use crate::apiserver::ApiEndpoint;
@@ -147,6 +148,8 @@ pub struct Children {
     pub role: Role,
     pub role_binding: RoleBinding,
     pub config_map: ConfigMap,
+    /// The usage ledger `<policy>-usage` ([`usage_ledger`]); only when scanners reach the API.
+    pub usage_ledger: Option<ConfigMap>,
     pub service: Service,
     pub network_policy: NetworkPolicy,
     pub deployment: Deployment,
@@ -160,17 +163,23 @@ impl Children {
     /// All objects in apply order (identities and RBAC first, workload last) as JSON values,
     /// each with `apiVersion` and `kind`.
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
-        Ok(vec![
+        let mut values = vec![
             serde_json::to_value(&self.service_account)?,
             serde_json::to_value(&self.role)?,
             serde_json::to_value(&self.role_binding)?,
             serde_json::to_value(&self.config_map)?,
+        ];
+        if let Some(ledger) = &self.usage_ledger {
+            values.push(serde_json::to_value(ledger)?);
+        }
+        values.extend([
             serde_json::to_value(&self.service)?,
             serde_json::to_value(&self.network_policy)?,
             serde_json::to_value(&self.deployment)?,
             serde_json::to_value(&self.hpa)?,
             serde_json::to_value(&self.pdb)?,
-        ])
+        ]);
+        Ok(values)
     }
 }
 
@@ -322,6 +331,7 @@ pub fn build_children(
         role: role(&names, &owner, settings),
         role_binding: role_binding(&names, &owner),
         config_map,
+        usage_ledger: (!settings.api_server.is_empty()).then(|| usage_ledger(&names, &owner)),
         service: service(&names, &owner),
         network_policy: network_policy(tenant, &names, &owner, settings),
         deployment: deployment(policy, tenant, &names, &owner, settings),
@@ -495,6 +505,22 @@ pub fn webhook_ports(tenant: &Tenant) -> std::collections::BTreeSet<u16> {
         .collect()
 }
 
+/// The usage ledger ConfigMap `<policy>-usage`: created empty and labelled here; the
+/// scanners write their keys into it and pd-operator's usage aggregation its `quota.json`
+/// (`crate::usage`, docs/src/usage.md). The operator creates it because RBAC cannot limit
+/// `create` to one name, and a scanner allowed to create ConfigMaps could create any. This
+/// apply never names a data key, so it never removes what the others wrote.
+fn usage_ledger(names: &Names, owner: &Option<OwnerReference>) -> ConfigMap {
+    let mut meta = meta(names, &ledger_name(&names.policy), owner);
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.insert(LEDGER_LABEL.to_string(), "true".to_string());
+    }
+    ConfigMap {
+        metadata: meta,
+        ..ConfigMap::default()
+    }
+}
+
 fn service_account(names: &Names, owner: &Option<OwnerReference>) -> ServiceAccount {
     ServiceAccount {
         metadata: meta(names, &names.scanner, owner),
@@ -519,6 +545,16 @@ fn role(names: &Names, owner: &Option<OwnerReference>, settings: &Settings) -> R
         verbs: ["get", "list", "watch"].map(String::from).to_vec(),
         ..PolicyRule::default()
     }];
+    if !settings.api_server.is_empty() {
+        // The usage ledger: read its own key once at start, then merge-patch it.
+        rules.push(PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".to_string()]),
+            resource_names: Some(vec![ledger_name(&names.policy)]),
+            verbs: ["get", "patch"].map(String::from).to_vec(),
+            ..PolicyRule::default()
+        });
+    }
     if settings.scanners_report() {
         rules.push(PolicyRule {
             api_groups: Some(vec![String::new()]),
@@ -770,9 +806,16 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -
         args.extend([
             "--webhooks".to_string(),
             format!("{WEBHOOKS_DIR}/{WEBHOOKS_KEY}"),
-            "--pod-name".to_string(),
-            "$(POD_NAME)".to_string(),
         ]);
+    }
+    if !settings.api_server.is_empty() {
+        args.extend([
+            "--usage-ledger".to_string(),
+            ledger_name(&policy.name_any()),
+        ]);
+    }
+    if !tenant.spec.webhooks.is_empty() || !settings.api_server.is_empty() {
+        args.extend(["--pod-name".to_string(), "$(POD_NAME)".to_string()]);
     }
     if let Some(n) = policy.spec.scanner.max_prompt_bytes {
         args.extend(["--max-prompt-bytes".to_string(), n.to_string()]);

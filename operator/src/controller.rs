@@ -347,7 +347,7 @@ impl Context {
 
     /// Publishes an Event about `obj`. Best effort: a failed publish is logged and never fails
     /// the reconcile, since the status already carries the same facts.
-    async fn event<K: Resource<DynamicType = ()>>(
+    pub(crate) async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         warning: bool,
@@ -495,6 +495,9 @@ async fn apply_children(
     apply(client, namespace, &c.role).await?;
     apply(client, namespace, &c.role_binding).await?;
     apply(client, namespace, &c.config_map).await?;
+    if let Some(ledger) = &c.usage_ledger {
+        apply(client, namespace, ledger).await?;
+    }
     apply(client, namespace, &c.service).await?;
     apply(client, namespace, &c.network_policy).await?;
     let deployment = apply(client, namespace, &c.deployment).await?;
@@ -1035,6 +1038,10 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
             .unwrap_or_default(),
         policy_count: u32::try_from(mine).unwrap_or(u32::MAX),
         missing_namespaces: missing.clone(),
+        // Written by the usage aggregation under its own field manager (crate::usage); left
+        // out of this apply so that one never takes them over with stale figures.
+        usage: None,
+        quota: None,
     };
     let present = namespaces.len() - missing.len();
     let (ready, reason, message, progress) = if let Some(e) = &failed {
@@ -1091,7 +1098,14 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
         generation,
         &now,
     );
-    if tenant.status.as_ref() != Some(&status) {
+    let unchanged = tenant.status.as_ref().is_some_and(|s| {
+        TenantStatus {
+            usage: None,
+            quota: None,
+            ..s.clone()
+        } == status
+    });
+    if !unchanged {
         Api::<Tenant>::all(client.clone())
             .patch_status(
                 &name,
@@ -1291,6 +1305,7 @@ pub async fn run(
     settings: Settings,
     follow_api_server: bool,
     max_concurrent: u16,
+    usage_interval: Duration,
 ) -> Result<(), RunError> {
     let shared_for_packs = settings.shared_namespace.clone();
     let shared_for_policies = settings.shared_namespace.clone();
@@ -1413,7 +1428,15 @@ pub async fn run(
         policy_store.any().clone(),
     )
     .with_config(controller_config(max_concurrent))
-    .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
+    // Not the usage ledgers: scanners write them every few seconds, and nothing in them
+    // shapes a policy's children (crate::usage reads them on its own watch).
+    .owns(
+        Api::<ConfigMap>::all(client.clone()),
+        watcher::Config::default().labels(&format!(
+            "{MANAGED_BY_SELECTOR},!{}",
+            pd_scanner::serve::usage::ledger::LEDGER_LABEL
+        )),
+    )
     .owns(Api::<Deployment>::all(client.clone()), children.clone())
     .owns(Api::<Service>::all(client.clone()), children.clone())
     .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
@@ -1480,6 +1503,7 @@ pub async fn run(
         )
     });
     let janitor_ctx = ctx.clone();
+    let usage_ctx = ctx.clone();
     let tenants = Controller::for_stream(
         spec_changes(tenant_watch.subscribe()),
         tenant_store.any().clone(),
@@ -1523,8 +1547,16 @@ pub async fn run(
             tracing::info!("caches synced; ready");
         }
     });
+    // Usage: ledgers summed into Tenant status, quotas written back (crate::usage).
+    let usage = {
+        let tenants = tenant_store.any().clone();
+        tokio::spawn(crate::usage::run(usage_ctx, usage_interval, move || {
+            tenants.state()
+        }))
+    };
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
+    usage.abort();
     janitor.abort();
     readiness.abort();
     for driver in drivers {

@@ -87,6 +87,29 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub audit_retention_days: Option<u32>,
+    /// Scans per calendar month (UTC) across all of the tenant's scanners, and what happens
+    /// past them (see docs/src/usage.md). Absent: usage is metered, nothing is limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// A monthly scan quota. `status.quota.state` turns `Warning` at 80 % of `scansPerMonth` and
+/// `Exceeded` at 100 %; `onExceeded` applies once `burst` more scans are used as well.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.burst) || self.burst <= self.scansPerMonth").message("burst is an extra allowance on top of scansPerMonth and may not exceed it"))]
+pub struct Quota {
+    /// Prompts scanned per calendar month (a batch counts each item).
+    #[schemars(range(min = 1))]
+    pub scans_per_month: u64,
+    /// Extra scans allowed past `scansPerMonth` before `onExceeded` applies (a grace
+    /// allowance, so a month's last days are not cut off by a small overrun).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    /// `block` (default): 429 `quota_exceeded` until the next month; `auditOnly`: keep
+    /// scanning, count each request in `pd_quota_exceeded_total`; `allow`: keep scanning.
+    #[serde(default)]
+    pub on_exceeded: pd_scanner::serve::usage::ledger::OnExceeded,
 }
 
 /// One NetworkPolicy peer allowed to call the scanners.
@@ -191,6 +214,70 @@ pub struct TenantStatus {
     /// Listed namespaces that do not exist (no HMAC key Secret could be created there yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_namespaces: Vec<String>,
+    /// Scans this calendar month (UTC), summed from the scanners' usage ledgers at most every
+    /// `--usage-interval` (written by the field manager `pd-operator-usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TenantUsage>,
+    /// Where the tenant stands against `spec.quota` (absent without a quota).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaStatus>,
+}
+
+/// A tenant's usage in one period.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantUsage {
+    /// `YYYY-MM` (UTC).
+    pub period: String,
+    /// Prompts scanned (a batch counts each item).
+    pub scans: u64,
+    /// Prompt bytes scanned.
+    pub bytes: u64,
+    pub verdicts: UsageVerdicts,
+    /// Requests past the quota (refused with `block`, flagged with `auditOnly`/`allow`).
+    #[serde(default)]
+    pub quota_exceeded: u64,
+    /// Per ScanPolicy (`namespace/name`), the same figures.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, PolicyUsage>,
+    /// When these figures were summed.
+    pub updated_at: Time,
+}
+
+/// Scans by verdict.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct UsageVerdicts {
+    pub allow: u64,
+    pub warn: u64,
+    pub block: u64,
+}
+
+/// One policy's share of a tenant's usage.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyUsage {
+    pub scans: u64,
+    pub bytes: u64,
+    /// Scanner pods that wrote usage this period (live and gone).
+    pub pods: u32,
+}
+
+/// `spec.quota` against `status.usage`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaStatus {
+    /// `scansPerMonth`.
+    pub limit: u64,
+    /// Scans this period.
+    pub used: u64,
+    /// `used` in percent of `limit`, rounded down.
+    pub percent: u64,
+    /// `Ok` (< 80 %), `Warning` (>= 80 %), `Exceeded` (>= 100 %).
+    pub state: String,
+    /// The period and threshold (80 or 100) of the last Event announced, so each is announced
+    /// once per period even across operator restarts (`2026-11/80`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

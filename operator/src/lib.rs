@@ -7,7 +7,8 @@
 //! [`leader`] elects one active replica through a `coordination.k8s.io/v1` Lease;
 //! [`apiserver`] finds where scanners may reach the API for their ConfigMap watch;
 //! [`triggers`] decides which watch events start which reconciles; [`shared`] runs one watch
-//! per kind for the stores the reconcilers read and the triggers alike.
+//! per kind for the stores the reconcilers read and the triggers alike; [`usage`] sums the
+//! scanners' usage ledgers into Tenant status and writes quotas back.
 
 pub mod apiserver;
 pub mod builders;
@@ -19,3 +20,4 @@ pub mod render;
 pub mod shared;
 pub mod status;
 pub mod triggers;
+pub mod usage;

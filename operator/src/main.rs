@@ -143,6 +143,10 @@ enum Command {
         /// Most objects each controller reconciles at once (0: unbounded).
         #[arg(long, env = "PD_MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
         max_concurrent_reconciles: u16,
+        /// Seconds between sums of the scanners' usage ledgers into Tenant status (and the
+        /// quota grants written back); see docs/src/usage.md.
+        #[arg(long, env = "PD_USAGE_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        usage_interval: u64,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -192,12 +196,14 @@ fn main() -> ExitCode {
             leader_election_namespace,
             no_leader_election,
             max_concurrent_reconciles,
+            usage_interval,
             settings,
         } => run(
             &metrics_addr,
             (!no_leader_election).then_some(leader_election_namespace),
             settings,
             max_concurrent_reconciles,
+            std::time::Duration::from_secs(usage_interval),
         ),
         Command::Crdgen { dirs } => crdgen(&dirs),
         Command::Render { settings, .. } if settings.api_server_egress == ApiServerEgress::Auto => {
@@ -254,6 +260,7 @@ fn run(
     leader_namespace: Option<String>,
     settings: SettingsArgs,
     max_concurrent: u16,
+    usage_interval: std::time::Duration,
 ) -> Result<(), MainError> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -296,6 +303,7 @@ fn run(
             settings,
             follow_api_server,
             max_concurrent,
+            usage_interval,
         )
         .await
         .map_err(MainError::from)

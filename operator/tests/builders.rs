@@ -396,7 +396,7 @@ fn api_server_egress_turns_on_the_configmap_watch_with_exactly_that_egress() {
 
     let ingress = |c: &Children| c.network_policy.spec.clone().unwrap().ingress;
     assert_eq!(ingress(&on), ingress(&off));
-    let np = serde_json::to_value(on.network_policy.spec.unwrap()).unwrap();
+    let np = serde_json::to_value(on.network_policy.spec.clone().unwrap()).unwrap();
     assert_eq!(
         np["egress"],
         serde_json::json!([
@@ -409,9 +409,50 @@ fn api_server_egress_turns_on_the_configmap_watch_with_exactly_that_egress() {
              "ports": [{"protocol": "TCP", "port": 6443}]},
         ])
     );
-    // Same bundle and Role either way.
+    // Same bundle either way; with API access the scanners also keep their usage ledger
+    // (docs/src/usage.md): the operator creates it, their Role may get and patch it alone.
     assert_eq!(on.bundle_hash, off.bundle_hash);
-    assert_eq!(on.role, off.role);
+    assert!(off.usage_ledger.is_none());
+    assert!(!args(&off).contains("--usage-ledger"), "{}", args(&off));
+    assert!(
+        args(&on).contains(" --usage-ledger acme-chat-usage --pod-name $(POD_NAME)"),
+        "{}",
+        args(&on)
+    );
+    let ledger = on.usage_ledger.as_ref().unwrap();
+    assert_eq!(ledger.metadata.name.as_deref(), Some("acme-chat-usage"));
+    assert_eq!(
+        ledger.data, None,
+        "the operator's apply must never own a data key"
+    );
+    assert_eq!(
+        ledger.metadata.labels.as_ref().unwrap()["promptdefenders.io/usage-ledger"],
+        "true"
+    );
+    let rules = |c: &Children| serde_json::to_value(c.role.rules.clone().unwrap()).unwrap();
+    let mut want = rules(&off);
+    want.as_array_mut().unwrap().push(serde_json::json!(
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["acme-chat-usage"],
+         "verbs": ["get", "patch"]}
+    ));
+    assert_eq!(rules(&on), want);
+    // The ledger is applied right after the bundle, before the workload that writes it.
+    let kinds: Vec<String> = on
+        .to_values()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            format!(
+                "{}/{}",
+                v["kind"].as_str().unwrap(),
+                v["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds[3..5],
+        ["ConfigMap/acme-chat-bundle", "ConfigMap/acme-chat-usage"]
+    );
 }
 
 /// Issue 13, problem 7: a Tenant with `namespaces: []` could be bound from any namespace. Now

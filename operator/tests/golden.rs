@@ -136,6 +136,48 @@ fn a_tenant_with_webhooks_renders_to_the_golden_file() {
 }
 
 /// `yaml` equals the golden file (with `UPDATE_GOLDEN` set: becomes it).
+/// Golden file: what usage metering changes when scanners reach the API server — the usage
+/// ledger ConfigMap, the scanners' Role (get and patch on that one ConfigMap, by name) and the
+/// Deployment's `--usage-ledger`/`--pod-name` flags. A Tenant's `quota` changes no child: it
+/// reaches the scanners through the ledger (operator/tests/usage.rs).
+#[test]
+fn a_policy_with_api_access_renders_its_usage_ledger_to_the_golden_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let samples = root.join("../config/samples");
+    let res = pd_operator::render::read_resources(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let settings = pd_operator::builders::Settings {
+        api_server: vec![pd_operator::apiserver::ApiEndpoint {
+            cidr: "10.96.0.1/32".into(),
+            port: 443,
+        }],
+        ..pd_operator::builders::Settings::default()
+    };
+    let mut tenant = res.tenants[0].clone();
+    tenant.spec.quota = Some(pd_operator::crd::Quota {
+        scans_per_month: 1_000_000,
+        burst: Some(50_000),
+        on_exceeded: pd_scanner::serve::usage::ledger::OnExceeded::Block,
+    });
+    let packs = pd_scanner::bundle::pack_set(&loaded);
+    let c = pd_operator::builders::build_children(&res.policies[0], &tenant, &packs, &settings)
+        .unwrap();
+    let without_quota =
+        pd_operator::builders::build_children(&res.policies[0], &res.tenants[0], &packs, &settings)
+            .unwrap();
+    assert_eq!(c, without_quota, "a quota must not change any child");
+    let mut yaml = String::new();
+    for v in [
+        serde_json::to_value(&c.role).unwrap(),
+        serde_json::to_value(c.usage_ledger.as_ref().unwrap()).unwrap(),
+        serde_json::to_value(&c.deployment).unwrap(),
+    ] {
+        yaml.push_str("---\n");
+        yaml.push_str(&serde_yaml::to_string(&v).unwrap());
+    }
+    assert_golden(&root.join("tests/golden/acme-chat-usage.yaml"), &yaml);
+}
+
 fn assert_golden(golden: &Path, yaml: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(golden, yaml).unwrap();
