@@ -454,7 +454,7 @@ fn audit_only_and_allow_keep_serving_past_the_quota() {
 /// loosens the bound rather than failing it.
 #[test]
 fn two_scanners_overshoot_within_the_stated_bound() {
-    const LIMIT: u64 = 400;
+    const LIMIT: u64 = 2_000;
     const FLUSH_MS: u64 = 200;
     let api = FakeApi::start();
     api.ledger(serde_json::json!({"quota.json": grant(LIMIT, 0, "block", 0)}));

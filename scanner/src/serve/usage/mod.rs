@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod period;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -68,39 +69,49 @@ pub struct UsageMetrics {
     scans: Family<TenantPolicyVerdict, Counter>,
     bytes: Family<TenantPolicy, Counter>,
     exceeded: Family<TenantPolicyAction, Counter>,
-    used_ratio: Family<TenantPolicy, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    used_ratio: Family<TenantPolicy, Gauge<f64, AtomicU64>>,
     ledger_writes: Family<ResultLabel, Counter>,
 }
 
 impl UsageMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let m = UsageMetrics::default();
+        let scans = Family::<TenantPolicyVerdict, Counter>::default();
         registry.register(
             "pd_usage_scans",
             "Prompts scanned, by tenant, policy and verdict (a batch counts each item)",
-            m.scans.clone(),
+            scans.clone(),
         );
+        let bytes = Family::<TenantPolicy, Counter>::default();
         registry.register(
             "pd_usage_bytes",
             "Prompt bytes scanned, by tenant and policy",
-            m.bytes.clone(),
+            bytes.clone(),
         );
+        let exceeded = Family::<TenantPolicyAction, Counter>::default();
         registry.register(
             "pd_quota_exceeded",
             "Requests past the tenant's quota, by the action taken (block, audit_only, allow)",
-            m.exceeded.clone(),
+            exceeded.clone(),
         );
+        let used_ratio = Family::<TenantPolicy, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "pd_quota_used_ratio",
             "This scanner's estimate of the tenant's scans this month over scansPerMonth (set with a quota only)",
-            m.used_ratio.clone(),
+            used_ratio.clone(),
         );
+        let ledger_writes = Family::<ResultLabel, Counter>::default();
         registry.register(
             "pd_usage_ledger_writes",
             "Writes of this pod's totals to the usage ledger ConfigMap, by result (ok, error)",
-            m.ledger_writes.clone(),
+            ledger_writes.clone(),
         );
-        m
+        UsageMetrics {
+            scans,
+            bytes,
+            exceeded,
+            used_ratio,
+            ledger_writes,
+        }
     }
 
     pub(crate) fn ledger_write(&self, ok: bool) {
