@@ -277,6 +277,22 @@ pub fn owner_reference(policy: &ScanPolicy) -> Option<OwnerReference> {
     })
 }
 
+/// A non-controller owner reference to the Tenant (cluster-scoped, so it may own namespaced
+/// objects), for what must outlive a policy. `blockOwnerDeletion` stays unset: setting it
+/// would need `update` on `tenants/finalizers` where that admission plugin is on. `None`
+/// without a uid, as for [`owner_reference`].
+pub fn tenant_owner_reference(tenant: &Tenant) -> Option<OwnerReference> {
+    let uid = tenant.metadata.uid.clone().filter(|u| !u.is_empty())?;
+    Some(OwnerReference {
+        api_version: Tenant::api_version(&()).into_owned(),
+        kind: Tenant::kind(&()).into_owned(),
+        name: tenant.name_any(),
+        uid,
+        controller: None,
+        block_owner_deletion: None,
+    })
+}
+
 fn meta(names: &Names, name: &str, owner: &Option<OwnerReference>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
@@ -331,7 +347,8 @@ pub fn build_children(
         role: role(&names, &owner, settings),
         role_binding: role_binding(&names, &owner),
         config_map,
-        usage_ledger: (!settings.api_server.is_empty()).then(|| usage_ledger(&names, &owner)),
+        usage_ledger: (!settings.api_server.is_empty())
+            .then(|| usage_ledger(&names, &tenant_owner_reference(tenant))),
         service: service(&names, &owner),
         network_policy: network_policy(tenant, &names, &owner, settings),
         deployment: deployment(policy, tenant, &names, &owner, settings),
@@ -510,6 +527,10 @@ pub fn webhook_ports(tenant: &Tenant) -> std::collections::BTreeSet<u16> {
 /// (`crate::usage`, docs/src/usage.md). The operator creates it because RBAC cannot limit
 /// `create` to one name, and a scanner allowed to create ConfigMaps could create any. This
 /// apply never names a data key, so it never removes what the others wrote.
+///
+/// Owned by the Tenant, not the policy: deleting and recreating a ScanPolicy must not hand its
+/// tenant a fresh month of quota, so the ledger (and the month's counts in it) outlives the
+/// policy and goes with the tenant.
 fn usage_ledger(names: &Names, owner: &Option<OwnerReference>) -> ConfigMap {
     let mut meta = meta(names, &ledger_name(&names.policy), owner);
     if let Some(labels) = meta.labels.as_mut() {

@@ -64,6 +64,30 @@ fn every_child_is_owned_by_the_policy_as_controller() {
     }
 }
 
+/// The usage ledger outlives its policy (a deleted and recreated ScanPolicy must not hand its
+/// tenant a fresh month of quota): owned by the Tenant, not as controller, not blocking.
+#[test]
+fn the_usage_ledger_is_owned_by_the_tenant() {
+    let mut i = inputs();
+    i.policy.metadata.uid = Some("1234-uid".into());
+    i.tenant.metadata.uid = Some("tenant-uid".into());
+    let settings = Settings {
+        api_server: vec![ApiEndpoint {
+            cidr: "10.96.0.1/32".into(),
+            port: 443,
+        }],
+        ..Settings::default()
+    };
+    let c = build_children(&i.policy, &i.tenant, &i.packs, &settings).unwrap();
+    let ledger = serde_json::to_value(c.usage_ledger.unwrap()).unwrap();
+    assert_eq!(
+        ledger["metadata"]["ownerReferences"],
+        serde_json::json!([{"apiVersion": "promptdefenders.io/v1alpha1", "kind": "Tenant",
+                            "name": "acme", "uid": "tenant-uid"}])
+    );
+    assert_eq!(ledger["metadata"]["namespace"], "acme-prod");
+}
+
 #[test]
 fn every_child_carries_the_convention_labels() {
     let c = children(&inputs());

@@ -162,8 +162,10 @@ fn a_policy_with_api_access_renders_its_usage_ledger_to_the_golden_file() {
     let packs = pd_scanner::bundle::pack_set(&loaded);
     let c = pd_operator::builders::build_children(&res.policies[0], &tenant, &packs, &settings)
         .unwrap();
+    let mut no_quota = res.tenants[0].clone();
+    no_quota.spec.quota = None;
     let without_quota =
-        pd_operator::builders::build_children(&res.policies[0], &res.tenants[0], &packs, &settings)
+        pd_operator::builders::build_children(&res.policies[0], &no_quota, &packs, &settings)
             .unwrap();
     assert_eq!(c, without_quota, "a quota must not change any child");
     let mut yaml = String::new();

@@ -273,3 +273,58 @@ async fn a_tenant_never_metered_gets_no_write() {
     let reqs = pass(&[], tenant(Some(quota()), None)).await;
     assert_eq!(lines(&reqs), Vec::<String>::new());
 }
+
+/// The Tenant reconciler applies its own status fields only: it neither rewrites a status
+/// because `usage`/`quota` are there nor sends them (it would take them over, under its own
+/// field manager, with figures that go stale).
+#[tokio::test]
+async fn the_tenant_reconciler_leaves_usage_and_quota_to_the_aggregation() {
+    async fn reconcile(t: Value) -> Vec<Recorded> {
+        let answer = t.clone();
+        let (client, server) = mock_client(move |r| {
+            let p = r.path.split('?').next().unwrap_or_default().to_string();
+            match r.method.as_str() {
+                "GET" if p == "/apis/promptdefenders.io/v1alpha1/scanpolicies" => (
+                    200,
+                    json!({"apiVersion": "promptdefenders.io/v1alpha1", "kind": "ScanPolicyList",
+                           "metadata": {}, "items": []}),
+                ),
+                "POST" if p.ends_with("/secrets") => (409, api_status(409, "AlreadyExists")),
+                "PATCH" if p.ends_with("/status") => {
+                    let mut o = answer.clone();
+                    o["status"] = r.body["status"].clone();
+                    (200, o)
+                }
+                "POST" if p.ends_with("/events") => (201, r.body.clone()),
+                _ => (405, api_status(405, "MethodNotAllowed")),
+            }
+        });
+        let ctx = Arc::new(Context::new(client));
+        let t: Tenant = serde_json::from_value(t).unwrap();
+        pd_operator::controller::reconcile_tenant(Arc::new(t), ctx.clone())
+            .await
+            .expect("reconcile");
+        finish(ctx, server).await
+    }
+    let first = reconcile(tenant(Some(quota()), None)).await;
+    let status_write = first
+        .iter()
+        .find(|r| r.path.contains("/tenants/acme/status"))
+        .expect("status written");
+    assert!(status_write.path.ends_with("fieldManager=pd-operator"));
+    let mut status = status_write.body["status"].clone();
+    assert!(
+        status.get("usage").is_none() && status.get("quota").is_none(),
+        "{status}"
+    );
+    status["usage"] = json!({"period": "2026-11", "scans": 5, "bytes": 50,
+        "verdicts": {"allow": 5, "warn": 0, "block": 0}, "quotaExceeded": 0,
+        "updatedAt": "2026-11-30T10:00:00Z"});
+    status["quota"] = json!({"limit": 100, "used": 5, "percent": 5, "state": "Ok"});
+    let second = reconcile(tenant(Some(quota()), Some(status))).await;
+    assert!(
+        !second.iter().any(|r| r.method == "PATCH"),
+        "{:?}",
+        lines(&second)
+    );
+}

@@ -332,3 +332,77 @@ impl Usage {
         &self.metrics
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_json(period: &str, scans: u64) -> String {
+        serde_json::to_string(&PodUsage {
+            period: period.to_string(),
+            scans,
+            ..PodUsage::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_tenant_total_is_elsewhere_plus_siblings_plus_own() {
+        let usage = Usage::new(UsageMetrics::default());
+        let period = Period::of(SystemTime::now()).to_string();
+        // A restarted container continues from its key; only once.
+        usage.adopt(Some(&PodUsage {
+            period: period.clone(),
+            scans: 3,
+            ..PodUsage::default()
+        }));
+        usage.adopt(Some(&PodUsage {
+            period: period.clone(),
+            scans: 100,
+            ..PodUsage::default()
+        }));
+        assert_eq!(usage.snapshot().scans, 3);
+        let grant = |per_month: u64, period: &str| {
+            serde_json::to_string(&QuotaGrant {
+                period: period.to_string(),
+                scans_per_month: per_month,
+                burst: 1,
+                on_exceeded: OnExceeded::Block,
+                used_elsewhere: 1,
+            })
+            .unwrap()
+        };
+        let mut data = BTreeMap::from([
+            // Its own key as stored is not a sibling.
+            ("pod.me".to_string(), usage_json(&period, 50)),
+            ("pod.other".to_string(), usage_json(&period, 4)),
+            ("pod.gone".to_string(), usage_json("2001-01", 70)),
+            (ledger::QUOTA_KEY.to_string(), grant(8, &period)),
+        ]);
+        // 1 + 4 + 3 = 8 of 8 + 1: one left.
+        usage.observe(&data, "me", None);
+        assert_eq!(usage.admit(None), Ok(()));
+        data.insert(ledger::QUOTA_KEY.to_string(), grant(7, &period));
+        usage.observe(&data, "me", None);
+        let blocked = usage.admit(None).unwrap_err();
+        assert_eq!(blocked.period, period);
+        assert!(blocked.retry_after <= MAX_RETRY_AFTER);
+        assert_eq!(usage.snapshot().quota_exceeded, 1);
+        // A grant of another period (a month the operator has not summed yet) limits nothing.
+        data.insert(ledger::QUOTA_KEY.to_string(), grant(7, "2001-01"));
+        usage.observe(&data, "me", None);
+        assert_eq!(usage.admit(None), Ok(()));
+    }
+
+    #[test]
+    fn a_new_period_starts_from_zero() {
+        let mut book = Book::new(Period::parse("2001-01").unwrap());
+        book.own.scans = 9;
+        book.siblings = 4;
+        book.roll(SystemTime::now());
+        assert_eq!(book.own.scans, 0);
+        assert_eq!(book.siblings, 0);
+        assert_eq!(book.own.period, Period::of(SystemTime::now()).to_string());
+        assert!(book.adopted, "a new period has nothing to continue from");
+    }
+}
