@@ -1549,9 +1549,9 @@ pub async fn run(
     });
     // Usage: ledgers summed into Tenant status, quotas written back (crate::usage).
     let usage = {
-        let tenants = tenant_store.any().clone();
+        let tenants = tenant_store.clone();
         tokio::spawn(crate::usage::run(usage_ctx, usage_interval, move || {
-            tenants.state()
+            tenants.get().map(|s| s.state())
         }))
     };
     tracing::info!("pd-operator controllers started");

@@ -360,11 +360,13 @@ fn ledger_patch(
 }
 
 /// Watches the ledgers and aggregates every `interval` until the returned future is dropped
-/// (the caller aborts it when leadership ends). `tenants` yields the current Tenants.
+/// (the caller aborts it when leadership ends). `tenants` yields the current Tenants, or
+/// `None` while their cache has not held a full list: a pass then would take every tenant for
+/// gone and remove the quota grants from the ledgers.
 pub async fn run(
     ctx: Arc<Context>,
     interval: Duration,
-    tenants: impl Fn() -> Vec<Arc<Tenant>> + Send + 'static,
+    tenants: impl Fn() -> Option<Vec<Arc<Tenant>>> + Send + 'static,
 ) {
     let (store, writer) = reflector::store::<ConfigMap>();
     let api = Api::<ConfigMap>::all(ctx.client.clone());
@@ -385,8 +387,12 @@ pub async fn run(
         if store.wait_until_ready().await.is_err() {
             break;
         }
+        let Some(tenants) = tenants() else {
+            tracing::debug!("Tenant cache not synced yet; usage aggregation waits");
+            continue;
+        };
         let ledgers = store.state();
-        match aggregate(&ctx, &ledgers, &tenants(), SystemTime::now()).await {
+        match aggregate(&ctx, &ledgers, &tenants, SystemTime::now()).await {
             Ok(pass) => tracing::debug!(?pass, "usage aggregated"),
             Err(e) => {
                 tracing::warn!(error = %e, "usage aggregation incomplete; retried next interval")
