@@ -50,6 +50,18 @@ pub const VERSION: &str = "v1alpha1";
         json_path = ".status.policyCount"
     ),
     printcolumn(
+        name = "Scans",
+        type_ = "integer",
+        description = "Scans this calendar month (UTC)",
+        json_path = ".status.usage.scans"
+    ),
+    printcolumn(
+        name = "Quota",
+        type_ = "string",
+        description = "Ok, Warning (80 %) or Exceeded (100 %) of spec.quota.scansPerMonth",
+        json_path = ".status.quota.state"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
