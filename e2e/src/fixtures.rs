@@ -85,9 +85,9 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
+    use pd_engine::pack::RulePackSpec;
     use pd_operator::builders::{build_children, BuildError, Children, Settings};
     use pd_operator::crd::{ScanPolicy, Tenant};
-    use pd_scanner::pack::RulePackSpec;
 
     use super::*;
 

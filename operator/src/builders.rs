@@ -30,10 +30,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use pd_scanner::bundle::{bundle_document, BundleError};
-use pd_scanner::load::{Loaded, Origin, PackSource};
-use pd_scanner::pack::RulePackSpec;
-use pd_scanner::policy::Policy;
+use pd_engine::bundle::{bundle_document, BundleError};
+use pd_engine::load::{Loaded, Origin, PackSource};
+use pd_engine::pack::RulePackSpec;
+use pd_engine::policy::Policy;
 use thiserror::Error;
 
 use crate::apiserver::ApiEndpoint;

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
-use pd_scanner::pack::{Action, Category, RulePackSpec, Severity};
-use pd_scanner::policy::{Mode, PolicySpec, Thresholds};
+use pd_engine::pack::{Action, Category, RulePackSpec, Severity};
+use pd_engine::policy::{Mode, PolicySpec, Thresholds};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// API group of every Prompt Defenders resource.
-pub const GROUP: &str = pd_scanner::load::API_GROUP;
+pub const GROUP: &str = pd_engine::load::API_GROUP;
 /// The one served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
@@ -152,7 +152,7 @@ pub struct Webhook {
     pub min_severity: Severity,
     /// Also require the verdict to be one of these (empty: any verdict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verdicts: Vec<pd_scanner::verdict::Verdict>,
+    pub verdicts: Vec<pd_engine::verdict::Verdict>,
     /// A dashboard link put in each event; placeholders `{event_id}`, `{input_hash}`,
     /// `{tenant}`, `{policy}`, `{bundle_hash}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -650,7 +650,7 @@ mod tests {
             .cloned()
             .collect();
         want.extend(
-            pd_scanner::policy::DEPLOYMENT_KEYS
+            pd_engine::policy::DEPLOYMENT_KEYS
                 .iter()
                 .map(|s| s.to_string()),
         );
