@@ -17,7 +17,11 @@ use super::patterns::{
     check_matcher, classifier_target, keyword_bytes, one_line, rule_regex, PatternsBuilder,
 };
 use super::resolve::sha256_json;
-use super::*;
+use super::{
+    over_budget, pack_names, rule_problem, ClassifierRule, CompileError, CompiledClassifier,
+    CompiledPack, CompiledRule, KeywordEntry, KeywordRule, Keywords, PackRef, Problem,
+    ResolvedPack, SetEntry, Slot,
+};
 
 /// Compiles already-resolved packs (several packs are merged: the union of their normalization
 /// and decoders, and of their rules — an id defined differently by two packs is an error),

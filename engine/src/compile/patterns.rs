@@ -17,7 +17,7 @@ use crate::normalize::{normalize, Normalization};
 use crate::pack::{ClassifierMatch, Matcher, Rule};
 use crate::prefilter::{BuildError, Prefilter};
 
-use super::*;
+use super::{Fault, MAX_ALL_KEYWORDS, RULE_REGEX_SIZE, SPAN_DFA_SIZE};
 
 /// What one pattern of a [`PatternSet`] stands for.
 #[derive(Debug)]

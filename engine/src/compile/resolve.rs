@@ -13,7 +13,7 @@ use crate::normalize::Normalization;
 use crate::pack::{Rule, RuleId};
 use crate::policy::Policy;
 
-use super::*;
+use super::{CompileError, PackSet, Problem, MAX_EXTENDS_DEPTH};
 
 /// A pack with its `extends` chain flattened and overrides applied. Serialized, it is the
 /// canonical form whose SHA-256 is the pack's content hash.
