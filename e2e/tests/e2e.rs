@@ -679,11 +679,11 @@ async fn rulepack_edit_reaches_every_scanner_pod_without_restart() {
     ));
 }
 
-/// 3b. `Ready` means "my rules are live" (issue 13; `run.sh` installs the chart with
-/// `operator.scannerReportsServing=true`): after a RulePack edit, the policy turns `Ready=True`
-/// for the new `activeBundleHash` only once every ready scanner pod reports serving it. At that
-/// moment every pod's serving annotation (what the operator read) and its `/readyz` (what the
-/// scanner itself says) show the new hash, and status counts all of them.
+/// 3b. `Ready` means "my rules are live" (issue 13; the chart's default
+/// `operator.scannerReportsServing`, which `run.sh` keeps): after a RulePack edit, the policy
+/// turns `Ready=True` for the new `activeBundleHash` only once every ready scanner pod reports
+/// serving it. At that moment every pod's serving annotation (what the operator read) and its
+/// `/readyz` (what the scanner itself says) show the new hash, and status counts all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_flips_only_after_every_pod_serves_the_new_bundle() {
     let Some(c) = setup("ready_flips_only_after_every_pod_serves_the_new_bundle").await else {
@@ -712,7 +712,7 @@ async fn ready_flips_only_after_every_pod_serves_the_new_bundle() {
     let h0 = active_hash(&p0);
     assert!(
         p0.data["status"]["serving"].is_string(),
-        "status.serving is missing: is operator.scannerReportsServing on? {}",
+        "status.serving is missing: is operator.scannerReportsServing still on (the chart's default)? {}",
         p0.data["status"]
     );
     let pods0 = must(

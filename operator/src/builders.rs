@@ -78,6 +78,7 @@ pub struct Settings {
     pub api_server: Vec<ApiEndpoint>,
     /// Scanners write the hash they serve on their own Pod (`--report-pod`), and `Ready` waits
     /// for every ready pod to serve the desired bundle. Needs `api_server` (a token and egress).
+    /// On by default, like `pd-operator run --scanner-reports-serving`.
     pub report_serving: bool,
     /// Prefixes a policy's `scanner.image` must start with; empty allows any. Without it any
     /// namespace user who may write a ScanPolicy picks the image the operator deploys.
@@ -98,7 +99,7 @@ impl Default for Settings {
             monitoring_namespace: MONITORING_NAMESPACE.to_string(),
             shared_namespace: None,
             api_server: Vec::new(),
-            report_serving: false,
+            report_serving: true,
             image_allowlist: Vec::new(),
         }
     }
