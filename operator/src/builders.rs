@@ -786,6 +786,11 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -
             r.burst.to_string(),
         ]);
     }
+    if let Some(days) = tenant.spec.audit_retention_days {
+        // Rotation and deletion apply to an audit file sink (`--audit-file`, e.g. set through
+        // `PD_AUDIT_FILE` with a volume); the records on stdout are kept by the log pipeline.
+        args.extend(["--audit-retention-days".to_string(), days.to_string()]);
+    }
     if let Some(tls) = &policy.spec.tls {
         args.extend([
             "--tls-cert".to_string(),
