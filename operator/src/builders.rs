@@ -1072,7 +1072,10 @@ fn deployment(
             }),
             ..Volume::default()
         });
-        // Whole Secret volumes (no subPath), so a rotated key reaches the pod.
+        // Whole Secret volumes (no subPath), so a rotated key reaches the pod. Optional: a
+        // signing Secret that does not exist (yet) must not keep the scanners in
+        // ContainerCreating; the scanner then refuses just that webhook (`no_key`) until
+        // kubelet writes the key, and picks it up at the next delivery.
         let key_volume = |name: String, r: &crate::crd::SecretRef, path: &str| Volume {
             name,
             secret: Some(SecretVolumeSource {
@@ -1082,6 +1085,7 @@ fn deployment(
                     path: path.to_string(),
                     ..KeyToPath::default()
                 }]),
+                optional: Some(true),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
