@@ -82,8 +82,10 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub webhooks: Vec<Webhook>,
-    /// How long audit records are to be kept, in days. Validated and stored only: scanners write
-    /// audit records to stdout, so retention is the cluster log pipeline's for now.
+    /// How long audit records are kept, in days: passed to the scanners as
+    /// `--audit-retention-days`, which rotates an audit file daily and deletes rotated files
+    /// older than this (the chain still verifies). Records on stdout (the default in a cluster)
+    /// are kept by the log pipeline, whose retention should match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub audit_retention_days: Option<u32>,
