@@ -40,6 +40,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY config/ config/
+COPY engine/ engine/
 COPY scanner/ scanner/
 COPY operator/ operator/
 # A workspace member: cargo needs its manifest even though no image contains it.

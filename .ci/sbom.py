@@ -99,7 +99,7 @@ def bom(binary, root, nodes, edges, meta, lock, epoch, revision):
             refs.append({"type": "distribution",
                          "url": f"https://crates.io/crates/{name}/{version}"})
         else:
-            # A crate of this repository (pd-operator links pd-scanner), not from crates.io.
+            # A crate of this repository (pd-scanner and pd-operator link pd-engine), not from crates.io.
             c["properties"] = [{"name": "cargo:source", "value": "workspace"}]
         if refs:
             c["externalReferences"] = refs
@@ -178,8 +178,8 @@ def main():
         epoch, revision = 0, "unknown"
 
     # Crates each binary certainly links, as a check that the graph was read right.
-    must_have = {"pd-scanner": ["regex", "serde_json", "axum"],
-                 "pd-operator": ["kube", "pd-scanner", "regex"]}
+    must_have = {"pd-scanner": ["pd-engine", "regex", "serde_json", "axum"],
+                 "pd-operator": ["kube", "pd-engine", "regex"]}
     os.makedirs(a.out, exist_ok=True)
     for binary in a.binaries:
         doc = bom(binary, roots[binary], nodes, edges, meta, lock, epoch, revision)

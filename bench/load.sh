@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP load run against the real server, the sample bundle, keep-alive, every request a prompt
-# the server has not seen (scanner/src/synth.rs; natural lengths, median ~350 B, mean ~500 B).
+# the server has not seen (engine/src/synth.rs; natural lengths, median ~350 B, mean ~500 B).
 #   1. warm-up: 5 s on prompts from another seed (the server meets new text, as in production);
 #   2. saturation: closed loop, CONNECTIONS connections, SECONDS seconds;
 #   3. half load: open loop at half the measured rate, latency from the scheduled send time;

@@ -344,12 +344,12 @@ expect_rc 0
 [[ "$calls" != *"secret.yaml"* ]] || fail "the existing Secret was replaced: $calls"
 [[ "$calls" == *"--set operator.image.tag=t2 --set scanner.image.tag=t2"* ]] || fail "tag t2 not installed: $calls"
 
-run_case "kind-up.sh --no-build --set --key-id (run.sh's call): no build, the value and key id passed" \
-  "hack/kind-up.sh --cluster pd-e2e --no-build --key-id e2e --set operator.scannerReportsServing=true" \
+run_case "kind-up.sh --no-build --set --key-id: no build, the value and key id passed" \
+  "hack/kind-up.sh --cluster pd-e2e --no-build --key-id e2e --set operator.scannerReportsServing=false" \
   PD_E2E_WORKDIR="$kind_up_dir" STUB_NODES="pd-e2e-control-plane"
 expect_rc 0
 [[ "$calls" != *"buildx build"* ]] || fail "--no-build built: $calls"
-[[ "$calls" == *"--set operator.image.pullPolicy=Never --set operator.scannerReportsServing=true --wait"* ]] || fail "--set not passed: $calls"
+[[ "$calls" == *"--set operator.image.pullPolicy=Never --set operator.scannerReportsServing=false --wait"* ]] || fail "--set not passed: $calls"
 [[ "$calls" == *"(applies: Secret key id e2e)"* ]] || fail "key id e2e not used: $calls"
 
 run_case "kind-up.sh: the harmless prompt blocked is a failure" \
@@ -387,7 +387,12 @@ grep -q '^  e2e/kind-images\.sh --cluster "\$cluster" --tag "\$tag" .*"\$CURL_IM
 # shellcheck disable=SC2016
 grep -q '^  hack/kind-up\.sh --cluster "\$CLUSTER" --tag "\$IMAGE_TAG" --key-id "\$KEY_ID" --curl-image "\$CURL_IMAGE"' e2e/run.sh \
   || fail "run.sh does not set up its cluster with hack/kind-up.sh (cluster, tag, key id, curl image)"
-grep -q -- '--set operator.scannerReportsServing=true' e2e/run.sh || fail "run.sh no longer turns on scannerReportsServing"
+# The Ready-means-serving and rejected-bundle tests need serving reports: the chart's default.
+grep -qx '  scannerReportsServing: true' charts/prompt-defenders/values.yaml \
+  || fail "the chart no longer turns on operator.scannerReportsServing by default (the e2e tests need it)"
+if grep -v '^ *#' e2e/run.sh | grep -c 'scannerReportsServing' > /dev/null; then
+  fail "run.sh sets operator.scannerReportsServing: the e2e must test the chart's default"
+fi
 for script in e2e/run.sh e2e/kind-images.sh hack/kind-up.sh; do
   if grep -v '^ *#' "$script" | grep -c 'kind load docker-image' > /dev/null; then
     fail "$script uses kind load docker-image"

@@ -10,7 +10,7 @@
 #    from kind-config.yaml (or reuses it), builds the operator and scanner images and loads
 #    them and the probes' pinned curl image into every node with e2e/kind-images.sh (`docker
 #    save --platform` + `kind load image-archive`; e2e/images.sh says why; no node ever pulls
-#    from Docker Hub), installs the chart (plus operator.scannerReportsServing=true), creates
+#    from Docker Hub), installs the chart (defaults: serving reports on, so Ready means serving), creates
 #    namespace acme-prod and the tenant's API-key Secret (key id `e2e`), applies
 #    config/samples/, waits for ScanPolicy acme-chat to be Ready and sends one blocked and one
 #    allowed prompt through its scanner Service;
@@ -149,7 +149,7 @@ step "hack/kind-up.sh --cluster $CLUSTER --tag $IMAGE_TAG ${no_build[*]}"
 cluster_up=1
 PD_E2E_WORKDIR="$WORKDIR" \
   hack/kind-up.sh --cluster "$CLUSTER" --tag "$IMAGE_TAG" --key-id "$KEY_ID" --curl-image "$CURL_IMAGE" \
-  --set operator.scannerReportsServing=true ${no_build[@]+"${no_build[@]}"}
+  ${no_build[@]+"${no_build[@]}"}
 
 # ── 3. metrics-server and the foreign namespace ───────────────────────────────────────────
 step "metrics-server $METRICS_SERVER_VERSION"

@@ -80,14 +80,39 @@ pub fn broken_pack(marker: &str) -> Value {
     pack
 }
 
+/// The rule [`grown_pack`] adds to [`canary_pack`].
+pub const SECOND_RULE: &str = "e2e-second";
+/// The environment variable the rejected-bundle test adds to a scanner Deployment, and its
+/// value: one rule per pack. The operator compiles with the default limits (5000), so it ships
+/// [`grown_pack`] (two rules), and scanners running with this limit refuse it: a real refusal,
+/// with the image under test, no second image needed.
+pub const STRICT_LIMIT_ENV: (&str, &str) = ("PD_MAX_PACK_RULES", "1");
+
+/// [`canary_pack`] plus [`SECOND_RULE`], blocking prompts containing `second`: two rules, one
+/// more than [`STRICT_LIMIT_ENV`] allows.
+pub fn grown_pack(marker: &str, second: &str) -> Value {
+    let mut pack = canary_pack(marker);
+    if let Some(rules) = pack["rules"].as_array_mut() {
+        rules.push(json!({
+            "id": SECOND_RULE,
+            "category": "other",
+            "severity": "high",
+            "weight": 80,
+            "keywords": {"any": [second]},
+            "mitigation": "End-to-end test rule the strict scanners refuse."
+        }));
+    }
+    pack
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
+    use pd_engine::pack::RulePackSpec;
     use pd_operator::builders::{build_children, BuildError, Children, Settings};
     use pd_operator::crd::{ScanPolicy, Tenant};
-    use pd_scanner::pack::RulePackSpec;
 
     use super::*;
 
@@ -170,6 +195,43 @@ mod tests {
         assert_eq!(
             a, a_again,
             "the broken-pack test expects a restored pack to give the old hash"
+        );
+    }
+
+    /// The rejected-bundle test rests on this: the operator ships the grown pack (default
+    /// limits), and the scanner's own loader, with [`STRICT_LIMIT_ENV`]'s limit, refuses
+    /// exactly that bundle while it accepts the canary's.
+    #[test]
+    fn the_operator_ships_the_grown_pack_and_a_strict_scanner_refuses_it() {
+        let limits = pd_scanner::limits::Limits {
+            max_pack_rules: STRICT_LIMIT_ENV.1.parse().unwrap(),
+            ..pd_scanner::limits::Limits::default()
+        };
+        let scanner_loads = |children: &Children| {
+            let text =
+                &children.config_map.data.as_ref().unwrap()[pd_operator::builders::BUNDLE_KEY];
+            pd_scanner::bundle::build_from_text(
+                text,
+                Path::new("configmap/acme-prod/e2e-x-bundle"),
+                None,
+                &limits,
+            )
+            .map(|p| p.pack.hash.clone())
+        };
+        let small = build(canary_pack("alphaabc")).unwrap();
+        assert_eq!(scanner_loads(&small).unwrap(), small.bundle_hash);
+        let p = policy("e2e-x", policy_spec("acme", &["e2e-x".into()], 2, 2));
+        let packs = BTreeMap::from([(
+            "e2e-x".to_string(),
+            pack(grown_pack("alphaabc", "bravoabc")),
+        )]);
+        pd_operator::render::check_pack_tests(&p, &packs).unwrap();
+        let grown = build(grown_pack("alphaabc", "bravoabc")).unwrap();
+        assert_ne!(grown.bundle_hash, small.bundle_hash);
+        let refused = scanner_loads(&grown).unwrap_err().to_string();
+        assert!(
+            refused.contains("the limit is 1 (--max-pack-rules)"),
+            "{refused}"
         );
     }
 

@@ -23,8 +23,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, 
 use kube::api::{ObjectMeta, PostParams};
 use kube::discovery::ApiResource;
 use pd_e2e::fixtures::{
-    broken_pack, canary_pack, hpa_policy_spec, policy_spec, scan_body, BROKEN_RULE, CANARY_RULE,
-    HPA_CPU_REQUEST, HPA_TARGET_CPU_PERCENT,
+    broken_pack, canary_pack, grown_pack, hpa_policy_spec, policy_spec, scan_body, BROKEN_RULE,
+    CANARY_RULE, HPA_CPU_REQUEST, HPA_TARGET_CPU_PERCENT, SECOND_RULE, STRICT_LIMIT_ENV,
 };
 use pd_e2e::{
     child_resources, condition, describe_conditions, poll_until, setup, timeouts, Auth,
@@ -679,11 +679,11 @@ async fn rulepack_edit_reaches_every_scanner_pod_without_restart() {
     ));
 }
 
-/// 3b. `Ready` means "my rules are live" (issue 13; `run.sh` installs the chart with
-/// `operator.scannerReportsServing=true`): after a RulePack edit, the policy turns `Ready=True`
-/// for the new `activeBundleHash` only once every ready scanner pod reports serving it. At that
-/// moment every pod's serving annotation (what the operator read) and its `/readyz` (what the
-/// scanner itself says) show the new hash, and status counts all of them.
+/// 3b. `Ready` means "my rules are live" (issue 13; the chart's default
+/// `operator.scannerReportsServing`, which `run.sh` keeps): after a RulePack edit, the policy
+/// turns `Ready=True` for the new `activeBundleHash` only once every ready scanner pod reports
+/// serving it. At that moment every pod's serving annotation (what the operator read) and its
+/// `/readyz` (what the scanner itself says) show the new hash, and status counts all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_flips_only_after_every_pod_serves_the_new_bundle() {
     let Some(c) = setup("ready_flips_only_after_every_pod_serves_the_new_bundle").await else {
@@ -712,7 +712,7 @@ async fn ready_flips_only_after_every_pod_serves_the_new_bundle() {
     let h0 = active_hash(&p0);
     assert!(
         p0.data["status"]["serving"].is_string(),
-        "status.serving is missing: is operator.scannerReportsServing on? {}",
+        "status.serving is missing: is operator.scannerReportsServing still on (the chart's default)? {}",
         p0.data["status"]
     );
     let pods0 = must(
@@ -997,6 +997,308 @@ async fn broken_rulepack_keeps_the_previous_bundle_serving() {
         condition_message(&p1, "RulePacksReady"),
         hosts.len(),
         pack_status["errors"]
+    ));
+}
+
+/// Whether a scanner Deployment's container carries the env var `name=value`.
+fn deployment_env(d: &Deployment, name: &str) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == "scanner")?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+/// 4b. A bundle the operator accepted but the scanners refuse (issue 13, `BundleRejected`):
+/// the scanner Deployment gets `PD_MAX_PACK_RULES=1` from another field manager (the way a
+/// platform team would patch in a setting), which the operator's server-side apply leaves
+/// alone; once every pod runs with it and serves a one-rule pack, the pack grows to two rules.
+/// The operator compiles with the default limits and ships the new bundle; every scanner
+/// refuses it. Expected: `Ready=False` reason `BundleRejected` naming every pod, a Warning
+/// Event, `servingBundleHash` still the old hash, each pod's `bundle-error` annotation and
+/// `/readyz` saying why, scans following the old rules only, no pod restarted, and the env
+/// var still on the Deployment after the operator's full re-apply for the new bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_a_scanner_refuses_is_reported_and_the_old_one_keeps_serving() {
+    let Some(c) =
+        setup("a_bundle_a_scanner_refuses_is_reported_and_the_old_one_keeps_serving").await
+    else {
+        return;
+    };
+    let (_, id) = sample(&c).await;
+    let name = c.name("refused");
+    let compact = name.replace('-', "");
+    let (marker, second) = (format!("alpha{compact}"), format!("bravo{compact}"));
+    must(
+        c.create_rulepack(&name, canary_pack(&marker)).await,
+        "creating the RulePack",
+    );
+    must(
+        c.create_policy(
+            &name,
+            policy_spec(&id.tenant, std::slice::from_ref(&name), 2, 2),
+        )
+        .await,
+        "creating the ScanPolicy",
+    );
+    must(
+        c.wait_policy_ready(&name, timeouts::POLICY_READY).await,
+        "waiting for the new policy",
+    );
+
+    // The strict limit, from a field manager of our own. Server-side apply keys `env` by name,
+    // so the operator's forced apply (which never sets this entry) does not remove it.
+    let (env_name, env_value) = STRICT_LIMIT_ENV;
+    let scanner = format!("{name}-scanner");
+    let deployments: Api<Deployment> = c.api();
+    let patch = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": scanner, "namespace": c.namespace},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "scanner", "env": [{"name": env_name, "value": env_value}]}
+        ]}}}
+    });
+    let patched = kube_must(
+        deployments
+            .patch(
+                &scanner,
+                &PatchParams::apply("pd-e2e"),
+                &Patch::Apply(&patch),
+            )
+            .await,
+        "adding the strict limit to the scanner Deployment",
+    );
+    let generation = patched.metadata.generation.unwrap_or_default();
+    must(
+        poll_until(
+            "the scanner Deployment to roll out with the strict limit",
+            timeouts::POLICY_READY,
+            Duration::from_secs(2),
+            || async {
+                let d = deployments.get(&scanner).await?;
+                let st = d.status.clone().unwrap_or_default();
+                let done = st.observed_generation.unwrap_or_default() >= generation
+                    && st.updated_replicas == Some(2)
+                    && st.ready_replicas == Some(2)
+                    && st.replicas == Some(2);
+                Ok(if done {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{st:?}"))
+                })
+            },
+        )
+        .await,
+        "waiting for the rollout",
+    );
+    let p0 = must(
+        c.wait_policy_ready(&name, timeouts::POLICY_READY).await,
+        "waiting for Ready on the strict scanners",
+    );
+    let h0 = active_hash(&p0);
+    let pods0 = must(
+        c.wait_scanner_pods(&name, 2, timeouts::POLICY_READY).await,
+        "waiting for both strict scanner pods",
+    );
+    let hosts: Vec<String> = pods0.iter().map(|p| p.host.clone()).collect();
+    let pod_api: Api<Pod> = c.api();
+    for p in &pods0 {
+        let pod = kube_must(pod_api.get(&p.name).await, "reading a scanner pod");
+        let env = pod
+            .spec
+            .and_then(|s| s.containers.into_iter().find(|c| c.name == "scanner"))
+            .and_then(|c| c.env)
+            .unwrap_or_default();
+        assert!(
+            env.iter()
+                .any(|e| e.name == env_name && e.value.as_deref() == Some(env_value)),
+            "pod {} runs without {env_name}={env_value}: {env:?}",
+            p.name
+        );
+    }
+
+    // Grow the pack past the scanners' limit.
+    kube_must(
+        c.rulepacks()
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": grown_pack(&marker, &second) })),
+            )
+            .await,
+        "growing the RulePack past the scanners' limit",
+    );
+    let p1 = must(
+        c.wait_policy(
+            &name,
+            "to report BundleRejected naming every pod",
+            timeouts::STATUS_UPDATE + timeouts::BUNDLE_PROPAGATION,
+            |p| {
+                let ready = condition(&p.data, "Ready");
+                ready.and_then(|r| r["reason"].as_str()) == Some("BundleRejected")
+                    && pods0
+                        .iter()
+                        .all(|pod| condition_message(p, "Ready").contains(&pod.name))
+            },
+        )
+        .await,
+        "waiting for BundleRejected",
+    );
+    let h1 = active_hash(&p1);
+    assert_ne!(h1, h0, "the operator must have written the grown bundle");
+    assert_eq!(condition_status(&p1, "Ready"), "False");
+    assert_eq!(
+        condition_status(&p1, "Stalled"),
+        "True",
+        "a refusal needs a change of the inputs: {}",
+        describe_conditions(&p1.data)
+    );
+    let message = condition_message(&p1, "Ready");
+    assert!(
+        message.contains("--max-pack-rules") && message.contains(&h0),
+        "Ready's message must say why and what keeps serving: {message}"
+    );
+    assert_eq!(
+        p1.data["status"]["servingBundleHash"],
+        h0.as_str(),
+        "{}",
+        p1.data["status"]
+    );
+
+    // A Warning Event on the policy.
+    let events: Api<k8s_openapi::api::events::v1::Event> = c.api();
+    let event = must(
+        poll_until(
+            "a Warning Event BundleRejected on the policy",
+            timeouts::STATUS_UPDATE,
+            Duration::from_secs(2),
+            || async {
+                let list = events.list(&ListParams::default()).await?;
+                let found = list.items.into_iter().find(|e| {
+                    e.reason.as_deref() == Some("BundleRejected")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                            == Some(name.as_str())
+                });
+                Ok(match found {
+                    Some(e) => Poll::Ready(e.note.unwrap_or_default()),
+                    None => Poll::Pending("no such Event yet".into()),
+                })
+            },
+        )
+        .await,
+        "reading the policy's Events",
+    );
+
+    // The operator re-applied the Deployment for the new bundle, and the limit is still there.
+    let d = kube_must(deployments.get(&scanner).await, "reading the Deployment");
+    assert_eq!(
+        deployment_env(&d, env_name).as_deref(),
+        Some(env_value),
+        "the operator's apply removed the other field manager's env entry"
+    );
+
+    // Each pod says why on its annotation, serves the old bundle, and scans with it.
+    let listed = kube_must(
+        pod_api
+            .list(&ListParams::default().labels(&format!(
+                "app.kubernetes.io/name=pd-scanner,app.kubernetes.io/instance={name}"
+            )))
+            .await,
+        "listing the scanner pods",
+    );
+    for pod in &listed.items {
+        let ann = pod.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            ann.get("promptdefenders.io/serving-bundle-hash"),
+            Some(&h0),
+            "pod {:?}",
+            pod.metadata.name
+        );
+        assert!(
+            ann.get("promptdefenders.io/bundle-error")
+                .is_some_and(|e| e.contains("--max-pack-rules")),
+            "pod {:?} does not say why it refuses: {ann:?}",
+            pod.metadata.name
+        );
+    }
+    let endpoint = p1.data["status"]["endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let scan = format!("{endpoint}/v1/scan");
+    let out = must(
+        c.run_probe(&client_probe(
+            &c,
+            &id,
+            "e2e-refused",
+            Script::new()
+                .timeout_secs(timeouts::REQUEST_SECS)
+                .attempts(timeouts::REQUEST_ATTEMPTS)
+                .request(
+                    "old",
+                    "POST",
+                    &scan,
+                    Some(&scan_body(&format!("say {marker}"))),
+                    Auth::Key,
+                )
+                .attempts(1)
+                .request(
+                    "new",
+                    "POST",
+                    &scan,
+                    Some(&scan_body(&format!("say {second}"))),
+                    Auth::Key,
+                )
+                .await_hash(HashWait::Serving, &h0, Duration::from_secs(10), &hosts),
+        ))
+        .await,
+        "scanning through the refusing scanners",
+    );
+    assert_eq!(
+        out.exit_code, 0,
+        "every pod must still serve {h0}:\n{}",
+        out.logs
+    );
+    for report in &out.hashes {
+        let ready: Value = serde_json::from_str(&report.body).unwrap_or(Value::Null);
+        assert!(
+            ready["last_reload_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("--max-pack-rules")),
+            "pod {} must report the refusal on /readyz: {}",
+            report.host,
+            report.body
+        );
+    }
+    let old = body_of(&out, "old", 200);
+    assert_eq!(
+        old["verdict"], "block",
+        "the old rule keeps applying: {old}"
+    );
+    assert_eq!(old["rule_pack"]["hash"], h0.as_str(), "{old}");
+    let new = body_of(&out, "new", 200);
+    assert_eq!(
+        new["verdict"], "allow",
+        "{SECOND_RULE} was refused, so it must not apply: {new}"
+    );
+    let pods1 = must(c.scanner_pods(&name).await, "listing scanner pods");
+    assert_eq!(identities(&pods1), identities(&pods0), "no pod may restart");
+
+    c.report(&format!(
+        "{env_name}={env_value} kept through the operator's apply; bundle {h1} refused by all {} \
+         pods, which keep serving {h0}; Ready=False BundleRejected ({message}); Event: {event}{}",
+        hosts.len(),
+        retried(&out)
     ));
 }
 

@@ -30,11 +30,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use pd_scanner::bundle::{bundle_document, BundleError};
-use pd_scanner::load::{Loaded, Origin, PackSource};
-use pd_scanner::pack::RulePackSpec;
-use pd_scanner::policy::Policy;
-use pd_scanner::serve::usage::ledger::{ledger_name, LEDGER_LABEL};
+use pd_engine::bundle::{bundle_document, BundleError};
+use pd_engine::load::{Loaded, Origin, PackSource};
+use pd_engine::pack::RulePackSpec;
+use pd_engine::policy::Policy;
+use pd_engine::usage::ledger::{ledger_name, LEDGER_LABEL};
 use thiserror::Error;
 
 use crate::apiserver::ApiEndpoint;
@@ -79,6 +79,7 @@ pub struct Settings {
     pub api_server: Vec<ApiEndpoint>,
     /// Scanners write the hash they serve on their own Pod (`--report-pod`), and `Ready` waits
     /// for every ready pod to serve the desired bundle. Needs `api_server` (a token and egress).
+    /// On by default, like `pd-operator run --scanner-reports-serving`.
     pub report_serving: bool,
     /// Prefixes a policy's `scanner.image` must start with; empty allows any. Without it any
     /// namespace user who may write a ScanPolicy picks the image the operator deploys.
@@ -99,7 +100,7 @@ impl Default for Settings {
             monitoring_namespace: MONITORING_NAMESPACE.to_string(),
             shared_namespace: None,
             api_server: Vec::new(),
-            report_serving: false,
+            report_serving: true,
             image_allowlist: Vec::new(),
         }
     }
@@ -849,6 +850,11 @@ pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -
             r.burst.to_string(),
         ]);
     }
+    if let Some(days) = tenant.spec.audit_retention_days {
+        // Rotation and deletion apply to an audit file sink (`--audit-file`, e.g. set through
+        // `PD_AUDIT_FILE` with a volume); the records on stdout are kept by the log pipeline.
+        args.extend(["--audit-retention-days".to_string(), days.to_string()]);
+    }
     if let Some(tls) = &policy.spec.tls {
         args.extend([
             "--tls-cert".to_string(),
@@ -1130,7 +1136,10 @@ fn deployment(
             }),
             ..Volume::default()
         });
-        // Whole Secret volumes (no subPath), so a rotated key reaches the pod.
+        // Whole Secret volumes (no subPath), so a rotated key reaches the pod. Optional: a
+        // signing Secret that does not exist (yet) must not keep the scanners in
+        // ContainerCreating; the scanner then refuses just that webhook (`no_key`) until
+        // kubelet writes the key, and picks it up at the next delivery.
         let key_volume = |name: String, r: &crate::crd::SecretRef, path: &str| Volume {
             name,
             secret: Some(SecretVolumeSource {
@@ -1140,6 +1149,7 @@ fn deployment(
                     path: path.to_string(),
                     ..KeyToPath::default()
                 }]),
+                optional: Some(true),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()

@@ -29,8 +29,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
-use pd_scanner::bundle::BundleError;
-use pd_scanner::compile::{CompileError, PackSet};
+use pd_engine::bundle::BundleError;
+use pd_engine::compile::{CompileError, PackSet};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
@@ -1434,7 +1434,7 @@ pub async fn run(
         Api::<ConfigMap>::all(client.clone()),
         watcher::Config::default().labels(&format!(
             "{MANAGED_BY_SELECTOR},!{}",
-            pd_scanner::serve::usage::ledger::LEDGER_LABEL
+            pd_engine::usage::ledger::LEDGER_LABEL
         )),
     )
     .owns(Api::<Deployment>::all(client.clone()), children.clone())

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
-use pd_scanner::pack::{Action, Category, RulePackSpec, Severity};
-use pd_scanner::policy::{Mode, PolicySpec, Thresholds};
+use pd_engine::pack::{Action, Category, RulePackSpec, Severity};
+use pd_engine::policy::{Mode, PolicySpec, Thresholds};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// API group of every Prompt Defenders resource.
-pub const GROUP: &str = pd_scanner::load::API_GROUP;
+pub const GROUP: &str = pd_engine::load::API_GROUP;
 /// The one served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
@@ -94,8 +94,10 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub webhooks: Vec<Webhook>,
-    /// How long audit records are to be kept, in days. Validated and stored only: scanners write
-    /// audit records to stdout, so retention is the cluster log pipeline's for now.
+    /// How long audit records are kept, in days: passed to the scanners as
+    /// `--audit-retention-days`, which rotates an audit file daily and deletes rotated files
+    /// older than this (the chain still verifies). Records on stdout (the default in a cluster)
+    /// are kept by the log pipeline, whose retention should match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub audit_retention_days: Option<u32>,
@@ -121,7 +123,7 @@ pub struct Quota {
     /// `block` (default): 429 `quota_exceeded` until the next month; `auditOnly`: keep
     /// scanning, count each request in `pd_quota_exceeded_total`; `allow`: keep scanning.
     #[serde(default)]
-    pub on_exceeded: pd_scanner::serve::usage::ledger::OnExceeded,
+    pub on_exceeded: pd_engine::usage::ledger::OnExceeded,
 }
 
 /// One NetworkPolicy peer allowed to call the scanners.
@@ -187,7 +189,7 @@ pub struct Webhook {
     pub min_severity: Severity,
     /// Also require the verdict to be one of these (empty: any verdict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verdicts: Vec<pd_scanner::verdict::Verdict>,
+    pub verdicts: Vec<pd_engine::verdict::Verdict>,
     /// A dashboard link put in each event; placeholders `{event_id}`, `{input_hash}`,
     /// `{tenant}`, `{policy}`, `{bundle_hash}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -749,7 +751,7 @@ mod tests {
             .cloned()
             .collect();
         want.extend(
-            pd_scanner::policy::DEPLOYMENT_KEYS
+            pd_engine::policy::DEPLOYMENT_KEYS
                 .iter()
                 .map(|s| s.to_string()),
         );

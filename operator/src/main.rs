@@ -86,9 +86,19 @@ struct SettingsArgs {
     )]
     api_server_egress: ApiServerEgress,
     /// Scanners write the bundle hash they serve on their own Pod, and a ScanPolicy is `Ready`
-    /// only once every ready scanner serves its bundle. Needs `--api-server-egress` other than
-    /// `off` (the scanners need a token); their Role gains `patch` on pods.
-    #[arg(long, env = "PD_SCANNER_REPORTS_SERVING")]
+    /// only once every ready scanner serves its bundle. On by default ("Ready means serving" is
+    /// what users expect); `=false` turns it off. Takes effect only with `--api-server-egress`
+    /// other than `off` (the scanners need a token); their Role gains `patch` on pods.
+    #[arg(
+        long,
+        env = "PD_SCANNER_REPORTS_SERVING",
+        value_name = "true|false",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     scanner_reports_serving: bool,
     /// Image prefixes a ScanPolicy's `scanner.image` must start with (comma-separated, e.g.
     /// `ghcr.io/prompt-defenders/`); a policy with another image is refused

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
-use pd_scanner::bundle::pack_set;
-use pd_scanner::compile::policy_packs;
-use pd_scanner::load::{load_paths, LoadError, API_GROUP};
-use pd_scanner::policy::Policy;
-use pd_scanner::testing::run_pack_tests;
+use pd_engine::bundle::pack_set;
+use pd_engine::compile::policy_packs;
+use pd_engine::load::{load_paths, LoadError, API_GROUP};
+use pd_engine::policy::Policy;
+use pd_engine::testing::run_pack_tests;
 use serde_yaml::Value;
 use thiserror::Error;
 
@@ -164,7 +164,7 @@ pub fn render(paths: &[PathBuf], settings: &Settings) -> Result<Vec<Children>, R
 /// controller, so `render` and the cluster reject the same packs.
 pub fn check_pack_tests(
     policy: &ScanPolicy,
-    packs: &BTreeMap<String, pd_scanner::pack::RulePackSpec>,
+    packs: &BTreeMap<String, pd_engine::pack::RulePackSpec>,
 ) -> Result<(), RenderError> {
     let scanner_policy = Policy {
         name: policy.name_any(),

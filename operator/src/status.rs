@@ -7,9 +7,9 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use pd_scanner::compile::{compile, resolve, CompileError, PackSet};
-use pd_scanner::policy::Policy;
-use pd_scanner::testing::{run_pack_tests, test_compiled};
+use pd_engine::compile::{compile, resolve, CompileError, PackSet};
+use pd_engine::policy::Policy;
+use pd_engine::testing::{run_pack_tests, test_compiled};
 
 use crate::builders::Names;
 use crate::crd::{
@@ -668,7 +668,7 @@ pub fn check_policy_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pd_scanner::pack::RulePackSpec;
+    use pd_engine::pack::RulePackSpec;
 
     fn now() -> Time {
         serde_json::from_str("\"2026-11-23T12:00:00Z\"").unwrap()
@@ -859,8 +859,8 @@ mod tests {
 
     #[test]
     fn sample_packs_are_ready() {
-        let loaded = pd_scanner::bundle::load_embedded().unwrap();
-        let packs = pd_scanner::bundle::pack_set(&loaded);
+        let loaded = pd_engine::bundle::load_embedded().unwrap();
+        let packs = pd_engine::bundle::pack_set(&loaded);
         for name in ["baseline", "acme"] {
             let s = rulepack_status(&packs, name, Some(1), None, &now());
             assert_eq!(cond(&s, "Ready"), ("True", "Ready"), "{name}: {s:?}");

@@ -3,7 +3,7 @@
 //!
 //! Each ScanPolicy has a ledger ConfigMap `<policy>-usage` (a child, created with the others
 //! when scanners can reach the API) in which every scanner pod keeps its running totals for
-//! the month under its own key (`pd_scanner::serve::usage::ledger`). The operator watches the
+//! the month under its own key (`pd_engine::usage::ledger`). The operator watches the
 //! ledgers (label `promptdefenders.io/usage-ledger`) into a local cache and, every
 //! [`DEFAULT_INTERVAL`] (`--usage-interval`), sums them per tenant from the cache:
 //! - writes `status.usage` and `status.quota` of each Tenant whose figures changed (server-side
@@ -33,8 +33,8 @@ use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
-use pd_scanner::serve::usage::ledger::{self, PodUsage, QuotaGrant, LEDGER_LABEL, QUOTA_KEY};
-use pd_scanner::serve::usage::period::Period;
+use pd_engine::usage::ledger::{self, PodUsage, QuotaGrant, LEDGER_LABEL, QUOTA_KEY};
+use pd_engine::usage::period::Period;
 
 use crate::controller::{Context, Error};
 use crate::crd::{PolicyUsage, QuotaStatus, Tenant, TenantUsage, UsageVerdicts};

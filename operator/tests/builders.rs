@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use pd_engine::pack::RulePackSpec;
 use pd_operator::apiserver::ApiEndpoint;
 use pd_operator::builders::{
     build_children, BuildError, Children, Settings, BUNDLE_HASH_ANNOTATION,
 };
 use pd_operator::crd::{ScanPolicy, Tenant};
-use pd_scanner::pack::RulePackSpec;
 
 struct Inputs {
     tenant: Tenant,
@@ -18,12 +18,12 @@ struct Inputs {
 
 fn inputs() -> Inputs {
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples");
-    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_engine::load::load_paths(std::slice::from_ref(&samples)).unwrap();
     let res = pd_operator::render::read_resources(&[samples]).unwrap();
     Inputs {
         tenant: res.tenants[0].clone(),
         policy: res.policies[0].clone(),
-        packs: pd_scanner::bundle::pack_set(&loaded),
+        packs: pd_engine::bundle::pack_set(&loaded),
     }
 }
 
@@ -332,10 +332,10 @@ fn config_map_carries_the_bundle_and_its_hash() {
         .collect();
     assert_eq!(packs, ["acme", "baseline", "learned"]);
     // The scanner reads it back as a bundle and compiles it to the same hash.
-    let mut loaded = pd_scanner::load::Loaded::default();
-    pd_scanner::load::load_str(text, Path::new("bundle.json"), &mut loaded).unwrap();
-    let compiled = pd_scanner::compile::compile(
-        &pd_scanner::bundle::pack_set(&loaded),
+    let mut loaded = pd_engine::load::Loaded::default();
+    pd_engine::load::load_str(text, Path::new("bundle.json"), &mut loaded).unwrap();
+    let compiled = pd_engine::compile::compile(
+        &pd_engine::bundle::pack_set(&loaded),
         loaded.policies[0].0.clone(),
     )
     .unwrap();
@@ -403,6 +403,8 @@ fn api_server_egress_turns_on_the_configmap_watch_with_exactly_that_egress() {
                 port: 6443,
             },
         ],
+        // Egress alone: serving reports (on by default) would add `patch` on pods to the Role.
+        report_serving: false,
         ..Settings::default()
     };
     let on = build_children(&i.policy, &i.tenant, &i.packs, &settings).unwrap();

@@ -190,6 +190,26 @@ fn render_api_server_egress_given_or_refused_without_a_cluster() {
     assert!(err.contains("CIDR:PORT"), "{err}");
 }
 
+/// Serving reports are on by default (issue 13: "Ready means serving"), and can be turned off
+/// by flag or environment; without API egress they cannot take effect either way.
+#[test]
+fn serving_reports_are_on_by_default_and_can_be_turned_off() {
+    let egress = ("PD_API_SERVER_EGRESS", "10.96.0.1/32:443");
+    assert!(render_samples(&[], &[egress]).contains("- --report-pod"));
+    assert!(render_samples(&["--scanner-reports-serving"], &[egress]).contains("- --report-pod"));
+    for (args, env) in [
+        (&["--scanner-reports-serving=false"][..], vec![egress]),
+        (
+            &[][..],
+            vec![egress, ("PD_SCANNER_REPORTS_SERVING", "false")],
+        ),
+        (&[][..], vec![]),
+    ] {
+        let text = render_samples(args, &env);
+        assert!(!text.contains("--report-pod"), "{args:?} {env:?}");
+    }
+}
+
 /// Usage errors exit 64 like `pd-scanner`'s (clap's own default is 2); help exits 0.
 #[test]
 fn usage_errors_exit_64_and_help_exits_0() {

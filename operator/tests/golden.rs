@@ -41,7 +41,7 @@ fn a_tls_policy_renders_to_the_golden_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let samples = root.join("../config/samples");
     let res = pd_operator::render::read_resources(std::slice::from_ref(&samples)).unwrap();
-    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_engine::load::load_paths(std::slice::from_ref(&samples)).unwrap();
     let mut policy = res.policies[0].clone();
     policy.spec.tls = Some(pd_operator::crd::TlsSpec {
         secret_name: "acme-chat-scanner-tls".into(),
@@ -51,7 +51,7 @@ fn a_tls_policy_renders_to_the_golden_file() {
     let c = pd_operator::builders::build_children(
         &policy,
         &res.tenants[0],
-        &pd_scanner::bundle::pack_set(&loaded),
+        &pd_engine::bundle::pack_set(&loaded),
         &pd_operator::builders::Settings::default(),
     )
     .unwrap();
@@ -72,13 +72,13 @@ fn a_tls_policy_renders_to_the_golden_file() {
 /// annotation that rolls the pods when the file changes.
 #[test]
 fn a_tenant_with_webhooks_renders_to_the_golden_file() {
+    use pd_engine::pack::Severity;
+    use pd_engine::verdict::Verdict;
     use pd_operator::crd::{SecretRef, Webhook, WebhookFormat};
-    use pd_scanner::pack::Severity;
-    use pd_scanner::verdict::Verdict;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let samples = root.join("../config/samples");
     let res = pd_operator::render::read_resources(std::slice::from_ref(&samples)).unwrap();
-    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_engine::load::load_paths(std::slice::from_ref(&samples)).unwrap();
     let mut tenant = res.tenants[0].clone();
     tenant.spec.webhooks = vec![
         Webhook {
@@ -116,7 +116,7 @@ fn a_tenant_with_webhooks_renders_to_the_golden_file() {
     let c = pd_operator::builders::build_children(
         &res.policies[0],
         &tenant,
-        &pd_scanner::bundle::pack_set(&loaded),
+        &pd_engine::bundle::pack_set(&loaded),
         &pd_operator::builders::Settings::default(),
     )
     .unwrap();
@@ -145,7 +145,7 @@ fn a_policy_with_api_access_renders_its_usage_ledger_to_the_golden_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let samples = root.join("../config/samples");
     let res = pd_operator::render::read_resources(std::slice::from_ref(&samples)).unwrap();
-    let loaded = pd_scanner::load::load_paths(std::slice::from_ref(&samples)).unwrap();
+    let loaded = pd_engine::load::load_paths(std::slice::from_ref(&samples)).unwrap();
     let settings = pd_operator::builders::Settings {
         api_server: vec![pd_operator::apiserver::ApiEndpoint {
             cidr: "10.96.0.1/32".into(),
@@ -157,9 +157,9 @@ fn a_policy_with_api_access_renders_its_usage_ledger_to_the_golden_file() {
     tenant.spec.quota = Some(pd_operator::crd::Quota {
         scans_per_month: 1_000_000,
         burst: Some(50_000),
-        on_exceeded: pd_scanner::serve::usage::ledger::OnExceeded::Block,
+        on_exceeded: pd_engine::usage::ledger::OnExceeded::Block,
     });
-    let packs = pd_scanner::bundle::pack_set(&loaded);
+    let packs = pd_engine::bundle::pack_set(&loaded);
     let c = pd_operator::builders::build_children(&res.policies[0], &tenant, &packs, &settings)
         .unwrap();
     let mut no_quota = res.tenants[0].clone();

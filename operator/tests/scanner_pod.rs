@@ -102,7 +102,7 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
                 .replace("0.0.0.0:8080", "127.0.0.1:0")
         })
         .collect();
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&bin)
         .args(&args)
         .env_remove("PD_FILES")
         .env_remove("PD_POLICY")
@@ -172,10 +172,21 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
     assert_eq!(result["policy"], "acme-chat", "{result}");
 
     // The Deployment's args send the audit chain to stdout: one sealed record for the scan, a
-    // chain that verifies, the input only as its HMAC, never the prompt itself.
-    let report = pd_scanner::serve::audit::verify(audit.as_bytes())
-        .unwrap_or_else(|e| panic!("audit chain on stdout does not verify: {e}\n{audit}"));
-    assert_eq!(report.records, 1, "{audit}");
+    // chain that verifies, the input only as its HMAC, never the prompt itself. Verified by the
+    // scanner's own `audit verify` (the operator does not link the scan service's code).
+    let log = tmp.path().join("audit.jsonl");
+    std::fs::write(&log, &audit).unwrap();
+    let verify = Command::new(&bin)
+        .args(["audit", "verify"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let verified = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{verified}\n{audit}");
+    assert!(
+        verified.starts_with("ok: 1 records, chain intact;"),
+        "{verified}\n{audit}"
+    );
     let record: serde_json::Value = serde_json::from_str(audit.trim()).unwrap();
     assert_eq!(record["verdict"], "block", "{record}");
     assert_eq!(record["policy"], "acme-chat", "{record}");

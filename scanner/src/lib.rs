@@ -1,37 +1,17 @@
-//! Prompt Defenders scanner library: the rule-pack format, its compiler, the detection engine
-//! and scoring. The `pd-scanner` binary and the operator are both built on it, so a pack is
-//! validated, tested and run by exactly the same code everywhere.
-//!
-//! Flow: [`sources`] reads files within [`limits`] → [`load`] parses them →
-//! [`compile::compile`] packs + [`policy::Policy`] into a [`compile::CompiledPack`] →
-//! [`compile::CompiledPack::scan`] a prompt into an [`engine::ScanResult`].
+//! Prompt Defenders scanner library: the scan service ([`serve`]), the `--listen` forms the CLI
+//! accepts ([`listen`]) and the fuzz harnesses. The detection engine itself is the `pd-engine`
+//! crate; the `pd-scanner` binary is its CLI and HTTP front end.
 
-pub mod atoms;
-pub mod baseline;
-pub mod bundle;
-pub mod classifier;
-pub mod compile;
-pub mod crossval;
-pub mod decode;
-pub mod detectors;
-pub mod dfa_cache;
-pub mod engine;
-pub mod eval;
+// The engine's modules under the paths they had when they lived in this crate, so the service
+// (`crate::compile`, `crate::engine`, ...) and the CLI (`pd_scanner::load`, ...) name them as
+// before. New code may name `pd_engine` directly; both are the same items.
+pub use pd_engine::{
+    atoms, baseline, bundle, classifier, compile, crossval, decode, detectors, dfa_cache, engine,
+    eval, gate, limits, load, normalize, pack, policy, prefilter, reach, redact, score, sources,
+    synth, testing, verdict,
+};
+
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gate;
-pub mod limits;
 pub mod listen;
-pub mod load;
-pub mod normalize;
-pub mod pack;
-pub mod policy;
-pub mod prefilter;
-pub mod reach;
-pub mod redact;
-pub mod score;
 pub mod serve;
-pub mod sources;
-pub mod synth;
-pub mod testing;
-pub mod verdict;

@@ -287,6 +287,14 @@ struct ServeArgs {
     /// Longest a request waits for its audit records to be written, in milliseconds.
     #[arg(long, env = "PD_AUDIT_TIMEOUT_MS", default_value_t = 5000)]
     audit_timeout_ms: u64,
+    /// Rotate the audit file daily (UTC) and delete rotated files after this many days; each
+    /// deletion is recorded in the chain, which `audit verify` still checks across the files
+    /// left. Applies to --audit-file only: records on stdout are kept by whatever collects them.
+    #[arg(long, env = "PD_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    audit_retention_days: Option<u32>,
+    /// Also rotate the audit file once it holds this many bytes.
+    #[arg(long, env = "PD_AUDIT_ROTATE_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_rotate_bytes: Option<u64>,
     /// A request's header block must arrive within this many milliseconds (counted from when
     /// the connection waits for it, so also the longest keep-alive idle time).
     #[arg(long, env = "PD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
@@ -619,6 +627,10 @@ fn serve(
                 AuditFailure::Closed
             },
             timeout: Duration::from_millis(args.audit_timeout_ms.max(1)),
+            rotation: pd_scanner::serve::audit_rotate::Rotation {
+                retention_days: args.audit_retention_days,
+                max_bytes: args.audit_rotate_bytes,
+            },
         },
         large_scan_slots: args.large_scan_slots.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -699,6 +711,10 @@ fn webhook(cmd: WebhookCommand) -> Result<u8> {
 
 fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Result<u8> {
     use pd_scanner::serve::audit;
+    let rotated = pd_scanner::serve::audit_rotate::rotated_files(file).unwrap_or_default();
+    if !rotated.is_empty() {
+        return audit_verify_set(file, anchor);
+    }
     let f =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let anchor_file = anchor
@@ -721,6 +737,58 @@ fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Res
                 report.records,
                 report.last_hash.as_deref().unwrap_or("-")
             )?;
+            match anchored {
+                Some(a) => outln!("anchor {}: seq {} present", anchor_file.display(), a.seq)?,
+                None => outln!(
+                    "no anchor ({} missing): records cut from the end cannot be detected",
+                    anchor_file.display()
+                )?,
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            outln!("BROKEN: {e}")?;
+            Ok(1)
+        }
+    }
+}
+
+/// `audit verify` of a rotated log: the rotated files and the active one as one chain.
+fn audit_verify_set(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Result<u8> {
+    use pd_scanner::serve::{audit, audit_rotate};
+    let anchor_file = anchor
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| audit::anchor_path(file));
+    let anchored = match audit::read_anchor(&anchor_file) {
+        Ok(a) => a,
+        Err(e) => {
+            outln!("BROKEN: {}: {e}", anchor_file.display())?;
+            return Ok(1);
+        }
+    };
+    if anchored.is_none() && anchor.is_some() {
+        return Err(format!("no anchor file {}", anchor_file.display()).into());
+    }
+    match audit_rotate::verify_set(file, anchored.as_ref()) {
+        Ok(report) => {
+            outln!(
+                "ok: {} records in {} files (seq {}..{}), chain intact; last hash {}",
+                report.records,
+                report.files.len(),
+                report.first_seq,
+                report.last_seq,
+                report.last_hash.as_deref().unwrap_or("-")
+            )?;
+            for f in &report.files {
+                outln!("  {}", f.display())?;
+            }
+            if report.first_seq > 1 {
+                outln!(
+                    "records before seq {} were removed by retention ({} files, each recorded in the chain)",
+                    report.first_seq,
+                    report.removed_files
+                )?;
+            }
             match anchored {
                 Some(a) => outln!("anchor {}: seq {} present", anchor_file.display(), a.seq)?,
                 None => outln!(

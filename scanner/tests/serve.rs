@@ -709,6 +709,8 @@ struct FakeState {
     watchers: Mutex<Vec<TcpStream>>,
     failing: std::sync::atomic::AtomicBool,
     requests: Mutex<Vec<String>>,
+    /// `PATCH` requests to pods (`--report-pod`): path and JSON body, in arrival order.
+    pod_patches: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 impl FakeApi {
@@ -725,6 +727,7 @@ impl FakeApi {
             watchers: Mutex::new(Vec::new()),
             failing: std::sync::atomic::AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
+            pod_patches: Mutex::new(Vec::new()),
         });
         let st = state.clone();
         std::thread::spawn(move || {
@@ -786,6 +789,16 @@ impl FakeApi {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// The annotations of the last merge patch sent to a pod, with its path.
+    fn last_pod_report(&self) -> Option<(String, serde_json::Value)> {
+        self.state
+            .pod_patches
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(path, body)| (path.clone(), body["metadata"]["annotations"].clone()))
+    }
+
     /// Whether a watch is open. `update` reaches only open watches (this fake keeps no
     /// history to replay from a resourceVersion, as the real API server does), so a test
     /// must wait for one before changing the ConfigMap, or the change can fall between the
@@ -818,6 +831,9 @@ fn serve_fake(mut conn: TcpStream, st: &FakeState) {
         let status = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"fake outage","reason":"InternalError","code":500}"#;
         return reply(&mut conn, "500 Internal Server Error", status);
     }
+    if head.starts_with("PATCH ") && target.contains("/pods/") {
+        return answer_pod_patch(&mut conn, &head, &target, st);
+    }
     if target.contains("watch=true") {
         if conn
             .write_all(
@@ -838,6 +854,37 @@ fn serve_fake(mut conn: TcpStream, st: &FakeState) {
     reply(&mut conn, "200 OK", &list.to_string());
 }
 
+/// A `--report-pod` merge patch: the body is recorded, the answer is a Pod carrying it.
+fn answer_pod_patch(conn: &mut TcpStream, head: &str, target: &str, st: &FakeState) {
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if conn.read_exact(&mut body).is_err() {
+        return;
+    }
+    let patch: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let name = path.rsplit('/').next().unwrap_or("").to_string();
+    st.pod_patches.lock().unwrap().push((path, patch.clone()));
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "acme-prod", "resourceVersion": "7",
+                     "annotations": patch["metadata"]["annotations"]},
+    })
+    .to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{pod}",
+        pod.len()
+    );
+}
+
 /// A one-rule bundle document, as the operator writes it into the ConfigMap.
 fn bundle_text(version: &str) -> String {
     let pack = format!(
@@ -849,6 +896,107 @@ fn bundle_text(version: &str) -> String {
     pd_scanner::bundle::bundle_document(&loaded, None)
         .unwrap()
         .to_string()
+}
+
+/// [`bundle_text`] with a second rule, blocking `sneaky`: over a `PD_MAX_PACK_RULES=1` limit.
+fn two_rule_bundle_text(version: &str) -> String {
+    let pack = format!(
+        "apiVersion: promptdefenders.io/v1alpha1\nkind: RulePack\nmetadata: {{name: p}}\n\
+         spec:\n  version: '{version}'\n  rules:\n  - {{id: r, category: other, severity: high, weight: 90, regex: 'evil'}}\n\
+         \x20 - {{id: r2, category: other, severity: high, weight: 90, regex: 'sneaky'}}\n"
+    );
+    let mut loaded = pd_scanner::load::Loaded::default();
+    pd_scanner::load::load_str(&pack, Path::new("p.yaml"), &mut loaded).unwrap();
+    pd_scanner::bundle::bundle_document(&loaded, None)
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 13, the scanner's side of `BundleRejected` (the kind test
+/// `a_bundle_a_scanner_refuses_is_reported_and_the_old_one_keeps_serving` does this in a
+/// cluster): a scanner whose limits are stricter than the operator's compiler (here
+/// `PD_MAX_PACK_RULES=1`, the env var that test puts on the Deployment) refuses a bigger
+/// bundle from its ConfigMap, keeps serving the last good one, and says so on its own Pod
+/// (`--report-pod`): the serving hash stays, `bundle-error` names the limit. A bundle within
+/// the limit goes live and clears the error.
+#[test]
+fn a_bundle_over_the_scanners_limits_is_refused_kept_and_reported_on_its_pod() {
+    let (one, two, three) = (
+        bundle_text("1"),
+        two_rule_bundle_text("2"),
+        bundle_text("3"),
+    );
+    let files = tempfile::tempdir().unwrap();
+    let bundle_dir = files.path().join("bundle");
+    std::fs::create_dir(&bundle_dir).unwrap();
+    std::fs::write(bundle_dir.join("bundle.json"), &one).unwrap();
+    let api = FakeApi::start("acme-prod", "acme-chat-bundle", &one);
+    let kubeconfig = api.kubeconfig(files.path(), "acme-prod");
+    let s = Server::start_env(
+        &[
+            "--configmap",
+            "acme-chat-bundle",
+            "--report-pod",
+            "acme-chat-scanner-x1",
+        ],
+        Some(&bundle_dir),
+        &[
+            ("KUBECONFIG", &kubeconfig),
+            ("PD_MAX_PACK_RULES", Path::new("1")),
+        ],
+    );
+    let h1 = s.ready_hash().unwrap();
+    let pod_path = "/api/v1/namespaces/acme-prod/pods/acme-chat-scanner-x1";
+    let reported = |serving: &str, error: Option<&str>| {
+        api.last_pod_report().is_some_and(|(path, ann)| {
+            path == pod_path
+                && ann["promptdefenders.io/serving-bundle-hash"] == serving
+                && match error {
+                    None => ann["promptdefenders.io/bundle-error"].is_null(),
+                    Some(e) => ann["promptdefenders.io/bundle-error"]
+                        .as_str()
+                        .is_some_and(|got| got.contains(e)),
+                }
+        })
+    };
+    eventually("the pod reports the first bundle", || reported(&h1, None));
+
+    eventually("the scanner's watch is open", || api.watching());
+    api.update(&two);
+    let limit = "the pack defines 2 rules; the limit is 1 (--max-pack-rules)";
+    eventually("the refusal reaches /readyz", || {
+        let r = s.request("GET", "/readyz", &[], b"").json();
+        assert_eq!(
+            r["bundle"]["hash"],
+            h1.as_str(),
+            "the last good bundle serves: {r}"
+        );
+        r["last_reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(limit))
+    });
+    eventually(
+        "the pod reports the refusal and the bundle still served",
+        || reported(&h1, Some(limit)),
+    );
+    let evil = s.scan(KEY_A, r#"{"prompt": "evil"}"#).json();
+    assert_eq!(evil["verdict"], "block", "{evil}");
+    assert_eq!(evil["rule_pack"]["hash"], h1.as_str(), "{evil}");
+    let sneaky = s.scan(KEY_A, r#"{"prompt": "sneaky"}"#).json();
+    assert_eq!(
+        sneaky["verdict"], "allow",
+        "the refused rule is not live: {sneaky}"
+    );
+
+    // Back within the limit: served, reported, error cleared.
+    api.update(&three);
+    eventually("a bundle within the limit goes live", || {
+        s.ready_hash().is_some_and(|h| h != h1)
+    });
+    let h3 = s.ready_hash().unwrap();
+    eventually("the pod reports it and the error is gone", || {
+        reported(&h3, None)
+    });
 }
 
 #[test]

@@ -397,6 +397,27 @@ impl AuditFile {
         &self.path
     }
 
+    /// The file was renamed under this handle (a rotation whose new file could not be
+    /// created): errors and the anchor follow the new name.
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
+    /// The fsync policy this file was opened with.
+    pub fn fsync(&self) -> Fsync {
+        self.fsync
+    }
+
+    /// Bytes of complete records in the file (what size-based rotation compares).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file holds no record yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The sidecar anchor file of this log (see the module docs).
     pub fn anchor_path(&self) -> PathBuf {
         anchor_path(&self.path)
@@ -578,6 +599,33 @@ fn last_line(file: &mut File) -> io::Result<Tail> {
     Ok(Tail::Line(line))
 }
 
+/// The last record of the log at `path`, read from its end without loading the file; `None`
+/// for an empty file. For rotation (a new active file continues the chain of the newest
+/// rotated one) and retention (what a removed file held); the record's hash is not checked
+/// here, `verify` does that.
+pub fn last_record(path: &Path) -> Result<Option<AuditRecord>, AuditError> {
+    let io_err = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let corrupt = |message: String| AuditError::Corrupt {
+        path: path.to_path_buf(),
+        line: 0,
+        message,
+    };
+    match last_line(&mut file).map_err(io_err)? {
+        Tail::Empty => Ok(None),
+        Tail::Partial => Err(corrupt("the last line is incomplete".into())),
+        Tail::TooLong => Err(corrupt(format!(
+            "the last line is longer than {MAX_LINE} bytes"
+        ))),
+        Tail::Line(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(format!("not an audit record: {e}"))),
+    }
+}
+
 /// Counts newlines in the whole file; only used to name the line in an error.
 fn count_newlines(file: &mut File) -> io::Result<u64> {
     file.seek(SeekFrom::Start(0))?;
@@ -681,13 +729,64 @@ pub fn verify(reader: impl BufRead) -> Result<VerifyReport, VerifyError> {
 /// [`verify`], and with an anchor also that the log reaches the anchored record and that this
 /// record is the one anchored: cutting records from the end is then detected too.
 pub fn verify_anchored(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     anchor: Option<&Anchor>,
 ) -> Result<VerifyReport, VerifyError> {
+    let (end, records) = verify_from(reader, ChainPoint::genesis(), |line, record| match anchor {
+        Some(a) if a.seq == record.seq && a.hash != record.hash => {
+            Err(VerifyError::AnchorMismatch {
+                line,
+                seq: record.seq,
+            })
+        }
+        _ => Ok(()),
+    })?;
+    if let Some(a) = anchor {
+        if a.seq > records {
+            return Err(VerifyError::TruncatedTail {
+                last_seq: records,
+                anchor_seq: a.seq,
+            });
+        }
+    }
+    Ok(VerifyReport {
+        records,
+        last_hash: (records > 0).then_some(end.prev),
+    })
+}
+
+/// A place in the chain: the `seq` the next record must have and the hash it must link to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPoint {
+    pub next_seq: u64,
+    pub prev: String,
+}
+
+impl ChainPoint {
+    /// Before the first record of a log.
+    pub fn genesis() -> Self {
+        ChainPoint {
+            next_seq: 1,
+            prev: GENESIS_PREV.to_string(),
+        }
+    }
+}
+
+/// The checks of [`verify`] on the records of `reader`, continuing the chain from `start`
+/// (a rotated log's files are checked one after the other, each continuing the last).
+/// `on_record` sees every record that passed, with its 1-based line, and may stop the check.
+/// Returns where the chain stands after the last record, and how many records were read.
+pub fn verify_from(
+    mut reader: impl BufRead,
+    start: ChainPoint,
+    mut on_record: impl FnMut(u64, &AuditRecord) -> Result<(), VerifyError>,
+) -> Result<(ChainPoint, u64), VerifyError> {
     let mut buf = Vec::new();
     let mut line = 0u64;
-    let mut prev = GENESIS_PREV.to_string();
-    let mut expected_seq = 1u64;
+    let ChainPoint {
+        next_seq: mut expected_seq,
+        mut prev,
+    } = start;
     let mut records = 0u64;
     loop {
         buf.clear();
@@ -718,28 +817,18 @@ pub fn verify_anchored(
                 seq: record.seq,
             });
         }
-        if anchor.is_some_and(|a| a.seq == record.seq && a.hash != record.hash) {
-            return Err(VerifyError::AnchorMismatch {
-                line,
-                seq: record.seq,
-            });
-        }
+        on_record(line, &record)?;
         prev = record.hash;
         expected_seq = expected_seq.saturating_add(1);
         records += 1;
     }
-    if let Some(a) = anchor {
-        if a.seq > records {
-            return Err(VerifyError::TruncatedTail {
-                last_seq: records,
-                anchor_seq: a.seq,
-            });
-        }
-    }
-    Ok(VerifyReport {
+    Ok((
+        ChainPoint {
+            next_seq: expected_seq,
+            prev,
+        },
         records,
-        last_hash: (records > 0).then_some(prev),
-    })
+    ))
 }
 
 #[cfg(test)]

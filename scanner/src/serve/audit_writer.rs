@@ -36,8 +36,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::serve::audit::{
-    write_anchor, Anchor, AuditChain, AuditError, AuditFile, AuditRecord, Decision, Fsync,
+    last_record, write_anchor, Anchor, AuditChain, AuditError, AuditFile, AuditRecord, Decision,
+    Fsync,
 };
+use crate::serve::audit_rotate::{self, Rotation};
 use crate::serve::metrics::Metrics;
 
 /// Requests (each with its decisions) that may wait for the writer.
@@ -65,6 +67,8 @@ pub struct AuditConfig {
     pub failure: AuditFailure,
     /// Longest a request waits for its records to be written.
     pub timeout: Duration,
+    /// Rotation and retention of `file` (see [`audit_rotate`]).
+    pub rotation: Rotation,
 }
 
 /// The audit log could not take the records of a request.
@@ -175,6 +179,10 @@ pub fn start(
         }
         None => (None, AuditChain::new()),
     };
+    let (chain, rotation_state) = match (&config.file, &file) {
+        (Some(p), Some(f)) if config.rotation.active() => resume_rotated(p, f, chain)?,
+        _ => (chain, RotationState::default()),
+    };
     let health = Arc::new(AuditHealth {
         up: AtomicBool::new(true),
     });
@@ -189,6 +197,8 @@ pub fn start(
         metrics: metrics.clone(),
         failure: config.failure,
         unrecorded: 0,
+        rotation: config.rotation,
+        rotation_state,
     };
     let thread = std::thread::Builder::new()
         .name("pd-audit".into())
@@ -231,6 +241,55 @@ impl AuditWriter {
     }
 }
 
+/// Where the rotated log stands (see [`audit_rotate`]).
+#[derive(Debug, Default)]
+struct RotationState {
+    /// UTC day (`YYYY-MM-DD`) of the active file's records; `None` while it has none.
+    day: Option<String>,
+    /// Event records to write before the next records: the `rotated:` header of a new active
+    /// file, `retention_removed:` records.
+    events: Vec<String>,
+}
+
+/// With rotation on: the chain and day of the active file. An empty active file next to
+/// rotated ones (a crash between a rotation's rename and the new file's first record)
+/// continues the newest rotated file's chain, starting with a `rotated:` record, instead of
+/// starting a second chain at seq 1.
+fn resume_rotated(
+    active: &std::path::Path,
+    file: &AuditFile,
+    chain: AuditChain,
+) -> Result<(AuditChain, RotationState), AuditError> {
+    let io_err = |source| AuditError::Io {
+        path: active.to_path_buf(),
+        source,
+    };
+    if !file.is_empty() {
+        let day = last_record(active)?.map(|r| r.ts.chars().take(10).collect());
+        return Ok((
+            chain,
+            RotationState {
+                day,
+                events: Vec::new(),
+            },
+        ));
+    }
+    let newest = audit_rotate::rotated_files(active).map_err(io_err)?.pop();
+    match newest {
+        Some(prev) => match last_record(&prev)? {
+            Some(last) => Ok((
+                AuditChain::resume(&last),
+                RotationState {
+                    day: None,
+                    events: vec![audit_rotate::rotated_event(&prev, last.seq)],
+                },
+            )),
+            None => Ok((chain, RotationState::default())),
+        },
+        None => Ok((chain, RotationState::default())),
+    }
+}
+
 struct Writer {
     file: Option<AuditFile>,
     stdout: bool,
@@ -240,6 +299,8 @@ struct Writer {
     failure: AuditFailure,
     /// Decisions whose records failed since the last successful write.
     unrecorded: u64,
+    rotation: Rotation,
+    rotation_state: RotationState,
 }
 
 impl Writer {
@@ -260,6 +321,10 @@ impl Writer {
                 t.bytes, t.after_line
             );
             self.commit(Vec::new(), Some(event));
+        }
+        self.sweep(SystemTime::now());
+        if !self.rotation_state.events.is_empty() {
+            self.commit(Vec::new(), None);
         }
         rt.block_on(async {
             loop {
@@ -308,13 +373,107 @@ impl Writer {
         if !self.health.up() {
             return Some(tokio::time::Instant::now() + RETRY_EVERY);
         }
-        self.file
+        let sync = self
+            .file
             .as_ref()
             .and_then(AuditFile::sync_due)
-            .map(tokio::time::Instant::from_std)
+            .map(tokio::time::Instant::from_std);
+        match (sync, self.next_midnight()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// With daily rotation and records in the active file: just after the next UTC midnight,
+    /// so an idle server rotates too.
+    fn next_midnight(&self) -> Option<tokio::time::Instant> {
+        if !self.rotation.daily() || self.rotation_state.day.is_none() {
+            return None;
+        }
+        let since_epoch = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        let left = 86_400 - since_epoch % 86_400;
+        Some(tokio::time::Instant::now() + Duration::from_secs(left) + Duration::from_millis(10))
+    }
+
+    /// Whether the active file must be rotated before records stamped `now` are written.
+    fn rotation_due(&self, now: SystemTime) -> bool {
+        let Some(file) = self.file.as_ref() else {
+            return false;
+        };
+        let new_day = self.rotation.daily()
+            && self
+                .rotation_state
+                .day
+                .as_ref()
+                .is_some_and(|d| *d != audit_rotate::utc_day(now));
+        let full = self
+            .rotation
+            .max_bytes
+            .is_some_and(|max| !file.is_empty() && file.len() >= max);
+        new_day || full
+    }
+
+    /// Renames the active file to its rotated name, starts a new one and queues its
+    /// `rotated:` record, then applies retention. On failure the old file stays active.
+    fn rotate(&mut self, now: SystemTime) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let active = file.path().to_path_buf();
+        if let Err(e) = file.sync_now() {
+            tracing::error!(error = %e, "audit log not synced before rotation; not rotating");
+            return;
+        }
+        let target = audit_rotate::rotated_name(&active, now);
+        if let Err(e) = std::fs::rename(&active, &target) {
+            tracing::error!(error = %e, file = %active.display(), "cannot rotate the audit log; writing on to it");
+            return;
+        }
+        match AuditFile::open(&active, self.rotation_fsync()) {
+            Ok((new, _)) => {
+                self.file = Some(new);
+                let last_seq = self.chain.next_seq().saturating_sub(1);
+                self.rotation_state.day = None;
+                self.rotation_state
+                    .events
+                    .insert(0, audit_rotate::rotated_event(&target, last_seq));
+                tracing::info!(rotated = %target.display(), last_seq, "audit log rotated");
+            }
+            Err(e) => {
+                // Keep writing to the renamed file: the chain stays whole, the name is off.
+                tracing::error!(error = %e, file = %active.display(), "cannot start a new audit file after rotation; writing on to the rotated one");
+                if let Some(f) = self.file.as_mut() {
+                    f.set_path(target);
+                }
+                return;
+            }
+        }
+        self.sweep(now);
+    }
+
+    /// Deletes rotated files past retention and queues a record for each.
+    fn sweep(&mut self, now: SystemTime) {
+        let (Some(days), Some(file)) = (self.rotation.retention_days, self.file.as_ref()) else {
+            return;
+        };
+        let removed = audit_rotate::sweep(file.path(), now, days);
+        self.rotation_state.events.extend(removed);
+    }
+
+    fn rotation_fsync(&self) -> Fsync {
+        self.file
+            .as_ref()
+            .map(AuditFile::fsync)
+            .unwrap_or(Fsync::Never)
     }
 
     fn on_timer(&mut self) {
+        if self.health.up() && self.rotation_due(SystemTime::now()) {
+            self.commit(Vec::new(), None);
+        }
         if !self.health.up() {
             if self.unrecorded > 0 {
                 // Retry with only the event record saying what was not recorded.
@@ -342,8 +501,12 @@ impl Writer {
     /// Seals and writes a group (plus an event record first, if there is something to say)
     /// and tells every waiting request how it went.
     fn commit(&mut self, group: Vec<Pending>, event: Option<String>) {
-        let saved = self.chain.clone();
         let now = SystemTime::now();
+        if self.rotation_due(now) {
+            self.rotate(now);
+        }
+        let saved = self.chain.clone();
+        let rotation_events = std::mem::take(&mut self.rotation_state.events);
         let mut lines = Vec::new();
         let mut last = None;
         let mut push = |r: AuditRecord, lines: &mut Vec<u8>| {
@@ -357,6 +520,9 @@ impl Writer {
                 hash: r.hash,
             });
         };
+        for e in rotation_events.iter().cloned() {
+            push(self.chain.seal_event(e, now), &mut lines);
+        }
         if let Some(e) = event {
             push(self.chain.seal_event(e, now), &mut lines);
         }
@@ -384,6 +550,13 @@ impl Writer {
             return;
         }
         let written = self.write(&lines);
+        if written.in_file && self.rotation_state.day.is_none() {
+            self.rotation_state.day = Some(audit_rotate::utc_day(now));
+        }
+        if !written.in_file && self.file.is_some() {
+            // Not in the file: the rotation records are written with the next records.
+            self.rotation_state.events = rotation_events;
+        }
         if written.in_file {
             if let (Some(f), Some(a)) = (self.file.as_ref(), last.as_ref()) {
                 if let Err(e) = write_anchor(&f.anchor_path(), a) {
@@ -505,6 +678,67 @@ mod tests {
         )
     }
 
+    /// Daily rotation: records of a new UTC day go to a new file that starts with a `rotated:`
+    /// record continuing the chain; the files verify as one set.
+    #[test]
+    fn a_new_day_rotates_to_a_new_file_that_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (file, chain) = AuditFile::open(&path, Fsync::Always).unwrap();
+        let mut w = Writer {
+            file: Some(file),
+            stdout: false,
+            chain,
+            health: Arc::new(AuditHealth {
+                up: AtomicBool::new(true),
+            }),
+            metrics: Arc::new(Metrics::new()),
+            failure: AuditFailure::Closed,
+            unrecorded: 0,
+            rotation: Rotation {
+                retention_days: Some(30),
+                max_bytes: None,
+            },
+            rotation_state: RotationState::default(),
+        };
+        let (p, mut rx) = pending(vec![decision(1), decision(2)]);
+        w.commit(vec![p], None);
+        assert_eq!(rx.try_recv(), Ok(true));
+        assert!(!w.rotation_due(SystemTime::now()), "same day: no rotation");
+        assert!(
+            w.next_timer().is_some(),
+            "an idle server rotates at midnight"
+        );
+        // The file's records were written yesterday.
+        w.rotation_state.day = Some("2000-01-01".into());
+        assert!(w.rotation_due(SystemTime::now()));
+        let (p, mut rx) = pending(vec![decision(3)]);
+        w.commit(vec![p], None);
+        assert_eq!(rx.try_recv(), Ok(true));
+
+        let rotated = crate::serve::audit_rotate::rotated_files(&path).unwrap();
+        assert_eq!(rotated.len(), 1);
+        let old = std::fs::read_to_string(&rotated[0]).unwrap();
+        assert_eq!(old.lines().count(), 2);
+        let new = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = new
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{new}");
+        assert_eq!(lines[0]["seq"], 3);
+        assert!(lines[0]["event"]
+            .as_str()
+            .unwrap()
+            .starts_with("rotated: continues from audit.jsonl."));
+        assert_eq!(lines[1]["seq"], 4);
+        let report = crate::serve::audit_rotate::verify_set(&path, None).unwrap();
+        assert_eq!(
+            (report.records, report.first_seq, report.last_seq),
+            (4, 1, 4)
+        );
+    }
+
     /// A full disk (/dev/full) that frees up: refused while failing, then the first write is
     /// an event record counting what was not recorded, and the chain is whole.
     #[cfg(unix)]
@@ -526,6 +760,8 @@ mod tests {
             metrics,
             failure: AuditFailure::Closed,
             unrecorded: 0,
+            rotation: Rotation::default(),
+            rotation_state: RotationState::default(),
         };
         let (p, mut rx) = pending(vec![decision(1), decision(2)]);
         w.commit(vec![p], None);

@@ -8,6 +8,7 @@
 //! (and, side by side, the webhook delivery tasks of [`webhook`] deliver theirs).
 
 pub mod audit;
+pub mod audit_rotate;
 pub mod audit_writer;
 pub mod configmap;
 pub mod conn_io;

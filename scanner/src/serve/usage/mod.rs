@@ -15,8 +15,8 @@
 //! bound; `scanner/tests/usage.rs` measures it.
 
 pub mod flush;
-pub mod ledger;
-pub mod period;
+// The ledger format and periods live in the engine crate, which the operator shares.
+pub use pd_engine::usage::{ledger, period};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -29,8 +29,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::compile::CompiledPack;
 use ledger::{OnExceeded, PodUsage, QuotaGrant};
+use pd_engine::compile::CompiledPack;
 use period::Period;
 
 /// The longest `Retry-After` of a `quota_exceeded` answer. The true wait is until the next

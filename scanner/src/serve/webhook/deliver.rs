@@ -2,8 +2,9 @@
 //!
 //! Results are counted per event in `pd_webhook_events_total{webhook, result}`:
 //! `delivered` (2xx), `rejected` (a 4xx other than 408/429: the receiver refused this body, so
-//! sending it again cannot help) and `failed` (retries exhausted, or the shutdown deadline
-//! reached). Each attempt is counted in `pd_webhook_attempts_total{webhook, outcome}` —
+//! sending it again cannot help), `failed` (retries exhausted, or the shutdown deadline
+//! reached) and `no_key` (a signing key file is missing, e.g. its Secret does not exist yet:
+//! nothing is sent unsigned). Each attempt is counted in `pd_webhook_attempts_total{webhook, outcome}` —
 //! `success`, `client_error`, `server_error`, `timeout`, `connect_error`, `error` — which is
 //! where an unreachable, misconfigured or hanging receiver shows up.
 
@@ -200,6 +201,12 @@ async fn deliver(
     ));
     drop(batch);
     let keys = sink.signing_keys();
+    if keys.is_empty() {
+        // Never unsigned: a webhook whose key file is missing refuses its events, counted.
+        metrics.webhook_events(&w.name, "no_key", n);
+        tracing::warn!(webhook = %w.name, events = n, "no signing key (missing key file): events not delivered");
+        return;
+    }
     let timeout = Duration::from_millis(spec.timeout_ms);
     let mut attempt: u32 = 0;
     loop {

@@ -229,6 +229,14 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
     Ok(key.to_vec())
 }
 
+/// Whether a signing key file does not exist. Such a webhook is configured but refuses to
+/// deliver (its events are counted as `no_key` in `pd_webhook_events_total`) until the file
+/// appears, which it notices at the next delivery: a missing Secret stops that webhook, never
+/// the scanner.
+pub fn key_missing(path: &Path) -> bool {
+    matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -337,6 +345,12 @@ fn validate(index: usize, spec: WebhookSpec) -> Result<Webhook, WebhookError> {
         ));
     }
     for path in &spec.key_files {
+        // A key file that does not exist (yet) is not fatal: in a cluster it is an optional
+        // Secret volume whose Secret may be created after the pod; only this webhook waits
+        // for it (see [`key_missing`]). A file that exists must hold a key.
+        if key_missing(path) {
+            continue;
+        }
         read_key(path).map_err(|message| WebhookError::Key {
             name: name.clone(),
             path: path.clone(),
@@ -508,17 +522,28 @@ pub fn start(
     let mut sinks = Vec::new();
     let mut tasks = Vec::new();
     for webhook in webhooks {
-        let keys = webhook
+        let missing: Vec<&PathBuf> = webhook
             .spec
             .key_files
             .iter()
-            .map(|p| read_key(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| WebhookError::Key {
-                name: webhook.name.clone(),
-                path: webhook.spec.key_files.first().cloned().unwrap_or_default(),
-                message,
-            })?;
+            .filter(|p| key_missing(p))
+            .collect();
+        let keys = if missing.is_empty() {
+            webhook
+                .spec
+                .key_files
+                .iter()
+                .map(|p| read_key(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| WebhookError::Key {
+                    name: webhook.name.clone(),
+                    path: webhook.spec.key_files.first().cloned().unwrap_or_default(),
+                    message,
+                })?
+        } else {
+            tracing::error!(webhook = %webhook.name, missing = ?missing, "signing key file missing (is the Secret created?); this webhook delivers nothing until it appears");
+            Vec::new()
+        };
         metrics.webhook_queue_depth(&webhook.name, 0);
         metrics.webhook_dropped(&webhook.name, 0);
         tracing::info!(webhook = %webhook.name, format = webhook.spec.format.as_str(), host = webhook.uri.host().unwrap_or(""), keys = keys.len(), "webhook configured");

@@ -1,13 +1,13 @@
 //! Golden tests: the full JSON result for a fixed set of prompts against a frozen pack.
 //! Any change to matching, spans, scoring, redaction or the result shape shows up as a diff.
-//! Regenerate on purpose with `UPDATE_GOLDEN=1 cargo test -p pd-scanner --test golden`.
+//! Regenerate on purpose with `UPDATE_GOLDEN=1 cargo test -p pd-engine --test golden`.
 
 use std::path::{Path, PathBuf};
 
-use pd_scanner::bundle::{pack_set, select_policy};
-use pd_scanner::compile::compile;
-use pd_scanner::engine::InputHasher;
-use pd_scanner::load::load_paths;
+use pd_engine::bundle::{pack_set, select_policy};
+use pd_engine::compile::compile;
+use pd_engine::engine::InputHasher;
+use pd_engine::load::load_paths;
 
 const CASES: &[(&str, &str)] = &[
     ("benign", "How do I reset my password?"),

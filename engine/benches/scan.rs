@@ -1,8 +1,8 @@
 //! Scan and compile speed of the sample bundle (`config/samples/`, as embedded in the binary).
 //!
-//! `cargo bench -p pd-scanner --bench scan` — figures go in docs/src/performance.md.
+//! `cargo bench -p pd-engine --bench scan` — figures go in docs/src/performance.md.
 //! Inputs are generated (no corpus needed):
-//! - `novel/*`: every iteration scans a prompt never scanned before (`pd_scanner::synth`, natural
+//! - `novel/*`: every iteration scans a prompt never scanned before (`pd_engine::synth`, natural
 //!   lengths), after a warm-up on 20,000 prompts from another seed — what real traffic costs.
 //!   `novel/bare-baseline` is the bar: one `RegexSet` of the bundle's regex rules plus one
 //!   Aho–Corasick DFA of its keywords on the same kind of text.
@@ -16,11 +16,11 @@
 //!   figure for short novel prompts: see `novel/*`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use pd_scanner::baseline::BarePass;
-use pd_scanner::bundle::{load_embedded, pack_set, select_policy};
-use pd_scanner::compile::compile;
-use pd_scanner::engine::InputHasher;
-use pd_scanner::synth::{distinct_prompts, PromptGen};
+use pd_engine::baseline::BarePass;
+use pd_engine::bundle::{load_embedded, pack_set, select_policy};
+use pd_engine::compile::compile;
+use pd_engine::engine::InputHasher;
+use pd_engine::synth::{distinct_prompts, PromptGen};
 
 /// Plain ASCII prose: normalization leaves it as is, so one automaton pass decides.
 const BENIGN: &str = "Could you help me plan a three-day trip to Lisbon in spring? I would like \

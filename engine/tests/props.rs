@@ -1,8 +1,8 @@
 //! Property tests: any UTF-8 text scans without panicking, and every span points into it.
 
-use pd_scanner::bundle::{load_embedded, pack_set, select_policy};
-use pd_scanner::compile::{compile, CompiledPack};
-use pd_scanner::engine::InputHasher;
+use pd_engine::bundle::{load_embedded, pack_set, select_policy};
+use pd_engine::compile::{compile, CompiledPack};
+use pd_engine::engine::InputHasher;
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
@@ -106,7 +106,7 @@ proptest! {
 
     #[test]
     fn prefilter_changes_no_result_on_synthetic_prompts(seed in any::<u64>()) {
-        let mut g = pd_scanner::synth::PromptGen::new(seed);
+        let mut g = pd_engine::synth::PromptGen::new(seed);
         same_as_unfiltered(&g.prompt())?;
         same_as_unfiltered(&g.attack())?;
     }
