@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::classifier::{Model, ModelSpec};
-use crate::decode::{decode_gate_parts, DecoderKind, DecoderLimits};
+use crate::decode::{decode_gate_parts, DecoderKind, DecoderLimits, DecoderSet};
 use crate::detectors::DetectorKind;
 use crate::limits::{shown_name, Limits};
 use crate::normalize::{normalize, Normalization};
@@ -488,14 +488,14 @@ pub(crate) enum Slot {
     /// left the text unchanged (then original and normalized text are the same bytes), which is
     /// the common case and saves a pass. Otherwise the separate original set runs.
     OriginalIfIdentity(SetEntry),
-    /// Some decoder could find a payload (valid on unchanged text): run the decoders.
-    DecodeGate(SetEntry),
+    /// Some of these decoders could find a payload (valid on unchanged text): run them.
+    DecodeGate(SetEntry, DecoderSet),
 }
 
 impl Slot {
     pub(crate) fn entry(&self) -> &SetEntry {
         match self {
-            Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e) => e,
+            Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e, _) => e,
         }
     }
 }
@@ -1026,8 +1026,8 @@ pub fn compile_resolved_with(
     // the shapes (encoded runs) join the always-on DFA.
     for part in decode_gate_parts(&decoders, decode_limits.min_encoded_len) {
         primary_patterns.push(
-            part.clone(),
-            Slot::DecodeGate(SetEntry::new(part, None, vec![])),
+            part.pattern.clone(),
+            Slot::DecodeGate(SetEntry::new(part.pattern, None, vec![]), part.kinds),
         );
     }
     if !problems.is_empty() {
