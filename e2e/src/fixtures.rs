@@ -203,14 +203,14 @@ mod tests {
     /// exactly that bundle while it accepts the canary's.
     #[test]
     fn the_operator_ships_the_grown_pack_and_a_strict_scanner_refuses_it() {
-        let limits = pd_scanner::limits::Limits {
+        let limits = pd_engine::limits::Limits {
             max_pack_rules: STRICT_LIMIT_ENV.1.parse().unwrap(),
-            ..pd_scanner::limits::Limits::default()
+            ..pd_engine::limits::Limits::default()
         };
         let scanner_loads = |children: &Children| {
             let text =
                 &children.config_map.data.as_ref().unwrap()[pd_operator::builders::BUNDLE_KEY];
-            pd_scanner::bundle::build_from_text(
+            pd_engine::bundle::build_from_text(
                 text,
                 Path::new("configmap/acme-prod/e2e-x-bundle"),
                 None,

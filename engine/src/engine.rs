@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::compile::{CompiledPack, PackRef, PatternSet, SetEntry, Slot};
-use crate::decode::{find_encoded, DecoderKind};
+use crate::decode::{find_encoded, DecoderKind, DecoderSet};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
@@ -233,7 +233,12 @@ impl CompiledPack {
             Some(seg) => Mapping::Encoded(seg.clone()),
         };
         // Without a primary set (a pack of `matchOn: original` rules only) nothing gates.
-        let mut decode_gate = self.primary.is_none();
+        let all = DecoderSet::of(&self.decoders);
+        let mut gated = if self.primary.is_none() {
+            all
+        } else {
+            DecoderSet::default()
+        };
         if let Some(set) = &self.primary {
             let candidates = set.filter.select(t, self.bypass_prefilter);
             for i in candidates.iter() {
@@ -249,11 +254,14 @@ impl CompiledPack {
                         &original_mapping,
                         hits,
                     ),
-                    Some(Slot::DecodeGate(entry)) if !decode_gate => {
-                        decode_gate = candidates.is_sure(i)
+                    Some(Slot::DecodeGate(entry, kinds)) if !gated.covers(*kinds) => {
+                        let open = candidates.is_sure(i)
                             || entry.span().is_none_or(|re| {
                                 find_in(re, t, candidates.windows(i)).next().is_some()
                             });
+                        if open {
+                            gated.union(*kinds);
+                        }
                     }
                     _ => {}
                 }
@@ -281,17 +289,26 @@ impl CompiledPack {
         // run there (or part of a longer one) — except Unicode tag characters, which it strips:
         // those are looked for directly (every tag character starts with byte F3).
         // Variation selectors are stripped the same way; they start with F3 or EF B8.
-        let decode = decode_gate
-            || (!identity
-                && self.decoders.contains(&DecoderKind::UnicodeTags)
-                && text.as_bytes().contains(&0xF3))
-            || (!identity
-                && self.decoders.contains(&DecoderKind::VariationSelectors)
-                && (text.as_bytes().contains(&0xF3)
-                    || text.as_bytes().windows(2).any(|w| w == [0xEF, 0xB8])));
-        if decode && depth < self.limits.max_depth && !self.decoders.is_empty() && *budget > 0 {
+        if !identity {
+            let b = text.as_bytes();
+            if all.contains(DecoderKind::UnicodeTags) && b.contains(&0xF3) {
+                gated.insert(DecoderKind::UnicodeTags);
+            }
+            if all.contains(DecoderKind::VariationSelectors)
+                && (b.contains(&0xF3) || b.windows(2).any(|w| w == [0xEF, 0xB8]))
+            {
+                gated.insert(DecoderKind::VariationSelectors);
+            }
+        }
+        if !gated.is_empty() && depth < self.limits.max_depth && *budget > 0 {
             let min_len = usize::from(self.limits.min_encoded_len);
-            for d in find_encoded(text, &self.decoders, min_len, budget) {
+            let kinds: Vec<DecoderKind> = self
+                .decoders
+                .iter()
+                .copied()
+                .filter(|&k| gated.contains(k))
+                .collect();
+            for d in find_encoded(text, &kinds, min_len, budget) {
                 let mut chain = via.to_vec();
                 chain.push(d.kind);
                 let seg = segment.clone().unwrap_or(d.range);

@@ -209,8 +209,8 @@ pub fn compile_resolved_with(
     // the shapes (encoded runs) join the always-on DFA.
     for part in decode_gate_parts(&decoders, decode_limits.min_encoded_len) {
         primary_patterns.push(
-            part.clone(),
-            Slot::DecodeGate(SetEntry::new(part, None, vec![])),
+            part.pattern.clone(),
+            Slot::DecodeGate(SetEntry::new(part.pattern, None, vec![]), part.kinds),
         );
     }
     if !problems.is_empty() {

@@ -11,6 +11,7 @@ use regex_automata::util::syntax;
 use regex_automata::MatchKind;
 
 use crate::classifier::Model;
+use crate::decode::DecoderSet;
 use crate::detectors::DetectorKind;
 use crate::limits::{shown_name, Limits};
 use crate::normalize::{normalize, Normalization};
@@ -28,14 +29,14 @@ pub(crate) enum Slot {
     /// left the text unchanged (then original and normalized text are the same bytes), which is
     /// the common case and saves a pass. Otherwise the separate original set runs.
     OriginalIfIdentity(SetEntry),
-    /// Some decoder could find a payload (valid on unchanged text): run the decoders.
-    DecodeGate(SetEntry),
+    /// Some of these decoders could find a payload (valid on unchanged text): run them.
+    DecodeGate(SetEntry, DecoderSet),
 }
 
 impl Slot {
     pub(crate) fn entry(&self) -> &SetEntry {
         match self {
-            Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e) => e,
+            Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e, _) => e,
         }
     }
 }
