@@ -742,19 +742,7 @@ impl FakeApi {
 
     /// A kubeconfig for this server, with `namespace` as the context's default.
     fn kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
-        let path = dir.join("kubeconfig");
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
-                 clusters: [{{name: fake, cluster: {{server: 'http://{}'}}}}]\n\
-                 users: [{{name: fake, user: {{token: not-a-real-token}}}}]\n\
-                 contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: {namespace}}}}}]\n",
-                self.addr
-            ),
-        )
-        .unwrap();
-        path
+        support::fake_kubeconfig(dir, &self.addr, namespace)
     }
 
     /// Sets the bundle and sends MODIFIED to every open watch.

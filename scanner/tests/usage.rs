@@ -88,19 +88,7 @@ impl FakeApi {
     }
 
     fn kubeconfig(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("kubeconfig");
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
-                 clusters: [{{name: fake, cluster: {{server: 'http://{}'}}}}]\n\
-                 users: [{{name: fake, user: {{token: not-a-real-token}}}}]\n\
-                 contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: {NS}}}}}]\n",
-                self.addr
-            ),
-        )
-        .unwrap();
-        path
+        support::fake_kubeconfig(dir, &self.addr, NS)
     }
 }
 

@@ -386,3 +386,21 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     eprintln!("{what}: {:?}", start.elapsed());
 }
+
+/// A kubeconfig for a fake API server at `addr` (plain HTTP, a dummy token), with `namespace`
+/// as the context's default, written into `dir`.
+#[allow(dead_code)]
+pub fn fake_kubeconfig(dir: &Path, addr: impl std::fmt::Display, namespace: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
+             clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]\n\
+             users: [{{name: fake, user: {{token: not-a-real-token}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: {namespace}}}}}]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
