@@ -304,6 +304,18 @@ impl ResidualDfa {
     fn which(&self, t: &[u8], range: Range<usize>, found: &mut MatchedSet) -> bool {
         let input = Input::new(t).range(range);
         match &self.shapes {
+            // One pattern: whether it matches at all, which the DFA's plain forward search
+            // answers at the first match end, in its faster non-overlapping loop.
+            Shapes::Dense(dfa) if self.patterns.len() == 1 => {
+                match dfa.try_search_fwd(&input.earliest(true)) {
+                    Ok(Some(m)) => {
+                        found.insert(m.pattern());
+                        true
+                    }
+                    Ok(None) => true,
+                    Err(_) => false,
+                }
+            }
             Shapes::Dense(dfa) => dfa.try_which_overlapping_matches(&input, found).is_ok(),
             Shapes::Lazy(re) => {
                 re.which_overlapping_matches(&input, found);
