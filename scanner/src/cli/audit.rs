@@ -1,9 +1,12 @@
 //! `pd-scanner audit verify`: check an audit log's hash chain, rotated files included.
 
+use std::fs::File;
 use std::io::{BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+
+use pd_scanner::serve::{audit, audit_rotate};
 
 use super::Result;
 
@@ -20,16 +23,16 @@ pub enum AuditCommand {
     },
 }
 
-pub fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Result<u8> {
-    use pd_scanner::serve::audit;
-    let rotated = pd_scanner::serve::audit_rotate::rotated_files(file).unwrap_or_default();
-    if !rotated.is_empty() {
-        return audit_verify_set(file, anchor);
-    }
-    let f =
-        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+pub fn audit_verify(file: &Path, anchor: Option<&Path>) -> Result<u8> {
+    let rotated = audit_rotate::rotated_files(file).unwrap_or_default();
+    // Opened before the anchor is read, so a missing log is reported as such.
+    let single = if rotated.is_empty() {
+        Some(File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?)
+    } else {
+        None
+    };
     let anchor_file = anchor
-        .map(std::path::Path::to_path_buf)
+        .map(Path::to_path_buf)
         .unwrap_or_else(|| audit::anchor_path(file));
     let anchored = match audit::read_anchor(&anchor_file) {
         Ok(a) => a,
@@ -41,13 +44,12 @@ pub fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) ->
     if anchored.is_none() && anchor.is_some() {
         return Err(format!("no anchor file {}", anchor_file.display()).into());
     }
-    match audit::verify_anchored(BufReader::new(f), anchored.as_ref()) {
-        Ok(report) => {
-            outln!(
-                "ok: {} records, chain intact; last hash {}",
-                report.records,
-                report.last_hash.as_deref().unwrap_or("-")
-            )?;
+    let verified = match single {
+        Some(f) => verify_one(f, anchored.as_ref()),
+        None => verify_rotated(file, anchored.as_ref()),
+    };
+    match verified {
+        Ok(true) => {
             match anchored {
                 Some(a) => outln!("anchor {}: seq {} present", anchor_file.display(), a.seq)?,
                 None => outln!(
@@ -57,30 +59,32 @@ pub fn audit_verify(file: &std::path::Path, anchor: Option<&std::path::Path>) ->
             }
             Ok(0)
         }
+        Ok(false) => Ok(1),
+        Err(e) => Err(e),
+    }
+}
+
+/// One file: prints the report or `BROKEN`; true when the chain holds.
+fn verify_one(f: File, anchored: Option<&audit::Anchor>) -> Result<bool> {
+    match audit::verify_anchored(BufReader::new(f), anchored) {
+        Ok(report) => {
+            outln!(
+                "ok: {} records, chain intact; last hash {}",
+                report.records,
+                report.last_hash.as_deref().unwrap_or("-")
+            )?;
+            Ok(true)
+        }
         Err(e) => {
             outln!("BROKEN: {e}")?;
-            Ok(1)
+            Ok(false)
         }
     }
 }
 
-/// `audit verify` of a rotated log: the rotated files and the active one as one chain.
-fn audit_verify_set(file: &std::path::Path, anchor: Option<&std::path::Path>) -> Result<u8> {
-    use pd_scanner::serve::{audit, audit_rotate};
-    let anchor_file = anchor
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| audit::anchor_path(file));
-    let anchored = match audit::read_anchor(&anchor_file) {
-        Ok(a) => a,
-        Err(e) => {
-            outln!("BROKEN: {}: {e}", anchor_file.display())?;
-            return Ok(1);
-        }
-    };
-    if anchored.is_none() && anchor.is_some() {
-        return Err(format!("no anchor file {}", anchor_file.display()).into());
-    }
-    match audit_rotate::verify_set(file, anchored.as_ref()) {
+/// A rotated log: the rotated files and the active one as one chain.
+fn verify_rotated(file: &Path, anchored: Option<&audit::Anchor>) -> Result<bool> {
+    match audit_rotate::verify_set(file, anchored) {
         Ok(report) => {
             outln!(
                 "ok: {} records in {} files (seq {}..{}), chain intact; last hash {}",
@@ -100,18 +104,11 @@ fn audit_verify_set(file: &std::path::Path, anchor: Option<&std::path::Path>) ->
                     report.removed_files
                 )?;
             }
-            match anchored {
-                Some(a) => outln!("anchor {}: seq {} present", anchor_file.display(), a.seq)?,
-                None => outln!(
-                    "no anchor ({} missing): records cut from the end cannot be detected",
-                    anchor_file.display()
-                )?,
-            }
-            Ok(0)
+            Ok(true)
         }
         Err(e) => {
             outln!("BROKEN: {e}")?;
-            Ok(1)
+            Ok(false)
         }
     }
 }
