@@ -337,12 +337,22 @@ pub fn find_encoded(
     min_len: usize,
     budget: &mut usize,
 ) -> Vec<Decoded> {
+    find_encoded_of(text, DecoderSet::of(kinds), min_len, budget)
+}
+
+/// [`find_encoded`] with the kinds as a set (the engine's per-scan form: no list to build).
+pub fn find_encoded_of(
+    text: &str,
+    kinds: DecoderSet,
+    min_len: usize,
+    budget: &mut usize,
+) -> Vec<Decoded> {
     let mut found = Vec::new();
     if *budget == 0 || kinds.is_empty() {
         return found;
     }
     let min_len = min_len.max(4);
-    let want = |k| kinds.contains(&k);
+    let want = |k| kinds.contains(k);
     let mut sink = Sink {
         found: &mut found,
         budget,

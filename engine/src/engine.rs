@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::compile::{CompiledPack, PackRef, PatternSet, SetEntry, Slot};
-use crate::decode::{find_encoded, DecoderKind, DecoderSet};
+use crate::decode::{find_encoded_of, DecoderKind, DecoderSet};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
@@ -302,13 +302,7 @@ impl CompiledPack {
         }
         if !gated.is_empty() && depth < self.limits.max_depth && *budget > 0 {
             let min_len = usize::from(self.limits.min_encoded_len);
-            let kinds: Vec<DecoderKind> = self
-                .decoders
-                .iter()
-                .copied()
-                .filter(|&k| gated.contains(k))
-                .collect();
-            for d in find_encoded(text, &kinds, min_len, budget) {
+            for d in find_encoded_of(text, gated, min_len, budget) {
                 let mut chain = via.to_vec();
                 chain.push(d.kind);
                 let seg = segment.clone().unwrap_or(d.range);
