@@ -533,7 +533,7 @@ fn run_scan(s: &AppState, pack: &crate::compile::CompiledPack, prompt: &str) -> 
     let started = Instant::now();
     let result = pack.scan(prompt, &s.hasher);
     s.metrics.scanned(&result, started.elapsed().as_secs_f64());
-    s.usage.scanned(pack, result.verdict.as_str(), prompt.len());
+    s.usage.scanned(pack, result.verdict, prompt.len());
     result
 }
 

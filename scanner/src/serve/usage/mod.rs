@@ -29,6 +29,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use pd_engine::verdict::Verdict;
+
 use ledger::{OnExceeded, PodUsage, QuotaGrant};
 use pd_engine::compile::CompiledPack;
 use period::Period;
@@ -48,7 +50,7 @@ struct TenantPolicy {
 struct TenantPolicyVerdict {
     tenant: String,
     policy: String,
-    verdict: String,
+    verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,7 +214,7 @@ impl Usage {
     }
 
     /// Counts one scan the engine ran.
-    pub fn scanned(&self, pack: &CompiledPack, verdict: &str, bytes: usize) {
+    pub fn scanned(&self, pack: &CompiledPack, verdict: Verdict, bytes: usize) {
         let id = identity(Some(pack));
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         self.metrics
@@ -220,7 +222,7 @@ impl Usage {
             .get_or_create(&TenantPolicyVerdict {
                 tenant: id.tenant.clone(),
                 policy: id.policy.clone(),
-                verdict: verdict.to_string(),
+                verdict: verdict.as_str(),
             })
             .inc();
         self.metrics.bytes.get_or_create(&id).inc_by(bytes);
@@ -230,9 +232,9 @@ impl Usage {
         own.scans = own.scans.saturating_add(1);
         own.bytes = own.bytes.saturating_add(bytes);
         match verdict {
-            "allow" => own.verdicts.allow += 1,
-            "warn" => own.verdicts.warn += 1,
-            _ => own.verdicts.block += 1,
+            Verdict::Allow => own.verdicts.allow += 1,
+            Verdict::Warn => own.verdicts.warn += 1,
+            Verdict::Block => own.verdicts.block += 1,
         }
     }
 
