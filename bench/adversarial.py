@@ -33,6 +33,7 @@ def kinds(rng):
         "injection-words": lambda: " ".join(
             rng.choice(words) for _ in range(SIZE // 8)
         )[:SIZE],
+        "expanding-runs": lambda: expanding(rng),
         "base64": lambda: "".join(
             rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
             for _ in range(SIZE)
@@ -45,6 +46,19 @@ def symbols(rng):
     out, n = [], 0
     while True:
         c = rng.choice("\ufdfa\u2603\u00e9\u4e2d\u0416\U0001F600")
+        n += len(c.encode())
+        if n > SIZE:
+            return "".join(out)
+        out.append(c)
+
+
+def expanding(rng):
+    """Runs of the characters with the longest compatibility decompositions (U+FDFA: 18
+    characters; squared Katakana units: 5 or 6), up to SIZE bytes. Issue 12: a 256 KiB run of
+    U+FDFA once took 287 ms, ten times any other text, because normalizing multiplied it."""
+    out, n = [], 0
+    while True:
+        c = rng.choice("\ufdfa\ufdfb\u3316\u3356\u332b") * rng.randint(1, 64)
         n += len(c.encode())
         if n > SIZE:
             return "".join(out)

@@ -16,8 +16,31 @@ use std::ops::Range;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 use unicode_normalization::{is_nfc_quick, is_nfkc_quick, IsNormalized, UnicodeNormalization};
+
+/// The most a cluster may grow, in bytes, when normalized; a cluster that would grow more is
+/// matched as it was written.
+///
+/// Compatibility decompositions are how one character becomes many: U+FDFA (an Arabic
+/// honorific ligature) becomes 18 characters, 11 times its bytes, and the squared Katakana
+/// units of U+3300–U+3357 five or six times theirs. Scanning cost follows the normalized
+/// length, so a maximal prompt of U+FDFA cost ten times any other text (issue 12's 287 ms per
+/// 256 KiB). No decomposition over twice its bytes yields Latin text (the largest Latin ones
+/// are `㎮`/`㎯`, `rad∕s`, at 2.3 and 2.7 times, whose slash is not ASCII either), so keeping
+/// them as written hides nothing from the rules, and bounds normalized text at twice the
+/// prompt.
+pub const MAX_EXPANSION: usize = 2;
+
+/// Whether `c`'s compatibility decomposition is over [`MAX_EXPANSION`] times its bytes.
+///
+/// Checked before a lone character goes through the full pipeline: for a prompt made of such
+/// characters, composing each one only to throw the result away was most of the scan's cost.
+fn over_expanding(c: char) -> bool {
+    let mut bytes = 0;
+    decompose_compatible(c, |d| bytes += d.len_utf8());
+    bytes > MAX_EXPANSION * c.len_utf8()
+}
 
 /// Which Unicode normalization form is applied before matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
@@ -518,7 +541,8 @@ impl<'a> Builder<'a> {
                 UnicodeForm::Nfc => is_nfc_quick(std::iter::once(base)),
                 UnicodeForm::Nfkc => is_nfkc_quick(std::iter::once(base)),
             };
-            if quick == IsNormalized::Yes {
+            let nfkc = self.n.unicode == UnicodeForm::Nfkc;
+            if quick == IsNormalized::Yes || (nfkc && over_expanding(base)) {
                 self.push_ident(start..end);
                 return end;
             }
@@ -527,7 +551,9 @@ impl<'a> Builder<'a> {
         let mut tmp = std::mem::take(&mut self.scratch2);
         let piece = self.src.get(start..end).unwrap_or("");
         self.transform(piece, &mut out, &mut tmp);
-        if out == piece {
+        // A cluster that would grow past MAX_EXPANSION times its bytes is kept as it is: see
+        // MAX_EXPANSION for why nothing a rule looks for is lost.
+        if out == piece || out.len() > MAX_EXPANSION * piece.len() {
             self.push_ident(start..end);
         } else {
             self.push_mapped(&out, start..end);
@@ -794,6 +820,27 @@ mod tests {
         };
         assert_eq!(normalize("ｉ", &nfc).text(), "ｉ");
         assert_eq!(normalize("e\u{0301}", &nfc).text(), "é");
+    }
+
+    #[test]
+    fn expansion_is_bounded_at_twice_the_prompt() {
+        // Kept as written: 18 characters (11 times the bytes) and a 6-character Katakana word.
+        for ch in ["\u{FDFA}", "\u{FDFB}", "\u{3316}"] {
+            let input = format!("a{ch}b");
+            assert_eq!(normalize(&input, &all()).text(), input);
+        }
+        // Also behind a combining mark, where the whole cluster is transformed.
+        let marked = "a\u{FDFA}\u{0301}b";
+        assert_eq!(normalize(marked, &all()).text(), marked);
+        // Expansions within the bound still apply.
+        assert_eq!(normalize("\u{2474}\u{FB03}", &all()).text(), "(1)ffi");
+        assert_eq!(normalize("\u{3349}", &all()).text(), "ミリ");
+        // Whatever the text, normalized text is at most twice the input.
+        let every: String = (0x80u32..0x3_0000).filter_map(char::from_u32).collect();
+        let n = normalize(&every, &all());
+        assert!(n.text().len() <= MAX_EXPANSION * every.len());
+        let worst: String = "\u{FDFA}".repeat(1000);
+        assert_eq!(normalize(&worst, &all()).text().len(), worst.len());
     }
 
     #[test]
