@@ -18,6 +18,7 @@ pub mod detectors;
 pub mod dfa_cache;
 pub mod engine;
 pub mod eval;
+pub mod fuzzing;
 pub mod gate;
 pub mod limits;
 pub mod load;
