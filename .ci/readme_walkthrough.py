@@ -127,6 +127,19 @@ def main():
     check(chart_helm and f"Helm {chart_helm.group(1)} (offline)" in intro, f"{chapter} introduction: .ci/chart's Helm version is not the one named")
     e2e_helm = re.search(r"azure/setup-helm@v\d+\n\s+with:\n\s+version: (v[\d.]+)", open(".github/workflows/e2e.yml").read())
     check(e2e_helm and f"with Helm {e2e_helm.group(1)}" in intro, f"{chapter} introduction: the e2e workflow's Helm version is not the one named")
+    # Helm: the chart's minimum lives in hack/kind-up.sh alone (which enforces it); the chapter
+    # names it, shows how to install the e2e workflow's version, and nothing else repeats it.
+    helm_min = pinned("hack/kind-up.sh", script, "HELM_MIN_VERSION")
+    check(f"[Helm](https://helm.sh/docs/intro/install/) {helm_min} or newer" in intro,
+          f"{chapter} introduction: the Helm minimum named is not HELM_MIN_VERSION {helm_min} (hack/kind-up.sh)")
+    if e2e_helm:
+        v = e2e_helm.group(1)
+        check(f"https://get.helm.sh/helm-{v}-linux-amd64.tar.gz" in intro and f"helm version --short    # {v}+" in intro,
+              f"{chapter} introduction: the Helm install commands do not install the e2e workflow's Helm {v}")
+    short = helm_min.removeprefix("v").removesuffix(".0")
+    for path in ("README.md", "hack/render-install.sh", "e2e/run.sh", "docs/src/contributing/e2e.md"):
+        check(not re.search(rf"[Hh]elm {re.escape(short)}(\.0)? or newer", open(path).read()),
+              f"{path} repeats the Helm minimum: name docs/src/install.md instead (HELM_MIN_VERSION in hack/kind-up.sh)")
 
     if FAILURES:
         sys.exit(f"kind walkthroughs: {len(FAILURES)} disagreement(s) with hack/kind-up.sh")
