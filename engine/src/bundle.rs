@@ -64,7 +64,13 @@ pub fn explain(error: &CompileError, loaded: &Loaded) -> String {
         .iter()
         .map(|p| {
             let mut line = match loaded.packs.get(&p.pack) {
-                Some(source) => format!("{}: {p}", source.origin),
+                Some(source) => {
+                    // The loader kept no text: read the file again for the line (an error
+                    // path, at a terminal). A file gone or changed since only costs the line.
+                    let text = std::fs::read_to_string(&source.origin.path).ok();
+                    let at = located(&source.origin, text.as_deref(), p.rule.as_deref());
+                    format!("{at}{p}")
+                }
                 None => p.to_string(),
             };
             if p.rule.is_none() {
@@ -77,6 +83,23 @@ pub fn explain(error: &CompileError, loaded: &Loaded) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `path:line (document N): `, the line that of `rule` when it can be found in `text` (the
+/// file's contents), else of the document; `path (document N): ` without the text.
+fn located(origin: &Origin, text: Option<&str>, rule: Option<&str>) -> String {
+    let line = text.and_then(|text| {
+        let start = document_line(text, origin.document)?;
+        Some(rule.map_or(start, |r| rule_line(text, start, r)))
+    });
+    match line {
+        Some(l) => format!(
+            "{}:{l} (document {}): ",
+            origin.path.display(),
+            origin.document
+        ),
+        None => format!("{origin}: "),
+    }
 }
 
 /// How to load the pack `pack` extends, when it is not loaded: the sample files along its
@@ -345,20 +368,7 @@ fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> 
             .find(|f| f.path == origin.path)
             .and_then(|f| std::str::from_utf8(&f.bytes).ok())
     };
-    let at = |origin: &Origin, rule: Option<&str>| {
-        let line = text_of(origin).and_then(|text| {
-            let start = document_line(text, origin.document)?;
-            Some(rule.map_or(start, |r| rule_line(text, start, r)))
-        });
-        match line {
-            Some(l) => format!(
-                "{}:{l} (document {}): ",
-                origin.path.display(),
-                origin.document
-            ),
-            None => format!("{origin}: "),
-        }
-    };
+    let at = |origin: &Origin, rule: Option<&str>| located(origin, text_of(origin), rule);
     let (mut public, mut detail): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let mut add = |shown: String, full: String| {
         if !public.contains(&shown) {

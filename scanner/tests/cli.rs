@@ -421,7 +421,11 @@ fn compile_errors_name_the_file_and_a_missing_base_says_how_to_load_it() {
     let o = run(&["test", "-f", p]);
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains(&format!("{p} (document 1): {hint}")), "{out}");
+    // The line of the document (the file is read again for it: `test` keeps no text).
+    assert!(
+        out.contains(&format!("{p}:1 (document 1): {hint}")),
+        "{out}"
+    );
     // Said once, counted once.
     assert_eq!(out.matches("which is not loaded").count(), 1, "{out}");
     assert!(out.ends_with("0 passed, 1 failed\n"), "{out}");
@@ -460,7 +464,7 @@ fn compile_errors_name_the_file_and_a_missing_base_says_how_to_load_it() {
 }
 
 #[test]
-fn unknown_fields_name_the_file_document_pack_and_allowed_fields() {
+fn unknown_fields_name_the_file_document_pack_rule_and_allowed_fields() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("unk.yaml");
     std::fs::write(
@@ -474,7 +478,7 @@ fn unknown_fields_name_the_file_document_pack_and_allowed_fields() {
         assert_eq!(o.status.code(), Some(3), "{cmd}");
         let e = stderr(&o);
         assert!(
-            e.contains("unk.yaml:7:70 (document 1): rule pack `unk`: unknown field `colour`, expected one of `id`"),
+            e.contains("unk.yaml:7:70 (document 1): rule pack `unk`, rule `r1`: unknown field `colour`, expected one of `id`"),
             "{cmd}: {e}"
         );
     }
