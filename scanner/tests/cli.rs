@@ -467,6 +467,94 @@ fn embedded_samples_are_used_outside_the_repo() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
+/// The README's quick-start answer (also the book's introduction), against what the scanner
+/// says for the same prompt with the same samples: every value it shows (`...` and `…` elide),
+/// and the advisories it shows in the order it shows them.
+#[test]
+fn readme_quick_start_answer_is_what_the_scanner_says() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let quick = &readme[readme
+        .find("## Quick start")
+        .expect("a Quick start section")..];
+    let prompt = quick
+        .split("\"prompt\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the curl command's prompt");
+    let shown = quick
+        .split("```json\n")
+        .nth(1)
+        .and_then(|r| r.split("```").next())
+        .expect("the answer, a json block");
+    let o = run(&["scan", prompt]);
+    let r = json(&o);
+    // Scalars shown as "key":value, compared as JSON text.
+    for key in ["verdict", "mode", "score", "policy"] {
+        let want = serde_json::to_string(&r[key]).unwrap();
+        assert!(
+            shown.contains(&format!("\"{key}\":{want}")),
+            "README shows another {key}; the scanner says {want}"
+        );
+    }
+    for key in ["name", "version"] {
+        let want = serde_json::to_string(&r["rule_pack"][key]).unwrap();
+        assert!(
+            shown.contains(&format!("\"{key}\":{want}")),
+            "rule_pack.{key}: the scanner says {want}"
+        );
+    }
+    // Each advisory shown: its position among the real ones, and every field it spells out.
+    let advisories = r["advisories"].as_array().unwrap();
+    let mut at = 0;
+    for part in shown.split("{\"rule_id\":\"").skip(1) {
+        let id = part.split('"').next().unwrap();
+        let (i, a) = advisories
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a["rule_id"] == id)
+            .unwrap_or_else(|| {
+                panic!("README shows advisory {id}, the scanner does not report it")
+            });
+        assert_eq!(
+            i, at,
+            "README shows {id} at position {at}; the scanner reports it at {i}"
+        );
+        at += 1;
+        for field in ["category", "severity", "weight", "span", "matches"] {
+            // The wire order of a span's keys (a Value sorts them).
+            let want = match field {
+                "span" => format!(
+                    r#"{{"start":{},"end":{}}}"#,
+                    a["span"]["start"], a["span"]["end"]
+                ),
+                _ => serde_json::to_string(&a[field]).unwrap(),
+            };
+            if part.contains(&format!("\"{field}\":")) {
+                assert!(
+                    part.contains(&format!("\"{field}\":{want}")),
+                    "{id}.{field}: the scanner says {want}"
+                );
+            }
+        }
+        if let Some(m) = part.split("\"mitigation\":\"").nth(1) {
+            let m = m.split(" ...").next().unwrap();
+            assert!(
+                a["mitigation"].as_str().unwrap().starts_with(m),
+                "{id}.mitigation: {}",
+                a["mitigation"]
+            );
+        }
+    }
+    assert!(at >= 1, "no advisory shown");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "exit 2 = block, as the README says"
+    );
+}
+
 /// The "Errors" example of the rule-pack chapter (docs/src/rule-packs.md; it was the README's),
 /// run as written: its `bad.yaml`, its command, its output and exit status. The doc once showed
 /// an exit and a message `test` does not print.
