@@ -134,8 +134,14 @@ fn missing_base_hint(loaded: &Loaded, pack: &str) -> Option<String> {
         .iter()
         .map(|f| format!("-f {}", f.display()))
         .collect();
+    // The paths are the repository's; run from elsewhere, say where they are.
+    let whose = if Path::new(DEFAULT_SAMPLES_DIR).is_dir() {
+        ""
+    } else {
+        "; these paths are relative to the root of a Prompt Defenders checkout"
+    };
     Some(format!(
-        "load it too: {} (the sample `{base}`{}), or -f {DEFAULT_SAMPLES_DIR}/ for every sample",
+        "load it too: {} (the sample `{base}`{}), or -f {DEFAULT_SAMPLES_DIR}/ for every sample{whose}",
         flags.join(" "),
         if files.len() > 1 {
             " and the packs it extends"

@@ -637,6 +637,22 @@ fn compile_errors_name_the_file_and_a_missing_base_says_how_to_load_it() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 
+    // Run outside the repository, the hint says where its paths are.
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["scan", "-f", p, "hi"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("these paths are relative to the root of a Prompt Defenders checkout"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&run(&["scan", "-f", p, "hi"])).contains("relative to the root"),
+        "said only where the paths do not exist"
+    );
+
     // A base that is not a sample: the generic advice.
     std::fs::write(
         dir.path().join("mine.yaml"),
