@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline link check of the docs: README.md, SECURITY.md and docs/src/**/*.md (run by .ci/run).
+"""Offline link check of the docs: README.md, SECURITY.md, CONTRIBUTING.md and docs/src/**/*.md (run by .ci/run).
 
 For every Markdown link and image outside code (inline `[text](target)` and reference
 definitions `[name]: target`):
@@ -116,7 +116,7 @@ def check_file(path, failures):
 
 def main():
     src = ROOT / "docs" / "src"
-    files = [ROOT / "README.md", ROOT / "SECURITY.md"] + sorted(src.rglob("*.md"))
+    files = [ROOT / "README.md", ROOT / "SECURITY.md", ROOT / "CONTRIBUTING.md"] + sorted(src.rglob("*.md"))
     failures, links = [], 0
     for f in files:
         links += check_file(f, failures)

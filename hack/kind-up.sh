@@ -34,6 +34,9 @@ KIND_VERSION=v0.29.0
 NODE_IMAGE=kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f
 # Must match DEFAULT_CURL_IMAGE in e2e/src/probe.rs (the e2e probes run it too).
 CURL_IMAGE=curlimages/curl:8.11.1
+# The oldest Helm the chart supports: the only place it is written (docs/src/install.md names
+# it; .ci/e2e checks that). Older Helm is refused below, before anything is installed.
+HELM_MIN_VERSION=v3.8.0
 
 RELEASE="prompt-defenders"
 RELEASE_NS="prompt-defenders-system"
@@ -100,6 +103,21 @@ else
   manifests=$(mktemp -d)
   trap 'rm -rf "$manifests"' EXIT
 fi
+
+# Whether version $1 (vX.Y.Z, a suffix like +g1234 or -rc.1 ignored) is $2 or newer.
+version_at_least() {
+  local have want i
+  IFS=. read -r -a have <<< "${1#v}"
+  IFS=. read -r -a want <<< "${2#v}"
+  for i in 0 1 2; do
+    have[i]=${have[i]:-0}
+    have[i]=${have[i]%%[!0-9]*}
+    [[ ${have[i]} =~ ^[0-9]+$ ]] || return 1
+    [ "${have[i]}" -gt "${want[i]}" ] && return 0
+    [ "${have[i]}" -lt "${want[i]}" ] && return 1
+  done
+  return 0
+}
 
 # A JSON string literal (also a YAML double-quoted scalar).
 json_string() {
@@ -189,7 +207,7 @@ if [ -n "$dry_run" ]; then
 else
   for tool in docker kind kubectl "$HELM"; do
     command -v "$tool" > /dev/null 2>&1 \
-      || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm 3.8 or newer; docs/src/install.md)"
+      || die "$tool is not installed (needed: docker, kind $KIND_VERSION, kubectl, helm $HELM_MIN_VERSION or newer; docs/src/install.md)"
   done
   docker info > /dev/null 2>&1 || die "docker is installed but the daemon does not answer (is Docker running? are you in the docker group?)"
   if [ "$build" = 1 ]; then
@@ -210,6 +228,10 @@ else
     die "kind $kind_version does not enforce NetworkPolicy; install kind $KIND_VERSION (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
   fi
   [ "$kind_version" = "$KIND_VERSION" ] || echo "warning: kind $kind_version is not the pinned $KIND_VERSION; continuing"
+fi
+helm_version=$("$HELM" version --template '{{.Version}}' 2> /dev/null || true)
+if ! version_at_least "$helm_version" "$HELM_MIN_VERSION"; then
+  die "$HELM is ${helm_version:-of an unknown version}; the chart needs Helm $HELM_MIN_VERSION or newer (how to install one: docs/src/install.md, Tools)"
 fi
 
 # ── The steps. The kind walkthrough (README.md, docs/src/install.md) lists these lines, word for word.

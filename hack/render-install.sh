@@ -5,7 +5,7 @@
 #
 #   hack/render-install.sh [OUTPUT]     (default deploy/install.yaml)
 #
-# Needs Helm 3.8 or newer ($HELM, default `helm`). .ci/chart re-renders it with the Helm it
+# Needs Helm ($HELM, default `helm`; the minimum version: docs/src/install.md, Tools). .ci/chart re-renders it with the Helm it
 # pins and fails when the committed file differs: run this after changing the chart or crds/.
 # Another namespace: render the chart yourself (docs/src/install.md, "Without Helm on the cluster").
 set -euo pipefail
@@ -16,7 +16,7 @@ RELEASE=prompt-defenders
 NAMESPACE=prompt-defenders-system
 out=${1:-deploy/install.yaml}
 
-command -v "$HELM" > /dev/null 2>&1 || { echo "error: $HELM is not installed (Helm 3.8 or newer; or set HELM)" >&2; exit 1; }
+command -v "$HELM" > /dev/null 2>&1 || { echo "error: $HELM is not installed (see docs/src/install.md, Tools; or set HELM)" >&2; exit 1; }
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 {

@@ -64,7 +64,13 @@ pub fn explain(error: &CompileError, loaded: &Loaded) -> String {
         .iter()
         .map(|p| {
             let mut line = match loaded.packs.get(&p.pack) {
-                Some(source) => format!("{}: {p}", source.origin),
+                Some(source) => {
+                    // The loader kept no text: read the file again for the line (an error
+                    // path, at a terminal). A file gone or changed since only costs the line.
+                    let text = std::fs::read_to_string(&source.origin.path).ok();
+                    let at = located(&source.origin, text.as_deref(), p.rule.as_deref());
+                    format!("{at}{p}")
+                }
                 None => p.to_string(),
             };
             if p.rule.is_none() {
@@ -77,6 +83,23 @@ pub fn explain(error: &CompileError, loaded: &Loaded) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `path:line (document N): `, the line that of `rule` when it can be found in `text` (the
+/// file's contents), else of the document; `path (document N): ` without the text.
+fn located(origin: &Origin, text: Option<&str>, rule: Option<&str>) -> String {
+    let line = text.and_then(|text| {
+        let start = document_line(text, origin.document)?;
+        Some(rule.map_or(start, |r| rule_line(text, start, r)))
+    });
+    match line {
+        Some(l) => format!(
+            "{}:{l} (document {}): ",
+            origin.path.display(),
+            origin.document
+        ),
+        None => format!("{origin}: "),
+    }
 }
 
 /// How to load the pack `pack` extends, when it is not loaded: the sample files along its
@@ -111,8 +134,14 @@ fn missing_base_hint(loaded: &Loaded, pack: &str) -> Option<String> {
         .iter()
         .map(|f| format!("-f {}", f.display()))
         .collect();
+    // The paths are the repository's; run from elsewhere, say where they are.
+    let whose = if Path::new(DEFAULT_SAMPLES_DIR).is_dir() {
+        ""
+    } else {
+        "; these paths are relative to the root of a Prompt Defenders checkout"
+    };
     Some(format!(
-        "load it too: {} (the sample `{base}`{}), or -f {DEFAULT_SAMPLES_DIR}/ for every sample",
+        "load it too: {} (the sample `{base}`{}), or -f {DEFAULT_SAMPLES_DIR}/ for every sample{whose}",
         flags.join(" "),
         if files.len() > 1 {
             " and the packs it extends"
@@ -345,20 +374,7 @@ fn refused(error: BundleError, loaded: Option<&Loaded>, snapshot: &Snapshot) -> 
             .find(|f| f.path == origin.path)
             .and_then(|f| std::str::from_utf8(&f.bytes).ok())
     };
-    let at = |origin: &Origin, rule: Option<&str>| {
-        let line = text_of(origin).and_then(|text| {
-            let start = document_line(text, origin.document)?;
-            Some(rule.map_or(start, |r| rule_line(text, start, r)))
-        });
-        match line {
-            Some(l) => format!(
-                "{}:{l} (document {}): ",
-                origin.path.display(),
-                origin.document
-            ),
-            None => format!("{origin}: "),
-        }
-    };
+    let at = |origin: &Origin, rule: Option<&str>| located(origin, text_of(origin), rule);
     let (mut public, mut detail): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let mut add = |shown: String, full: String| {
         if !public.contains(&shown) {

@@ -605,11 +605,42 @@ fn pack_spec(spec: Value, name: &str) -> Result<RulePackSpec, Bad> {
     if spec.is_null() {
         return Err(Bad::plain(format!("rule pack `{name}` has no spec")));
     }
+    let rules = spec.get("rules").cloned();
     serde_yaml::from_value(spec).map_err(|e| {
+        let message = e.to_string();
+        let rule = rules
+            .as_ref()
+            .and_then(|r| failing_rule(r, &message))
+            .map(|id| {
+                // Some of the format's own checks name the rule already in the message.
+                let named = message.contains(&format!("rule `{id}`"));
+                (
+                    format!(", rule {}", shown_name(&id)),
+                    if named {
+                        String::new()
+                    } else {
+                        format!(", rule `{id}`")
+                    },
+                )
+            })
+            .unwrap_or_default();
         Bad::hiding(
-            format!("rule pack `{name}`: does not match the rule-pack format (an unknown or missing field, or a value of the wrong type)"),
-            format!("rule pack `{name}`: {e}"),
+            format!("rule pack `{name}`{}: does not match the rule-pack format (an unknown or missing field, or a value of the wrong type)", rule.0),
+            format!("rule pack `{name}`{}: {message}", rule.1),
         )
+    })
+}
+
+/// The id of the rule in `rules` (a pack's `spec.rules`) that fails to deserialize with exactly
+/// `message`, the error of the whole spec: the rule a schema error is in, so the error can name
+/// it as it names the rule of a compile error. None when the error is outside the rules, or the
+/// rule has no string id.
+fn failing_rule(rules: &Value, message: &str) -> Option<String> {
+    rules.as_sequence()?.iter().find_map(|rule| {
+        let e = serde_yaml::from_value::<crate::pack::Rule>(rule.clone()).err()?;
+        (e.to_string() == message)
+            .then(|| rule.get("id")?.as_str().map(str::to_string))
+            .flatten()
     })
 }
 
@@ -731,10 +762,65 @@ mod tests {
         // The rule's line: the typed parse locates the field.
         assert!(e.starts_with("f.yaml:12:"), "{e}");
         assert!(e.contains("(document 2)"), "{e}");
-        assert!(e.contains("rule pack `b`"), "{e}");
-        assert!(e.contains("bad-one"), "{e}");
+        // The format's own check names the rule; it is not named twice.
+        assert!(
+            e.contains("rule pack `b`: rule `bad-one` has no matcher"),
+            "{e}"
+        );
         assert!(public.starts_with("f.yaml:12:"), "{public}");
-        assert!(public.contains("rule pack `b`: does not match the rule-pack format"));
+        assert!(
+            public.contains("rule pack `b`, rule `bad-one`: does not match the rule-pack format"),
+            "{public}"
+        );
+    }
+
+    #[test]
+    fn a_schema_error_names_its_rule_only_when_it_is_in_one() {
+        let pack = |rules: &str| format!("version: '1'\nrules:\n{rules}");
+        let ok = "- {id: fine, category: other, severity: low, weight: 5, regex: x}\n";
+        // In the second rule: named, by id, in the detail and (a valid name) in public text.
+        let e = load(
+            &pack(&format!(
+                "{ok}- {{id: r2, category: other, severity: low, weight: 5, regexx: x}}\n"
+            )),
+            "p.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("rule pack `p`, rule `r2`: unknown field `regexx`"),
+            "{e}"
+        );
+        assert!(
+            e.public()
+                .contains("rule pack `p`, rule `r2`: does not match"),
+            "{}",
+            e.public()
+        );
+        // An id that is not a name is never quoted in public text.
+        let e = load(
+            &pack("- {id: 'a b', category: other, severity: low, weight: heavy, regex: x}\n"),
+            "p.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rule `a b`: invalid type"), "{e}");
+        assert!(
+            e.public()
+                .contains("rule (a value that is not a valid name): does not match"),
+            "{}",
+            e.public()
+        );
+        // Outside the rules: no rule named, even when a rule has an error of its own.
+        let e = load(
+            &format!("version: '1'\ncolour: red\nrules:\n{ok}"),
+            "p.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("rule pack `p`: unknown field `colour`"),
+            "{e}"
+        );
     }
 
     #[test]

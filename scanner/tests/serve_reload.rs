@@ -346,3 +346,51 @@ fn many_bad_rules_make_a_bounded_readyz() {
     let body = s.request("GET", "/readyz", &[], b"").body;
     assert!(body.len() < 4096, "{} bytes", body.len());
 }
+
+// ---- Issue 15, finding 5: a loaded pack the policy ignores is not a silent trap ----
+
+#[test]
+fn a_loaded_pack_no_policy_uses_is_named_on_readyz_and_in_the_log_until_it_is_bound() {
+    // The samples plus a pack of one's own: `-f config/samples/ -f mine.yaml`, as one directory.
+    let dir = tempfile::tempdir().unwrap();
+    for sample in std::fs::read_dir(samples()).unwrap() {
+        let sample = sample.unwrap().path();
+        std::fs::copy(&sample, dir.path().join(sample.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("mine.yaml"), GOOD.replace("evil", "zebra")).unwrap();
+    // The samples' policy `acme-chat` binds only `acme` (and what it extends).
+    let s = Server::start(&[], Some(dir.path()));
+    let r = readyz(&s);
+    assert_eq!(
+        r["ready"], true,
+        "still ready: the policy's own packs serve: {r}"
+    );
+    assert_eq!(r["policy"], "acme-chat", "{r}");
+    assert_eq!(r["unused_packs"], serde_json::json!(["mine"]), "{r}");
+    let warning = r["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("policy `acme-chat` does not use the loaded pack(s) `mine`; it binds `acme`. Use --policy default"),
+        "{r}"
+    );
+    let logged = s.log();
+    assert!(
+        logged.lines().any(|l| l.contains("\"WARN\"") && l.contains("does not use the loaded pack(s) `mine`")),
+        "{logged}"
+    );
+    assert_eq!(
+        s.scan(KEY_A, r#"{"prompt": "a zebra"}"#).json()["verdict"],
+        "allow",
+        "the unused pack does not apply"
+    );
+    drop(s);
+
+    // With every pack bound, nothing to warn about.
+    let s = Server::start(&["--policy", "default"], Some(dir.path()));
+    let r = readyz(&s);
+    assert_eq!(r["unused_packs"], serde_json::json!([]), "{r}");
+    assert!(r["warning"].is_null(), "{r}");
+    assert_eq!(
+        s.scan(KEY_A, r#"{"prompt": "a zebra"}"#).json()["verdict"],
+        "block"
+    );
+}

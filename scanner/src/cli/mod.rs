@@ -149,20 +149,10 @@ pub fn run(cli: Cli) -> Result<u8> {
 /// the pack a user just wrote looks like a pack that matches nothing. `test` says it too: its
 /// "N passed" is about each pack alone, not about what the policy would serve.
 fn note_unbound_packs(loaded: &pd_scanner::load::Loaded, pack: &pd_scanner::compile::CompiledPack) {
-    let bound = pack.used_packs();
-    let unbound: Vec<&str> = loaded
-        .packs
-        .keys()
-        .map(String::as_str)
-        .filter(|n| !bound.contains(n))
-        .collect();
-    if !unbound.is_empty() {
-        eprintln!(
-            "pd-scanner: note: policy `{}` does not use the loaded pack(s) {}; it binds {}. Use --policy default (every pack no other pack extends) or add them to the policy's rulePacks.",
-            pack.policy.name,
-            unbound.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
-            pack.resolved.iter().map(|r| format!("`{}`", r.name)).collect::<Vec<_>>().join(", ")
-        );
+    use pd_scanner::serve::reload::{unused_packs, unused_packs_warning};
+    let unused = unused_packs(loaded, pack);
+    if !unused.is_empty() {
+        eprintln!("pd-scanner: note: {}", unused_packs_warning(pack, &unused));
     }
 }
 

@@ -23,6 +23,27 @@ pub struct ScanArgs {
     /// Pretty-print the JSON.
     #[arg(long)]
     pretty: bool,
+    /// Scan an empty (or all-whitespace) prompt instead of refusing it as a usage error: for
+    /// scripts that pipe text which may be empty and want its verdict (`allow`).
+    #[arg(long)]
+    allow_empty: bool,
+}
+
+/// `scan` was given no prompt and its standard input is a terminal: rather than wait for
+/// typing nobody may know is expected, say how to give one.
+fn usage_at_a_terminal() -> u8 {
+    let mut cli = <super::Cli as clap::CommandFactory>::command();
+    cli.build();
+    let usage = cli
+        .find_subcommand_mut("scan")
+        .map(|c| c.render_usage().to_string())
+        .unwrap_or_default();
+    eprintln!(
+        "pd-scanner: error: no prompt to scan: pass it as arguments (pd-scanner scan 'TEXT'), pipe \
+         it on standard input, or pass `-` to type it here (end with Ctrl-D)\n\n{usage}\n\nFor \
+         more information, try 'pd-scanner scan --help'."
+    );
+    EXIT_USAGE
 }
 
 /// The `input_hash` key: the key file, else $PD_HMAC_KEY, else a random key for this run only
@@ -48,7 +69,10 @@ pub fn scan(
 ) -> Result<u8> {
     let text = if args.text.is_empty() || args.text == ["-"] {
         if std::io::stdin().is_terminal() {
-            eprintln!("pd-scanner: reading the prompt from standard input; end it with Ctrl-D (or pass it as arguments)");
+            if args.text.is_empty() {
+                return Ok(usage_at_a_terminal());
+            }
+            eprintln!("pd-scanner: reading the prompt from standard input; end it with Ctrl-D");
         }
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -78,8 +102,8 @@ pub fn scan(
         )
         .into());
     }
-    if text.trim().is_empty() {
-        eprintln!("pd-scanner: error: no prompt to scan: pass it as arguments, or pipe it on standard input");
+    if text.trim().is_empty() && !args.allow_empty {
+        eprintln!("pd-scanner: error: no prompt to scan: pass it as arguments, or pipe it on standard input (--allow-empty scans an empty prompt)");
         return Ok(EXIT_USAGE);
     }
     let hasher = hasher(args.hmac_key_file.as_ref())?;

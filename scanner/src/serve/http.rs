@@ -248,11 +248,18 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     match s.bundle.current() {
         Some(p) => {
             s.metrics.http("/readyz", 200);
+            let unused = s.bundle.unused_packs();
+            // Still ready: the policy's own packs serve as they should. The warning is for
+            // the person who loaded a pack and wonders why it never matches.
+            let warning = (!unused.is_empty())
+                .then(|| crate::serve::reload::unused_packs_warning(&p, &unused));
             Json(serde_json::json!({
                 "ready": true,
                 "bundle": p.pack,
                 "policy": p.policy.name,
                 "rules": p.rule_count(),
+                "unused_packs": unused,
+                "warning": warning,
                 "last_reload_error": last_error,
                 // Which source updates arrive from: the ConfigMap watch while it is synced,
                 // else the polled files.

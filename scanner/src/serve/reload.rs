@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::bundle::{build_snapshot, read_sources, Refused};
 use crate::compile::CompiledPack;
 use crate::limits::{bounded_lines, bounded_lines_of, Limits};
-use crate::load::LoadError;
+use crate::load::{LoadError, Loaded};
 use crate::serve::metrics::Metrics;
 
 /// What to load and how to choose the policy.
@@ -62,6 +62,11 @@ pub struct BundleState {
     /// Digest of the last source set read from the files and compiled (installed or refused),
     /// so re-reading unchanged files compiles nothing.
     attempted: Mutex<Option<[u8; 32]>>,
+    /// Loaded packs the served policy does not use ([`unused_packs`]), for `/readyz`: `-f
+    /// config/samples/ -f mine.yaml` serves the samples' policy, which ignores `mine`, and a
+    /// scanner that silently never applies the pack just written looks like a pack that
+    /// matches nothing. Empty for a ConfigMap bundle (it holds only what its policy uses).
+    unused: Mutex<Vec<String>>,
 }
 
 impl Default for BundleState {
@@ -90,6 +95,7 @@ impl BundleState {
             last_error: Mutex::new(None),
             api_live: AtomicBool::new(false),
             attempted: Mutex::new(None),
+            unused: Mutex::new(Vec::new()),
         }
     }
 
@@ -106,6 +112,18 @@ impl BundleState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The loaded packs the served policy does not use (see [`unused_packs`]).
+    pub fn unused_packs(&self) -> Vec<String> {
+        self.unused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_unused(&self, unused: Vec<String>) {
+        *self.unused.lock().unwrap_or_else(|e| e.into_inner()) = unused;
     }
 
     fn set_error(&self, e: Option<String>) {
@@ -156,12 +174,19 @@ impl BundleState {
                 settled,
             };
         }
-        let built = build_snapshot(&snapshot, sources.policy.as_deref(), &sources.limits)
-            .map(|(_, pack)| pack);
-        Reloaded {
-            installed: self.install(built, metrics, false),
-            settled,
+        let built = build_snapshot(&snapshot, sources.policy.as_deref(), &sources.limits);
+        let unused = built
+            .as_ref()
+            .map(|(loaded, pack)| unused_packs(loaded, pack))
+            .unwrap_or_default();
+        let installed = self.install(built.map(|(_, pack)| pack), metrics, false);
+        if installed && !unused.is_empty() {
+            if let Some(pack) = self.current() {
+                tracing::warn!(policy = %pack.policy.name, unused = ?unused, "{}", unused_packs_warning(&pack, &unused));
+            }
+            self.set_unused(unused);
         }
+        Reloaded { installed, settled }
     }
 
     /// Installs a compiled bundle, or keeps the old one and records why. With `skip_same`, a
@@ -197,6 +222,7 @@ impl BundleState {
                 metrics.bundle_loaded(&pack.pack);
                 self.current.store(Some(Arc::new(pack)));
                 self.set_error(None);
+                self.set_unused(Vec::new());
                 true
             }
             Err(refused) => {
@@ -227,6 +253,37 @@ impl BundleState {
     fn refuse(&self, public: String, detail: &str, metrics: &Metrics) {
         self.reject(bounded_lines(&[public]), detail, metrics);
     }
+}
+
+/// Names of the loaded packs `pack`'s policy does not use (neither binds nor extends), in
+/// name order. `pd-scanner scan` and `test` name them on stderr, `serve` in its log and on
+/// `/readyz`.
+pub fn unused_packs(loaded: &Loaded, pack: &CompiledPack) -> Vec<String> {
+    let used = pack.used_packs();
+    loaded
+        .packs
+        .keys()
+        .filter(|n| !used.contains(n.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// What to say about [`unused_packs`]: the policy in use, what it binds and how to choose
+/// another.
+pub fn unused_packs_warning(pack: &CompiledPack, unused: &[String]) -> String {
+    let quoted = |names: &mut dyn Iterator<Item = &str>| {
+        names
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "policy `{}` does not use the loaded pack(s) {}; it binds {}. Use --policy default \
+         (every pack no other pack extends) or add them to the policy's rulePacks.",
+        pack.policy.name,
+        quoted(&mut unused.iter().map(String::as_str)),
+        quoted(&mut pack.resolved.iter().map(|r| r.name.as_str())),
+    )
 }
 
 /// A digest of the source set's file list and metadata ([`crate::sources::fingerprint`]; no
