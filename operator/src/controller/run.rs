@@ -1,9 +1,12 @@
 //! `pd-operator run`: the three controllers on shared watches, leader election, the
 //! health/metrics server and a graceful shutdown.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -18,6 +21,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::{
     error_policy, packs_extending, policies_of_tenant, policies_using_pack, policy_of_pod,
@@ -87,285 +92,392 @@ pub async fn run(
     max_concurrent: u16,
     usage_interval: Duration,
 ) -> Result<(), RunError> {
-    let shared_for_packs = settings.shared_namespace.clone();
-    let shared_for_policies = settings.shared_namespace.clone();
+    let shared_namespace = settings.shared_namespace.clone();
     let ctx = Arc::new(Context::with_settings(client.clone(), settings));
     let metrics = Arc::new(Metrics::new());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Health and metrics answer while this replica waits to become leader.
-    let server = tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
-        let _ = stopped.await;
-    }));
-    let stop_server = |stop: tokio::sync::oneshot::Sender<()>| async move {
-        let _ = stop.send(());
-        match server.await {
-            Ok(served) => served.map_err(RunError::Server),
-            Err(e) => Err(RunError::Server(std::io::Error::other(e))),
-        }
+    let server = HealthServer::start(listener, metrics.clone());
+    let Some(leadership) = Leadership::acquire(elector, &metrics).await else {
+        return server.stop().await;
     };
-
-    // Lease lost → every controller shuts down gracefully, then `run` fails.
-    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
-    let renewer = match &elector {
-        None => None,
-        Some(elector) => {
-            tokio::select! {
-                () = acquire(elector) => {}
-                _ = shutdown_signal() => return stop_server(stop).await,
-            }
-            tracing::info!(identity = %elector.identity, lease = %elector.lease_name, "became leader");
-            metrics.set_phase(Phase::Syncing);
-            let elector = elector.clone();
-            Some(tokio::spawn(async move {
-                let lost = keep_renewing(&elector).await;
-                let _ = lost_tx.send(true);
-                lost
-            }))
-        }
-    };
-    if elector.is_none() {
-        metrics.set_phase(Phase::Syncing);
-    }
-    let lease_lost = move || {
-        let mut rx = lost_rx.clone();
-        async move {
-            let _ = rx.wait_for(|lost| *lost).await;
-        }
-    };
-    let all = watcher::Config::default();
-    let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
-
-    // One watch per custom-resource kind, shared by the store the reconcilers read and by every
-    // trigger (`crate::shared`): a mapper or a reconcile that follows an event sees at least
-    // that event's version. Subscriptions are taken before the watches start.
-    let (pack_watch, drive_packs) = SharedWatch::new(
-        watcher::watcher(Api::<RulePack>::all(client.clone()), all.clone()).default_backoff(),
-    );
-    let (policy_watch, drive_policies) = SharedWatch::new(
-        watcher::watcher(Api::<ScanPolicy>::all(client.clone()), all.clone()).default_backoff(),
-    );
-    let (tenant_watch, drive_tenants) = SharedWatch::new(
-        watcher::watcher(Api::<Tenant>::all(client.clone()), all.clone()).default_backoff(),
-    );
-    let (pack_store, policy_store, tenant_store) = (
-        pack_watch.store(),
-        policy_watch.store(),
-        tenant_watch.store(),
-    );
+    let (watches, drivers) = Watches::new(&client);
     ctx.read_from(Reads {
-        tenants: tenant_store.clone(),
-        packs: pack_store.clone(),
+        tenants: watches.tenants.store(),
+        packs: watches.packs.store(),
     });
-    let caches = {
-        let (a, b, c) = (
-            pack_store.any().clone(),
-            policy_store.any().clone(),
-            tenant_store.any().clone(),
-        );
-        vec![
-            async move { a.wait_until_ready().await }.boxed(),
-            async move { b.wait_until_ready().await }.boxed(),
-            async move { c.wait_until_ready().await }.boxed(),
-        ]
+    let wiring = Wiring {
+        client: &client,
+        ctx: &ctx,
+        metrics: &metrics,
+        watches: &watches,
+        leadership: &leadership,
+        config: controller_config(max_concurrent),
+        shared_namespace,
     };
-
-    // RulePacks: a pack's own spec changes, and those of the packs it extends.
-    let store = pack_store.clone();
-    let packs = Controller::for_stream(
-        spec_changes(pack_watch.subscribe()),
-        pack_store.any().clone(),
-    )
-    .with_config(controller_config(max_concurrent))
-    .watches_stream(spec_changes(pack_watch.subscribe()), move |p| {
-        let packs = crate::triggers::with_event_pack(store.any().state(), &p);
-        packs_extending(&p, &packs, shared_for_packs.as_deref())
-    })
-    .shutdown_on_signal()
-    .graceful_shutdown_on(lease_lost())
-    .run(
-        instrumented("RulePack", metrics.clone(), reconcile_rulepack),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|r| async move {
-        if let Ok((obj, _)) = r {
-            tracing::debug!(rulepack = %obj, "reconciled");
-        }
-    });
-
-    // `--api-server-egress auto`: when the control plane moves, every scanner NetworkPolicy
-    // must follow, or the scanners' ConfigMap watch falls back to kubelet's slower sync.
-    let api_server_moved = if follow_api_server {
-        let ctx = ctx.clone();
-        crate::apiserver::changes(client.clone(), move |found| ctx.set_api_server(found)).boxed()
-    } else {
-        futures::stream::pending().boxed()
-    };
-    // ScanPolicies: their own spec changes (not their status writes), their children, and the
-    // spec changes of the packs and tenants they use.
-    let policies = Controller::for_stream(
-        spec_changes(policy_watch.subscribe()),
-        policy_store.any().clone(),
-    )
-    .with_config(controller_config(max_concurrent))
-    // Not the usage ledgers: scanners write them every few seconds, and nothing in them
-    // shapes a policy's children (crate::usage reads them on its own watch).
-    .owns(
-        Api::<ConfigMap>::all(client.clone()),
-        watcher::Config::default().labels(&format!(
-            "{MANAGED_BY_SELECTOR},!{}",
-            pd_engine::usage::ledger::LEDGER_LABEL
-        )),
-    )
-    .owns(Api::<Deployment>::all(client.clone()), children.clone())
-    .owns(Api::<Service>::all(client.clone()), children.clone())
-    .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
-    .owns(
-        Api::<HorizontalPodAutoscaler>::all(client.clone()),
-        children.clone(),
-    )
-    .owns(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        children.clone(),
-    )
-    .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
-    .owns(Api::<Role>::all(client.clone()), children.clone())
-    .owns(Api::<RoleBinding>::all(client.clone()), children.clone());
-    // Scanners that report what they serve do it on their Pod: a reload must re-judge `Ready`.
-    let policies = if ctx.settings().scanners_report() {
-        policies.watches(Api::<Pod>::all(client.clone()), children, |pod| {
-            policy_of_pod(&pod)
-        })
-    } else {
-        policies
-    };
-    let (packs_for_map, policies_for_packs, policies_for_tenants) = (
-        pack_store.clone(),
-        policy_store.clone(),
-        policy_store.clone(),
-    );
-    let policies = policies
-        .watches_stream(spec_changes(pack_watch.subscribe()), move |p| {
-            // The event's own version over the store (a deleted pack is no longer in it).
-            let packs = crate::triggers::with_event_pack(packs_for_map.any().state(), &p);
-            policies_using_pack(
-                &p,
-                &policies_for_packs.any().state(),
-                &packs,
-                shared_for_policies.as_deref(),
-            )
-        })
-        .watches_stream(spec_changes(tenant_watch.subscribe()), move |t| {
-            policies_of_tenant(&t, &policies_for_tenants.any().state())
-        })
-        .reconcile_all_on(api_server_moved)
-        .shutdown_on_signal()
-        .graceful_shutdown_on(lease_lost())
-        .run(
-            instrumented("ScanPolicy", metrics.clone(), reconcile_scanpolicy),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|r| async move {
-            if let Ok((obj, _)) = r {
-                tracing::debug!(scanpolicy = %obj, "reconciled");
-            }
-        });
-
-    // Tenants: their own spec changes, and a policy appearing, going away or changing tenant
-    // (`triggers::TenantTriggers`; not every policy status write).
-    let mut seen = crate::triggers::TenantTriggers::default();
-    let tenant_triggers = policy_watch.subscribe().flat_map(move |event| {
-        futures::stream::iter(
-            seen.on_event(event)
-                .into_iter()
-                .map(|t| ObjectRef::<Tenant>::new(&t)),
-        )
-    });
-    let janitor_ctx = ctx.clone();
-    let usage_ctx = ctx.clone();
-    let tenants = Controller::for_stream(
-        spec_changes(tenant_watch.subscribe()),
-        tenant_store.any().clone(),
-    )
-    .with_config(controller_config(max_concurrent))
-    .reconcile_on(tenant_triggers)
-    .shutdown_on_signal()
-    .graceful_shutdown_on(lease_lost())
-    .run(
-        instrumented("Tenant", metrics.clone(), reconcile_tenant),
-        error_policy,
-        ctx,
-    )
-    .for_each(|r| async move {
-        if let Ok((obj, _)) = r {
-            tracing::debug!(tenant = %obj, "reconciled");
-        }
-    });
-
-    // Forget what the reconcilers remember about policies that are gone.
-    let janitor = {
-        let (events, ctx) = (policy_watch.subscribe(), janitor_ctx);
-        let mut janitor = PolicyJanitor::default();
-        tokio::spawn(events.for_each(move |event| {
-            janitor.on_event(&ctx, &event);
-            futures::future::ready(())
-        }))
-    };
-    // Every subscription exists now: start the watches.
-    let drivers = [
-        tokio::spawn(drive_packs),
-        tokio::spawn(drive_policies),
-        tokio::spawn(drive_tenants),
-    ];
-    let synced = metrics;
-    let readiness = tokio::spawn(async move {
-        // Each store is ready after its watch's first full list; an error means the store's
-        // writer stopped, which shutdown handles.
-        if futures::future::try_join_all(caches).await.is_ok() {
-            synced.set_phase(Phase::Ready);
-            tracing::info!("caches synced; ready");
-        }
-    });
-    // Usage: ledgers summed into Tenant status, quotas written back (crate::usage).
-    let usage = {
-        let tenants = tenant_store.clone();
-        tokio::spawn(crate::usage::run(usage_ctx, usage_interval, move || {
-            tenants.get().map(|s| s.state())
-        }))
-    };
+    let packs = wiring.rulepacks();
+    let policies = wiring.scanpolicies(follow_api_server);
+    let tenants = wiring.tenants();
+    // Every subscription exists now: the watches may start.
+    let background = wiring.background(drivers, usage_interval);
     tracing::info!("pd-operator controllers started");
     futures::join!(packs, policies, tenants);
-    usage.abort();
-    janitor.abort();
-    readiness.abort();
-    for driver in drivers {
-        driver.abort();
+    for task in background {
+        task.abort();
     }
-    let lost = match renewer {
-        Some(renewer) if renewer.is_finished() => Some(match renewer.await {
-            Ok(reason) => reason,
-            Err(e) => e.to_string(),
-        }),
-        Some(renewer) => {
-            // Shut down by a signal: stop renewing and hand the Lease over at once.
-            renewer.abort();
-            if let Some(elector) = &elector {
-                match elector.release(crate::leader::now()).await {
-                    Ok(()) => tracing::info!("released the leader lease"),
-                    Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
-                }
-            }
-            None
-        }
-        None => None,
-    };
-    stop_server(stop).await?;
+    let lost = leadership.step_down().await;
+    server.stop().await?;
     if let Some(reason) = lost {
         return Err(RunError::LeadershipLost(reason));
     }
     tracing::info!("pd-operator stopped");
     Ok(())
+}
+
+/// The health/metrics server ([`crate::metrics::serve`]), up from the start of [`run`] to its end.
+struct HealthServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl HealthServer {
+    fn start(listener: TcpListener, metrics: Arc<Metrics>) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(crate::metrics::serve(listener, metrics, async {
+            let _ = stopped.await;
+        }));
+        HealthServer { stop, task }
+    }
+
+    async fn stop(self) -> Result<(), RunError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(served) => served.map_err(RunError::Server),
+            Err(e) => Err(RunError::Server(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// This replica's hold on the Lease while the controllers run (always held without an elector).
+/// Lease lost → every controller shuts down gracefully ([`Leadership::lost`]), then `run` fails.
+struct Leadership {
+    elector: Option<LeaderElector>,
+    /// Renews the Lease; ends with the reason leadership was lost.
+    renewer: Option<JoinHandle<String>>,
+    lost: watch::Receiver<bool>,
+    /// Without an elector nobody ever reports a loss, but the channel must stay open (a closed
+    /// one would read as lost).
+    _never_lost: Option<watch::Sender<bool>>,
+}
+
+impl Leadership {
+    /// Waits until this replica leads (at once without an elector); `None` when a shutdown
+    /// signal came first.
+    async fn acquire(elector: Option<LeaderElector>, metrics: &Metrics) -> Option<Leadership> {
+        let (lost_tx, lost) = watch::channel(false);
+        let (renewer, never_lost) = match &elector {
+            None => (None, Some(lost_tx)),
+            Some(elector) => {
+                tokio::select! {
+                    () = acquire(elector) => {}
+                    _ = shutdown_signal() => return None,
+                }
+                tracing::info!(identity = %elector.identity, lease = %elector.lease_name, "became leader");
+                let elector = elector.clone();
+                let renewer = tokio::spawn(async move {
+                    let lost = keep_renewing(&elector).await;
+                    let _ = lost_tx.send(true);
+                    lost
+                });
+                (Some(renewer), None)
+            }
+        };
+        metrics.set_phase(Phase::Syncing);
+        Some(Leadership {
+            elector,
+            renewer,
+            lost,
+            _never_lost: never_lost,
+        })
+    }
+
+    /// Completes when the Lease is lost (a controller's `graceful_shutdown_on`).
+    fn lost(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.lost.clone();
+        async move {
+            let _ = rx.wait_for(|lost| *lost).await;
+        }
+    }
+
+    /// Once the controllers stopped: why leadership was lost, or `None` after a shutdown signal
+    /// (then the Lease is handed over at once).
+    async fn step_down(self) -> Option<String> {
+        match self.renewer {
+            Some(renewer) if renewer.is_finished() => Some(match renewer.await {
+                Ok(reason) => reason,
+                Err(e) => e.to_string(),
+            }),
+            Some(renewer) => {
+                // Shut down by a signal: stop renewing and hand the Lease over at once.
+                renewer.abort();
+                if let Some(elector) = &self.elector {
+                    match elector.release(crate::leader::now()).await {
+                        Ok(()) => tracing::info!("released the leader lease"),
+                        Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
+                    }
+                }
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// One watch per custom-resource kind, shared by the store the reconcilers read and by every
+/// trigger (`crate::shared`): a mapper or a reconcile that follows an event sees at least
+/// that event's version.
+struct Watches {
+    packs: SharedWatch<RulePack>,
+    policies: SharedWatch<ScanPolicy>,
+    tenants: SharedWatch<Tenant>,
+}
+
+/// The futures that drive the [`Watches`]; started only once every subscription is taken.
+struct Drivers(Vec<BoxFuture<'static, ()>>);
+
+impl Watches {
+    fn new(client: &Client) -> (Self, Drivers) {
+        let all = watcher::Config::default();
+        let (packs, drive_packs) = SharedWatch::new(
+            watcher::watcher(Api::<RulePack>::all(client.clone()), all.clone()).default_backoff(),
+        );
+        let (policies, drive_policies) = SharedWatch::new(
+            watcher::watcher(Api::<ScanPolicy>::all(client.clone()), all.clone()).default_backoff(),
+        );
+        let (tenants, drive_tenants) = SharedWatch::new(
+            watcher::watcher(Api::<Tenant>::all(client.clone()), all).default_backoff(),
+        );
+        let drivers = vec![
+            drive_packs.boxed(),
+            drive_policies.boxed(),
+            drive_tenants.boxed(),
+        ];
+        (
+            Watches {
+                packs,
+                policies,
+                tenants,
+            },
+            Drivers(drivers),
+        )
+    }
+
+    /// Completes once each store holds its watch's first full list (`false`: a store's writer
+    /// stopped, which shutdown handles).
+    fn synced(&self) -> impl Future<Output = bool> + Send + 'static {
+        let (a, b, c) = (
+            self.packs.store().any().clone(),
+            self.policies.store().any().clone(),
+            self.tenants.store().any().clone(),
+        );
+        async move {
+            futures::future::try_join3(
+                a.wait_until_ready(),
+                b.wait_until_ready(),
+                c.wait_until_ready(),
+            )
+            .await
+            .is_ok()
+        }
+    }
+}
+
+/// What the three controllers and the background tasks are built from.
+struct Wiring<'a> {
+    client: &'a Client,
+    ctx: &'a Arc<Context>,
+    metrics: &'a Arc<Metrics>,
+    watches: &'a Watches,
+    leadership: &'a Leadership,
+    config: kube::runtime::controller::Config,
+    shared_namespace: Option<String>,
+}
+
+impl Wiring<'_> {
+    /// RulePacks: a pack's own spec changes, and those of the packs it extends.
+    fn rulepacks(&self) -> impl Future<Output = ()> {
+        let packs = &self.watches.packs;
+        let (store, shared) = (packs.store(), self.shared_namespace.clone());
+        Controller::for_stream(spec_changes(packs.subscribe()), store.any().clone())
+            .with_config(self.config.clone())
+            .watches_stream(spec_changes(packs.subscribe()), move |p| {
+                let packs = crate::triggers::with_event_pack(store.any().state(), &p);
+                packs_extending(&p, &packs, shared.as_deref())
+            })
+            .shutdown_on_signal()
+            .graceful_shutdown_on(self.leadership.lost())
+            .run(
+                instrumented("RulePack", self.metrics.clone(), reconcile_rulepack),
+                error_policy,
+                self.ctx.clone(),
+            )
+            .for_each(|r| async move {
+                if let Ok((obj, _)) = r {
+                    tracing::debug!(rulepack = %obj, "reconciled");
+                }
+            })
+    }
+
+    /// ScanPolicies: their own spec changes (not their status writes), their children, and the
+    /// spec changes of the packs and tenants they use.
+    fn scanpolicies(&self, follow_api_server: bool) -> impl Future<Output = ()> {
+        let (packs, policies) = (self.watches.packs.store(), self.watches.policies.store());
+        let policies_for_tenants = policies.clone();
+        let shared = self.shared_namespace.clone();
+        self.scanpolicy_children()
+            .watches_stream(spec_changes(self.watches.packs.subscribe()), move |p| {
+                // The event's own version over the store (a deleted pack is no longer in it).
+                let packs = crate::triggers::with_event_pack(packs.any().state(), &p);
+                policies_using_pack(&p, &policies.any().state(), &packs, shared.as_deref())
+            })
+            .watches_stream(spec_changes(self.watches.tenants.subscribe()), move |t| {
+                policies_of_tenant(&t, &policies_for_tenants.any().state())
+            })
+            .reconcile_all_on(self.api_server_moved(follow_api_server))
+            .shutdown_on_signal()
+            .graceful_shutdown_on(self.leadership.lost())
+            .run(
+                instrumented("ScanPolicy", self.metrics.clone(), reconcile_scanpolicy),
+                error_policy,
+                self.ctx.clone(),
+            )
+            .for_each(|r| async move {
+                if let Ok((obj, _)) = r {
+                    tracing::debug!(scanpolicy = %obj, "reconciled");
+                }
+            })
+    }
+
+    /// The ScanPolicy controller on its own spec changes and its children (and, when scanners
+    /// report what they serve, their pods).
+    fn scanpolicy_children(&self) -> Controller<ScanPolicy> {
+        let client = self.client;
+        let children = watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+        let policies = &self.watches.policies;
+        let controller = Controller::for_stream(
+            spec_changes(policies.subscribe()),
+            policies.store().any().clone(),
+        )
+        .with_config(self.config.clone())
+        // Not the usage ledgers: scanners write them every few seconds, and nothing in
+        // them shapes a policy's children (crate::usage reads them on its own watch).
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{MANAGED_BY_SELECTOR},!{}",
+                pd_engine::usage::ledger::LEDGER_LABEL
+            )),
+        )
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
+        .owns(
+            Api::<HorizontalPodAutoscaler>::all(client.clone()),
+            children.clone(),
+        )
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            children.clone(),
+        )
+        .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
+        .owns(Api::<Role>::all(client.clone()), children.clone())
+        .owns(Api::<RoleBinding>::all(client.clone()), children.clone());
+        // Scanners that report what they serve do it on their Pod: a reload must re-judge `Ready`.
+        if self.ctx.settings().scanners_report() {
+            controller.watches(Api::<Pod>::all(client.clone()), children, |pod| {
+                policy_of_pod(&pod)
+            })
+        } else {
+            controller
+        }
+    }
+
+    /// `--api-server-egress auto`: when the control plane moves, every scanner NetworkPolicy
+    /// must follow, or the scanners' ConfigMap watch falls back to kubelet's slower sync.
+    fn api_server_moved(&self, follow: bool) -> BoxStream<'static, ()> {
+        if follow {
+            let ctx = self.ctx.clone();
+            crate::apiserver::changes(self.client.clone(), move |found| ctx.set_api_server(found))
+                .boxed()
+        } else {
+            futures::stream::pending().boxed()
+        }
+    }
+
+    /// Tenants: their own spec changes, and a policy appearing, going away or changing tenant
+    /// (`triggers::TenantTriggers`; not every policy status write).
+    fn tenants(&self) -> impl Future<Output = ()> {
+        let mut seen = crate::triggers::TenantTriggers::default();
+        let triggers = self.watches.policies.subscribe().flat_map(move |event| {
+            futures::stream::iter(
+                seen.on_event(event)
+                    .into_iter()
+                    .map(|t| ObjectRef::<Tenant>::new(&t)),
+            )
+        });
+        let tenants = &self.watches.tenants;
+        Controller::for_stream(
+            spec_changes(tenants.subscribe()),
+            tenants.store().any().clone(),
+        )
+        .with_config(self.config.clone())
+        .reconcile_on(triggers)
+        .shutdown_on_signal()
+        .graceful_shutdown_on(self.leadership.lost())
+        .run(
+            instrumented("Tenant", self.metrics.clone(), reconcile_tenant),
+            error_policy,
+            self.ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Ok((obj, _)) = r {
+                tracing::debug!(tenant = %obj, "reconciled");
+            }
+        })
+    }
+
+    /// Starts what runs beside the controllers, the watches last (every subscription exists
+    /// by then): the policy janitor, the readiness flip and the usage aggregation. The caller
+    /// aborts the returned tasks once the controllers stopped.
+    fn background(&self, drivers: Drivers, usage_interval: Duration) -> Vec<JoinHandle<()>> {
+        // Forget what the reconcilers remember about policies that are gone.
+        let janitor = {
+            let (events, ctx) = (self.watches.policies.subscribe(), self.ctx.clone());
+            let mut janitor = PolicyJanitor::default();
+            tokio::spawn(events.for_each(move |event| {
+                janitor.on_event(&ctx, &event);
+                futures::future::ready(())
+            }))
+        };
+        let mut tasks: Vec<JoinHandle<()>> = drivers.0.into_iter().map(tokio::spawn).collect();
+        let (synced, metrics) = (self.watches.synced(), self.metrics.clone());
+        let readiness = tokio::spawn(async move {
+            if synced.await {
+                metrics.set_phase(Phase::Ready);
+                tracing::info!("caches synced; ready");
+            }
+        });
+        // Usage: ledgers summed into Tenant status, quotas written back (crate::usage).
+        let usage = {
+            let tenants = self.watches.tenants.store();
+            tokio::spawn(crate::usage::run(
+                self.ctx.clone(),
+                usage_interval,
+                move || tenants.get().map(|s| s.state()),
+            ))
+        };
+        tasks.extend([janitor, readiness, usage]);
+        tasks
+    }
 }
 
 /// Why [`run`] failed.
