@@ -152,6 +152,8 @@ async fn bundle_intact(client: &Client, namespace: &str, c: &Children) -> Result
     }))
 }
 
+/// One reconcile of a ScanPolicy: build, roll out (or explain why not), write status, publish
+/// what changed.
 async fn reconcile_scanpolicy_inner(
     policy: &Arc<ScanPolicy>,
     ctx: &Arc<Context>,
@@ -164,108 +166,26 @@ async fn reconcile_scanpolicy_inner(
     if policy.metadata.uid.is_none() {
         return Err(missing("ScanPolicy", &name, "metadata.uid"));
     }
-    let client = &ctx.client;
     let settings = ctx.settings();
-    let tenant_name = policy.spec.tenant_ref.name.clone();
-    let names = Names::new(&name, &namespace, &tenant_name).with_tls(policy.spec.tls.is_some());
-    let outcome = match check_policy_name(&name) {
-        // Every child apply would be refused; say so before trying.
-        Err(why) => Err(Error::InvalidName(why)),
-        Ok(()) => match read_tenant(ctx, &tenant_name).await? {
-            // The Tenant watch brings the policy back when the tenant appears.
-            None => Err(Error::MissingTenant(tenant_name.clone())),
-            Some(tenant) => {
-                let packs =
-                    visible_packs(ctx, &namespace, settings.shared_namespace.as_deref()).await?;
-                let key = object_key(policy.as_ref());
-                let input = input_hash(policy, &tenant, &packs, &settings)?;
-                match ctx.built(&key, input) {
-                    Some(children) => Ok(children),
-                    None => {
-                        // Compiling and running pack tests is CPU work: off the async runtime,
-                        // so one large pack does not stall every other reconcile and watch.
-                        let (p, s) = (policy.clone(), settings.clone());
-                        ctx.builds
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let built =
-                            tokio::task::spawn_blocking(move || desired(&p, &tenant, &packs, &s))
-                                .await
-                                .map_err(|e| Error::Blocking(e.to_string()))?;
-                        if let Ok(children) = &built {
-                            ctx.remember_built(key, input, children.clone());
-                        }
-                        built
-                    }
-                }
-            }
-        },
-    };
-    let mut pods = None;
-    let (bundle, deployment) = match outcome {
-        Ok(children) => {
-            let key = object_key(policy.as_ref());
-            let hash = desired_hash(&children)?;
-            let unchanged = if ctx.applied_recently(&key, hash)
-                && bundle_intact(client, &namespace, &children).await?
-            {
-                // Nothing to apply; the Deployment is still needed for status.
-                Api::<Deployment>::namespaced(client.clone(), &namespace)
-                    .get_opt(&names.scanner)
-                    .await?
-            } else {
-                None
-            };
-            let d = match unchanged {
-                Some(d) => d,
-                None => {
-                    let d = apply_children(client, &namespace, &children).await?;
-                    ctx.remember_applied(key, hash);
-                    tracing::info!(policy = %name, namespace = %namespace, bundle = %children.bundle_hash, "applied");
-                    d
-                }
-            };
-            if settings.scanners_report() {
-                pods = Some(scanner_pods(client, &names).await?);
-            }
-            (Ok(children.bundle_hash), Some(d))
-        }
-        Err(e) => {
-            // Problems the policy's author must fix: write nothing but the status (the last
-            // good bundle keeps serving) and wait for the watched objects to change.
-            let reason = match &e {
-                Error::InvalidPack { .. } => REASON_PACKS_INVALID,
-                Error::MissingTenant(_) => REASON_TENANT_NOT_FOUND,
-                Error::InvalidName(_) => REASON_INVALID_NAME,
-                Error::Build(BuildError::NamespaceNotAllowed { .. }) => {
-                    REASON_NAMESPACE_NOT_ALLOWED
-                }
-                Error::Build(BuildError::ImageNotAllowed { .. }) => REASON_IMAGE_NOT_ALLOWED,
-                _ => return Err(e),
-            };
-            tracing::warn!(policy = %name, namespace = %namespace, error = %e, reason, "no new bundle; the last good one keeps serving");
-            let d = if reason == REASON_INVALID_NAME {
-                None // no child can exist under an invalid name
-            } else {
-                Api::<Deployment>::namespaced(client.clone(), &namespace)
-                    .get_opt(&names.scanner)
-                    .await?
-            };
-            (Err((reason, e.to_string())), d)
-        }
+    let names = Names::new(&name, &namespace, &policy.spec.tenant_ref.name)
+        .with_tls(policy.spec.tls.is_some());
+    let observed = match build(policy, ctx, &settings, &names).await? {
+        Ok(children) => roll_out(policy, ctx, &settings, &names, &children).await?,
+        Err(e) => hold_back(ctx, &names, e).await?,
     };
     let obs = PolicyObservation {
         generation: policy.metadata.generation,
-        bundle: match &bundle {
+        bundle: match &observed.bundle {
             Ok(hash) => Ok(hash.as_str()),
             Err((reason, message)) => Err(Blocked { reason, message }),
         },
-        deployment: deployment.as_ref(),
-        pods: pods.as_deref(),
+        deployment: observed.deployment.as_ref(),
+        pods: observed.pods.as_deref(),
     };
     let status = scanpolicy_status(&names, obs, policy.status.as_ref(), &now());
     // An unchanged status is not written again: the write would only wake every watcher.
     if policy.status.as_ref() != Some(&status) {
-        Api::<ScanPolicy>::namespaced(client.clone(), &namespace)
+        Api::<ScanPolicy>::namespaced(ctx.client.clone(), &namespace)
             .patch_status(
                 &name,
                 &apply_params(),
@@ -274,23 +194,152 @@ async fn reconcile_scanpolicy_inner(
             .await
             .map_err(Error::Status)?;
     }
-    // Events only on change, so a steady state does not spam `kubectl describe`.
+    announce(policy, ctx, &names, &observed.bundle, &status).await;
+    ctx.clear_failures(&object_key(policy.as_ref()));
+    Ok(Action::requeue(RESYNC))
+}
+
+/// What one reconcile saw of a policy's rollout, for its status.
+struct Observed {
+    /// The bundle now rolled out, or why no new one was (reason, message).
+    bundle: Result<String, (&'static str, String)>,
+    deployment: Option<Deployment>,
+    /// The scanner pods, when the scanners report what they serve.
+    pods: Option<Vec<crate::status::PodServing>>,
+}
+
+/// The policy's children, built from its Tenant, the visible packs and the settings, or reused
+/// when none of those changed since the last build. The outer error is a failed read (retried
+/// with backoff); the inner one a problem the policy's author must fix (written to status).
+async fn build(
+    policy: &Arc<ScanPolicy>,
+    ctx: &Context,
+    settings: &Arc<Settings>,
+    names: &Names,
+) -> Result<Result<Children, Error>, Error> {
+    if let Err(why) = check_policy_name(&names.policy) {
+        // Every child apply would be refused; say so before trying.
+        return Ok(Err(Error::InvalidName(why)));
+    }
+    let tenant_name = &policy.spec.tenant_ref.name;
+    let Some(tenant) = read_tenant(ctx, tenant_name).await? else {
+        // The Tenant watch brings the policy back when the tenant appears.
+        return Ok(Err(Error::MissingTenant(tenant_name.clone())));
+    };
+    let packs = visible_packs(ctx, &names.namespace, settings.shared_namespace.as_deref()).await?;
+    let key = object_key(policy.as_ref());
+    let input = input_hash(policy, &tenant, &packs, settings)?;
+    if let Some(children) = ctx.built(&key, input) {
+        return Ok(Ok(children));
+    }
+    // Compiling and running pack tests is CPU work: off the async runtime, so one large pack
+    // does not stall every other reconcile and watch.
+    let (p, s) = (policy.clone(), settings.clone());
+    ctx.builds
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let built = tokio::task::spawn_blocking(move || desired(&p, &tenant, &packs, &s))
+        .await
+        .map_err(|e| Error::Blocking(e.to_string()))?;
+    if let Ok(children) = &built {
+        ctx.remember_built(key, input, children.clone());
+    }
+    Ok(built)
+}
+
+/// Applies `children` unless the same ones were applied recently and the bundle is intact, and
+/// reads what status needs: the Deployment and (when they report) the scanner pods.
+async fn roll_out(
+    policy: &ScanPolicy,
+    ctx: &Context,
+    settings: &Settings,
+    names: &Names,
+    children: &Children,
+) -> Result<Observed, Error> {
+    let (client, namespace) = (&ctx.client, &names.namespace);
+    let key = object_key(policy);
+    let hash = desired_hash(children)?;
+    let unchanged =
+        if ctx.applied_recently(&key, hash) && bundle_intact(client, namespace, children).await? {
+            // Nothing to apply; the Deployment is still needed for status.
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .get_opt(&names.scanner)
+                .await?
+        } else {
+            None
+        };
+    let deployment = match unchanged {
+        Some(d) => d,
+        None => {
+            let d = apply_children(client, namespace, children).await?;
+            ctx.remember_applied(key, hash);
+            tracing::info!(policy = %names.policy, namespace = %namespace, bundle = %children.bundle_hash, "applied");
+            d
+        }
+    };
+    let pods = if settings.scanners_report() {
+        Some(scanner_pods(client, names).await?)
+    } else {
+        None
+    };
+    Ok(Observed {
+        bundle: Ok(children.bundle_hash.clone()),
+        deployment: Some(deployment),
+        pods,
+    })
+}
+
+/// A problem the policy's author must fix: nothing but the status is written (the last good
+/// bundle keeps serving) and the watched objects bring the policy back when they change. Any
+/// other error is returned for the backoff.
+async fn hold_back(ctx: &Context, names: &Names, e: Error) -> Result<Observed, Error> {
+    let reason = match &e {
+        Error::InvalidPack { .. } => REASON_PACKS_INVALID,
+        Error::MissingTenant(_) => REASON_TENANT_NOT_FOUND,
+        Error::InvalidName(_) => REASON_INVALID_NAME,
+        Error::Build(BuildError::NamespaceNotAllowed { .. }) => REASON_NAMESPACE_NOT_ALLOWED,
+        Error::Build(BuildError::ImageNotAllowed { .. }) => REASON_IMAGE_NOT_ALLOWED,
+        _ => return Err(e),
+    };
+    tracing::warn!(policy = %names.policy, namespace = %names.namespace, error = %e, reason, "no new bundle; the last good one keeps serving");
+    let deployment = if reason == REASON_INVALID_NAME {
+        None // no child can exist under an invalid name
+    } else {
+        Api::<Deployment>::namespaced(ctx.client.clone(), &names.namespace)
+            .get_opt(&names.scanner)
+            .await?
+    };
+    Ok(Observed {
+        bundle: Err((reason, e.to_string())),
+        deployment,
+        pods: None,
+    })
+}
+
+/// Events for what changed since the previous status (only on change, so a steady state does
+/// not spam `kubectl describe`): a new bundle, a new reason it was held back, a new rollout
+/// problem seen on the Deployment or the pods.
+async fn announce(
+    policy: &ScanPolicy,
+    ctx: &Context,
+    names: &Names,
+    bundle: &Result<String, (&'static str, String)>,
+    status: &ScanPolicyStatus,
+) {
     let previous = policy.status.as_ref();
     let ready_reason = |s: Option<&ScanPolicyStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.reason.clone())
     };
-    let now_reason = ready_reason(Some(&status));
-    match &bundle {
+    let now_reason = ready_reason(Some(status));
+    match bundle {
         Ok(hash) if previous.and_then(|s| s.active_bundle_hash.as_ref()) != Some(hash) => {
             let note = format!("rolled out bundle {hash} to ConfigMap {}", names.bundle);
-            ctx.event(policy.as_ref(), false, "BundleUpdated", "Apply", note)
+            ctx.event(policy, false, "BundleUpdated", "Apply", note)
                 .await;
         }
         Err((reason, why)) if previous.and_then(|s| s.last_error.as_ref()) != Some(why) => {
             let note = format!("no new bundle, the last good one keeps serving: {why}");
-            ctx.event(policy.as_ref(), true, reason, "Validate", note)
-                .await;
+            ctx.event(policy, true, reason, "Validate", note).await;
         }
         _ => {}
     }
@@ -306,10 +355,7 @@ async fn reconcile_scanpolicy_inner(
                 .find(|c| c.type_ == "Ready")
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
-            ctx.event(policy.as_ref(), true, reason, "Rollout", note)
-                .await;
+            ctx.event(policy, true, reason, "Rollout", note).await;
         }
     }
-    ctx.clear_failures(&object_key(policy.as_ref()));
-    Ok(Action::requeue(RESYNC))
 }
