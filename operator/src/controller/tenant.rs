@@ -93,21 +93,7 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
         .filter(|p| p.spec.tenant_ref.name == name)
         .count();
     let namespaces: BTreeSet<String> = tenant.spec.namespaces.iter().cloned().collect();
-    let mut missing = Vec::new();
-    let mut failed: Option<Error> = None;
-    for ns in &namespaces {
-        match ensure_hmac_secret(client, &tenant, ns).await {
-            Ok(true) => {
-                tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret")
-            }
-            Ok(false) => {}
-            Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => missing.push(ns.clone()),
-            Err(e) => {
-                tracing::warn!(tenant = %name, namespace = %ns, error = %e, "cannot create the HMAC key Secret");
-                failed.get_or_insert(e);
-            }
-        }
-    }
+    let (missing, failed) = ensure_hmac_secrets(client, &tenant, &namespaces).await;
     let generation = tenant.metadata.generation;
     let mut status = TenantStatus {
         observed_generation: generation,
@@ -123,48 +109,8 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
         usage: None,
         quota: None,
     };
-    let present = namespaces.len() - missing.len();
-    let (ready, reason, message, progress) = if let Some(e) = &failed {
-        let permanent = e.is_permanent();
-        (
-            false,
-            "SecretCreateFailed",
-            format!("cannot create the HMAC key Secret: {e}"),
-            if permanent {
-                Progress::Stalled
-            } else {
-                Progress::Working
-            },
-        )
-    } else if !missing.is_empty() {
-        (
-            false,
-            "NamespacesMissing",
-            format!(
-                "listed namespace(s) do not exist: {}; retrying every {} s",
-                missing.join(", "),
-                MISSING_NAMESPACE_RETRY.as_secs()
-            ),
-            // Creating the namespace fixes it without touching the Tenant: keep waiting.
-            Progress::Working,
-        )
-    } else if namespaces.is_empty() {
-        (
-            true,
-            "NoNamespaces",
-            format!(
-                "{mine} policies; no namespace is listed, so no ScanPolicy can use this tenant"
-            ),
-            Progress::Done,
-        )
-    } else {
-        (
-            true,
-            "Reconciled",
-            format!("{mine} policies; HMAC key present in {present} namespace(s)"),
-            Progress::Done,
-        )
-    };
+    let (ready, reason, message, progress) =
+        readiness(failed.as_ref(), &missing, namespaces.len(), mine);
     let now = now();
     set_condition(
         &mut status.conditions,
@@ -212,5 +158,83 @@ pub async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<
         Ok(Action::requeue(RESYNC))
     } else {
         Ok(Action::requeue(MISSING_NAMESPACE_RETRY))
+    }
+}
+
+/// Makes sure the HMAC key Secret exists in each of `namespaces`, trying every one whatever
+/// happens to the others. Returns the namespaces that do not exist and the first other failure.
+async fn ensure_hmac_secrets(
+    client: &Client,
+    tenant: &Tenant,
+    namespaces: &BTreeSet<String>,
+) -> (Vec<String>, Option<Error>) {
+    let name = tenant.name_any();
+    let mut missing = Vec::new();
+    let mut failed: Option<Error> = None;
+    for ns in namespaces {
+        match ensure_hmac_secret(client, tenant, ns).await {
+            Ok(true) => {
+                tracing::info!(tenant = %name, namespace = %ns, "created the HMAC key Secret")
+            }
+            Ok(false) => {}
+            Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => missing.push(ns.clone()),
+            Err(e) => {
+                tracing::warn!(tenant = %name, namespace = %ns, error = %e, "cannot create the HMAC key Secret");
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    (missing, failed)
+}
+
+/// The Tenant's `Ready` (status, reason, message) and progress, from what the Secret pass found
+/// in its `namespaces` listed namespaces and the number of policies (`mine`) that use it.
+fn readiness(
+    failed: Option<&Error>,
+    missing: &[String],
+    namespaces: usize,
+    mine: usize,
+) -> (bool, &'static str, String, Progress) {
+    let present = namespaces - missing.len();
+    if let Some(e) = failed {
+        let permanent = e.is_permanent();
+        (
+            false,
+            "SecretCreateFailed",
+            format!("cannot create the HMAC key Secret: {e}"),
+            if permanent {
+                Progress::Stalled
+            } else {
+                Progress::Working
+            },
+        )
+    } else if !missing.is_empty() {
+        (
+            false,
+            "NamespacesMissing",
+            format!(
+                "listed namespace(s) do not exist: {}; retrying every {} s",
+                missing.join(", "),
+                MISSING_NAMESPACE_RETRY.as_secs()
+            ),
+            // Creating the namespace fixes it without touching the Tenant: keep waiting.
+            Progress::Working,
+        )
+    } else if namespaces == 0 {
+        (
+            true,
+            "NoNamespaces",
+            format!(
+                "{mine} policies; no namespace is listed, so no ScanPolicy can use this tenant"
+            ),
+            Progress::Done,
+        )
+    } else {
+        (
+            true,
+            "Reconciled",
+            format!("{mine} policies; HMAC key present in {present} namespace(s)"),
+            Progress::Done,
+        )
     }
 }
