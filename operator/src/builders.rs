@@ -793,6 +793,7 @@ pub fn hmac_secret(tenant: &Tenant) -> (String, String) {
 }
 
 /// The scanner's command line.
+// Over 80 lines: one flag per line, in the order `pd-scanner serve --help` lists them.
 pub fn scanner_args(policy: &ScanPolicy, tenant: &Tenant, settings: &Settings) -> Vec<String> {
     let mut args: Vec<String> = [
         "serve",
@@ -996,9 +997,64 @@ fn deployment(
     owner: &Option<OwnerReference>,
     settings: &Settings,
 ) -> Deployment {
+    let container = scanner_container(policy, tenant, names, settings);
+    let volumes = scanner_volumes(policy, tenant, names);
+    let pod_annotations = pod_annotations(tenant, names);
+    Deployment {
+        metadata: meta(names, &names.scanner, owner),
+        spec: Some(DeploymentSpec {
+            // Left unset: the HPA owns the replica count, and setting it here would make every
+            // apply fight the autoscaler.
+            replicas: None,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(names)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(names)),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(names.scanner.clone()),
+                    // A token only for the ConfigMap watch (its Role reads this one ConfigMap
+                    // and nothing else); without the watch the scanner never calls the API,
+                    // so a compromised pod then holds no credential at all.
+                    automount_service_account_token: Some(!settings.api_server.is_empty()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(SCANNER_UID),
+                        run_as_group: Some(SCANNER_UID),
+                        fs_group: Some(SCANNER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_string(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// The scanner container: image, args, env, ports, probes, resources and the mounts of
+/// [`scanner_volumes`].
+// Over 80 lines: one object literal, read top to bottom like the YAML it renders.
+fn scanner_container(
+    policy: &ScanPolicy,
+    tenant: &Tenant,
+    names: &Names,
+    settings: &Settings,
+) -> Container {
     let default_image = settings.scanner_image.as_str();
     let scanner = &policy.spec.scanner;
-    let (hmac_name, hmac_key) = hmac_secret(tenant);
     let port = |name: &str, number: i32| ContainerPort {
         name: Some(name.to_string()),
         container_port: number,
@@ -1034,7 +1090,7 @@ fn deployment(
             }
         }
     }
-    let container = Container {
+    Container {
         name: "scanner".to_string(),
         image: Some(
             scanner
@@ -1073,7 +1129,15 @@ fn deployment(
         security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
         ..Container::default()
-    };
+    }
+}
+
+/// The pod's volumes: the bundle, API keys, HMAC key, `/tmp`, and the TLS and webhook files
+/// when the policy and tenant have them.
+// Over 80 lines: one volume literal each, read top to bottom like the YAML it renders.
+fn scanner_volumes(policy: &ScanPolicy, tenant: &Tenant, names: &Names) -> Vec<Volume> {
+    let (hmac_name, hmac_key) = hmac_secret(tenant);
+    let has_webhooks = !tenant.spec.webhooks.is_empty();
     let mut volumes = vec![
         Volume {
             name: "bundle".to_string(),
@@ -1165,6 +1229,11 @@ fn deployment(
             }
         }
     }
+    volumes
+}
+
+/// The pod template's annotations: Prometheus scraping, and the webhooks file's hash.
+fn pod_annotations(tenant: &Tenant, names: &Names) -> BTreeMap<String, String> {
     // No bundle hash on the pod template: the scanners hot-reload the mounted ConfigMap, so a
     // new bundle must not restart them (nor a renewed certificate: they reload that too).
     let mut pod_annotations = BTreeMap::from(
@@ -1186,48 +1255,7 @@ fn deployment(
             ),
         );
     }
-    Deployment {
-        metadata: meta(names, &names.scanner, owner),
-        spec: Some(DeploymentSpec {
-            // Left unset: the HPA owns the replica count, and setting it here would make every
-            // apply fight the autoscaler.
-            replicas: None,
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(names)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(names)),
-                    annotations: Some(pod_annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(names.scanner.clone()),
-                    // A token only for the ConfigMap watch (its Role reads this one ConfigMap
-                    // and nothing else); without the watch the scanner never calls the API,
-                    // so a compromised pod then holds no credential at all.
-                    automount_service_account_token: Some(!settings.api_server.is_empty()),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(SCANNER_UID),
-                        run_as_group: Some(SCANNER_UID),
-                        fs_group: Some(SCANNER_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".to_string(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
-        }),
-        ..Deployment::default()
-    }
+    pod_annotations
 }
 
 fn hpa(
