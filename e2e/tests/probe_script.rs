@@ -1,6 +1,6 @@
 //! The probe scripts the e2e Pods run, run for real against a local scanner: the scanner
 //! binary with the operator's rendered Deployment args and ConfigMap bundle (as in
-//! `operator/tests/scanner_pod.rs`), `sh` (and `busybox sh`, the curl image's shell, when
+//! `operator/tests/it/scanner_pod.rs`), `sh` (and `busybox sh`, the curl image's shell, when
 //! installed) and the local `curl`. Proves, without a cluster, that the scripts parse, that
 //! their output protocol round-trips, that hot reload is observed the way the e2e test
 //! measures it, that requests are retried exactly when they should be, and that the e2e scan

@@ -1,6 +1,6 @@
 //! Desired state: what must exist in the cluster for one ScanPolicy, as pure functions.
 //!
-//! The reconciler (`controller.rs`) only applies what these return, server-side, with the field
+//! The reconcilers (`controller/`) only apply what these return, server-side, with the field
 //! manager [`FIELD_MANAGER`]. Keeping the decisions here — and out of code that talks to the API
 //! server — is what lets `pd-operator render` show exactly what would be applied, and lets the
 //! golden tests pin every field without a cluster.

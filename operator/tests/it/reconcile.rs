@@ -14,10 +14,8 @@ use pd_operator::controller::{
 use pd_operator::crd::{RulePack, ScanPolicy, Tenant};
 use serde_json::{json, Value};
 
-mod kstatus;
-mod mock_api;
-use kstatus::{kstatus, with_status};
-use mock_api::{api_status, finish, lines, mock_client, Recorded, TIMEOUT};
+use crate::support::kstatus::{kstatus, with_status};
+use crate::support::mock_api::{api_status, finish, lines, mock_client, Recorded, TIMEOUT};
 
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
 const APPLY_YAML: &str = "application/apply-patch+yaml";

@@ -12,8 +12,7 @@ use pd_operator::crd::Tenant;
 use pd_operator::usage::aggregate;
 use serde_json::{json, Value};
 
-mod mock_api;
-use mock_api::{api_status, finish, lines, mock_client, Recorded};
+use crate::support::mock_api::{api_status, finish, lines, mock_client, Recorded};
 
 /// 2026-11-30T10:00:00Z: period `2026-11`.
 fn now() -> SystemTime {
