@@ -24,6 +24,8 @@ use pd_operator::builders::{build_children, Children, Settings};
 use pd_operator::crd::ScanPolicy;
 use serde_json::{json, Value};
 
+use crate::support::body_of;
+
 const TOKEN: &str = "pd-e2e-probe-token-0123456789abcdef";
 
 fn scanner_binary() -> Option<PathBuf> {
@@ -218,12 +220,6 @@ fn canary_children(marker: &str) -> Children {
     build_children(&policy, &tenant, &packs, &Settings::default()).unwrap()
 }
 
-fn json_of(out: &ProbeOutput, tag: &str, code: u16) -> Value {
-    let r = out.response(tag).unwrap();
-    assert_eq!(r.http_code, code, "`{tag}` ({}): {}", r.error, out.logs);
-    r.json().unwrap()
-}
-
 fn rules(v: &Value) -> Vec<String> {
     v["advisories"]
         .as_array()
@@ -284,23 +280,23 @@ fn scan_requests_and_expectations_hold_for_the_sample_policy() {
     for shell in shells() {
         let out = scanner.run(&shell, &script);
         assert_eq!(out.exit_code, 0, "{}", out.logs);
-        let attack = json_of(&out, "attack", 200);
+        let attack = body_of(&out, "attack", 200);
         assert_eq!(attack["verdict"], "block", "{attack}");
         assert!(rules(&attack).contains(&"pi-ignore-previous".to_string()));
         assert_eq!(attack["policy"], "acme-chat");
         assert_eq!(attack["mode"], "enforce");
         assert_eq!(attack["rule_pack"]["hash"], children.bundle_hash.as_str());
-        assert_eq!(json_of(&out, "benign", 200)["verdict"], "allow");
-        let codename = json_of(&out, "codename", 200);
+        assert_eq!(body_of(&out, "benign", 200)["verdict"], "allow");
+        let codename = body_of(&out, "codename", 200);
         assert_eq!(codename["verdict"], "warn", "{codename}");
         assert!(rules(&codename).contains(&"acme-internal-codename".to_string()));
         let redacted = codename["redacted_prompt"].as_str().unwrap();
         assert!(!redacted.to_lowercase().contains("bluebird"), "{redacted}");
         assert_eq!(
-            json_of(&out, "no-key", 401)["error"]["code"],
+            body_of(&out, "no-key", 401)["error"]["code"],
             "unauthorized"
         );
-        let ready = json_of(&out, "readyz", 200);
+        let ready = body_of(&out, "readyz", 200);
         assert_eq!(ready["bundle"]["hash"], children.bundle_hash.as_str());
         let refused = out.response("closed-port").unwrap();
         assert!(!refused.answered(), "{}", out.logs);
@@ -389,7 +385,7 @@ fn hash_waits_observe_a_hot_reload() {
             Auth::Key,
         );
         let out = scanner.run(&shell, &scan);
-        let v = json_of(&out, "new", 200);
+        let v = body_of(&out, "new", 200);
         assert_eq!(v["verdict"], "block", "{v}");
         assert_eq!(rules(&v), vec![CANARY_RULE.to_string()]);
     }
@@ -409,7 +405,7 @@ fn load_script_sends_scans() {
         let before = scans(&scanner);
         let out = scanner.run(&shell, &script);
         assert_eq!(out.exit_code, 0, "{}", out.logs);
-        let warmup = json_of(&out, "warmup", 200);
+        let warmup = body_of(&out, "warmup", 200);
         assert!(
             rules(&warmup).contains(&"pii-email".to_string()),
             "{warmup}"
