@@ -10,12 +10,10 @@
 //! builds it), `curl` and `sh`; each test prints one SKIPPED line when one is missing.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pd_e2e::fixtures::{canary_pack, policy_spec, scan_body, CANARY_RULE};
@@ -25,15 +23,9 @@ use pd_operator::crd::ScanPolicy;
 use serde_json::{json, Value};
 
 use crate::support::body_of;
+use crate::support::scanner::{bundle_json, scanner_binary, LocalScanner};
 
 const TOKEN: &str = "pd-e2e-probe-token-0123456789abcdef";
-
-fn scanner_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?;
-    let bin = dir.join(format!("pd-scanner{}", std::env::consts::EXE_SUFFIX));
-    bin.is_file().then_some(bin)
-}
 
 fn have(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
@@ -70,81 +62,25 @@ fn shells() -> Vec<Vec<&'static str>> {
     shells
 }
 
-/// A local scanner serving `children`' bundle with their Deployment's args; killed on drop.
+/// A local scanner serving `children`' bundle with their Deployment's args ([`LocalScanner`],
+/// killed on drop), and the directory the probe scripts write to.
 struct Scanner {
-    child: Child,
     port: u16,
     bundle_file: PathBuf,
     dir: PathBuf,
-    _tmp: tempfile::TempDir,
+    _local: LocalScanner,
 }
 
 impl Scanner {
     fn start(bin: &Path, children: &Children) -> Scanner {
-        let tmp = tempfile::tempdir().unwrap();
-        let etc = tmp.path().join("etc/pd");
-        for d in ["bundle", "keys", "hmac"] {
-            std::fs::create_dir_all(etc.join(d)).unwrap();
-        }
-        let bundle_file = etc.join("bundle/bundle.json");
-        std::fs::write(&bundle_file, bundle_json(children)).unwrap();
-        std::fs::write(etc.join("keys/e2e"), TOKEN).unwrap();
-        std::fs::write(etc.join("hmac/key"), "0123456789abcdef0123456789abcdef").unwrap();
-        let pod = children
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
-        let args: Vec<String> = pod.containers[0]
-            .args
-            .clone()
-            .unwrap()
-            .into_iter()
-            .map(|a| {
-                a.replace("/etc/pd", etc.to_str().unwrap())
-                    .replace("0.0.0.0:8080", "127.0.0.1:0")
-            })
-            .collect();
-        let mut child = Command::new(bin)
-            .args(&args)
-            .env_remove("PD_FILES")
-            .env_remove("PD_POLICY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "listening" {
-                        let _ =
-                            tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
-                    }
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("the scanner did not start with {args:?}: {e}");
-            }
-        };
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let dir = tmp.path().join("probe");
+        let local = LocalScanner::start(bin, children, "e2e", TOKEN, Stdio::null());
+        let dir = local.tmp.path().join("probe");
         std::fs::create_dir_all(&dir).unwrap();
         Scanner {
-            child,
-            port,
-            bundle_file,
+            port: local.port(),
+            bundle_file: local.bundle_file(),
             dir,
-            _tmp: tmp,
+            _local: local,
         }
     }
 
@@ -174,17 +110,6 @@ impl Scanner {
             started_epoch,
         }
     }
-}
-
-impl Drop for Scanner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bundle_json(children: &Children) -> String {
-    children.config_map.data.as_ref().unwrap()["bundle.json"].clone()
 }
 
 fn samples() -> PathBuf {

@@ -1,9 +1,13 @@
 //! What the kind suite and the probe-script tests share: unwrapping a step with what it was
-//! doing, reading a probe's JSON answer, and the kind suite's common set-up ([`Setup`]).
+//! doing, reading a probe's JSON answer, the kind suite's common set-up ([`Setup`]) and a
+//! local scanner run like a scanner pod ([`scanner`]).
 
 use pd_e2e::ProbeOutput;
 use serde_json::Value;
 
+/// The operator tests' local scanner, started like a scanner pod: one copy for both crates.
+#[path = "../../../../operator/tests/it/support/scanner.rs"]
+pub mod scanner;
 mod setup;
 
 pub use setup::Setup;
