@@ -15,7 +15,8 @@
 #    config/samples/, waits for ScanPolicy acme-chat to be Ready and sends one blocked and one
 #    allowed prompt through its scanner Service;
 # 3. installs metrics-server (for the HPA test) and creates a foreign namespace;
-# 4. runs `cargo test -p pd-e2e -- --test-threads=1` with PD_E2E=1.
+# 4. runs the kind suite (`cargo test -p pd-e2e --test e2e -- --test-threads=1`, without the
+#    local probe_script:: tests) with PD_E2E=1.
 # On failure it prints and saves diagnostics ($PD_E2E_ARTIFACTS) before deleting the cluster.
 #
 #   --keep       keep the cluster afterwards (and a failing test's objects, for kubectl);
@@ -170,4 +171,5 @@ kubectl label namespace "$FOREIGN_NS" promptdefenders.io/e2e=true --overwrite
 step "cargo test -p pd-e2e"
 PD_E2E=1 PD_E2E_KEEP_ON_FAILURE="$keep" PD_E2E_CURL_IMAGE="$CURL_IMAGE" \
   PD_E2E_NAMESPACE="$SAMPLES_NS" PD_E2E_POLICY="$SAMPLE_POLICY" PD_E2E_FOREIGN_NAMESPACE="$FOREIGN_NS" \
-  cargo test -p pd-e2e --locked --test e2e -- --test-threads=1 --nocapture ${test_args[@]+"${test_args[@]}"}
+  cargo test -p pd-e2e --locked --test e2e -- --test-threads=1 --nocapture --skip probe_script:: \
+  ${test_args[@]+"${test_args[@]}"}

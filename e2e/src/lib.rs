@@ -1,7 +1,7 @@
 //! End-to-end tests of Prompt Defenders on a real cluster: the operator from the Helm chart, the
 //! scanner Deployments it creates, NetworkPolicy enforcement, hot reload of rule packs, garbage
 //! collection and autoscaling. `e2e/run.sh` builds the images, creates a kind cluster from
-//! `kind-config.yaml`, installs everything and runs `tests/e2e.rs` with `PD_E2E=1`.
+//! `kind-config.yaml`, installs everything and runs `tests/e2e/e2e.rs` with `PD_E2E=1`.
 //!
 //! # When the tests run
 //!

@@ -57,7 +57,7 @@ pub enum HashWait {
 }
 
 /// Shell functions every probe script starts with. POSIX sh (the image's busybox ash).
-/// `PD_PORT` and `PD_TMP` only exist so `tests/probe_script.rs` can run the scripts against a
+/// `PD_PORT` and `PD_TMP` only exist so `tests/e2e/probe_script.rs` can run the scripts against a
 /// local scanner; in a probe Pod they keep their defaults.
 const PRELUDE: &str = r#"set -u
 PD_TIMEOUT=15

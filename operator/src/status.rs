@@ -22,6 +22,7 @@ pub const MAX_LISTED_FAILURES: usize = 10;
 /// Compiles pack `name` (with its `extends` chain, from `packs`), runs its tests, and updates
 /// `previous` into the new status: `Compiled`, `TestsPassed` and `Ready` conditions, rule count,
 /// content hash, errors by rule id and the test summary.
+// Over 80 lines: each condition is set next to the facts that decide it, in status order.
 pub fn rulepack_status(
     packs: &PackSet,
     name: &str,
@@ -390,6 +391,7 @@ fn deadline_exceeded(d: &Deployment) -> Option<String> {
 /// ScanPolicy. `Ready` needs valid packs, a fully rolled-out, available Deployment of the current
 /// generation *and* every ready scanner serving the desired bundle (when scanners report it),
 /// which is what a GitOps tool should wait for.
+// Over 80 lines: each condition is set next to the facts that decide it, in status order.
 pub fn scanpolicy_status(
     names: &Names,
     obs: PolicyObservation<'_>,

@@ -87,6 +87,7 @@ pub fn quota_state(used: u64, limit: u64) -> (u64, &'static str, Option<u64>) {
 /// Sums `ledgers` for the period of `now`, then writes what changed (see the module docs).
 /// Errors of one write are logged and counted in the result, never stop the others; the first
 /// one is returned after every write was tried.
+// Over 80 lines: one pass per period that makes the writes in the order the module docs list them.
 pub async fn aggregate(
     ctx: &Context,
     ledgers: &[Arc<ConfigMap>],

@@ -12,8 +12,8 @@ use pd_operator::crd::Tenant;
 use pd_operator::usage::aggregate;
 use serde_json::{json, Value};
 
-mod mock_api;
-use mock_api::{api_status, finish, lines, mock_client, Recorded};
+use crate::support::fixtures;
+use crate::support::mock_api::{api_status, finish, lines, mock_client, Recorded};
 
 /// 2026-11-30T10:00:00Z: period `2026-11`.
 fn now() -> SystemTime {
@@ -50,19 +50,17 @@ fn ledger(ns: &str, policy: &str, data: Value) -> Arc<ConfigMap> {
 }
 
 fn tenant(quota: Option<Value>, status: Option<Value>) -> Value {
-    let mut t = json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": "acme", "uid": "tenant-uid", "generation": 2},
-        "spec": {"namespaces": ["acme-prod", "acme-jobs"],
-                 "apiKeysSecretRef": {"name": "acme-scanner-keys"}}
-    });
+    let mut t = fixtures::tenant()
+        .uid("tenant-uid")
+        .generation(2)
+        .set("/spec/namespaces", json!(["acme-prod", "acme-jobs"]));
     if let Some(q) = quota {
-        t["spec"]["quota"] = q;
+        t = t.set("/spec/quota", q);
     }
     if let Some(s) = status {
-        t["status"] = s;
+        t = t.status(s);
     }
-    t
+    t.json()
 }
 
 /// One aggregation pass with a fresh Context (as after an operator restart) and every

@@ -7,21 +7,15 @@
 //! it); skipped with a message when it is missing, except under CI (`CI=true`), where a missing
 //! binary fails the test.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-const TOKEN: &str = "pd-test-token-0123456789abcdef0123456789";
+use crate::support::scanner::{scanner_binary, LocalScanner};
 
-fn scanner_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?;
-    let bin = dir.join(format!("pd-scanner{}", std::env::consts::EXE_SUFFIX));
-    bin.is_file().then_some(bin)
-}
+const TOKEN: &str = "pd-test-token-0123456789abcdef0123456789";
 
 /// Whether a missing scanner binary fails the test: under CI (`CI` set to anything but
 /// `false`/`0`/empty, as GitHub Actions, GitLab and `.ci/run` set it) a skip would hide a broken
@@ -72,74 +66,15 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
     .unwrap();
     let c = &children[0];
 
-    // Lay out the pod's volumes.
-    let tmp = tempfile::tempdir().unwrap();
-    let etc = tmp.path().join("etc/pd");
-    for d in ["bundle", "keys", "hmac"] {
-        std::fs::create_dir_all(etc.join(d)).unwrap();
-    }
-    let bundle = &c.config_map.data.as_ref().unwrap()["bundle.json"];
-    std::fs::write(etc.join("bundle/bundle.json"), bundle).unwrap();
-    std::fs::write(etc.join("keys/client-a"), TOKEN).unwrap();
-    std::fs::write(etc.join("hmac/key"), "0123456789abcdef0123456789abcdef").unwrap();
-
-    let pod = c
-        .deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
-    let args: Vec<String> = pod.containers[0]
-        .args
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|a| {
-            a.replace("/etc/pd", etc.to_str().unwrap())
-                .replace("0.0.0.0:8080", "127.0.0.1:0")
-        })
-        .collect();
-    let mut child = Command::new(&bin)
-        .args(&args)
-        .env_remove("PD_FILES")
-        .env_remove("PD_POLICY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    // The pod's volumes and command line; its stdout is the audit chain.
+    let mut scanner = LocalScanner::start(&bin, c, "client-a", TOKEN, Stdio::piped());
+    let mut stdout = scanner.child.stdout.take().unwrap();
     let audit = std::thread::spawn(move || {
         let mut out = String::new();
         let _ = stdout.read_to_string(&mut out);
         out
     });
-    let (tx, rx) = mpsc::channel();
-    let pipe = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["fields"]["message"] == "listening" {
-                    let _ = tx.send(Ok(v["fields"]["addr"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()));
-                }
-            }
-            seen.push(line);
-        }
-        let _ = tx.send(Err(seen));
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(a)) => a,
-        other => {
-            let _ = child.kill();
-            panic!("scanner did not start with args {args:?}: {other:?}");
-        }
-    };
+    let addr = scanner.addr.clone();
 
     let (status, ready) = http(
         &addr,
@@ -152,13 +87,7 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
     );
     let (scan_status, result) = http(&addr, &scan);
     // SIGTERM, as the kubelet sends: the scanner drains and flushes its audit writer.
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    if !matches!(term, Ok(s) if s.success()) {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
+    scanner.terminate();
     let audit = audit.join().unwrap();
 
     assert_eq!(status, 200, "{ready}");
@@ -174,7 +103,7 @@ fn rendered_pod_command_serves_the_rendered_bundle() {
     // The Deployment's args send the audit chain to stdout: one sealed record for the scan, a
     // chain that verifies, the input only as its HMAC, never the prompt itself. Verified by the
     // scanner's own `audit verify` (the operator does not link the scan service's code).
-    let log = tmp.path().join("audit.jsonl");
+    let log = scanner.tmp.path().join("audit.jsonl");
     std::fs::write(&log, &audit).unwrap();
     let verify = Command::new(&bin)
         .args(["audit", "verify"])

@@ -1,4 +1,4 @@
-//! Leader election against a mocked API server (as `tests/reconcile.rs`): every request the
+//! Leader election against a mocked API server (as `reconcile`): every request the
 //! elector sends is recorded, so the tests pin method, path and the Lease written.
 
 use std::time::Duration;
@@ -8,8 +8,7 @@ use kube::Client;
 use pd_operator::leader::LeaderElector;
 use serde_json::{json, Value};
 
-mod mock_api;
-use mock_api::{api_status, finish, lines, mock_client, Recorded};
+use crate::support::mock_api::{api_status, finish, lines, mock_client, Recorded};
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/pd-system/leases/pd-operator-leader";

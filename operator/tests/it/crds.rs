@@ -20,7 +20,7 @@ fn checked_in_crds_match_the_types() {
             let got = std::fs::read_to_string(repo().join(dir).join(file)).unwrap_or_default();
             assert!(
                 got == want,
-                "{dir}/{file} is out of date with operator/src/crd.rs; regenerate both copies \
+                "{dir}/{file} is out of date with operator/src/crd/; regenerate both copies \
                  with `cargo run -p pd-operator -- crdgen` (from the repository root) and commit \
                  the result"
             );

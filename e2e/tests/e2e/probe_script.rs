@@ -1,6 +1,6 @@
 //! The probe scripts the e2e Pods run, run for real against a local scanner: the scanner
 //! binary with the operator's rendered Deployment args and ConfigMap bundle (as in
-//! `operator/tests/scanner_pod.rs`), `sh` (and `busybox sh`, the curl image's shell, when
+//! `operator/tests/it/scanner_pod.rs`), `sh` (and `busybox sh`, the curl image's shell, when
 //! installed) and the local `curl`. Proves, without a cluster, that the scripts parse, that
 //! their output protocol round-trips, that hot reload is observed the way the e2e test
 //! measures it, that requests are retried exactly when they should be, and that the e2e scan
@@ -10,12 +10,10 @@
 //! builds it), `curl` and `sh`; each test prints one SKIPPED line when one is missing.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pd_e2e::fixtures::{canary_pack, policy_spec, scan_body, CANARY_RULE};
@@ -24,14 +22,10 @@ use pd_operator::builders::{build_children, Children, Settings};
 use pd_operator::crd::ScanPolicy;
 use serde_json::{json, Value};
 
-const TOKEN: &str = "pd-e2e-probe-token-0123456789abcdef";
+use crate::support::body_of;
+use crate::support::scanner::{bundle_json, scanner_binary, LocalScanner};
 
-fn scanner_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?;
-    let bin = dir.join(format!("pd-scanner{}", std::env::consts::EXE_SUFFIX));
-    bin.is_file().then_some(bin)
-}
+const TOKEN: &str = "pd-e2e-probe-token-0123456789abcdef";
 
 fn have(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
@@ -68,81 +62,25 @@ fn shells() -> Vec<Vec<&'static str>> {
     shells
 }
 
-/// A local scanner serving `children`' bundle with their Deployment's args; killed on drop.
+/// A local scanner serving `children`' bundle with their Deployment's args ([`LocalScanner`],
+/// killed on drop), and the directory the probe scripts write to.
 struct Scanner {
-    child: Child,
     port: u16,
     bundle_file: PathBuf,
     dir: PathBuf,
-    _tmp: tempfile::TempDir,
+    _local: LocalScanner,
 }
 
 impl Scanner {
     fn start(bin: &Path, children: &Children) -> Scanner {
-        let tmp = tempfile::tempdir().unwrap();
-        let etc = tmp.path().join("etc/pd");
-        for d in ["bundle", "keys", "hmac"] {
-            std::fs::create_dir_all(etc.join(d)).unwrap();
-        }
-        let bundle_file = etc.join("bundle/bundle.json");
-        std::fs::write(&bundle_file, bundle_json(children)).unwrap();
-        std::fs::write(etc.join("keys/e2e"), TOKEN).unwrap();
-        std::fs::write(etc.join("hmac/key"), "0123456789abcdef0123456789abcdef").unwrap();
-        let pod = children
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
-        let args: Vec<String> = pod.containers[0]
-            .args
-            .clone()
-            .unwrap()
-            .into_iter()
-            .map(|a| {
-                a.replace("/etc/pd", etc.to_str().unwrap())
-                    .replace("0.0.0.0:8080", "127.0.0.1:0")
-            })
-            .collect();
-        let mut child = Command::new(bin)
-            .args(&args)
-            .env_remove("PD_FILES")
-            .env_remove("PD_POLICY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "listening" {
-                        let _ =
-                            tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
-                    }
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("the scanner did not start with {args:?}: {e}");
-            }
-        };
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let dir = tmp.path().join("probe");
+        let local = LocalScanner::start(bin, children, "e2e", TOKEN, Stdio::null());
+        let dir = local.tmp.path().join("probe");
         std::fs::create_dir_all(&dir).unwrap();
         Scanner {
-            child,
-            port,
-            bundle_file,
+            port: local.port(),
+            bundle_file: local.bundle_file(),
             dir,
-            _tmp: tmp,
+            _local: local,
         }
     }
 
@@ -172,17 +110,6 @@ impl Scanner {
             started_epoch,
         }
     }
-}
-
-impl Drop for Scanner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bundle_json(children: &Children) -> String {
-    children.config_map.data.as_ref().unwrap()["bundle.json"].clone()
 }
 
 fn samples() -> PathBuf {
@@ -216,12 +143,6 @@ fn canary_children(marker: &str) -> Children {
         serde_json::from_value(canary_pack(marker)).unwrap(),
     )]);
     build_children(&policy, &tenant, &packs, &Settings::default()).unwrap()
-}
-
-fn json_of(out: &ProbeOutput, tag: &str, code: u16) -> Value {
-    let r = out.response(tag).unwrap();
-    assert_eq!(r.http_code, code, "`{tag}` ({}): {}", r.error, out.logs);
-    r.json().unwrap()
 }
 
 fn rules(v: &Value) -> Vec<String> {
@@ -284,23 +205,23 @@ fn scan_requests_and_expectations_hold_for_the_sample_policy() {
     for shell in shells() {
         let out = scanner.run(&shell, &script);
         assert_eq!(out.exit_code, 0, "{}", out.logs);
-        let attack = json_of(&out, "attack", 200);
+        let attack = body_of(&out, "attack", 200);
         assert_eq!(attack["verdict"], "block", "{attack}");
         assert!(rules(&attack).contains(&"pi-ignore-previous".to_string()));
         assert_eq!(attack["policy"], "acme-chat");
         assert_eq!(attack["mode"], "enforce");
         assert_eq!(attack["rule_pack"]["hash"], children.bundle_hash.as_str());
-        assert_eq!(json_of(&out, "benign", 200)["verdict"], "allow");
-        let codename = json_of(&out, "codename", 200);
+        assert_eq!(body_of(&out, "benign", 200)["verdict"], "allow");
+        let codename = body_of(&out, "codename", 200);
         assert_eq!(codename["verdict"], "warn", "{codename}");
         assert!(rules(&codename).contains(&"acme-internal-codename".to_string()));
         let redacted = codename["redacted_prompt"].as_str().unwrap();
         assert!(!redacted.to_lowercase().contains("bluebird"), "{redacted}");
         assert_eq!(
-            json_of(&out, "no-key", 401)["error"]["code"],
+            body_of(&out, "no-key", 401)["error"]["code"],
             "unauthorized"
         );
-        let ready = json_of(&out, "readyz", 200);
+        let ready = body_of(&out, "readyz", 200);
         assert_eq!(ready["bundle"]["hash"], children.bundle_hash.as_str());
         let refused = out.response("closed-port").unwrap();
         assert!(!refused.answered(), "{}", out.logs);
@@ -389,7 +310,7 @@ fn hash_waits_observe_a_hot_reload() {
             Auth::Key,
         );
         let out = scanner.run(&shell, &scan);
-        let v = json_of(&out, "new", 200);
+        let v = body_of(&out, "new", 200);
         assert_eq!(v["verdict"], "block", "{v}");
         assert_eq!(rules(&v), vec![CANARY_RULE.to_string()]);
     }
@@ -409,7 +330,7 @@ fn load_script_sends_scans() {
         let before = scans(&scanner);
         let out = scanner.run(&shell, &script);
         assert_eq!(out.exit_code, 0, "{}", out.logs);
-        let warmup = json_of(&out, "warmup", 200);
+        let warmup = body_of(&out, "warmup", 200);
         assert!(
             rules(&warmup).contains(&"pii-email".to_string()),
             "{warmup}"

@@ -1,9 +1,7 @@
 //! `--api-server-egress auto`: the discovery of the API server's addresses, against the mocked
 //! API server, with the exact requests it makes (and so the RBAC it needs).
 
-mod mock_api;
-
-use mock_api::{api_status, mock_client};
+use crate::support::mock_api::{api_status, mock_client};
 use pd_operator::apiserver::{discover, ApiEndpoint, DiscoveryError};
 use serde_json::{json, Value};
 

@@ -2,9 +2,6 @@
 //! `kube::Client`, as in kube-rs's controller-rs fixtures. Every request is recorded, so tests
 //! can pin method, path and query, content type and body.
 
-// Each test binary that includes this module uses a different part of it.
-#![allow(dead_code)]
-
 use http::{header::CONTENT_TYPE, Request, Response};
 use kube::client::Body;
 use kube::Client;

@@ -6,8 +6,6 @@
 //! `Reconciling=True` (InProgress) or `Stalled=True` (Failed); otherwise Current — whatever
 //! `Ready` says.
 
-#![allow(dead_code)]
-
 use serde_json::Value;
 
 /// kstatus's verdict on `obj` (a custom resource as JSON).

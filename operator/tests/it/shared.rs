@@ -6,16 +6,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use pd_operator::crd::RulePack;
 use pd_operator::shared::{SharedWatch, BUFFER};
-use serde_json::json;
+
+use crate::support::fixtures;
 
 fn pack(name: &str) -> RulePack {
-    serde_json::from_value(json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "RulePack",
-        "metadata": {"name": name, "namespace": "acme-prod", "generation": 1},
-        "spec": {"version": "1", "rules": [{"id": "r", "category": "other", "severity": "high",
-                 "weight": 80, "regex": "x"}]}
-    }))
-    .expect("pack")
+    fixtures::pack(name).generation(1).build()
 }
 
 /// Issue 13, problem 4: what a subscriber sees is already in the store.

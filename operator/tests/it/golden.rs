@@ -1,5 +1,5 @@
 //! Golden file: everything `render` produces for `config/samples/`. Regenerate with
-//! `UPDATE_GOLDEN=1 cargo test -p pd-operator --test golden` and review the diff.
+//! `UPDATE_GOLDEN=1 cargo test -p pd-operator --test it golden::` and review the diff.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,7 @@ fn samples_render_to_the_golden_file() {
             .unwrap_or(want.lines().count().min(yaml.lines().count()));
         panic!(
             "rendered objects differ from {} (first difference at line {}); if the change is \
-             intended, run `UPDATE_GOLDEN=1 cargo test -p pd-operator --test golden`",
+             intended, run `UPDATE_GOLDEN=1 cargo test -p pd-operator --test it golden::`",
             golden.display(),
             line + 1
         );
@@ -139,7 +139,7 @@ fn a_tenant_with_webhooks_renders_to_the_golden_file() {
 /// Golden file: what usage metering changes when scanners reach the API server — the usage
 /// ledger ConfigMap, the scanners' Role (get and patch on that one ConfigMap, by name) and the
 /// Deployment's `--usage-ledger`/`--pod-name` flags. A Tenant's `quota` changes no child: it
-/// reaches the scanners through the ledger (operator/tests/usage.rs).
+/// reaches the scanners through the ledger (operator/tests/it/usage.rs).
 #[test]
 fn a_policy_with_api_access_renders_its_usage_ledger_to_the_golden_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -189,7 +189,7 @@ fn assert_golden(golden: &Path, yaml: &str) {
     assert!(
         want == yaml,
         "rendered objects differ from {}; if the change is intended, run \
-         `UPDATE_GOLDEN=1 cargo test -p pd-operator --test golden`\n{yaml}",
+         `UPDATE_GOLDEN=1 cargo test -p pd-operator --test it golden::`\n{yaml}",
         golden.display()
     );
 }

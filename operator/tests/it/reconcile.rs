@@ -14,10 +14,9 @@ use pd_operator::controller::{
 use pd_operator::crd::{RulePack, ScanPolicy, Tenant};
 use serde_json::{json, Value};
 
-mod kstatus;
-mod mock_api;
-use kstatus::{kstatus, with_status};
-use mock_api::{api_status, finish, lines, mock_client, Recorded, TIMEOUT};
+use crate::support::fixtures;
+use crate::support::kstatus::{kstatus, with_status};
+use crate::support::mock_api::{api_status, finish, lines, mock_client, Recorded, TIMEOUT};
 
 const SSA: &str = "?&force=true&fieldManager=pd-operator";
 const APPLY_YAML: &str = "application/apply-patch+yaml";
@@ -35,42 +34,43 @@ fn assert_event(r: &Recorded, type_: &str, reason: &str, kind: &str, name: &str)
     b["note"].as_str().unwrap_or_default().to_string()
 }
 
+/// Tenant `acme` whose clients are the `app: chat` pods.
 fn tenant() -> Value {
-    json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": "acme", "uid": "tenant-uid"},
-        "spec": {"namespaces": ["acme-prod"], "apiKeysSecretRef": {"name": "acme-scanner-keys"},
-                 "clients": [{"podSelector": {"matchLabels": {"app": "chat"}}}]}
-    })
+    fixtures::tenant()
+        .uid("tenant-uid")
+        .set(
+            "/spec/clients",
+            json!([{"podSelector": {"matchLabels": {"app": "chat"}}}]),
+        )
+        .json()
 }
 
+/// ScanPolicy `acme-chat` (generation 3) with thresholds 30/60.
 fn policy() -> ScanPolicy {
-    serde_json::from_value(json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "ScanPolicy",
-        "metadata": {"name": "acme-chat", "namespace": "acme-prod", "uid": "policy-uid-42",
-                     "generation": 3, "resourceVersion": "7"},
-        "spec": {"tenantRef": {"name": "acme"}, "rulePacks": ["acme"],
-                 "thresholds": {"warn": 30, "block": 60}}
-    }))
-    .expect("policy fixture")
+    fixtures::policy("acme-chat")
+        .uid("policy-uid-42")
+        .generation(3)
+        .set("/metadata/resourceVersion", "7")
+        .set("/spec/thresholds", json!({"warn": 30, "block": 60}))
+        .build()
 }
 
+/// RulePack `name` (generation 2) with one rule `rule` matching `regex` and a test that expects
+/// `so evil` to be blocked, or, when it `extends` another pack, no tests of its own.
 fn pack(name: &str, extends: Option<&str>, regex: &str, rule: &str) -> Value {
-    let mut spec = json!({
-        "version": "1",
-        "rules": [{"id": rule, "category": "other", "severity": "high", "weight": 80, "regex": regex}],
-        "tests": [{"name": "blocks evil", "input": "so evil", "expect": {"verdict": "block"}}]
-    });
-    if let Some(e) = extends {
-        spec["extends"] = json!(e);
-        spec["tests"] = json!([]);
+    let rules = json!([{"id": rule, "category": "other", "severity": "high", "weight": 80, "regex": regex}]);
+    let pack = fixtures::pack(name)
+        .uid(&format!("{name}-uid"))
+        .generation(2)
+        .set("/spec/rules", rules);
+    match extends {
+        Some(e) => pack.set("/spec/extends", e).set("/spec/tests", json!([])),
+        None => pack.set(
+            "/spec/tests",
+            json!([{"name": "blocks evil", "input": "so evil", "expect": {"verdict": "block"}}]),
+        ),
     }
-    json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "RulePack",
-        "metadata": {"name": name, "namespace": "acme-prod", "uid": format!("{name}-uid"),
-                     "generation": 2},
-        "spec": spec
-    })
+    .json()
 }
 
 fn pack_list(items: Vec<Value>) -> Value {

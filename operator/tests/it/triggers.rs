@@ -9,25 +9,21 @@ use pd_operator::crd::{RulePack, ScanPolicy};
 use pd_operator::triggers::{with_event_pack, SpecChanges, TenantTriggers};
 use serde_json::json;
 
+use crate::support::fixtures;
+
 fn policy(name: &str, tenant: &str, generation: i64, ready: bool) -> ScanPolicy {
-    let mut v = json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "ScanPolicy",
-        "metadata": {"name": name, "namespace": "acme-prod", "generation": generation},
-        "spec": {"tenantRef": {"name": tenant}, "rulePacks": ["acme"]}
-    });
-    v["status"] = json!({"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
-        "reason": "R", "message": "", "lastTransitionTime": "2026-11-30T00:00:00Z"}]});
-    serde_json::from_value(v).expect("policy")
+    fixtures::policy(name)
+        .generation(generation)
+        .set("/spec/tenantRef/name", tenant)
+        .status(
+            json!({"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+            "reason": "R", "message": "", "lastTransitionTime": "2026-11-30T00:00:00Z"}]}),
+        )
+        .build()
 }
 
 fn pack(ns: &str, name: &str) -> RulePack {
-    serde_json::from_value(json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "RulePack",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"version": "1", "rules": [{"id": "r", "category": "other", "severity": "high",
-                 "weight": 80, "regex": "x"}]}
-    }))
-    .expect("pack")
+    fixtures::pack(name).namespace(ns).build()
 }
 
 /// Issue 13, problem 5: every ScanPolicy status write started a Tenant reconcile (a LIST plus
@@ -110,13 +106,11 @@ fn removing_a_shadowing_pack_reaches_its_policies() {
 }
 
 fn tenant(generation: i64, policies: u32) -> Tenant {
-    serde_json::from_value(json!({
-        "apiVersion": "promptdefenders.io/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": "acme", "generation": generation},
-        "spec": {"namespaces": ["acme-prod"], "apiKeysSecretRef": {"name": "k"}},
-        "status": {"policyCount": policies}
-    }))
-    .expect("tenant")
+    fixtures::tenant()
+        .generation(generation)
+        .set("/spec/apiKeysSecretRef/name", "k")
+        .status(json!({"policyCount": policies}))
+        .build()
 }
 
 /// Issue 13, problem 5: a Tenant status write reconciled every policy of the tenant. Only its
