@@ -40,7 +40,7 @@ fn a_scan_is_allowed_or_blocked_and_the_service_stops_when_told() {
 }
 
 #[test]
-fn a_missing_or_unknown_key_is_401_before_the_body_is_read() {
+fn a_missing_or_unknown_key_is_401_and_the_known_keys_still_scan() {
     let s = Service::start(|_| {});
     let unknown = s.scan("not-a-real-key-000000", r#"{"prompt": "x"}"#);
     let missing = s.request(
