@@ -88,7 +88,7 @@ fi
 if ! $check; then
   step "goldens and the detector table (UPDATE_GOLDEN=1)"
   UPDATE_GOLDEN=1 cargo test --quiet --locked -p pd-operator --test it golden:: >/dev/null
-  UPDATE_GOLDEN=1 cargo test --quiet --locked -p pd-engine --test golden >/dev/null
+  UPDATE_GOLDEN=1 cargo test --quiet --locked -p pd-engine --test it golden:: >/dev/null
   UPDATE_GOLDEN=1 cargo test --quiet --locked -p pd-engine --lib detectors::tests::docs_table >/dev/null
   git status --short -- crds charts/prompt-defenders/crds deploy scanner/openapi.json \
     docs/src operator/tests/golden engine/tests/golden

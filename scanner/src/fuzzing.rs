@@ -4,7 +4,7 @@
 //! here) so that their targets build without the service; this module adds [`http`]: a request
 //! (route, method, headers from the first byte; the rest is the body) through the real axum
 //! router with an in-memory server state, plus the rewriting of hyper's protocol-error replies.
-//! `scanner/tests/fuzz_replay.rs` replays every target's seed corpus through these functions
+//! `scanner/tests/it/fuzz_replay.rs` replays every target's seed corpus through these functions
 //! under a plain `cargo test`.
 //!
 //! Not part of the API: public only so that the fuzz crate and the replay test can call it.

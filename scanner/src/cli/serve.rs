@@ -1,10 +1,19 @@
 //! `pd-scanner serve`: the scan API over HTTP(S), with hot reload, audit records and metrics.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use pd_scanner::limits::Limits;
+use pd_scanner::serve::audit::Fsync;
+use pd_scanner::serve::audit_rotate::Rotation;
+use pd_scanner::serve::audit_writer::{AuditConfig, AuditFailure};
 use pd_scanner::serve::configmap::ConfigMapRef;
+use pd_scanner::serve::ratelimit::RateLimit;
+use pd_scanner::serve::reload::Sources;
+use pd_scanner::serve::server::HttpLimits;
+use pd_scanner::serve::{Listeners, ServeConfig};
 
 use super::{Result, EXIT_USAGE};
 
@@ -150,16 +159,24 @@ fn parse_configmap(s: &str) -> std::result::Result<ConfigMapRef, String> {
     ConfigMapRef::parse(s, pd_scanner::serve::configmap::DEFAULT_KEY).map_err(|e| e.to_string())
 }
 
+/// Builds the configuration from the flags, binds the listeners and serves until SIGTERM,
+/// SIGHUP or Ctrl-C. Exit 0 after a graceful stop, 64 for flags that do not go together.
 pub fn serve(
     files: Vec<PathBuf>,
     policy: Option<String>,
     limits: Limits,
     args: ServeArgs,
 ) -> Result<u8> {
-    use pd_scanner::serve::audit_writer::{AuditConfig, AuditFailure};
-    use pd_scanner::serve::server::HttpLimits;
-    use pd_scanner::serve::{audit::Fsync, ratelimit::RateLimit, reload::Sources, ServeConfig};
-    use std::time::Duration;
+    init_logging(&args.log_format);
+    let (listen, health_listen) = (args.listen, args.health_listen);
+    match config(files, policy, limits, args)? {
+        Some(config) => run(config, listen, health_listen),
+        None => Ok(EXIT_USAGE),
+    }
+}
+
+/// Logs go to stderr (audit records may be on stdout), filtered by `PD_LOG`.
+fn init_logging(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -167,18 +184,22 @@ pub fn serve(
             tracing_subscriber::EnvFilter::try_from_env("PD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         );
-    if args.log_format == "json" {
+    if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
-    let audit_fsync = match args.audit_fsync.as_str() {
-        "always" => Fsync::Always,
-        "never" => Fsync::Never,
-        ms => Fsync::Interval(std::time::Duration::from_millis(ms.parse().map_err(
-            |_| format!("--audit-fsync must be always, never or milliseconds, not {ms:?}"),
-        )?)),
-    };
+}
+
+/// The service's configuration from the flags; `None` after printing why two flags do not go
+/// together (a usage error).
+fn config(
+    files: Vec<PathBuf>,
+    policy: Option<String>,
+    limits: Limits,
+    args: ServeArgs,
+) -> Result<Option<ServeConfig>> {
+    let audit = audit_config(&args)?;
     let configmap = args.configmap.map(|c| ConfigMapRef {
         key: args.configmap_key,
         ..c
@@ -193,7 +214,7 @@ pub fn serve(
         (None, None) => None,
         _ => {
             eprintln!("pd-scanner: error: --tls-cert and --tls-key go together");
-            return Ok(EXIT_USAGE);
+            return Ok(None);
         }
     };
     let webhooks = match &args.webhooks {
@@ -208,18 +229,16 @@ pub fn serve(
         .unwrap_or_default();
     if args.usage_ledger.is_some() && pod_name.is_empty() {
         eprintln!("pd-scanner: error: --usage-ledger needs --pod-name (or $HOSTNAME): it names this pod's key");
-        return Ok(EXIT_USAGE);
+        return Ok(None);
     }
-    let config = ServeConfig {
+    Ok(Some(ServeConfig {
         usage_ledger: args.usage_ledger,
         usage_flush_interval: Duration::from_millis(args.usage_flush_interval_ms.max(10)),
         webhooks,
         pod_name,
         tls,
-        health_listen: args.health_listen,
         configmap,
         report_pod: args.report_pod,
-        listen: args.listen,
         sources: Sources {
             paths: files,
             policy,
@@ -233,23 +252,9 @@ pub fn serve(
         },
         max_prompt_bytes: args.max_prompt_bytes,
         max_batch: args.max_batch,
-        reload_interval: std::time::Duration::from_millis(args.reload_interval_ms.max(10)),
+        reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),
         hmac_key_file: args.hmac_key_file,
-        audit: AuditConfig {
-            file: args.audit_file,
-            stdout: args.audit_stdout,
-            fsync: audit_fsync,
-            failure: if args.audit_failure == "open" {
-                AuditFailure::Open
-            } else {
-                AuditFailure::Closed
-            },
-            timeout: Duration::from_millis(args.audit_timeout_ms.max(1)),
-            rotation: pd_scanner::serve::audit_rotate::Rotation {
-                retention_days: args.audit_retention_days,
-                max_bytes: args.audit_rotate_bytes,
-            },
-        },
+        audit,
         large_scan_slots: args.large_scan_slots.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
@@ -261,7 +266,37 @@ pub fn serve(
             max_connections: args.http_max_connections.max(1),
             shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         },
+    }))
+}
+
+/// The `--audit-*` flags.
+fn audit_config(args: &ServeArgs) -> Result<AuditConfig> {
+    let fsync = match args.audit_fsync.as_str() {
+        "always" => Fsync::Always,
+        "never" => Fsync::Never,
+        ms => Fsync::Interval(Duration::from_millis(ms.parse().map_err(|_| {
+            format!("--audit-fsync must be always, never or milliseconds, not {ms:?}")
+        })?)),
     };
+    Ok(AuditConfig {
+        file: args.audit_file.clone(),
+        stdout: args.audit_stdout,
+        fsync,
+        failure: if args.audit_failure == "open" {
+            AuditFailure::Open
+        } else {
+            AuditFailure::Closed
+        },
+        timeout: Duration::from_millis(args.audit_timeout_ms.max(1)),
+        rotation: Rotation {
+            retention_days: args.audit_retention_days,
+            max_bytes: args.audit_rotate_bytes,
+        },
+    })
+}
+
+/// Binds the listeners and serves on a multi-threaded runtime until a shutdown signal.
+fn run(config: ServeConfig, listen: SocketAddr, health_listen: Option<SocketAddr>) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -270,7 +305,10 @@ pub fn serve(
         let _in_runtime = runtime.enter();
         pd_scanner::serve::shutdown_signal()
     };
-    let served = runtime.block_on(pd_scanner::serve::run(config, shutdown));
+    let served = runtime.block_on(async move {
+        let listeners = Listeners::bind(listen, health_listen).await?;
+        pd_scanner::serve::run(config, listeners, shutdown).await
+    });
     // Scans still running on the blocking pool (their connections were dropped at the
     // deadline) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));

@@ -6,6 +6,10 @@
 //! Shutdown (SIGTERM, SIGINT, SIGHUP) stops accepting, lets in-flight requests finish within
 //! the shutdown deadline, then lets the writer write what is queued, within the same deadline
 //! (and, side by side, the webhook delivery tasks of [`webhook`] deliver theirs).
+//!
+//! [`run`] serves on [`Listeners`] its caller bound and stops when the future it is given
+//! resolves: the binary (`cli/serve.rs`) binds its flags' addresses and passes
+//! [`shutdown_signal`]; the service tests bind `127.0.0.1:0` and stop it through a channel.
 
 pub mod audit;
 pub mod audit_rotate;
@@ -30,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::net::TcpListener;
 
 use crate::engine::InputHasher;
 use audit_writer::AuditConfig;
@@ -39,10 +44,10 @@ use ratelimit::{RateLimit, RateLimiter};
 use reload::{BundleState, Sources};
 use server::HttpLimits;
 
-/// Everything `serve` is configured with (flags and `PD_*` variables).
+/// Everything `serve` is configured with (flags and `PD_*` variables), except the addresses:
+/// [`run`] is given bound [`Listeners`].
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub listen: SocketAddr,
     pub sources: Sources,
     /// Bearer keys (file or Secret directory); required unless `no_auth`.
     pub keys: Option<PathBuf>,
@@ -66,9 +71,6 @@ pub struct ServeConfig {
     /// Serve the API over TLS with these files (hot-reloaded), optionally requiring client
     /// certificates ([`tls`]).
     pub tls: Option<tls::TlsFiles>,
-    /// Also serve `/healthz`, `/readyz` and `/metrics` — and nothing else — over plain HTTP
-    /// here: probes and scrapers that cannot present a client certificate.
-    pub health_listen: Option<SocketAddr>,
     /// Signed webhook notifications of decisions ([`webhook`]), validated at start.
     pub webhooks: Vec<webhook::Webhook>,
     /// Names this scanner in webhook payloads and its key in the usage ledger (the Pod name
@@ -178,213 +180,90 @@ fn create_local_key(hmac_key_file: &std::path::Path) -> Result<PathBuf, ServeErr
 /// How often idle rate-limit buckets (per key, per peer) are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// Runs until `shutdown` resolves.
+/// The sockets the service answers on, bound by the caller before [`run`]: the binary binds
+/// the addresses of its flags, a test binds `127.0.0.1:0` and reads the port back, so the
+/// service runs in any tokio runtime.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The scan API (HTTPS when `ServeConfig::tls` is set).
+    pub api: TcpListener,
+    /// `/healthz`, `/readyz` and `/metrics` — and nothing else — over plain HTTP
+    /// (`--health-listen`): probes and scrapers that cannot present a client certificate.
+    pub health: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the API address and, when given, the health address; an error names the
+    /// address that could not be bound.
+    pub async fn bind(api: SocketAddr, health: Option<SocketAddr>) -> Result<Self, ServeError> {
+        let api = bind(api).await?;
+        let health = match health {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { api, health })
+    }
+}
+
+/// A hot-reloaded source as startup loaded it, with the fingerprint of its files taken just
+/// before loading (what the source's watch task compares against first).
+type Loaded<T> = (Arc<T>, [u8; 32]);
+
+/// What startup loaded: the handlers' shared state, plus what the background tasks and the
+/// shutdown sequence take over from it.
+struct Started {
+    state: Arc<http::AppState>,
+    /// The rule sources' fingerprint, taken before the first load.
+    sources_fingerprint: [u8; 32],
+    /// The key files' fingerprint, taken before they were loaded (`None` with `--no-auth`).
+    keys_fingerprint: Option<[u8; 32]>,
+    /// The TLS configuration and its files' fingerprint.
+    tls: Option<Loaded<tls::TlsState>>,
+    audit_writer: Option<audit_writer::AuditWriter>,
+    webhook_runner: Option<webhook::Runner>,
+}
+
+/// Serves the scan API on `listeners` until `shutdown` resolves, then stops accepting, lets
+/// requests in progress finish within the shutdown deadline, stops the reload tasks, and
+/// returns once the queued audit records and webhook deliveries are written (each within the
+/// same deadline).
+///
+/// The caller binds the sockets and decides what shutdown is (the binary: SIGTERM, SIGHUP or
+/// Ctrl-C, see [`shutdown_signal`]; a test: a channel), as in mini-redis's
+/// `server::run(listener, shutdown)`: the service tests run it in their own runtime. Startup
+/// errors (keys, HMAC key, audit file, TLS files, webhooks) are returned before anything is
+/// served; a bundle that does not load is not a startup error (the service answers not-ready
+/// and keeps watching its sources).
 pub async fn run(
     config: ServeConfig,
+    listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    config.rate.validate()?;
-    let metrics = Arc::new(Metrics::new());
-    let keys = if config.no_auth {
-        tracing::warn!(
-            "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port can scan"
-        );
-        None
-    } else {
-        let path = match &config.keys {
-            Some(p) => p.clone(),
-            None => create_local_key(&config.hmac_key_file)?,
-        };
-        // Fingerprint before loading, as for the rule sources: a change in between is seen.
-        let fingerprint = keys::fingerprint(&path);
-        let ring = Arc::new(KeyRing::load(&path)?);
-        tracing::info!(keys = ring.len(), path = %path.display(), "API keys loaded");
-        metrics.keys_loaded(ring.version(), ring.len());
-        Some((ring, fingerprint))
-    };
-    let hasher = load_or_create_hmac_key(&config.hmac_key_file)?;
-    let bundle = Arc::new(BundleState::new());
-    // Fingerprint before the first load: a change landing between the two is then seen by the
-    // first poll (at worst one redundant reload), never mistaken for the loaded state.
-    let loaded_fingerprint = {
-        let paths = config.sources.paths.clone();
-        tokio::task::spawn_blocking(move || reload::fingerprint(&paths))
-            .await
-            .map_err(|e| ServeError::Server(std::io::Error::other(e)))?
-    };
-    {
-        let (bundle, sources, metrics) = (bundle.clone(), config.sources.clone(), metrics.clone());
-        // A bad initial bundle is not fatal: the server reports not-ready and keeps watching.
-        let _ = tokio::task::spawn_blocking(move || bundle.reload(&sources, &metrics)).await;
-    }
-
-    let (audit_sink, audit_writer) = if config.audit.stdout || config.audit.file.is_some() {
-        let (sink, writer) = audit_writer::start(&config.audit, metrics.clone())?;
-        (Some(sink), Some(writer))
-    } else {
-        (None, None)
-    };
-
-    let (webhooks, webhook_runner) = if config.webhooks.is_empty() {
-        (None, None)
-    } else {
-        let (dispatcher, runner) = webhook::start(
-            config.webhooks.clone(),
-            metrics.clone(),
-            config.pod_name.clone(),
-        )?;
-        (Some(dispatcher), Some(runner))
-    };
-
-    let usage = Arc::new(usage::Usage::new(metrics.usage.clone()));
-    let state = Arc::new(http::AppState {
-        usage: usage.clone(),
-        webhooks,
-        bundle: bundle.clone(),
-        metrics: metrics.clone(),
-        keys: keys.as_ref().map(|(ring, _)| ring.clone()),
-        limiter: RateLimiter::new(config.rate),
-        auth_failures: RateLimiter::new(http::AUTH_FAILURE_LIMIT),
-        hasher,
-        max_prompt_bytes: config.max_prompt_bytes,
-        max_batch: config.max_batch,
-        body_timeout: config.http.body_timeout,
-        audit: audit_sink,
-        large_scans: http::LargeScans::new(config.large_scan_slots, config.large_scan_wait),
-    });
-    let app = http::router(state.clone());
-    // Fingerprint before loading, as for the other sources.
-    let tls = match config.tls.clone() {
-        None => None,
-        Some(files) => {
-            let metrics = metrics.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                let fingerprint = tls::fingerprint(&files);
-                tls::TlsState::load(files, &metrics).map(|s| (Arc::new(s), fingerprint))
-            })
-            .await
-            .map_err(|e| ServeError::Server(std::io::Error::other(e)))??;
-            Some(loaded)
-        }
-    };
-    let listener = bind(config.listen).await?;
-    let addr = listener.local_addr().map_err(ServeError::Server)?;
-    // The health listener is bound before "listening" is logged, so a failure to bind it is a
-    // startup error rather than a half-started server.
-    let health = match config.health_listen {
-        Some(a) => {
-            let listener = bind(a).await?;
-            let bound = listener.local_addr().map_err(ServeError::Server)?;
-            tracing::info!(addr = %bound, "health and metrics endpoints listening (plain HTTP)");
-            Some(listener)
-        }
-        None => None,
-    };
-    tracing::info!(addr = %addr, tls = tls.is_some(), client_auth = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "listening");
-
+    let started = start(&config).await?;
+    log_listening(&listeners, &config, started.tls.is_some())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = vec![tokio::spawn(reload::watch(
-        bundle.clone(),
-        config.sources.clone(),
-        metrics.clone(),
-        config.reload_interval,
-        loaded_fingerprint,
-        stop_rx.clone(),
-    ))];
-    if let Some((ring, fingerprint)) = keys {
-        tasks.push(tokio::spawn(keys::watch(
-            ring,
-            metrics.clone(),
-            config.reload_interval,
-            fingerprint,
-            stop_rx.clone(),
-        )));
-    }
-    tasks.push(tokio::spawn(sweep(state.clone(), stop_rx.clone())));
-    if let Some(target) = config.configmap.clone() {
-        tasks.push(tokio::spawn(configmap::watch(
-            target,
-            config.sources.policy.clone(),
-            config.sources.limits,
-            bundle.clone(),
-            metrics.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(pod) = config.report_pod.clone() {
-        tasks.push(tokio::spawn(podreport::run(
-            pod,
-            bundle.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(name) = config.usage_ledger.clone() {
-        tasks.push(tokio::spawn(usage::flush::run(
-            usage::flush::LedgerTarget {
-                name,
-                pod: config.pod_name.clone(),
-                interval: config.usage_flush_interval,
-                final_timeout: config.http.shutdown_timeout,
-            },
-            usage.clone(),
-            bundle.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    if let Some((state, fingerprint)) = &tls {
-        tasks.push(tokio::spawn(tls::watch(
-            state.clone(),
-            metrics.clone(),
-            config.reload_interval,
-            *fingerprint,
-            stop_rx.clone(),
-        )));
-    }
-    // One shutdown signal, fanned out to the listeners.
-    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = down_rx.clone();
-        async move {
-            let _ = rx.wait_for(|down| *down).await;
-        }
-    };
-    let health_server = health.map(|listener| {
-        tokio::spawn(server::serve(
-            listener,
-            http::health_router(state.clone()),
-            config.http,
-            metrics.clone(),
-            None,
-            stopped(),
-        ))
-    });
-    let api = server::serve(
-        listener,
-        app,
+    let tasks = spawn_background(&config, &started, stop_rx);
+    let Started {
+        state,
+        tls,
+        audit_writer,
+        webhook_runner,
+        ..
+    } = started;
+    serve_until(
+        listeners,
+        state.clone(),
         config.http,
-        metrics.clone(),
-        tls.map(|(state, _)| state),
-        stopped(),
-    );
-    tokio::pin!(api);
-    tokio::select! {
-        _ = shutdown => {
-            let _ = down_tx.send(true);
-            api.await;
-        }
-        // Not expected (the loop runs until shutdown); stop the rest the same way.
-        _ = &mut api => {
-            let _ = down_tx.send(true);
-        }
-    }
-    if let Some(h) = health_server {
-        let _ = h.await;
-    }
+        tls.map(|(tls, _)| tls),
+        shutdown,
+    )
+    .await;
     tracing::info!("connections closed; stopping");
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
+    // The last holder of the audit sink: dropping it lets the writer see the end of its queue.
     drop(state);
     // The audit writer and the webhook queues are flushed side by side, each within the
     // shutdown deadline.
@@ -402,8 +281,257 @@ pub async fn run(
     Ok(())
 }
 
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
-    tokio::net::TcpListener::bind(addr)
+/// Loads the keys, the HMAC key and the bundle, starts the audit writer and the webhook
+/// deliveries, then loads the TLS files; the first error stops startup.
+async fn start(config: &ServeConfig) -> Result<Started, ServeError> {
+    config.rate.validate()?;
+    let metrics = Arc::new(Metrics::new());
+    let keys = load_keys(config, &metrics)?;
+    let hasher = load_or_create_hmac_key(&config.hmac_key_file)?;
+    let bundle = Arc::new(BundleState::new());
+    let sources_fingerprint = load_bundle(&bundle, &config.sources, &metrics).await?;
+    let (audit, audit_writer) = if config.audit.stdout || config.audit.file.is_some() {
+        let (sink, writer) = audit_writer::start(&config.audit, metrics.clone())?;
+        (Some(sink), Some(writer))
+    } else {
+        (None, None)
+    };
+    let (webhooks, webhook_runner) = if config.webhooks.is_empty() {
+        (None, None)
+    } else {
+        let (dispatcher, runner) = webhook::start(
+            config.webhooks.clone(),
+            metrics.clone(),
+            config.pod_name.clone(),
+        )?;
+        (Some(dispatcher), Some(runner))
+    };
+    let (keys, keys_fingerprint) = keys.unzip();
+    let state = Arc::new(http::AppState {
+        usage: Arc::new(usage::Usage::new(metrics.usage.clone())),
+        webhooks,
+        bundle,
+        metrics: metrics.clone(),
+        keys,
+        limiter: RateLimiter::new(config.rate),
+        auth_failures: RateLimiter::new(http::AUTH_FAILURE_LIMIT),
+        hasher,
+        max_prompt_bytes: config.max_prompt_bytes,
+        max_batch: config.max_batch,
+        body_timeout: config.http.body_timeout,
+        audit,
+        large_scans: http::LargeScans::new(config.large_scan_slots, config.large_scan_wait),
+    });
+    let tls = load_tls(config, &metrics).await?;
+    Ok(Started {
+        state,
+        sources_fingerprint,
+        keys_fingerprint,
+        tls,
+        audit_writer,
+        webhook_runner,
+    })
+}
+
+/// The API key ring and its files' fingerprint; `None` with `--no-auth` (said loudly).
+fn load_keys(
+    config: &ServeConfig,
+    metrics: &Metrics,
+) -> Result<Option<Loaded<KeyRing>>, ServeError> {
+    if config.no_auth {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this port can scan"
+        );
+        return Ok(None);
+    }
+    let path = match &config.keys {
+        Some(p) => p.clone(),
+        None => create_local_key(&config.hmac_key_file)?,
+    };
+    // Fingerprint before loading, as for the rule sources: a change in between is seen.
+    let fingerprint = keys::fingerprint(&path);
+    let ring = Arc::new(KeyRing::load(&path)?);
+    tracing::info!(keys = ring.len(), path = %path.display(), "API keys loaded");
+    metrics.keys_loaded(ring.version(), ring.len());
+    Ok(Some((ring, fingerprint)))
+}
+
+/// Loads the first bundle into `bundle` and returns the sources' fingerprint taken before it.
+async fn load_bundle(
+    bundle: &Arc<BundleState>,
+    sources: &Sources,
+    metrics: &Arc<Metrics>,
+) -> Result<[u8; 32], ServeError> {
+    // Fingerprint before the first load: a change landing between the two is then seen by the
+    // first poll (at worst one redundant reload), never mistaken for the loaded state.
+    let fingerprint = {
+        let paths = sources.paths.clone();
+        tokio::task::spawn_blocking(move || reload::fingerprint(&paths))
+            .await
+            .map_err(|e| ServeError::Server(std::io::Error::other(e)))?
+    };
+    let (bundle, sources, metrics) = (bundle.clone(), sources.clone(), metrics.clone());
+    // A bad initial bundle is not fatal: the server reports not-ready and keeps watching.
+    let _ = tokio::task::spawn_blocking(move || bundle.reload(&sources, &metrics)).await;
+    Ok(fingerprint)
+}
+
+/// The TLS configuration (`--tls-*`) and its files' fingerprint, taken before loading them,
+/// as for the other sources.
+async fn load_tls(
+    config: &ServeConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Loaded<tls::TlsState>>, ServeError> {
+    let Some(files) = config.tls.clone() else {
+        return Ok(None);
+    };
+    let metrics = metrics.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let fingerprint = tls::fingerprint(&files);
+        tls::TlsState::load(files, &metrics).map(|s| (Arc::new(s), fingerprint))
+    })
+    .await
+    .map_err(|e| ServeError::Server(std::io::Error::other(e)))??;
+    Ok(Some(loaded))
+}
+
+/// Logs the bound addresses once startup succeeded: the health listener first, then the API
+/// (whose "listening" line is what launchers wait for).
+fn log_listening(listeners: &Listeners, config: &ServeConfig, tls: bool) -> Result<(), ServeError> {
+    let addr = listeners.api.local_addr().map_err(ServeError::Server)?;
+    if let Some(health) = &listeners.health {
+        let bound = health.local_addr().map_err(ServeError::Server)?;
+        tracing::info!(addr = %bound, "health and metrics endpoints listening (plain HTTP)");
+    }
+    let client_auth = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    tracing::info!(addr = %addr, tls, client_auth, "listening");
+    Ok(())
+}
+
+/// Starts the tasks that run beside the server until `stop`: reloading the rule sources, the
+/// keys and the TLS files, sweeping rate-limit buckets, and the optional ConfigMap watch, Pod
+/// report and usage ledger.
+fn spawn_background(
+    config: &ServeConfig,
+    started: &Started,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let state = &started.state;
+    let (bundle, metrics) = (&state.bundle, &state.metrics);
+    let mut tasks = vec![tokio::spawn(reload::watch(
+        bundle.clone(),
+        config.sources.clone(),
+        metrics.clone(),
+        config.reload_interval,
+        started.sources_fingerprint,
+        stop.clone(),
+    ))];
+    if let (Some(ring), Some(fingerprint)) = (&state.keys, started.keys_fingerprint) {
+        let watch = keys::watch(
+            ring.clone(),
+            metrics.clone(),
+            config.reload_interval,
+            fingerprint,
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(watch));
+    }
+    tasks.push(tokio::spawn(sweep(state.clone(), stop.clone())));
+    if let Some(target) = config.configmap.clone() {
+        let watch = configmap::watch(
+            target,
+            config.sources.policy.clone(),
+            config.sources.limits,
+            bundle.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(watch));
+    }
+    if let Some(pod) = config.report_pod.clone() {
+        tasks.push(tokio::spawn(podreport::run(
+            pod,
+            bundle.clone(),
+            stop.clone(),
+        )));
+    }
+    if let Some(name) = config.usage_ledger.clone() {
+        let target = usage::flush::LedgerTarget {
+            name,
+            pod: config.pod_name.clone(),
+            interval: config.usage_flush_interval,
+            final_timeout: config.http.shutdown_timeout,
+        };
+        let flush = usage::flush::run(target, state.usage.clone(), bundle.clone(), stop.clone());
+        tasks.push(tokio::spawn(flush));
+    }
+    if let Some((tls, fingerprint)) = &started.tls {
+        let watch = tls::watch(
+            tls.clone(),
+            metrics.clone(),
+            config.reload_interval,
+            *fingerprint,
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(watch));
+    }
+    tasks
+}
+
+/// Runs the API server (and the health server) until `shutdown` resolves, then until both
+/// have drained their connections within the deadline.
+async fn serve_until(
+    listeners: Listeners,
+    state: Arc<http::AppState>,
+    limits: HttpLimits,
+    tls: Option<Arc<tls::TlsState>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    // One shutdown signal, fanned out to the listeners.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = down_rx.clone();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
+    };
+    let health_server = listeners.health.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            http::health_router(state.clone()),
+            limits,
+            state.metrics.clone(),
+            None,
+            stopped(),
+        ))
+    });
+    let api = server::serve(
+        listeners.api,
+        http::router(state.clone()),
+        limits,
+        state.metrics.clone(),
+        tls,
+        stopped(),
+    );
+    drop(state);
+    tokio::pin!(api);
+    tokio::select! {
+        _ = shutdown => {
+            let _ = down_tx.send(true);
+            api.await;
+        }
+        // Not expected (the loop runs until shutdown); stop the rest the same way.
+        _ = &mut api => {
+            let _ = down_tx.send(true);
+        }
+    }
+    if let Some(h) = health_server {
+        let _ = h.await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Listen { addr, source })
 }

@@ -12,7 +12,7 @@
 //!
 //! The price of deciding locally is a bounded overshoot: scans of other pods not yet flushed
 //! (and, for other policies, not yet aggregated) are not seen. docs/src/usage.md states the
-//! bound; `scanner/tests/usage.rs` measures it.
+//! bound; `scanner/tests/it/usage.rs` measures it.
 
 pub mod flush;
 // The ledger format and periods live in the engine crate, which the operator shares.

@@ -1,6 +1,9 @@
-//! The harness of the `serve` tests: start `pd-scanner serve` for real on a loopback port and
+//! The harness of the `serve` tests: start `pd-scanner serve` for real on a loopback port
+//! ([`Server`]) or run the service inside the test's runtime ([`in_process::Service`]), and
 //! speak HTTP to it with a minimal client.
 #![allow(dead_code)]
+
+pub mod in_process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

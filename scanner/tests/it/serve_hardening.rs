@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 fn auth(key: &str) -> String {
     format!("Bearer {key}")

@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod support;
-use support::*;
+use crate::support::*;
 
 /// Runs a server writing to `dir/audit.jsonl` with `extra` flags, sends `scans` scans, stops it.
 fn serve_and_scan(dir: &Path, extra: &[&str], scans: usize) {

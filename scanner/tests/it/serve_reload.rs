@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 const GOOD: &str =
     "version: '1'\nrules:\n- {id: evil, category: other, severity: low, weight: 70, regex: 'evil'}\n";

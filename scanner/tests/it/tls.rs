@@ -16,8 +16,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 // ---- certificates ----
 

@@ -1,6 +1,6 @@
 //! Golden tests: the full JSON result for a fixed set of prompts against a frozen pack.
 //! Any change to matching, spans, scoring, redaction or the result shape shows up as a diff.
-//! Regenerate on purpose with `UPDATE_GOLDEN=1 cargo test -p pd-engine --test golden`.
+//! Regenerate on purpose with `UPDATE_GOLDEN=1 cargo test -p pd-engine --test it golden::`.
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! or hanging receiver never stalls a scan, a full queue drops the oldest and counts, and
 //! nothing of the prompt ever reaches a receiver.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -319,7 +319,7 @@ fn python_verify(dir: &Path, key: &Path, got: &Got) -> Option<bool> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/notifications.md"),
     )
     .unwrap();
-    let marker = "<!-- webhook-verify-python: tested by scanner/tests/webhook.rs -->";
+    let marker = "<!-- webhook-verify-python: tested by scanner/tests/it/webhook.rs -->";
     let after = &readme[readme
         .find(marker)
         .expect("the Notifications chapter has the Python snippet marker")..];
@@ -826,8 +826,8 @@ fn bad_webhook_files_are_refused_at_start() {
 }
 
 /// p99 scan latency with no webhooks, a healthy receiver, and a dead plus a hanging one.
-/// Figures, not an assertion: `cargo test -p pd-scanner --release --test webhook -- --ignored
-/// --nocapture p99`.
+/// Figures, not an assertion: `cargo test -p pd-scanner --release --test it -- --ignored
+/// --nocapture webhook::p99`.
 #[test]
 #[ignore]
 fn p99_scan_latency_with_and_without_webhooks() {

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod support;
-use support::*;
+use crate::support::{self, *};
 
 #[test]
 fn scans_and_verdicts() {
