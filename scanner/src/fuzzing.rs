@@ -12,6 +12,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+
 use crate::engine::InputHasher;
 
 pub use pd_engine::fuzzing::*;
@@ -121,59 +124,126 @@ pub fn http(data: &[u8]) {
     if data.len() > MAX_HTTP_BYTES + 1 {
         return;
     }
-    use axum::body::Body;
-    use axum::http::{header, Method, Request, StatusCode};
-    use http_body_util::BodyExt;
-
     let (&first, body) = data.split_first().unwrap_or((&0, &[]));
-    if let Some(reply) = crate::serve::conn_io::protocol_error_reply(body) {
-        let reply = String::from_utf8(reply).expect("reply is UTF-8");
-        let (head, body) = reply.split_once("\r\n\r\n").expect("reply has a head");
-        let len = format!("content-length: {}\r\n", body.len());
-        assert!(head.contains(&len), "content-length of the rewritten reply");
-        let v: serde_json::Value = serde_json::from_str(body).expect("reply body is JSON");
-        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string());
+    check_protocol_error_reply(body);
+
+    let shape = RequestShape::decode(first);
+    let reply = send(shape.request(body));
+    assert!(
+        STATUSES.contains(&reply.status.as_u16()),
+        "status {}",
+        reply.status
+    );
+    let json: serde_json::Value = match serde_json::from_slice(&reply.bytes) {
+        Ok(v) => v,
+        Err(_) if shape.path == "/readyz" || shape.path == "/healthz" => return,
+        Err(e) => panic!(
+            "{} answered {} with a body that is not JSON: {e}",
+            shape.path, reply.status
+        ),
+    };
+    if !reply.status.is_success() {
+        check_error_reply(&reply, &json, body);
+    }
+    if shape.scan_route && shape.method == Method::POST {
+        check_scan_decision(&shape, reply.status, &json, body);
+    }
+}
+
+/// Whatever hyper would have rejected as a protocol error is answered by our rewritten reply:
+/// it must still be a well-formed HTTP head whose content-length matches a JSON error body.
+fn check_protocol_error_reply(body: &[u8]) {
+    let Some(reply) = crate::serve::conn_io::protocol_error_reply(body) else {
+        return;
+    };
+    let reply = String::from_utf8(reply).expect("reply is UTF-8");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("reply has a head");
+    let len = format!("content-length: {}\r\n", body.len());
+    assert!(head.contains(&len), "content-length of the rewritten reply");
+    let v: serde_json::Value = serde_json::from_str(body).expect("reply body is JSON");
+    assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string());
+}
+
+/// What the first input byte chose: kept as data so that the checks can work out what the
+/// handler must have decided independently of it.
+struct RequestShape {
+    path: &'static str,
+    /// `/v1/scan` or `/v1/scan/batch`.
+    scan_route: bool,
+    method: Method,
+    content_type: Option<&'static str>,
+    auth: Option<String>,
+}
+
+impl RequestShape {
+    /// Bits 0-2 pick the route, bit 3 the method, bits 4-5 the content type, bits 6-7 the
+    /// credentials; most values go to the valid choice so that scans are reached often.
+    fn decode(first: u8) -> Self {
+        let (path, scan_route) = match first & 0x07 {
+            0..=2 => ("/v1/scan", true),
+            3 | 4 => ("/v1/scan/batch", true),
+            5 => ("/readyz", false),
+            6 => ("/healthz", false),
+            _ => ("/v1/nope", false),
+        };
+        let method = if first & 0x08 == 0 {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let content_type = match (first >> 4) & 0x03 {
+            0 | 1 => Some("application/json"),
+            2 => Some("Application/JSON; charset=utf-8"),
+            _ => None,
+        };
+        let auth = match first >> 6 {
+            0 | 1 => Some(format!("Bearer {HTTP_KEY}")),
+            2 => Some("Bearer not-the-right-token-at-all".to_string()),
+            _ => None,
+        };
+        RequestShape {
+            path,
+            scan_route,
+            method,
+            content_type,
+            auth,
+        }
     }
 
-    let (path, scan_route) = match first & 0x07 {
-        0..=2 => ("/v1/scan", true),
-        3 | 4 => ("/v1/scan/batch", true),
-        5 => ("/readyz", false),
-        6 => ("/healthz", false),
-        _ => ("/v1/nope", false),
-    };
-    let method = if first & 0x08 == 0 {
-        Method::POST
-    } else {
-        Method::GET
-    };
-    let content_type = match (first >> 4) & 0x03 {
-        0 | 1 => Some("application/json"),
-        2 => Some("Application/JSON; charset=utf-8"),
-        _ => None,
-    };
-    let auth = match first >> 6 {
-        0 | 1 => Some(format!("Bearer {HTTP_KEY}")),
-        2 => Some("Bearer not-the-right-token-at-all".to_string()),
-        _ => None,
-    };
-    let mut req = Request::builder().method(method.clone()).uri(path);
-    if let Some(ct) = content_type {
-        req = req.header(header::CONTENT_TYPE, ct);
-    }
-    if let Some(a) = &auth {
-        req = req.header(header::AUTHORIZATION, a);
-    }
-    let req = req
-        .extension(crate::serve::server::PeerAddr(
+    /// The request as the server would see it, peer address included (the rate limiters key
+    /// on it).
+    fn request(&self, body: &[u8]) -> Request<Body> {
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(self.path);
+        if let Some(ct) = self.content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        if let Some(a) = &self.auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        req.extension(crate::serve::server::PeerAddr(
             ([127, 0, 0, 1], 40000).into(),
         ))
         .body(Body::from(body.to_vec()))
-        .expect("request builds");
+        .expect("request builds")
+    }
+}
+
+/// A collected response.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+}
+
+/// Runs one request through a fresh router over the shared state, on the fixture's runtime.
+fn send(req: Request<Body>) -> Reply {
+    use http_body_util::BodyExt;
 
     let f = http_fixture();
     let router = crate::serve::http::router(f.state.clone());
-    let (status, headers, bytes) = f.runtime.block_on(async move {
+    f.runtime.block_on(async move {
         use tower_service::Service;
         let mut svc = router;
         std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut svc, cx))
@@ -182,63 +252,61 @@ pub fn http(data: &[u8]) {
         let resp = svc.call(req).await.expect("router is infallible");
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.expect("response body").to_bytes();
-        (parts.status, parts.headers, bytes)
-    });
-    assert!(STATUSES.contains(&status.as_u16()), "status {status}");
-    let json: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(_) if path == "/readyz" || path == "/healthz" => return,
-        Err(e) => panic!("{path} answered {status} with a body that is not JSON: {e}"),
-    };
-    if !status.is_success() {
-        let code = json["error"]["code"].as_str().expect("error.code");
-        let message = json["error"]["message"].as_str().expect("error.message");
-        assert!(
-            !code.is_empty()
-                && code
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-            "code {code:?}"
-        );
-        assert!(!message.is_empty());
-        // Error messages are fixed text: nothing the client sent comes back.
-        if let Ok(sent) = serde_json::from_slice::<serde_json::Value>(body) {
-            let mut strings = Vec::new();
-            json_strings(&sent, &mut strings);
-            for s in strings.into_iter().filter(|s| s.len() >= 12) {
-                assert!(!message.contains(s), "error message quotes the request");
-            }
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            bytes,
         }
-        if status == StatusCode::UNAUTHORIZED {
-            assert!(headers.contains_key(header::WWW_AUTHENTICATE));
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            assert!(headers.contains_key(header::RETRY_AFTER));
+    })
+}
+
+/// An error reply keeps the documented shape: a snake_case code, a fixed message that quotes
+/// nothing the client sent, and the headers its status promises.
+fn check_error_reply(reply: &Reply, json: &serde_json::Value, body: &[u8]) {
+    let code = json["error"]["code"].as_str().expect("error.code");
+    let message = json["error"]["message"].as_str().expect("error.message");
+    assert!(
+        !code.is_empty()
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "code {code:?}"
+    );
+    assert!(!message.is_empty());
+    // Error messages are fixed text: nothing the client sent comes back.
+    if let Ok(sent) = serde_json::from_slice::<serde_json::Value>(body) {
+        let mut strings = Vec::new();
+        json_strings(&sent, &mut strings);
+        for s in strings.into_iter().filter(|s| s.len() >= 12) {
+            assert!(!message.contains(s), "error message quotes the request");
         }
     }
-    if !(scan_route && method == Method::POST) {
-        return;
+    if reply.status == StatusCode::UNAUTHORIZED {
+        assert!(reply.headers.contains_key(header::WWW_AUTHENTICATE));
     }
-    // What the handler must have decided, worked out independently of it.
-    let authorized = auth.as_deref() == Some(&format!("Bearer {HTTP_KEY}"));
+    if reply.status == StatusCode::TOO_MANY_REQUESTS {
+        assert!(reply.headers.contains_key(header::RETRY_AFTER));
+    }
+}
+
+/// For a POST to a scan route: what the handler must have decided, worked out independently
+/// of it, in the order it checks (credentials, content type, body, limits).
+fn check_scan_decision(
+    shape: &RequestShape,
+    status: StatusCode,
+    json: &serde_json::Value,
+    body: &[u8],
+) {
+    let authorized = shape.auth.as_deref() == Some(&format!("Bearer {HTTP_KEY}"));
     if !authorized {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         return;
     }
-    if content_type.is_none() {
+    if shape.content_type.is_none() {
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         return;
     }
-    let prompts: Option<Vec<(Option<String>, String)>> = if path == "/v1/scan" {
-        serde_json::from_slice::<crate::serve::http::ScanRequest>(body)
-            .ok()
-            .map(|r| vec![(None, r.prompt)])
-    } else {
-        serde_json::from_slice::<crate::serve::http::BatchRequest>(body)
-            .ok()
-            .map(|r| r.items.into_iter().map(|i| (i.id, i.prompt)).collect())
-    };
-    let Some(prompts) = prompts else {
+    let Some(prompts) = parse_prompts(shape.path, body) else {
         assert!(
             status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY,
             "an invalid body was answered {status}"
@@ -260,8 +328,28 @@ pub fn http(data: &[u8]) {
         return;
     }
     assert_eq!(status, StatusCode::OK, "a valid request was refused");
+    check_scan_results(shape.path, &prompts, json);
+}
+
+/// The `(id, prompt)` items of a scan or batch body, or `None` when it is not a valid
+/// request; parsed with the service's own request types so that "valid" means the same.
+fn parse_prompts(path: &str, body: &[u8]) -> Option<Vec<(Option<String>, String)>> {
+    if path == "/v1/scan" {
+        serde_json::from_slice::<crate::serve::http::ScanRequest>(body)
+            .ok()
+            .map(|r| vec![(None, r.prompt)])
+    } else {
+        serde_json::from_slice::<crate::serve::http::BatchRequest>(body)
+            .ok()
+            .map(|r| r.items.into_iter().map(|i| (i.id, i.prompt)).collect())
+    }
+}
+
+/// A 200 scan holds one result per item, in order, each with a verdict and advisory spans
+/// inside its prompt.
+fn check_scan_results(path: &str, prompts: &[(Option<String>, String)], json: &serde_json::Value) {
     let results: Vec<&serde_json::Value> = if path == "/v1/scan" {
-        vec![&json]
+        vec![json]
     } else {
         json["results"]
             .as_array()

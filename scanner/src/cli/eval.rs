@@ -1,12 +1,13 @@
 //! `pd-scanner eval`: measure detection (and speed) on a labelled JSON Lines corpus.
 
 use std::io::{BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pd_scanner::bundle::{build, load_sources_with, pack_set, select_policy};
 use pd_scanner::classifier::train::TrainOptions;
-use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields};
+use pd_scanner::compile::CompiledPack;
+use pd_scanner::eval::{evaluate, read_corpus, read_texts, Fields, ItemResult, Record, Report};
 use pd_scanner::limits::Limits;
 
 use super::{excerpt, Result};
@@ -68,17 +69,12 @@ pub fn eval(
     limits: &Limits,
     args: EvalArgs,
 ) -> Result<u8> {
-    let open = |path: &PathBuf| {
-        std::fs::File::open(path)
-            .map(BufReader::new)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))
-    };
     let fields = Fields {
-        text: args.text_field,
-        label: args.label_field,
-        category: args.category_field,
-        id: args.id_field,
-        group: args.group_field,
+        text: args.text_field.clone(),
+        label: args.label_field.clone(),
+        category: args.category_field.clone(),
+        id: args.id_field.clone(),
+        group: args.group_field.clone(),
     };
     let records = read_corpus(open(&args.input)?, &fields)
         .map_err(|e| format!("{}: {e}", args.input.display()))?;
@@ -88,112 +84,166 @@ pub fn eval(
         }
         None => Vec::new(),
     };
-    let (report, items) = if let Some(model) = &args.retrain {
-        if args.warm_up.is_some() || args.baseline || args.no_prefilter {
-            return Err(
-                "--retrain measures detection only; drop --warm-up, --baseline and --no-prefilter"
-                    .into(),
-            );
-        }
-        let loaded = load_sources_with(files, limits)?;
-        let policy = select_policy(&loaded, policy)?;
-        let mut extra = Vec::new();
-        for path in &args.train {
-            let r = read_corpus(open(path)?, &fields)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            extra.extend(r.iter().map(pd_scanner::crossval::example));
-        }
-        let out = pd_scanner::crossval::cross_source(
-            &pack_set(&loaded),
-            &policy,
-            model,
-            &records,
-            &extra,
-            args.folds,
-            &TrainOptions::default(),
-        )?;
-        if !args.json {
-            outln!(
-                "cross-source: model `{model}` retrained {} times, each time without one fold of {} (grouped by `{}`), plus {} records always in training; rules unchanged; policy {}",
-                args.folds.max(2),
-                args.input.display(),
-                fields.group,
-                extra.len(),
-                policy.name
-            )?;
-        }
-        out
-    } else {
-        let mut pack = build(files, policy, limits)?;
-        if args.no_prefilter {
-            pack = pack.without_prefilter();
-        }
-        // Span regexes compile on first use; a serving scanner compiles them before a bundle
-        // goes live, so the timed pass should not pay for that either.
-        pack.warm_up();
-        let out = evaluate(&pack, &records, &warm_up).map_err(|e| match &args.warm_up {
-            Some(w) => format!("{} (warm-up {}): {e}", args.input.display(), w.display()),
-            None => format!("{}: {e}", args.input.display()),
-        })?;
-        if !args.json {
-            outln!(
-                "bundle {} {} ({} rules), policy {}",
-                pack.pack.name,
-                pack.pack.hash,
-                pack.rule_count(),
-                pack.policy.name
-            )?;
-        }
-        if args.baseline {
-            let bare = pd_scanner::baseline::BarePass::new(&pack)?;
-            let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
-            let b = pd_scanner::eval::time_bare_pass(&bare, &texts, &warm_up);
-            outln!(
-                "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
-                b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
-            )?;
-            if b.items_per_second > 0.0 {
-                outln!(
-                    "engine / bare    {:.0}%",
-                    100.0 * out.0.speed.items_per_second / b.items_per_second
-                )?;
-            }
-        }
-        out
+    let (report, items) = match &args.retrain {
+        Some(model) => cross_source(files, policy, limits, &args, &fields, &records, model)?,
+        None => timed_pass(files, policy, limits, &args, &records, &warm_up)?,
     };
     if let Some(path) = &args.out {
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-        );
-        for i in &items {
-            serde_json::to_writer(&mut w, i)?;
-            w.write_all(b"\n")?;
-        }
-        w.flush()?;
+        write_items(path, &items)?;
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         write!(std::io::stdout().lock(), "{report}")?;
     }
-    if args.show_errors > 0 {
-        let wrong = records
-            .iter()
-            .zip(&items)
-            .filter(|(_, i)| i.attack != i.detected());
-        for (r, i) in wrong.take(args.show_errors) {
-            let text = r.text.as_str();
-            outln!(
-                "{} line {} {} [{}] score {} {:?}",
-                if i.attack { "FN" } else { "FP" },
-                i.line,
-                i.category.as_deref().unwrap_or_default(),
-                i.rules.join(","),
-                i.score,
-                excerpt(text, 160)
-            )?;
-        }
-    }
+    print_errors(&records, &items, args.show_errors)?;
     Ok(0)
+}
+
+/// A corpus file opened for reading, its path in the error.
+fn open(path: &Path) -> std::result::Result<BufReader<std::fs::File>, String> {
+    std::fs::File::open(path)
+        .map(BufReader::new)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// `--retrain`: detection of a model retrained without each fold, on that fold. Speed is not
+/// measured here (every fold scans with a different model), hence the flags it refuses.
+fn cross_source(
+    files: &[PathBuf],
+    policy: Option<&str>,
+    limits: &Limits,
+    args: &EvalArgs,
+    fields: &Fields,
+    records: &[Record],
+    model: &str,
+) -> Result<(Report, Vec<ItemResult>)> {
+    if args.warm_up.is_some() || args.baseline || args.no_prefilter {
+        return Err(
+            "--retrain measures detection only; drop --warm-up, --baseline and --no-prefilter"
+                .into(),
+        );
+    }
+    let loaded = load_sources_with(files, limits)?;
+    let policy = select_policy(&loaded, policy)?;
+    let mut extra = Vec::new();
+    for path in &args.train {
+        let r = read_corpus(open(path)?, fields).map_err(|e| format!("{}: {e}", path.display()))?;
+        extra.extend(r.iter().map(pd_scanner::crossval::example));
+    }
+    let out = pd_scanner::crossval::cross_source(
+        &pack_set(&loaded),
+        &policy,
+        model,
+        records,
+        &extra,
+        args.folds,
+        &TrainOptions::default(),
+    )?;
+    if !args.json {
+        outln!(
+            "cross-source: model `{model}` retrained {} times, each time without one fold of {} (grouped by `{}`), plus {} records always in training; rules unchanged; policy {}",
+            args.folds.max(2),
+            args.input.display(),
+            fields.group,
+            extra.len(),
+            policy.name
+        )?;
+    }
+    Ok(out)
+}
+
+/// The bundle as built, over the whole corpus after the warm-up texts: detection and speed,
+/// with the bare baseline alongside when asked for.
+fn timed_pass(
+    files: &[PathBuf],
+    policy: Option<&str>,
+    limits: &Limits,
+    args: &EvalArgs,
+    records: &[Record],
+    warm_up: &[String],
+) -> Result<(Report, Vec<ItemResult>)> {
+    let mut pack = build(files, policy, limits)?;
+    if args.no_prefilter {
+        pack = pack.without_prefilter();
+    }
+    // Span regexes compile on first use; a serving scanner compiles them before a bundle
+    // goes live, so the timed pass should not pay for that either.
+    pack.warm_up();
+    let out = evaluate(&pack, records, warm_up).map_err(|e| match &args.warm_up {
+        Some(w) => format!("{} (warm-up {}): {e}", args.input.display(), w.display()),
+        None => format!("{}: {e}", args.input.display()),
+    })?;
+    if !args.json {
+        outln!(
+            "bundle {} {} ({} rules), policy {}",
+            pack.pack.name,
+            pack.pack.hash,
+            pack.rule_count(),
+            pack.policy.name
+        )?;
+    }
+    if args.baseline {
+        print_baseline(&pack, records, warm_up, out.0.speed.items_per_second)?;
+    }
+    Ok(out)
+}
+
+/// `--baseline`: times the bare pass over the same texts and warm-up, so the engine's
+/// throughput can be read as a share of the fastest a plain regex + keyword scan could go.
+fn print_baseline(
+    pack: &CompiledPack,
+    records: &[Record],
+    warm_up: &[String],
+    engine_items_per_second: f64,
+) -> Result<()> {
+    let bare = pd_scanner::baseline::BarePass::new(pack)?;
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let b = pd_scanner::eval::time_bare_pass(&bare, &texts, warm_up);
+    outln!(
+        "bare baseline    {:.0} items/s, {:.2} MB/s; p50 {:.1} us, p99 {:.1} us, max {:.1} us (same texts, same warm-up)",
+        b.items_per_second, b.megabytes_per_second, b.p50_us, b.p99_us, b.max_us
+    )?;
+    if b.items_per_second > 0.0 {
+        outln!(
+            "engine / bare    {:.0}%",
+            100.0 * engine_items_per_second / b.items_per_second
+        )?;
+    }
+    Ok(())
+}
+
+/// `--out`: one JSON line per item.
+fn write_items(path: &Path, items: &[ItemResult]) -> Result<()> {
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+    );
+    for i in items {
+        serde_json::to_writer(&mut w, i)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// `--show-errors`: the first `max` false negatives and positives, in corpus order.
+fn print_errors(records: &[Record], items: &[ItemResult], max: usize) -> Result<()> {
+    let wrong = records
+        .iter()
+        .zip(items)
+        .filter(|(_, i)| i.attack != i.detected());
+    for (r, i) in wrong.take(max) {
+        let text = r.text.as_str();
+        outln!(
+            "{} line {} {} [{}] score {} {:?}",
+            if i.attack { "FN" } else { "FP" },
+            i.line,
+            i.category.as_deref().unwrap_or_default(),
+            i.rules.join(","),
+            i.score,
+            excerpt(text, 160)
+        )?;
+    }
+    Ok(())
 }

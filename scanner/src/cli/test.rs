@@ -7,7 +7,8 @@ use clap::Args;
 use pd_scanner::bundle::{load_sources_with, pack_set, select_policy};
 use pd_scanner::compile::compile_checked;
 use pd_scanner::limits::Limits;
-use pd_scanner::testing::run_pack_tests_told;
+use pd_scanner::pack::PackTest;
+use pd_scanner::testing::{run_pack_tests_told, PackReport};
 
 use super::{excerpt, note_unbound_packs, Result};
 
@@ -42,44 +43,14 @@ pub fn test(
     let mut out = std::io::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
     for r in &reports {
-        if let Some(e) = &r.error {
-            writeln!(out, "FAIL pack {}: does not compile\n{e}", r.pack)?;
-            failed += 1;
-            continue;
-        }
         let tests = packs.get(&r.pack).map(|s| &s.tests[..]).unwrap_or_default();
-        writeln!(
-            out,
-            "{} pack {} — {} passed, {} failed  {}",
-            if r.ok() { "ok  " } else { "FAIL" },
-            r.pack,
-            r.passed(),
-            r.failed(),
-            r.hash.as_deref().unwrap_or_default()
-        )?;
-        for lint in &r.lints {
-            writeln!(out, "  note: {lint}")?;
+        print_pack(&mut out, r, tests, args.verbose)?;
+        if r.error.is_some() {
+            failed += 1;
+        } else {
+            passed += r.passed();
+            failed += r.failed();
         }
-        for (o, t) in r.outcomes.iter().zip(tests) {
-            if o.passed && !args.verbose {
-                continue;
-            }
-            writeln!(
-                out,
-                "  {} {} {:?} -> {} (score {}, rules [{}])",
-                if o.passed { "ok  " } else { "FAIL" },
-                o.name,
-                excerpt(&t.input, 70),
-                o.verdict,
-                o.score,
-                o.matched.join(", ")
-            )?;
-            for f in &o.failures {
-                writeln!(out, "       {f}")?;
-            }
-        }
-        passed += r.passed();
-        failed += r.failed();
     }
     if packs.len() > 1 || loaded.policies.is_empty() || policy.is_some() {
         // Also check that what will be served compiles, not just each pack alone: the check
@@ -103,4 +74,48 @@ pub fn test(
     }
     writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(u8::from(!ok || failed > 0))
+}
+
+/// One pack's part of the text report: its summary line, lint notes, and each failing test
+/// (every test with `--verbose`) with its input's start and what the engine decided.
+fn print_pack(
+    out: &mut impl Write,
+    r: &PackReport,
+    tests: &[PackTest],
+    verbose: bool,
+) -> std::io::Result<()> {
+    if let Some(e) = &r.error {
+        return writeln!(out, "FAIL pack {}: does not compile\n{e}", r.pack);
+    }
+    writeln!(
+        out,
+        "{} pack {} — {} passed, {} failed  {}",
+        if r.ok() { "ok  " } else { "FAIL" },
+        r.pack,
+        r.passed(),
+        r.failed(),
+        r.hash.as_deref().unwrap_or_default()
+    )?;
+    for lint in &r.lints {
+        writeln!(out, "  note: {lint}")?;
+    }
+    for (o, t) in r.outcomes.iter().zip(tests) {
+        if o.passed && !verbose {
+            continue;
+        }
+        writeln!(
+            out,
+            "  {} {} {:?} -> {} (score {}, rules [{}])",
+            if o.passed { "ok  " } else { "FAIL" },
+            o.name,
+            excerpt(&t.input, 70),
+            o.verdict,
+            o.score,
+            o.matched.join(", ")
+        )?;
+        for f in &o.failures {
+            writeln!(out, "       {f}")?;
+        }
+    }
+    Ok(())
 }

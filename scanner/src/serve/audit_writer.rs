@@ -507,80 +507,104 @@ impl Writer {
         }
         let saved = self.chain.clone();
         let rotation_events = std::mem::take(&mut self.rotation_state.events);
-        let mut lines = Vec::new();
-        let mut last = None;
-        let mut push = |r: AuditRecord, lines: &mut Vec<u8>| {
-            // Serializing strings and integers cannot fail; see `record_hash`.
-            if let Ok(mut l) = serde_json::to_vec(&r) {
-                l.push(b'\n');
-                lines.extend_from_slice(&l);
-            }
-            last = Some(Anchor {
-                seq: r.seq,
-                hash: r.hash,
-            });
-        };
-        for e in rotation_events.iter().cloned() {
-            push(self.chain.seal_event(e, now), &mut lines);
-        }
-        if let Some(e) = event {
-            push(self.chain.seal_event(e, now), &mut lines);
-        }
-        if self.unrecorded > 0 {
-            let what = match self.failure {
-                AuditFailure::Closed => "refused with 503 audit_unavailable",
-                AuditFailure::Open => "answered without a record (--audit-failure open)",
-            };
-            let e = format!(
-                "write_failed: records of {} decisions could not be written; they were {what}",
-                self.unrecorded
-            );
-            push(self.chain.seal_event(e, now), &mut lines);
-        }
-        let mut dones = Vec::with_capacity(group.len());
-        let mut n = 0u64;
-        for p in group {
-            n += p.decisions.len() as u64;
-            for d in p.decisions {
-                push(self.chain.seal(d, now), &mut lines);
-            }
-            dones.push(p.done);
-        }
-        if lines.is_empty() {
+        let sealed = self.seal(&rotation_events, event, group, now);
+        if sealed.lines.is_empty() {
             return;
         }
-        let written = self.write(&lines);
-        if written.in_file && self.rotation_state.day.is_none() {
-            self.rotation_state.day = Some(audit_rotate::utc_day(now));
-        }
-        if !written.in_file && self.file.is_some() {
-            // Not in the file: the rotation records are written with the next records.
-            self.rotation_state.events = rotation_events;
-        }
-        if written.in_file {
-            if let (Some(f), Some(a)) = (self.file.as_ref(), last.as_ref()) {
-                if let Err(e) = write_anchor(&f.anchor_path(), a) {
-                    tracing::warn!(error = %e, "audit anchor not updated");
-                }
-            }
-        }
+        let written = self.write(&sealed.lines);
+        self.note_written(written.in_file, rotation_events, sealed.last.as_ref(), now);
         let ok = match written.result {
             Ok(()) => {
                 self.up();
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, decisions = n, "audit records not written");
+                tracing::error!(error = %e, decisions = sealed.decisions, "audit records not written");
                 if !written.in_file {
                     // Nothing kept them: the next records take their places in the chain.
                     self.chain = saved;
                 }
-                self.down(n);
+                self.down(sealed.decisions);
                 false
             }
         };
-        for done in dones {
+        for done in sealed.dones {
             let _ = done.send(ok);
+        }
+    }
+
+    /// Seals the records of one commit in chain order: pending rotation records, `event`,
+    /// the `write_failed:` record owed since the last failure, then the group's decisions.
+    fn seal(
+        &mut self,
+        rotation_events: &[String],
+        event: Option<String>,
+        group: Vec<Pending>,
+        now: SystemTime,
+    ) -> Sealed {
+        let mut sealed = Sealed {
+            lines: Vec::new(),
+            last: None,
+            dones: Vec::with_capacity(group.len()),
+            decisions: 0,
+        };
+        for e in rotation_events.iter().cloned() {
+            sealed.push(self.chain.seal_event(e, now));
+        }
+        if let Some(e) = event {
+            sealed.push(self.chain.seal_event(e, now));
+        }
+        if let Some(e) = self.write_failed_event() {
+            sealed.push(self.chain.seal_event(e, now));
+        }
+        for p in group {
+            sealed.decisions += p.decisions.len() as u64;
+            for d in p.decisions {
+                sealed.push(self.chain.seal(d, now));
+            }
+            sealed.dones.push(p.done);
+        }
+        sealed
+    }
+
+    /// The `write_failed:` record saying how many decisions went unrecorded and how they were
+    /// answered, while there are any: the chain itself shows the gap.
+    fn write_failed_event(&self) -> Option<String> {
+        if self.unrecorded == 0 {
+            return None;
+        }
+        let what = match self.failure {
+            AuditFailure::Closed => "refused with 503 audit_unavailable",
+            AuditFailure::Open => "answered without a record (--audit-failure open)",
+        };
+        Some(format!(
+            "write_failed: records of {} decisions could not be written; they were {what}",
+            self.unrecorded
+        ))
+    }
+
+    /// Bookkeeping after a write, whatever its result: the active file's day, rotation records
+    /// still owed (when the file did not take them), and the anchor of the file's last record.
+    fn note_written(
+        &mut self,
+        in_file: bool,
+        rotation_events: Vec<String>,
+        last: Option<&Anchor>,
+        now: SystemTime,
+    ) {
+        if in_file && self.rotation_state.day.is_none() {
+            self.rotation_state.day = Some(audit_rotate::utc_day(now));
+        }
+        if !in_file && self.file.is_some() {
+            // Not in the file: the rotation records are written with the next records.
+            self.rotation_state.events = rotation_events;
+        }
+        if in_file {
+            if let (Some(f), Some(a)) = (self.file.as_ref(), last) {
+                if let Err(e) = write_anchor(&f.anchor_path(), a) {
+                    tracing::warn!(error = %e, "audit anchor not updated");
+                }
+            }
         }
     }
 
@@ -639,6 +663,31 @@ impl Writer {
 struct Written {
     in_file: bool,
     result: Result<(), AuditError>,
+}
+
+/// The records of one commit, sealed and serialized, and the requests waiting on them.
+struct Sealed {
+    /// JSON Lines, in chain order.
+    lines: Vec<u8>,
+    /// The last record's anchor, written next to the file once it holds the lines.
+    last: Option<Anchor>,
+    dones: Vec<oneshot::Sender<bool>>,
+    /// Decisions among the records (event records excluded): what a failure leaves unrecorded.
+    decisions: u64,
+}
+
+impl Sealed {
+    fn push(&mut self, r: AuditRecord) {
+        // Serializing strings and integers cannot fail; see `record_hash`.
+        if let Ok(mut l) = serde_json::to_vec(&r) {
+            l.push(b'\n');
+            self.lines.extend_from_slice(&l);
+        }
+        self.last = Some(Anchor {
+            seq: r.seq,
+            hash: r.hash,
+        });
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

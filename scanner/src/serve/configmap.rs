@@ -95,20 +95,8 @@ pub async fn watch(
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some(client) = client_unless_stopped(&mut stop).await else {
+    let Some(client) = client_or_files(&target, &mut stop).await else {
         return;
-    };
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(
-                error = %e,
-                configmap = %target.name,
-                "no Kubernetes API client (is the service account token mounted?); \
-                 reloading from the mounted files only"
-            );
-            return;
-        }
     };
     let namespace = target
         .namespace
@@ -124,36 +112,77 @@ pub async fn watch(
     ));
     tracing::info!(configmap = %format!("{namespace}/{}", target.name), key = %target.key, "watching the bundle ConfigMap");
 
-    let mut installer = Installer {
-        key: target.key,
-        origin,
-        policy,
-        limits,
-        state,
-        metrics,
-        seen: None,
+    let mut follower = Follower {
+        installer: Installer {
+            key: target.key,
+            origin,
+            policy,
+            limits,
+            state,
+            metrics,
+            seen: None,
+        },
+        found_in_list: false,
+        failing: false,
     };
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut found_in_list = false;
-    let mut failing = false;
     loop {
         let event = tokio::select! {
             e = events.next() => e,
             _ = stop.changed() => break,
         };
         let Some(event) = event else { break };
+        follower.handle(event).await;
+    }
+    follower.installer.set_live(false);
+}
+
+/// The API client, or `None` when shutdown comes first or there is none — the latter logged
+/// as an error, since the files then stay the only bundle source for the pod's lifetime.
+async fn client_or_files(
+    target: &ConfigMapRef,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Client> {
+    match client_unless_stopped(stop).await? {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                configmap = %target.name,
+                "no Kubernetes API client (is the service account token mounted?); \
+                 reloading from the mounted files only"
+            );
+            None
+        }
+    }
+}
+
+/// Follows the watch's events: installs what it lists or changes, and hands the bundle source
+/// back to the files whenever the watch cannot vouch for being current.
+struct Follower {
+    installer: Installer,
+    /// Whether the current (re)list found the ConfigMap: a list without it leaves the files
+    /// in charge.
+    found_in_list: bool,
+    /// Whether the watch is in an outage, so that it is logged once, not on every retry.
+    failing: bool,
+}
+
+impl Follower {
+    async fn handle(&mut self, event: Result<Event<ConfigMap>, watcher::Error>) {
+        let installer = &mut self.installer;
         match event {
-            Ok(Event::Init) => found_in_list = false,
+            Ok(Event::Init) => self.found_in_list = false,
             Ok(Event::InitApply(cm)) => {
-                found_in_list = true;
+                self.found_in_list = true;
                 installer.apply(&cm).await;
             }
             Ok(Event::InitDone) => {
-                failing = false;
-                if !found_in_list {
+                self.failing = false;
+                if !self.found_in_list {
                     tracing::warn!(configmap = %installer.origin.display(), "the bundle ConfigMap does not exist; reloading from the mounted files");
                 }
-                installer.set_live(found_in_list);
+                installer.set_live(self.found_in_list);
             }
             Ok(Event::Apply(cm)) => {
                 installer.apply(&cm).await;
@@ -169,11 +198,11 @@ pub async fn watch(
             Err(e) => {
                 // Said once per outage (the first failure after start or after being synced),
                 // so a watch that never connects (RBAC, NetworkPolicy) is visible in the log.
-                if failing {
+                if self.failing {
                     tracing::debug!(error = %e, "ConfigMap watch still failing");
                 } else {
                     tracing::warn!(error = %e, "ConfigMap watch failing; reloading from the mounted files until it is back");
-                    failing = true;
+                    self.failing = true;
                 }
                 // The files may have loaded something meanwhile: after reconnecting, install
                 // what the API holds even if the watch saw that text before.
@@ -183,7 +212,6 @@ pub async fn watch(
             }
         }
     }
-    installer.set_live(false);
 }
 
 /// Turns the watched ConfigMap's value into the served bundle.

@@ -176,6 +176,8 @@ enum Attempt {
     Rejected(u16),
     /// Retry (with the outcome label).
     Retry(&'static str),
+    /// The request could not be built: give up (already counted as an `error` attempt).
+    Unsendable,
 }
 
 /// Sends one batch, retrying transient failures. The body and `X-PD-Event-Id` are fixed for
@@ -187,42 +189,124 @@ async fn deliver(
     batch: Vec<Arc<payload::Event>>,
     stop: &mut watch::Receiver<Option<Instant>>,
 ) {
-    let w = &sink.webhook;
-    let spec = &w.spec;
-    let metrics = &sink.metrics;
-    let n = batch.len() as u64;
-    let delivery_id = hex::encode(rand::random::<[u8; 16]>());
-    let body = Bytes::from(payload::render(
-        spec.format,
-        &w.name,
-        &delivery_id,
-        &batch,
-        spec.link_template.as_deref(),
-    ));
-    drop(batch);
-    let keys = sink.signing_keys();
-    if keys.is_empty() {
-        // Never unsigned: a webhook whose key file is missing refuses its events, counted.
-        metrics.webhook_events(&w.name, "no_key", n);
-        tracing::warn!(webhook = %w.name, events = n, "no signing key (missing key file): events not delivered");
+    let Some(delivery) = Delivery::prepare(sink, batch) else {
         return;
-    }
-    let timeout = Duration::from_millis(spec.timeout_ms);
+    };
+    let retry = &sink.webhook.spec.retry;
     let mut attempt: u32 = 0;
     loop {
-        let now = Instant::now();
-        let limit = match deadline(stop) {
-            Some(d) if d <= now => {
-                metrics.webhook_events(&w.name, "failed", n);
-                tracing::warn!(webhook = %w.name, events = n, "shutdown deadline reached: delivery abandoned");
+        let Some(limit) = delivery.time_limit(stop) else {
+            delivery.abandon();
+            return;
+        };
+        match delivery.attempt(client, limit).await {
+            Attempt::Delivered => {
+                delivery.count("delivered");
                 return;
             }
-            Some(d) => timeout.min(d - now),
-            None => timeout,
-        };
+            Attempt::Rejected(status) => {
+                delivery.count("rejected");
+                tracing::warn!(webhook = %delivery.name(), status, events = delivery.events, "webhook receiver refused the delivery (4xx): not retried");
+                return;
+            }
+            Attempt::Unsendable => {
+                delivery.count("failed");
+                return;
+            }
+            Attempt::Retry(outcome) if attempt >= retry.max_retries => {
+                delivery.count("failed");
+                tracing::warn!(webhook = %delivery.name(), outcome, attempts = attempt + 1, events = delivery.events, "webhook delivery failed after retries");
+                return;
+            }
+            Attempt::Retry(outcome) => {
+                let backoff = backoff(attempt, retry.initial_backoff_ms, retry.max_backoff_ms);
+                tracing::debug!(webhook = %delivery.name(), outcome, attempt = attempt + 1, backoff_ms = backoff.as_millis() as u64, "webhook delivery will be retried");
+                if !sleep_until_or_deadline(Instant::now() + backoff, stop).await {
+                    delivery.abandon();
+                    return;
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// One batch rendered for sending: what stays the same across its attempts.
+struct Delivery<'a> {
+    sink: &'a Sink,
+    /// `X-PD-Event-Id`: the receiver's key for de-duplicating retries.
+    id: String,
+    body: Bytes,
+    keys: Vec<Vec<u8>>,
+    /// Events in the batch, the unit of `pd_webhook_events_total`.
+    events: u64,
+}
+
+impl<'a> Delivery<'a> {
+    /// Renders the batch (then drops it: only the body is kept across retries); `None`, with
+    /// the events counted as `no_key`, when no signing key can be read — never sent unsigned.
+    fn prepare(sink: &'a Sink, batch: Vec<Arc<payload::Event>>) -> Option<Self> {
+        let w = &sink.webhook;
+        let events = batch.len() as u64;
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let body = Bytes::from(payload::render(
+            w.spec.format,
+            &w.name,
+            &id,
+            &batch,
+            w.spec.link_template.as_deref(),
+        ));
+        drop(batch);
+        let keys = sink.signing_keys();
+        if keys.is_empty() {
+            // Never unsigned: a webhook whose key file is missing refuses its events, counted.
+            sink.metrics.webhook_events(&w.name, "no_key", events);
+            tracing::warn!(webhook = %w.name, events, "no signing key (missing key file): events not delivered");
+            return None;
+        }
+        Some(Delivery {
+            sink,
+            id,
+            body,
+            keys,
+            events,
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.sink.webhook.name
+    }
+
+    /// Counts the batch's events under `result`.
+    fn count(&self, result: &str) {
+        self.sink
+            .metrics
+            .webhook_events(self.name(), result, self.events);
+    }
+
+    /// The shutdown deadline cut the delivery short: its events count as failed.
+    fn abandon(&self) {
+        self.count("failed");
+        tracing::warn!(webhook = %self.name(), events = self.events, "shutdown deadline reached: delivery abandoned");
+    }
+
+    /// The time the next attempt may take: the configured timeout, shortened to the shutdown
+    /// deadline; `None` once that deadline has passed.
+    fn time_limit(&self, stop: &watch::Receiver<Option<Instant>>) -> Option<Duration> {
+        let timeout = Duration::from_millis(self.sink.webhook.spec.timeout_ms);
+        let now = Instant::now();
+        match deadline(stop) {
+            Some(d) if d <= now => None,
+            Some(d) => Some(timeout.min(d - now)),
+            None => Some(timeout),
+        }
+    }
+
+    /// The POST of this attempt, signed over a fresh timestamp.
+    fn request(&self) -> Result<hyper::Request<Full<Bytes>>, hyper::http::Error> {
         let timestamp = sign::unix_now().to_string();
-        let signature = sign::header(&keys, &timestamp, &body);
-        let request = hyper::Request::post(w.uri.clone())
+        let signature = sign::header(&self.keys, &timestamp, &self.body);
+        hyper::Request::post(self.sink.webhook.uri.clone())
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(
                 hyper::header::USER_AGENT,
@@ -230,16 +314,17 @@ async fn deliver(
             )
             .header("x-pd-timestamp", &timestamp)
             .header("x-pd-signature", &signature)
-            .header("x-pd-event-id", &delivery_id)
-            .body(Full::new(body.clone()));
-        let request = match request {
-            Ok(r) => r,
-            Err(_) => {
-                // Not expected: the URI was validated and the header values are ASCII.
-                metrics.webhook_attempt(&w.name, "error");
-                metrics.webhook_events(&w.name, "failed", n);
-                return;
-            }
+            .header("x-pd-event-id", &self.id)
+            .body(Full::new(self.body.clone()))
+    }
+
+    /// One attempt within `limit`, timed and counted in `pd_webhook_attempts_total`.
+    async fn attempt(&self, client: &HttpClient, limit: Duration) -> Attempt {
+        let metrics = &self.sink.metrics;
+        let Ok(request) = self.request() else {
+            // Not expected: the URI was validated and the header values are ASCII.
+            metrics.webhook_attempt(self.name(), "error");
+            return Attempt::Unsendable;
         };
         let started = Instant::now();
         let outcome = tokio::time::timeout(limit, async {
@@ -253,67 +338,42 @@ async fn deliver(
         })
         .await;
         metrics.webhook_delivery_seconds(started.elapsed().as_secs_f64());
-        let result = match outcome {
-            Err(_) => {
-                metrics.webhook_attempt(&w.name, "timeout");
-                Attempt::Retry("timeout")
-            }
-            Ok(Err(e)) => {
-                let outcome = if e.is_connect() {
-                    "connect_error"
-                } else {
-                    "error"
-                };
-                metrics.webhook_attempt(&w.name, outcome);
-                Attempt::Retry(outcome)
-            }
-            Ok(Ok(status)) if status.is_success() => {
-                metrics.webhook_attempt(&w.name, "success");
-                Attempt::Delivered
-            }
-            Ok(Ok(status)) if status.is_client_error() && status != 408 && status != 429 => {
-                metrics.webhook_attempt(&w.name, "client_error");
-                Attempt::Rejected(status.as_u16())
-            }
-            Ok(Ok(status)) => {
-                let outcome = if status.is_client_error() {
-                    "client_error"
-                } else {
-                    "server_error"
-                };
-                metrics.webhook_attempt(&w.name, outcome);
-                Attempt::Retry(outcome)
-            }
-        };
-        match result {
-            Attempt::Delivered => {
-                metrics.webhook_events(&w.name, "delivered", n);
-                return;
-            }
-            Attempt::Rejected(status) => {
-                metrics.webhook_events(&w.name, "rejected", n);
-                tracing::warn!(webhook = %w.name, status, events = n, "webhook receiver refused the delivery (4xx): not retried");
-                return;
-            }
-            Attempt::Retry(outcome) if attempt >= spec.retry.max_retries => {
-                metrics.webhook_events(&w.name, "failed", n);
-                tracing::warn!(webhook = %w.name, outcome, attempts = attempt + 1, events = n, "webhook delivery failed after retries");
-                return;
-            }
-            Attempt::Retry(outcome) => {
-                let backoff = backoff(
-                    attempt,
-                    spec.retry.initial_backoff_ms,
-                    spec.retry.max_backoff_ms,
-                );
-                tracing::debug!(webhook = %w.name, outcome, attempt = attempt + 1, backoff_ms = backoff.as_millis() as u64, "webhook delivery will be retried");
-                if !sleep_until_or_deadline(Instant::now() + backoff, stop).await {
-                    metrics.webhook_events(&w.name, "failed", n);
-                    tracing::warn!(webhook = %w.name, events = n, "shutdown deadline reached: delivery abandoned");
-                    return;
-                }
-                attempt += 1;
-            }
+        let (label, result) = classify(outcome);
+        metrics.webhook_attempt(self.name(), label);
+        result
+    }
+}
+
+/// The outcome label of an attempt and what to do next: a 4xx other than 408/429 means the
+/// receiver refused this body, so sending it again cannot help; anything else not 2xx may pass
+/// on a retry.
+fn classify(
+    outcome: Result<
+        Result<hyper::StatusCode, hyper_util::client::legacy::Error>,
+        tokio::time::error::Elapsed,
+    >,
+) -> (&'static str, Attempt) {
+    match outcome {
+        Err(_) => ("timeout", Attempt::Retry("timeout")),
+        Ok(Err(e)) => {
+            let outcome = if e.is_connect() {
+                "connect_error"
+            } else {
+                "error"
+            };
+            (outcome, Attempt::Retry(outcome))
+        }
+        Ok(Ok(status)) if status.is_success() => ("success", Attempt::Delivered),
+        Ok(Ok(status)) if status.is_client_error() && status != 408 && status != 429 => {
+            ("client_error", Attempt::Rejected(status.as_u16()))
+        }
+        Ok(Ok(status)) => {
+            let outcome = if status.is_client_error() {
+                "client_error"
+            } else {
+                "server_error"
+            };
+            (outcome, Attempt::Retry(outcome))
         }
     }
 }
