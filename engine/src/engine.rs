@@ -212,6 +212,12 @@ impl CompiledPack {
         self.conclude(text, hits, hasher, started)
     }
 
+    /// Scans one layer (the prompt, or a run decoded from it) and recurses into the runs its
+    /// open decode gates find.
+    ///
+    /// Whole on purpose: it is the hot scan path, and it reads top to bottom in match order —
+    /// primary set (which also opens the decode gates), original-text set, decoded-text set,
+    /// keywords, classifiers, then the decoders — with the matchers already in helpers.
     fn scan_layer(
         &self,
         text: &str,

@@ -258,117 +258,34 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
     let mut bare_seen = false;
     let mut documents = 0;
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let origin = Origin {
-            path: path.to_path_buf(),
-            document: i + 1,
+        let at = DocAt {
+            text,
+            index: i,
+            origin: Origin {
+                path: path.to_path_buf(),
+                document: i + 1,
+            },
         };
-        // Semantic errors carry the document's first line; the parser's carry their own.
-        let invalid = |bad: Bad| {
-            LoadError::invalid(
-                origin.clone(),
-                document_line(text, i + 1),
-                None,
-                bad.summary,
-                bad.message,
-            )
-        };
-        let value = match <Value as serde::Deserialize>::deserialize(doc) {
-            Ok(v) => v,
-            Err(e) => return Err(syntax_error(text, origin, &e)),
-        };
-        let map = match value {
-            Value::Null => continue,
-            Value::Mapping(m) => m,
-            other => {
-                return Err(invalid(Bad::plain(format!(
-                    "expected a mapping (a rule pack or a custom resource), found {}",
-                    kind_of(&other)
-                ))))
-            }
+        let Some(map) = at.mapping(doc)? else {
+            continue;
         };
         documents += 1;
-        // Schema errors are located by deserializing the document again, typed, from the
-        // text: only then does the parser know where the offending field is.
-        let schema = |bad: Bad, typed: fn(&str, usize) -> Option<serde_yaml::Location>| {
-            let mut e = invalid(bad);
-            if let (Some(loc), LoadError::Invalid(d)) = (typed(text, i), &mut e) {
-                d.line = Some(loc.line());
-                d.column = Some(loc.column());
-            }
-            e
-        };
-        match classify(&map).map_err(&invalid)? {
+        match classify(&map).map_err(|b| at.invalid(b))? {
             Doc::BarePack => {
                 if bare_seen {
-                    return Err(invalid(Bad::plain(
+                    return Err(at.invalid(Bad::plain(
                         "a file may hold only one bare rule pack (its name is the file name); use RulePack resources for several",
                     )));
                 }
                 bare_seen = true;
-                let name = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                validate_name(&name).map_err(&invalid)?;
-                let spec = pack_spec(Value::Mapping(map), &name)
-                    .map_err(|b| schema(b, locate::<RulePackSpec>))?;
-                add_pack(loaded, name, spec, origin)?;
+                at.add_bare_pack(map, loaded)?;
             }
-            Doc::RulePack { name, spec } => {
-                let spec = pack_spec(spec, &name)
-                    .map_err(|b| schema(b, locate::<Resource<RulePackSpec>>))?;
-                add_pack(loaded, name, spec, origin)?;
-            }
+            Doc::RulePack { name, spec } => at.add_rule_pack(name, spec, loaded)?,
             Doc::ScanPolicy { name, tenant, spec } => {
-                let spec = policy_spec(spec, &name).map_err(&invalid)?;
-                if let Some((_, first)) = loaded.policies.iter().find(|(p, _)| p.name == name) {
-                    return Err(LoadError::DuplicatePolicy {
-                        name,
-                        first: first.clone(),
-                        second: origin,
-                    });
-                }
-                loaded
-                    .policies
-                    .push((Policy { name, tenant, spec }, origin));
+                at.add_scan_policy(name, tenant, spec, loaded)?
             }
-            Doc::Bundle { spec } => {
-                let bundle: BundleSpec = serde_yaml::from_value(spec).map_err(|e| {
-                    schema(
-                        Bad::hiding(
-                            "scan bundle: does not match the ScanBundle format (an unknown or missing field, or a value of the wrong type)",
-                            format!("scan bundle: {e}"),
-                        ),
-                        locate::<Resource<BundleSpec>>,
-                    )
-                })?;
-                bundle.policy.spec.validate().map_err(|e| {
-                    invalid(Bad::hiding(
-                        format!(
-                            "scan bundle policy {}: {e}",
-                            shown_name(&bundle.policy.name)
-                        ),
-                        format!("scan bundle policy `{}`: {e}", bundle.policy.name),
-                    ))
-                })?;
-                for (name, spec) in bundle.packs {
-                    validate_name(&name).map_err(&invalid)?;
-                    add_pack(loaded, name, spec, origin.clone())?;
-                }
-                if let Some((_, first)) = loaded
-                    .policies
-                    .iter()
-                    .find(|(p, _)| p.name == bundle.policy.name)
-                {
-                    return Err(LoadError::DuplicatePolicy {
-                        name: bundle.policy.name,
-                        first: first.clone(),
-                        second: origin,
-                    });
-                }
-                loaded.policies.push((bundle.policy, origin));
-            }
-            Doc::Skipped(what) => loaded.skipped.push(format!("{what} in {origin}")),
+            Doc::Bundle { spec } => at.add_bundle(spec, loaded)?,
+            Doc::Skipped(what) => loaded.skipped.push(format!("{what} in {}", at.origin)),
         }
     }
     if documents == 0 {
@@ -376,6 +293,137 @@ pub fn load_str(text: &str, path: &Path, loaded: &mut Loaded) -> Result<(), Load
             path: path.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// One document of a file's text, being loaded: where it is, to locate its errors.
+struct DocAt<'t> {
+    text: &'t str,
+    /// 0-based position among the file's documents.
+    index: usize,
+    origin: Origin,
+}
+
+impl DocAt<'_> {
+    /// Semantic errors carry the document's first line; the parser's carry their own.
+    fn invalid(&self, bad: Bad) -> LoadError {
+        LoadError::invalid(
+            self.origin.clone(),
+            document_line(self.text, self.index + 1),
+            None,
+            bad.summary,
+            bad.message,
+        )
+    }
+
+    /// Schema errors are located by deserializing the document again, typed (as `typed` does),
+    /// from the text: only then does the parser know where the offending field is.
+    fn schema(
+        &self,
+        bad: Bad,
+        typed: fn(&str, usize) -> Option<serde_yaml::Location>,
+    ) -> LoadError {
+        let mut e = self.invalid(bad);
+        if let (Some(loc), LoadError::Invalid(d)) = (typed(self.text, self.index), &mut e) {
+            d.line = Some(loc.line());
+            d.column = Some(loc.column());
+        }
+        e
+    }
+
+    /// The document as a mapping; `None` for an empty document (a stray `---`), which is
+    /// skipped rather than counted.
+    fn mapping(&self, doc: serde_yaml::Deserializer<'_>) -> Result<Option<Mapping>, LoadError> {
+        let value = match <Value as serde::Deserialize>::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => return Err(syntax_error(self.text, self.origin.clone(), &e)),
+        };
+        match value {
+            Value::Null => Ok(None),
+            Value::Mapping(m) => Ok(Some(m)),
+            other => Err(self.invalid(Bad::plain(format!(
+                "expected a mapping (a rule pack or a custom resource), found {}",
+                kind_of(&other)
+            )))),
+        }
+    }
+
+    /// A bare rule pack is named for its file (the file's stem), so that name must be valid.
+    fn add_bare_pack(self, map: Mapping, loaded: &mut Loaded) -> Result<(), LoadError> {
+        let name = self
+            .origin
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        validate_name(&name).map_err(|b| self.invalid(b))?;
+        let spec = pack_spec(Value::Mapping(map), &name)
+            .map_err(|b| self.schema(b, locate::<RulePackSpec>))?;
+        add_pack(loaded, name, spec, self.origin)
+    }
+
+    fn add_rule_pack(
+        self,
+        name: String,
+        spec: Value,
+        loaded: &mut Loaded,
+    ) -> Result<(), LoadError> {
+        let spec =
+            pack_spec(spec, &name).map_err(|b| self.schema(b, locate::<Resource<RulePackSpec>>))?;
+        add_pack(loaded, name, spec, self.origin)
+    }
+
+    fn add_scan_policy(
+        self,
+        name: String,
+        tenant: Option<String>,
+        spec: Value,
+        loaded: &mut Loaded,
+    ) -> Result<(), LoadError> {
+        let spec = policy_spec(spec, &name).map_err(|b| self.invalid(b))?;
+        add_policy(loaded, Policy { name, tenant, spec }, self.origin)
+    }
+
+    /// A bundle's policy is validated before any of its packs is added, and its packs are
+    /// added before its policy, as a policy and the packs it binds come from one document.
+    fn add_bundle(self, spec: Value, loaded: &mut Loaded) -> Result<(), LoadError> {
+        let bundle: BundleSpec = serde_yaml::from_value(spec).map_err(|e| {
+            self.schema(
+                Bad::hiding(
+                    "scan bundle: does not match the ScanBundle format (an unknown or missing field, or a value of the wrong type)",
+                    format!("scan bundle: {e}"),
+                ),
+                locate::<Resource<BundleSpec>>,
+            )
+        })?;
+        bundle.policy.spec.validate().map_err(|e| {
+            self.invalid(Bad::hiding(
+                format!(
+                    "scan bundle policy {}: {e}",
+                    shown_name(&bundle.policy.name)
+                ),
+                format!("scan bundle policy `{}`: {e}", bundle.policy.name),
+            ))
+        })?;
+        for (name, spec) in bundle.packs {
+            validate_name(&name).map_err(|b| self.invalid(b))?;
+            add_pack(loaded, name, spec, self.origin.clone())?;
+        }
+        add_policy(loaded, bundle.policy, self.origin)
+    }
+}
+
+/// Policy names are unique across everything loaded: a second policy of one name would
+/// silently shadow the first.
+fn add_policy(loaded: &mut Loaded, policy: Policy, origin: Origin) -> Result<(), LoadError> {
+    if let Some((_, first)) = loaded.policies.iter().find(|(p, _)| p.name == policy.name) {
+        return Err(LoadError::DuplicatePolicy {
+            name: policy.name,
+            first: first.clone(),
+            second: origin,
+        });
+    }
+    loaded.policies.push((policy, origin));
     Ok(())
 }
 

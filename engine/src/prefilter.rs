@@ -343,6 +343,90 @@ pub struct Prefilter {
     widest_group: usize,
 }
 
+/// The atoms of a set's patterns, each distinct byte string once (one automaton pattern), with
+/// every use of it: patterns sharing an atom share its occurrences.
+#[derive(Default)]
+struct AtomIndex {
+    /// Distinct atom bytes, in the order first seen: the automaton's patterns.
+    bytes: Vec<Vec<u8>>,
+    /// For each entry of `bytes`: its uses, one per distinct boundary check.
+    uses: Vec<Vec<AtomUse>>,
+}
+
+impl AtomIndex {
+    /// Notes that `pattern` is found through `atom`.
+    fn add(&mut self, pattern: usize, atom: atoms::Atom) {
+        let j = match self.bytes.iter().position(|x| *x == atom.bytes) {
+            Some(j) => j,
+            None => {
+                self.bytes.push(atom.bytes.clone());
+                self.uses.push(Vec::new());
+                self.bytes.len() - 1
+            }
+        };
+        let uses = &mut self.uses[j];
+        match uses.iter_mut().find(|u| u.atom == atom) {
+            Some(u) => u.patterns.push(pattern),
+            None => uses.push(AtomUse {
+                atom,
+                patterns: vec![pattern],
+            }),
+        }
+    }
+
+    /// The automaton over every atom; `None` when no pattern has atoms.
+    fn automaton(&self) -> Result<Option<AhoCorasick>, BuildError> {
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        case_insensitive_automaton(&self.bytes)
+            .map(Some)
+            .map_err(|e| BuildError::Atoms(e.to_string()))
+    }
+}
+
+/// The residual patterns too large for a DFA of their own (`lazy`), grouped by gate like the
+/// small DFAs, so one lazy search serves every pattern a gate lets through.
+fn lazy_groups(sources: &[String], lazy: &[usize]) -> Vec<(GateSpec, Vec<usize>)> {
+    let mut groups: Vec<(GateSpec, Vec<usize>)> = Vec::new();
+    for &p in lazy {
+        let g = GateSpec::of(&sources[p]);
+        match groups.iter_mut().find(|(k, _)| k.shares_pass_with(g)) {
+            Some((k, members)) => {
+                *k = k.join(g);
+                members.push(p);
+            }
+            None => groups.push((g, vec![p])),
+        }
+    }
+    groups
+}
+
+/// One group of lazy patterns as a lazy DFA with a bounded cache, so a set too large to build
+/// ahead of time still costs bounded memory.
+fn lazy_residual(
+    sources: &[String],
+    gate: GateSpec,
+    members: Vec<usize>,
+) -> Result<ResidualDfa, BuildError> {
+    let pats: Vec<&str> = members.iter().map(|&i| sources[i].as_str()).collect();
+    let re = meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::All)
+                .nfa_size_limit(Some(LAZY_SET_SIZE))
+                .hybrid_cache_capacity(LAZY_DFA_SIZE),
+        )
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .build_many(&pats)
+        .map_err(|e| BuildError::Regex(e.to_string()))?;
+    Ok(ResidualDfa {
+        shapes: Shapes::Lazy(re),
+        patterns: members,
+        gate: gate.build(),
+    })
+}
+
 /// Why a set's prefilter could not be built.
 #[derive(Debug)]
 pub enum BuildError {
@@ -355,78 +439,27 @@ pub enum BuildError {
 impl Prefilter {
     /// Builds the prefilter of `sources` (patterns already validated one by one).
     pub fn build(sources: &[String]) -> Result<Prefilter, BuildError> {
-        let mut atom_list: Vec<Vec<u8>> = Vec::new();
-        let mut atom_patterns: Vec<Vec<AtomUse>> = Vec::new();
+        let mut index = AtomIndex::default();
         let mut residual_patterns = Vec::new();
         let mut confirm: Vec<Confirm> = Vec::with_capacity(sources.len());
         for (i, src) in sources.iter().enumerate() {
-            let list = atoms::atoms(src);
-            confirm.push(match list {
-                Some(_) => Confirm::of(src),
-                None => Confirm::Whole,
-            });
-            match list {
+            match atoms::atoms(src) {
                 Some(list) => {
+                    confirm.push(Confirm::of(src));
                     for a in list {
-                        let j = match atom_list.iter().position(|x| *x == a.bytes) {
-                            Some(j) => j,
-                            None => {
-                                atom_list.push(a.bytes.clone());
-                                atom_patterns.push(Vec::new());
-                                atom_list.len() - 1
-                            }
-                        };
-                        let uses = &mut atom_patterns[j];
-                        match uses.iter_mut().find(|u| u.atom == a) {
-                            Some(u) => u.patterns.push(i),
-                            None => uses.push(AtomUse {
-                                atom: a,
-                                patterns: vec![i],
-                            }),
-                        }
+                        index.add(i, a);
                     }
                 }
-                None => residual_patterns.push(i),
-            }
-        }
-        let atoms = if atom_list.is_empty() {
-            None
-        } else {
-            Some(
-                case_insensitive_automaton(&atom_list)
-                    .map_err(|e| BuildError::Atoms(e.to_string()))?,
-            )
-        };
-        let (mut residual, lazy, sizes) = residual_dfas(sources, &residual_patterns);
-        // The lazy ones, grouped by gate like the small DFAs.
-        let mut groups: Vec<(GateSpec, Vec<usize>)> = Vec::new();
-        for &p in &lazy {
-            let g = GateSpec::of(&sources[p]);
-            match groups.iter_mut().find(|(k, _)| k.shares_pass_with(g)) {
-                Some((k, members)) => {
-                    *k = k.join(g);
-                    members.push(p);
+                None => {
+                    confirm.push(Confirm::Whole);
+                    residual_patterns.push(i);
                 }
-                None => groups.push((g, vec![p])),
             }
         }
-        for (gate, members) in groups {
-            let pats: Vec<&str> = members.iter().map(|&i| sources[i].as_str()).collect();
-            let re = meta::Regex::builder()
-                .configure(
-                    meta::Config::new()
-                        .match_kind(MatchKind::All)
-                        .nfa_size_limit(Some(LAZY_SET_SIZE))
-                        .hybrid_cache_capacity(LAZY_DFA_SIZE),
-                )
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
-                .build_many(&pats)
-                .map_err(|e| BuildError::Regex(e.to_string()))?;
-            residual.push(ResidualDfa {
-                shapes: Shapes::Lazy(re),
-                patterns: members,
-                gate: gate.build(),
-            });
+        let atoms = index.automaton()?;
+        let (mut residual, lazy, sizes) = residual_dfas(sources, &residual_patterns);
+        for (gate, members) in lazy_groups(sources, &lazy) {
+            residual.push(lazy_residual(sources, gate, members)?);
         }
         let widest_group = residual
             .iter()
@@ -436,7 +469,7 @@ impl Prefilter {
         Ok(Prefilter {
             len: sources.len(),
             atoms,
-            atom_patterns,
+            atom_patterns: index.uses,
             confirm,
             residual,
             residual_patterns: sizes,

@@ -187,6 +187,22 @@ impl ModelSpec {
     /// Decodes and checks the model. Cheap enough to run on every compile (one base64 decode
     /// and one SHA-256 over at most 192 KiB).
     pub fn decode(&self) -> Result<Model, ModelError> {
+        self.check_shape()?;
+        let bytes = self.weight_bytes()?;
+        let rows = Rows::new(&bytes, self.labels.len());
+        Ok(Model {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            recipe: self.recipe,
+            bits: self.bits,
+            labels: self.labels.clone(),
+            rows,
+        })
+    }
+
+    /// The checks that need no decoding: the table's width, the label count, each label's
+    /// name (unique, and safe to show) and its bias and scale (finite).
+    fn check_shape(&self) -> Result<(), ModelError> {
         let model = self.name.clone();
         if !(MIN_BITS..=MAX_BITS).contains(&self.bits) {
             return Err(ModelError::Bits {
@@ -219,6 +235,13 @@ impl ModelSpec {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// The weight table, decoded from base64 and checked against its stated size, the shape
+    /// the header implies and the stated hash. Oversized text is refused before decoding.
+    fn weight_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let model = self.name.clone();
         // Refuse before decoding: base64 is 4 characters per 3 bytes.
         let approx = self.weights.len() / 4 * 3;
         if approx > MAX_WEIGHT_BYTES + 3 {
@@ -257,15 +280,7 @@ impl ModelSpec {
                 actual,
             });
         }
-        let rows = Rows::new(&bytes, self.labels.len());
-        Ok(Model {
-            name: self.name.clone(),
-            version: self.version.clone(),
-            recipe: self.recipe,
-            bits: self.bits,
-            labels: self.labels.clone(),
-            rows,
-        })
+        Ok(bytes)
     }
 }
 

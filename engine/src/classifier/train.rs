@@ -287,6 +287,43 @@ pub fn train(
     labels: &[LabelDef],
     opts: &TrainOptions,
 ) -> Result<Trained, TrainError> {
+    check_inputs(examples, labels, opts)?;
+    let xs: Vec<Sparse> = examples
+        .iter()
+        .map(|e| featurize(&e.text, opts.bits, &opts.normalization))
+        .collect();
+    let per_label_fpr = opts.target_fpr / labels.len() as f64;
+    let cv = (opts.folds > 1).then(|| cross_validate(examples, labels, &xs, opts, per_label_fpr));
+    let fitted: Vec<Linear> = labels
+        .iter()
+        .enumerate()
+        .map(|(l, def)| {
+            let data = label_data(examples, def, opts, |_| true);
+            fit(&xs, &data, opts, opts.seed ^ l as u64)
+        })
+        .collect();
+    let (thresholds, cv) = match cv {
+        Some((thresholds, figures)) => (thresholds, Some(figures)),
+        None => (
+            in_sample_thresholds(&fitted, &xs, examples, per_label_fpr),
+            None,
+        ),
+    };
+    Ok(Trained {
+        model: quantized_model(name, version, opts.bits, labels, &fitted),
+        thresholds,
+        manifest: manifest(date, examples, labels, opts, cv),
+    })
+}
+
+/// Refuses what cannot train a usable model, before any fitting: a weight table out of
+/// bounds, no labels (or too many), no benign example to set thresholds on, or a label with no
+/// positive example.
+fn check_inputs(
+    examples: &[Example],
+    labels: &[LabelDef],
+    opts: &TrainOptions,
+) -> Result<(), TrainError> {
     if !(MIN_BITS..=MAX_BITS).contains(&opts.bits)
         || (1usize << opts.bits) * labels.len() > MAX_WEIGHT_BYTES
     {
@@ -306,82 +343,107 @@ pub fn train(
             return Err(TrainError::NoPositives(l.name.clone()));
         }
     }
-    let xs: Vec<Sparse> = examples
-        .iter()
-        .map(|e| featurize(&e.text, opts.bits, &opts.normalization))
-        .collect();
-    let data_for = |l: &LabelDef, keep: &dyn Fn(usize) -> bool| -> Vec<(usize, bool)> {
-        examples
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| keep(*i))
-            .filter_map(|(i, e)| l.positive(e, &opts.negative_categories).map(|y| (i, y)))
-            .collect()
-    };
+    Ok(())
+}
 
-    // Out-of-fold scores, for thresholds and the manifest's figures.
-    let per_label_fpr = opts.target_fpr / labels.len() as f64;
-    let mut cv = None;
-    let mut thresholds = vec![0.5; labels.len()];
-    if opts.folds > 1 {
-        let groups: Vec<&str> = examples.iter().map(|e| e.group.as_str()).collect();
-        let fold = group_folds(&groups, opts.folds);
-        let mut oof = vec![vec![0.0f64; examples.len()]; labels.len()];
-        for f in 0..opts.folds {
-            for (l, def) in labels.iter().enumerate() {
-                let data = data_for(def, &|i| fold[i] != f);
-                let lin = fit(&xs, &data, opts, opts.seed ^ (f as u64) << 8 ^ l as u64);
-                for i in (0..examples.len()).filter(|&i| fold[i] == f) {
-                    oof[l][i] = sigmoid(lin.margin(&xs[i]));
-                }
-            }
-        }
-        let mut figures = Vec::new();
-        for (l, def) in labels.iter().enumerate() {
-            let mut benign: Vec<f64> = (0..examples.len())
-                .filter(|&i| !examples[i].attack)
-                .map(|i| oof[l][i])
-                .collect();
-            let t = threshold_for(&mut benign, per_label_fpr);
-            thresholds[l] = t;
-            let pos: Vec<usize> = (0..examples.len())
-                .filter(|&i| def.positive(&examples[i], &opts.negative_categories) == Some(true))
-                .collect();
-            figures.push(LabelFigures {
-                label: def.name.clone(),
-                threshold: t,
-                recall: share(pos.iter().filter(|&&i| oof[l][i] >= t).count(), pos.len()),
-                false_positive_rate: share(
-                    benign.iter().filter(|&&s| s >= t).count(),
-                    benign.len(),
-                ),
-            });
-        }
-        cv = Some(CrossValidation {
-            group_by: "source".into(),
-            folds: opts.folds,
-            labels: figures,
-        });
-    }
-
-    let fitted: Vec<Linear> = labels
+/// Label `l`'s training data among the examples `keep` admits: each example's index and whether
+/// it is a positive; examples the label neither claims nor rejects are left out.
+fn label_data(
+    examples: &[Example],
+    l: &LabelDef,
+    opts: &TrainOptions,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<(usize, bool)> {
+    examples
         .iter()
         .enumerate()
-        .map(|(l, def)| fit(&xs, &data_for(def, &|_| true), opts, opts.seed ^ l as u64))
-        .collect();
-    if opts.folds <= 1 {
-        for (l, lin) in fitted.iter().enumerate() {
+        .filter(|(i, _)| keep(*i))
+        .filter_map(|(i, e)| l.positive(e, &opts.negative_categories).map(|y| (i, y)))
+        .collect()
+}
+
+/// Out-of-fold scores (each example scored by models fitted without its fold, folds made of
+/// whole groups), so the thresholds and the manifest's figures are not measured on the
+/// examples the models learned. Returns each label's threshold and the figures.
+fn cross_validate(
+    examples: &[Example],
+    labels: &[LabelDef],
+    xs: &[Sparse],
+    opts: &TrainOptions,
+    per_label_fpr: f64,
+) -> (Vec<f64>, CrossValidation) {
+    let groups: Vec<&str> = examples.iter().map(|e| e.group.as_str()).collect();
+    let fold = group_folds(&groups, opts.folds);
+    let mut oof = vec![vec![0.0f64; examples.len()]; labels.len()];
+    for f in 0..opts.folds {
+        for (l, def) in labels.iter().enumerate() {
+            let data = label_data(examples, def, opts, |i| fold[i] != f);
+            let lin = fit(xs, &data, opts, opts.seed ^ (f as u64) << 8 ^ l as u64);
+            for i in (0..examples.len()).filter(|&i| fold[i] == f) {
+                oof[l][i] = sigmoid(lin.margin(&xs[i]));
+            }
+        }
+    }
+    let mut thresholds = Vec::with_capacity(labels.len());
+    let mut figures = Vec::new();
+    for (l, def) in labels.iter().enumerate() {
+        let mut benign: Vec<f64> = (0..examples.len())
+            .filter(|&i| !examples[i].attack)
+            .map(|i| oof[l][i])
+            .collect();
+        let t = threshold_for(&mut benign, per_label_fpr);
+        thresholds.push(t);
+        let pos: Vec<usize> = (0..examples.len())
+            .filter(|&i| def.positive(&examples[i], &opts.negative_categories) == Some(true))
+            .collect();
+        figures.push(LabelFigures {
+            label: def.name.clone(),
+            threshold: t,
+            recall: share(pos.iter().filter(|&&i| oof[l][i] >= t).count(), pos.len()),
+            false_positive_rate: share(benign.iter().filter(|&&s| s >= t).count(), benign.len()),
+        });
+    }
+    let cv = CrossValidation {
+        group_by: "source".into(),
+        folds: opts.folds,
+        labels: figures,
+    };
+    (thresholds, cv)
+}
+
+/// Without folds, thresholds are set on the final models' own scores of the benign examples
+/// (optimistic, which is why folds are the default).
+fn in_sample_thresholds(
+    fitted: &[Linear],
+    xs: &[Sparse],
+    examples: &[Example],
+    per_label_fpr: f64,
+) -> Vec<f64> {
+    fitted
+        .iter()
+        .map(|lin| {
             let mut benign: Vec<f64> = (0..examples.len())
                 .filter(|&i| !examples[i].attack)
                 .map(|i| sigmoid(lin.margin(&xs[i])))
                 .collect();
-            thresholds[l] = threshold_for(&mut benign, per_label_fpr);
-        }
-    }
-    let (table, scales) = quantize(&fitted, opts.bits);
+            threshold_for(&mut benign, per_label_fpr)
+        })
+        .collect()
+}
+
+/// The fitted float models as the shipped model: one quantized weight table, each label's bias
+/// and scale.
+fn quantized_model(
+    name: &str,
+    version: &str,
+    bits: u8,
+    labels: &[LabelDef],
+    fitted: &[Linear],
+) -> Model {
+    let (table, scales) = quantize(fitted, bits);
     let label_specs = labels
         .iter()
-        .zip(&fitted)
+        .zip(fitted)
         .zip(&scales)
         .map(|((def, lin), &scale)| LabelSpec {
             name: def.name.clone(),
@@ -389,21 +451,31 @@ pub fn train(
             scale: f64::from(scale),
         })
         .collect();
-    let model = Model::from_parts(
+    Model::from_parts(
         name.to_string(),
         version.to_string(),
-        opts.bits,
+        bits,
         label_specs,
         table,
-    );
+    )
+}
 
+/// What the model was trained on, for its manifest: counts per source package, the labels'
+/// categories, and the cross-validated figures when there are any.
+fn manifest(
+    date: &str,
+    examples: &[Example],
+    labels: &[LabelDef],
+    opts: &TrainOptions,
+    cv: Option<CrossValidation>,
+) -> TrainingManifest {
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     for e in examples {
         let package = e.group.split(':').next().unwrap_or("").to_string();
         *sources.entry(package).or_default() += 1;
     }
     let attacks = examples.iter().filter(|e| e.attack).count();
-    let manifest = TrainingManifest {
+    TrainingManifest {
         date: date.to_string(),
         seed: opts.seed,
         records: examples.len(),
@@ -422,12 +494,7 @@ pub fn train(
             .collect(),
         negative_categories: opts.negative_categories.clone(),
         cross_validation: cv,
-    };
-    Ok(Trained {
-        model,
-        thresholds,
-        manifest,
-    })
+    }
 }
 
 /// Twelve short texts (six injections, six ordinary requests) for the classifier's tests.

@@ -10,7 +10,7 @@ use crate::classifier::ModelSpec;
 use crate::decode::{DecoderKind, DecoderLimits};
 use crate::limits::{shown_name, Limits};
 use crate::normalize::Normalization;
-use crate::pack::{Rule, RuleId};
+use crate::pack::{Rule, RuleId, RuleOverride, RulePackSpec};
 use crate::policy::Policy;
 
 use super::{CompileError, PackSet, Problem, MAX_EXTENDS_DEPTH};
@@ -57,15 +57,29 @@ pub fn resolve(packs: &PackSet, name: &str) -> Result<ResolvedPack, CompileError
 /// [`resolve`] under `limits`. Rule counts are checked before any rule is looked at, so an
 /// oversized pack costs no more than counting.
 ///
-/// Long on purpose: the chain walk, the per-pack checks and the merge of rules, normalization,
-/// decoders and models share one problem list, so every problem of every pack in the chain is
-/// reported in one go instead of the first one only; the two loops (walk the chain, then merge
-/// along it) read top to bottom in the order the pack format documents `extends` and `overrides`.
+/// Walks the `extends` chain, checks its rule counts, then merges along it from the root base
+/// (the order the pack format documents `extends` and `overrides` in). The merge keeps one problem
+/// list for the whole chain, so every problem of every pack is reported in one go.
 pub fn resolve_with(
     packs: &PackSet,
     name: &str,
     limits: &Limits,
 ) -> Result<ResolvedPack, CompileError> {
+    let (chain, specs) = extends_chain(packs, name)?;
+    check_rule_counts(name, &chain, &specs, limits)?;
+    let mut merge = Merge::default();
+    for (pack_name, spec) in chain.iter().zip(&specs) {
+        merge.add_pack(pack_name, spec);
+    }
+    merge.finish(name, chain, &specs)
+}
+
+/// The names and specs of `name` and every pack it extends, root base first. Stops at the first
+/// break in the chain (a cycle, too deep, a base not loaded): nothing past it can be looked at.
+fn extends_chain<'p>(
+    packs: &'p PackSet,
+    name: &str,
+) -> Result<(Vec<String>, Vec<&'p RulePackSpec>), CompileError> {
     let mut chain = vec![name.to_string()];
     let mut spec = packs
         .get(name)
@@ -100,9 +114,19 @@ pub fn resolve_with(
     }
     chain.reverse();
     specs.reverse();
+    Ok((chain, specs))
+}
 
+/// Each pack's own rule count against `--max-pack-rules`, then (only if those pass, so one cause
+/// is not reported twice) the chain's total against `--max-bundle-rules`.
+fn check_rule_counts(
+    name: &str,
+    chain: &[String],
+    specs: &[&RulePackSpec],
+    limits: &Limits,
+) -> Result<(), CompileError> {
     let mut problems = Vec::new();
-    for (pack_name, spec) in chain.iter().zip(&specs) {
+    for (pack_name, spec) in chain.iter().zip(specs) {
         if spec.rules.len() > limits.max_pack_rules {
             problems.push(Problem::new(
                 pack_name,
@@ -129,122 +153,162 @@ pub fn resolve_with(
     if !problems.is_empty() {
         return Err(CompileError::Invalid(problems));
     }
+    Ok(())
+}
 
-    let mut rules: Vec<Rule> = Vec::new();
-    // Rule ids seen so far, and whether each was inherited (defined by an earlier pack).
-    let mut ids: HashMap<RuleId, usize> = HashMap::new();
-    let mut normalization = Normalization::default();
-    let mut decoders = Vec::new();
-    let mut limits_decode = DecoderLimits::default();
-    let mut models: Vec<ModelSpec> = Vec::new();
-    for (pack_name, spec) in chain.iter().zip(&specs) {
+/// The chain merged so far: a later pack's settings replace an earlier one's, its models replace
+/// models of the same name, its overrides change inherited rules and its rules are appended.
+#[derive(Default)]
+struct Merge {
+    rules: Vec<Rule>,
+    /// Index in `rules` of each rule id seen so far; below a pack's first own rule, inherited.
+    ids: HashMap<RuleId, usize>,
+    normalization: Normalization,
+    decoders: Vec<DecoderKind>,
+    decoder_limits: DecoderLimits,
+    models: Vec<ModelSpec>,
+    problems: Vec<Problem>,
+}
+
+impl Merge {
+    /// Merges the next pack of the chain; its problems are noted and merging goes on.
+    fn add_pack(&mut self, pack_name: &str, spec: &RulePackSpec) {
         if let Some(n) = spec.normalization {
-            normalization = n;
+            self.normalization = n;
         }
-        for (i, m) in spec.models.iter().enumerate() {
-            if spec.models[..i].iter().any(|o| o.name == m.name) {
-                problems.push(Problem::hiding(
+        self.add_models(pack_name, &spec.models);
+        if let Some(d) = &spec.decoders {
+            self.decoders = d.clone();
+        }
+        if let Some(l) = spec.decoder_limits {
+            if let Err(e) = l.validate() {
+                self.problems
+                    .push(Problem::new(pack_name, None, format!("decoderLimits: {e}")));
+            }
+            self.decoder_limits = l;
+        }
+        if spec.extends.is_none() && !spec.overrides.is_empty() {
+            self.problems.push(Problem::new(
+                pack_name,
+                None,
+                "`overrides` needs `extends`: there are no inherited rules to change",
+            ));
+        }
+        let inherited = self.rules.len();
+        for o in &spec.overrides {
+            self.apply_override(pack_name, o, inherited);
+        }
+        self.add_rules(pack_name, &spec.rules, inherited);
+    }
+
+    /// A pack's models replace the chain's models of the same name. Each is decoded here so the
+    /// error names the pack that defines it.
+    fn add_models(&mut self, pack_name: &str, models: &[ModelSpec]) {
+        for (i, m) in models.iter().enumerate() {
+            if models[..i].iter().any(|o| o.name == m.name) {
+                self.problems.push(Problem::hiding(
                     pack_name,
                     None,
                     format!("model {} is defined twice", shown_name(&m.name)),
                     format!("model `{}` is defined twice", m.name),
                 ));
             }
-            // Checked here so the error names the pack that defines the model.
             if let Err(e) = m.decode() {
-                problems.push(Problem::hiding(
+                self.problems.push(Problem::hiding(
                     pack_name,
                     None,
                     format!("model {} does not decode", shown_name(&m.name)),
                     e.to_string(),
                 ));
             }
-            models.retain(|o| o.name != m.name);
-            models.push(m.clone());
+            self.models.retain(|o| o.name != m.name);
+            self.models.push(m.clone());
         }
-        if let Some(d) = &spec.decoders {
-            decoders = d.clone();
-        }
-        if let Some(l) = spec.decoder_limits {
-            if let Err(e) = l.validate() {
-                problems.push(Problem::new(pack_name, None, format!("decoderLimits: {e}")));
-            }
-            limits_decode = l;
-        }
-        if spec.extends.is_none() && !spec.overrides.is_empty() {
-            problems.push(Problem::new(
+    }
+
+    /// Changes an inherited rule (one of the first `inherited`); a pack cannot override its own
+    /// rules, nor rules no base defines.
+    fn apply_override(&mut self, pack_name: &str, o: &RuleOverride, inherited: usize) {
+        let Some(&i) = self.ids.get(&o.id).filter(|&&i| i < inherited) else {
+            self.problems.push(Problem::new(
                 pack_name,
-                None,
-                "`overrides` needs `extends`: there are no inherited rules to change",
+                Some(&o.id),
+                "override of a rule the base packs do not define",
             ));
+            return;
+        };
+        let r = &mut self.rules[i];
+        if let Some(v) = o.enabled {
+            r.enabled = v;
         }
-        let inherited = rules.len();
-        for o in &spec.overrides {
-            match ids.get(&o.id).filter(|&&i| i < inherited) {
-                None => problems.push(Problem::new(
+        if let Some(v) = o.severity {
+            r.severity = v;
+        }
+        if let Some(v) = o.weight {
+            if v > 100 {
+                self.problems.push(Problem::new(
                     pack_name,
                     Some(&o.id),
-                    "override of a rule the base packs do not define",
-                )),
-                Some(&i) => {
-                    let r = &mut rules[i];
-                    if let Some(v) = o.enabled {
-                        r.enabled = v;
-                    }
-                    if let Some(v) = o.severity {
-                        r.severity = v;
-                    }
-                    if let Some(v) = o.weight {
-                        if v > 100 {
-                            problems.push(Problem::new(
-                                pack_name,
-                                Some(&o.id),
-                                format!("weight {v} is over 100"),
-                            ));
-                        }
-                        r.weight = v;
-                    }
-                    if let Some(v) = o.action {
-                        r.action = Some(v);
-                    }
-                    if let Some(v) = &o.mitigation {
-                        r.mitigation = Some(v.clone());
-                    }
-                }
+                    format!("weight {v} is over 100"),
+                ));
             }
+            r.weight = v;
         }
-        for rule in &spec.rules {
-            if let Some(&i) = ids.get(&rule.id) {
+        if let Some(v) = o.action {
+            r.action = Some(v);
+        }
+        if let Some(v) = &o.mitigation {
+            r.mitigation = Some(v.clone());
+        }
+    }
+
+    /// Appends a pack's own rules. An id already taken is refused, with a hint to use
+    /// `overrides` when a base pack took it.
+    fn add_rules(&mut self, pack_name: &str, rules: &[Rule], inherited: usize) {
+        for rule in rules {
+            if let Some(&i) = self.ids.get(&rule.id) {
                 let msg = if i < inherited {
                     "id is already defined by a base pack; change it with `overrides` instead"
                 } else {
                     "duplicate rule id"
                 };
-                problems.push(Problem::new(pack_name, Some(&rule.id), msg));
+                self.problems
+                    .push(Problem::new(pack_name, Some(&rule.id), msg));
                 continue;
             }
-            ids.insert(rule.id.clone(), rules.len());
-            rules.push(rule.clone());
+            self.ids.insert(rule.id.clone(), self.rules.len());
+            self.rules.push(rule.clone());
         }
     }
-    decoders.sort();
-    decoders.dedup();
-    if rules.is_empty() && problems.is_empty() {
-        problems.push(Problem::new(name, None, "the pack has no rules"));
+
+    /// The resolved pack, or every problem found along the chain. A chain with no rules at all
+    /// is refused too (only when nothing else is wrong, as it is often a consequence).
+    fn finish(
+        mut self,
+        name: &str,
+        chain: Vec<String>,
+        specs: &[&RulePackSpec],
+    ) -> Result<ResolvedPack, CompileError> {
+        self.decoders.sort();
+        self.decoders.dedup();
+        if self.rules.is_empty() && self.problems.is_empty() {
+            self.problems
+                .push(Problem::new(name, None, "the pack has no rules"));
+        }
+        if !self.problems.is_empty() {
+            return Err(CompileError::Invalid(self.problems));
+        }
+        Ok(ResolvedPack {
+            name: name.to_string(),
+            version: specs.last().map(|s| s.version.clone()).unwrap_or_default(),
+            chain,
+            normalization: self.normalization,
+            decoders: self.decoders,
+            decoder_limits: self.decoder_limits,
+            rules: self.rules,
+            models: self.models,
+        })
     }
-    if !problems.is_empty() {
-        return Err(CompileError::Invalid(problems));
-    }
-    Ok(ResolvedPack {
-        name: name.to_string(),
-        version: specs.last().map(|s| s.version.clone()).unwrap_or_default(),
-        chain,
-        normalization,
-        decoders,
-        decoder_limits: limits_decode,
-        rules,
-        models,
-    })
 }
 
 /// The packs a policy binds: its `rulePacks`, or when empty every pack no other pack extends.
