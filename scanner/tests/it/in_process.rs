@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::in_process::Service;
-use crate::support::{eventually, read_response, KEY_A, KEY_B};
+use crate::support::{eventually, metric, read_response, Endpoint, KEY_A, KEY_B};
 
 #[test]
 fn a_scan_is_allowed_or_blocked_and_the_service_stops_when_told() {
@@ -78,7 +78,7 @@ fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
     c.write_all(&body[..10]).unwrap();
     // Accepted and reading its body (the other connection is the metrics request).
     eventually("the request is in progress", || {
-        s.metric("pd_http_connections").as_deref() == Some("2")
+        metric(&s, "pd_http_connections").as_deref() == Some("2")
     });
 
     s.begin_shutdown();

@@ -3,7 +3,7 @@
 //! ledger requests, continuing after a container restart, the final flush on shutdown, 429
 //! `quota_exceeded`, `auditOnly` and `allow`, and the overshoot of two scanners sharing a quota.
 
-use crate::support;
+use crate::support::{self, Endpoint};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -17,7 +17,7 @@ use pd_scanner::serve::{Listeners, ServeConfig, ServeError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{request, samples, Resp, KEY_A, KEY_B};
+use super::{samples, KEY_A, KEY_B};
 
 /// The configuration `pd-scanner serve` has with its default flags, serving the sample packs
 /// with the test keys of `dir/keys` and the HMAC key `dir/hmac.key`; no audit, no TLS.
@@ -69,6 +69,12 @@ pub struct Service {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+impl super::Endpoint for Service {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
 impl Service {
     /// Binds `127.0.0.1:0` and runs `serve::run` on it with [`config`] as `configure` leaves
     /// it. Requests may be sent at once: the socket is bound before `run` starts, so a
@@ -102,31 +108,6 @@ impl Service {
             served: Some(served),
             runtime: Some(runtime),
         }
-    }
-
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        request(&self.addr, method, path, headers, body)
-    }
-
-    pub fn scan(&self, key: &str, body: &str) -> Resp {
-        let auth = format!("Bearer {key}");
-        self.request(
-            "POST",
-            "/v1/scan",
-            &[
-                ("content-type", "application/json"),
-                ("authorization", &auth),
-            ],
-            body.as_bytes(),
-        )
-    }
-
-    /// The value of a metric without labels.
-    pub fn metric(&self, name: &str) -> Option<String> {
-        let m = String::from_utf8(self.request("GET", "/metrics", &[], b"").body).unwrap();
-        m.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .map(str::to_string)
     }
 
     /// Resolves the shutdown future `run` was given (what a signal does for the binary).

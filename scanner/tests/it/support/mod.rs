@@ -126,23 +126,6 @@ impl Server {
         }
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        request(&self.addr, method, path, headers, body)
-    }
-
-    pub fn scan(&self, key: &str, body: &str) -> Resp {
-        let auth = format!("Bearer {key}");
-        self.request(
-            "POST",
-            "/v1/scan",
-            &[
-                ("content-type", "application/json"),
-                ("authorization", &auth),
-            ],
-            body.as_bytes(),
-        )
-    }
-
     pub fn ready_hash(&self) -> Option<String> {
         let r = self.request("GET", "/readyz", &[], b"");
         r.json()["bundle"]["hash"].as_str().map(str::to_string)
@@ -370,7 +353,37 @@ pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
-pub fn metric(s: &Server, name: &str) -> Option<String> {
+/// A running scanner the tests talk HTTP to: the real binary ([`Server`]) or `serve::run` in
+/// this process ([`in_process::Service`]).
+pub trait Endpoint {
+    /// The API address, `127.0.0.1:PORT`.
+    fn addr(&self) -> &str;
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        request(self.addr(), method, path, headers, body)
+    }
+
+    fn scan(&self, key: &str, body: &str) -> Resp {
+        let auth = format!("Bearer {key}");
+        self.request(
+            "POST",
+            "/v1/scan",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
+            body.as_bytes(),
+        )
+    }
+}
+
+impl Endpoint for Server {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+pub fn metric(s: &impl Endpoint, name: &str) -> Option<String> {
     let m = String::from_utf8(s.request("GET", "/metrics", &[], b"").body).unwrap();
     m.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
