@@ -20,7 +20,7 @@ pub use pd_engine::usage::{ledger, period};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -135,6 +135,51 @@ fn identity(pack: Option<&CompiledPack>) -> TenantPolicy {
     }
 }
 
+/// The usage counters of one tenant and policy, looked up once per bundle: building a label
+/// set costs two string copies and a map lookup per family, on every scan otherwise.
+struct Counters {
+    id: TenantPolicy,
+    /// By verdict (allow, warn, block), each created at its first scan as the family would:
+    /// `/metrics` shows no series for a verdict never given.
+    scans: [OnceLock<Counter>; 3],
+    bytes: Counter,
+}
+
+impl Counters {
+    fn of(metrics: &UsageMetrics, pack: &CompiledPack) -> Self {
+        let id = identity(Some(pack));
+        let bytes = metrics.bytes.get_or_create(&id).clone();
+        Counters {
+            id,
+            scans: Default::default(),
+            bytes,
+        }
+    }
+
+    fn serve(&self, pack: &CompiledPack) -> bool {
+        self.id.policy == pack.policy.name
+            && self.id.tenant == pack.policy.tenant.as_deref().unwrap_or_default()
+    }
+
+    fn scans(&self, metrics: &UsageMetrics, verdict: Verdict) -> &Counter {
+        let slot = match verdict {
+            Verdict::Allow => 0,
+            Verdict::Warn => 1,
+            Verdict::Block => 2,
+        };
+        self.scans[slot].get_or_init(|| {
+            metrics
+                .scans
+                .get_or_create(&TenantPolicyVerdict {
+                    tenant: self.id.tenant.clone(),
+                    policy: self.id.policy.clone(),
+                    verdict: verdict.as_str(),
+                })
+                .clone()
+        })
+    }
+}
+
 /// What this pod knows for the current period.
 #[derive(Debug)]
 struct Book {
@@ -198,6 +243,8 @@ pub struct QuotaBlocked {
 pub struct Usage {
     metrics: UsageMetrics,
     book: Mutex<Book>,
+    /// The counters of the bundle scanned with last.
+    counters: RwLock<Option<Counters>>,
 }
 
 impl Usage {
@@ -205,6 +252,7 @@ impl Usage {
         Usage {
             metrics,
             book: Mutex::new(Book::new(Period::of(SystemTime::now()))),
+            counters: RwLock::new(None),
         }
     }
 
@@ -213,19 +261,31 @@ impl Usage {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` on the counters of `pack`'s tenant and policy, looking them up only when the
+    /// bundle's labels changed.
+    fn with_counters(&self, pack: &CompiledPack, f: impl FnOnce(&Counters)) {
+        // A panic while holding the lock leaves only counter handles behind: still usable.
+        if let Some(c) = self
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| c.serve(pack))
+        {
+            return f(c);
+        }
+        let c = Counters::of(&self.metrics, pack);
+        f(&c);
+        *self.counters.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
+    }
+
     /// Counts one scan the engine ran.
     pub fn scanned(&self, pack: &CompiledPack, verdict: Verdict, bytes: usize) {
-        let id = identity(Some(pack));
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
-        self.metrics
-            .scans
-            .get_or_create(&TenantPolicyVerdict {
-                tenant: id.tenant.clone(),
-                policy: id.policy.clone(),
-                verdict: verdict.as_str(),
-            })
-            .inc();
-        self.metrics.bytes.get_or_create(&id).inc_by(bytes);
+        self.with_counters(pack, |c| {
+            c.scans(&self.metrics, verdict).inc();
+            c.bytes.inc_by(bytes);
+        });
         let mut book = self.book();
         book.roll(SystemTime::now());
         let own = &mut book.own;
@@ -346,6 +406,56 @@ mod tests {
             ..PodUsage::default()
         })
         .unwrap()
+    }
+
+    fn bundle(tenant: Option<&str>, policy: &str) -> CompiledPack {
+        use pd_engine::compile::{compile, PackSet};
+        use pd_engine::policy::{Policy, PolicySpec};
+        let mut set = PackSet::new();
+        let pack = "version: \"1\"\nrules:\n  - {id: x, category: other, severity: high, weight: 90, keywords: {any: [evil]}}\n";
+        set.insert("p".into(), serde_yaml::from_str(pack).unwrap());
+        let policy = Policy {
+            name: policy.into(),
+            tenant: tenant.map(str::to_string),
+            spec: PolicySpec {
+                rule_packs: vec!["p".into()],
+                ..PolicySpec::default()
+            },
+        };
+        compile(&set, policy).unwrap()
+    }
+
+    fn exposition(metrics: &UsageMetrics) -> String {
+        let mut registry = Registry::default();
+        registry.register("u_scans", "", metrics.scans.clone());
+        registry.register("u_bytes", "", metrics.bytes.clone());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn scans_are_counted_under_the_labels_of_the_bundle_that_scanned_them() {
+        let metrics = UsageMetrics::default();
+        let usage = Usage::new(metrics.clone());
+        let (a, b) = (bundle(Some("acme"), "chat"), bundle(None, "other"));
+        usage.scanned(&a, Verdict::Allow, 10);
+        usage.scanned(&a, Verdict::Allow, 5);
+        usage.scanned(&b, Verdict::Block, 7);
+        usage.scanned(&a, Verdict::Block, 1);
+        let text = exposition(&metrics);
+        for line in [
+            r#"u_scans_total{tenant="acme",policy="chat",verdict="allow"} 2"#,
+            r#"u_scans_total{tenant="acme",policy="chat",verdict="block"} 1"#,
+            r#"u_scans_total{tenant="",policy="other",verdict="block"} 1"#,
+            r#"u_bytes_total{tenant="acme",policy="chat"} 16"#,
+            r#"u_bytes_total{tenant="",policy="other"} 7"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        // No series for a verdict never given.
+        assert!(!text.contains(r#"verdict="warn""#), "{text}");
+        assert_eq!(usage.snapshot().scans, 4);
     }
 
     #[test]
