@@ -167,22 +167,25 @@ async fn secure_connection(
     metrics: &Metrics,
     mut drain: watch::Receiver<bool>,
 ) {
-    let handshake = tokio::time::timeout(limits.header_timeout, tls::accept(stream, acceptor));
-    let outcome = tokio::select! {
+    let failed = |failure: HandshakeFailure, detail: &str| {
+        metrics.tls_handshake_failed(failure.as_str());
+        tracing::debug!(peer = %peer, reason = failure.as_str(), error = %detail, "TLS handshake failed");
+    };
+    let handshake =
+        tokio::time::timeout(limits.header_timeout, tls::accept(stream, acceptor, failed));
+    let session = tokio::select! {
         r = handshake => match r {
-            Ok(r) => r,
-            Err(_) => Err((HandshakeFailure::Timeout, "not completed within the header timeout".into())),
+            Ok(Some(session)) => session,
+            Ok(None) => return,
+            Err(_) => {
+                failed(HandshakeFailure::Timeout, "not completed within the header timeout");
+                return;
+            }
         },
         // Shutting down: a session not yet established is not worth finishing.
         _ = drain.changed() => return,
     };
-    match outcome {
-        Ok(session) => connection(session, peer, app, limits, drain).await,
-        Err((failure, detail)) => {
-            metrics.tls_handshake_failed(failure.as_str());
-            tracing::debug!(peer = %peer, reason = failure.as_str(), error = %detail, "TLS handshake failed");
-        }
-    }
+    connection(session, peer, app, limits, drain).await
 }
 
 async fn connection<S>(

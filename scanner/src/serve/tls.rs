@@ -374,35 +374,43 @@ impl HandshakeFailure {
 ///
 /// A client whose first byte cannot start a TLS record gets a plain-text JSON 400 saying the
 /// port wants HTTPS (when it looks like HTTP) and is closed, rather than a TLS alert it cannot
-/// read.
+/// read. A failure is handed to `failed` while the connection is still open, so whatever it
+/// records (the failure counter) is there by the time the client sees the close.
 pub async fn accept(
     mut stream: TcpStream,
     acceptor: TlsAcceptor,
-) -> Result<TlsStream<TcpStream>, (HandshakeFailure, String)> {
+    failed: impl FnOnce(HandshakeFailure, &str),
+) -> Option<TlsStream<TcpStream>> {
     let mut first = [0u8; 1];
     match stream.peek(&mut first).await {
         Ok(0) => {
-            return Err((
-                HandshakeFailure::Io,
-                "closed before sending a ClientHello".into(),
-            ))
+            failed(HandshakeFailure::Io, "closed before sending a ClientHello");
+            return None;
         }
         Ok(_) => {}
-        Err(e) => return Err((HandshakeFailure::Io, e.to_string())),
+        Err(e) => {
+            failed(HandshakeFailure::Io, &e.to_string());
+            return None;
+        }
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         if first[0].is_ascii_alphabetic() {
             tell_plaintext_client(&mut stream).await;
         }
-        return Err((
+        failed(
             HandshakeFailure::NotTls,
-            "the first bytes are not a TLS handshake".into(),
-        ));
+            "the first bytes are not a TLS handshake",
+        );
+        return None;
     }
-    acceptor
-        .accept(stream)
-        .await
-        .map_err(|e| (HandshakeFailure::of(&e), e.to_string()))
+    match acceptor.accept(stream).into_fallible().await {
+        Ok(session) => Some(session),
+        // The alert is sent; `stream` closes when dropped, after `failed`.
+        Err((e, _stream)) => {
+            failed(HandshakeFailure::of(&e), &e.to_string());
+            None
+        }
+    }
 }
 
 /// Reads a plain-text request head (bounded) so that closing does not reset the connection
