@@ -39,20 +39,22 @@ pub const MAX_EXPANSION: usize = 2;
 /// Checked before a cluster goes through the full pipeline: for a prompt made of such
 /// characters, composing each one only to throw the result away was most of the scan's cost.
 fn over_expanding(c: char, form: UnicodeForm) -> bool {
-    let once = std::iter::once(c);
     let quick = match form {
         UnicodeForm::None => return false,
-        UnicodeForm::Nfc => is_nfc_quick(once),
-        UnicodeForm::Nfkc => is_nfkc_quick(once),
+        UnicodeForm::Nfc => is_nfc_quick(std::iter::once(c)),
+        UnicodeForm::Nfkc => is_nfkc_quick(std::iter::once(c)),
     };
-    if quick == IsNormalized::Yes {
-        return false;
-    }
+    quick != IsNormalized::Yes && decomposes_over(c, form)
+}
+
+/// [`over_expanding`] for a character known not to be in `form` already.
+fn decomposes_over(c: char, form: UnicodeForm) -> bool {
     let mut bytes = 0;
     let count = |d: char| bytes += d.len_utf8();
     match form {
+        UnicodeForm::None => return false,
         UnicodeForm::Nfc => decompose_canonical(c, count),
-        _ => decompose_compatible(c, count),
+        UnicodeForm::Nfkc => decompose_compatible(c, count),
     }
     bytes > MAX_EXPANSION * c.len_utf8()
 }
@@ -556,7 +558,7 @@ impl<'a> Builder<'a> {
                 UnicodeForm::Nfc => is_nfc_quick(std::iter::once(base)),
                 UnicodeForm::Nfkc => is_nfkc_quick(std::iter::once(base)),
             };
-            if quick == IsNormalized::Yes || over_expanding(base, self.n.unicode) {
+            if quick == IsNormalized::Yes || decomposes_over(base, self.n.unicode) {
                 self.push_ident(start..end);
                 return end;
             }
