@@ -39,10 +39,15 @@ pub const MAX_REGEX_LEN: usize = crate::limits::DEFAULT_MAX_REGEX_BYTES;
 /// Compiled size limit of a built-in pattern's span regex (rules use
 /// [`Limits::max_regex_compiled_bytes`]).
 const RULE_REGEX_SIZE: usize = crate::limits::DEFAULT_MAX_REGEX_COMPILED_BYTES;
-/// Lazy DFA cache of one rule's regex, per thread. A rule's regex runs only on texts that
-/// contain its atoms, and a full cache is cleared and refilled rather than grown, so this bounds
-/// the scanner's memory whatever the traffic: about 100 regexes × this × threads at worst.
-const SPAN_DFA_SIZE: usize = 256 << 10;
+/// Lazy DFA cache of one rule's regex, per thread and search direction: [`SPAN_DFA_PER_STATE`]
+/// bytes per state of the regex's NFA, within these bounds. A full cache is cleared and
+/// refilled rather than grown, so the caps bound the scanner's memory whatever the traffic.
+/// Most regexes need far less than the floor; the few whose DFA is large (a wide class counted
+/// up to 80, `[^\n]{0,80}?`, between two word lists) kept clearing a flat 256 KiB cache on
+/// ordinary prompts and ran several times slower, so the cap follows the NFA's size.
+const SPAN_DFA_MIN: usize = 256 << 10;
+const SPAN_DFA_MAX: usize = 2 << 20;
+const SPAN_DFA_PER_STATE: usize = 1 << 10;
 /// `extends` chains longer than this are almost certainly a mistake.
 const MAX_EXTENDS_DEPTH: usize = 8;
 /// Keywords a rule's `all` list may hold (tracked in a 64-bit set while scanning).

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
 use regex_automata::meta::{self, Regex};
+use regex_automata::nfa::thompson;
 use regex_automata::util::prefilter::Prefilter as PrefixFilter;
 use regex_automata::util::syntax;
 use regex_automata::MatchKind;
@@ -18,7 +19,9 @@ use crate::normalize::{normalize, Normalization};
 use crate::pack::{ClassifierMatch, Matcher, Rule};
 use crate::prefilter::{BuildError, Prefilter};
 
-use super::{Fault, MAX_ALL_KEYWORDS, RULE_REGEX_SIZE, SPAN_DFA_SIZE};
+use super::{
+    Fault, MAX_ALL_KEYWORDS, RULE_REGEX_SIZE, SPAN_DFA_MAX, SPAN_DFA_MIN, SPAN_DFA_PER_STATE,
+};
 
 /// What one pattern of a [`PatternSet`] stands for.
 #[derive(Debug)]
@@ -306,11 +309,31 @@ fn span_regex(source: &str, size_limit: usize) -> Result<Regex, Box<meta::BuildE
                 .utf8_empty(false)
                 .auto_prefilter(!slow_prefilter)
                 .nfa_size_limit(Some(size_limit))
-                .hybrid_cache_capacity(SPAN_DFA_SIZE),
+                .hybrid_cache_capacity(span_cache_capacity(source, size_limit)),
         )
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .build(source)
         .map_err(Box::new)
+}
+
+/// The lazy DFA cache a span regex gets (per thread and direction): [`SPAN_DFA_PER_STATE`] per
+/// state of its NFA, within [`SPAN_DFA_MIN`]..=[`SPAN_DFA_MAX`]. A lazy DFA state is a set of
+/// NFA states, so a regex with a large NFA (counted repetitions of wide classes) meets many
+/// more of them on new text, and a cache too small for them is cleared over and over.
+/// A pattern that does not compile gets the floor (building its regex then reports why).
+pub(super) fn span_cache_capacity(source: &str, size_limit: usize) -> usize {
+    let states = thompson::Compiler::new()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            thompson::Config::new()
+                .utf8(false)
+                .nfa_size_limit(Some(size_limit)),
+        )
+        .build(source)
+        .map_or(0, |nfa| nfa.states().len());
+    states
+        .saturating_mul(SPAN_DFA_PER_STATE)
+        .clamp(SPAN_DFA_MIN, SPAN_DFA_MAX)
 }
 
 pub(super) fn one_line(s: &str) -> String {
@@ -348,4 +371,30 @@ pub(super) fn keyword_bytes(
     let any = k.any.iter().map(norm).collect::<Result<Vec<_>, _>>()?;
     let all = k.all.iter().map(norm).collect::<Result<Vec<_>, _>>()?;
     Ok((any, all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_larger_nfa_gets_a_larger_lazy_cache_within_bounds() {
+        let limit = RULE_REGEX_SIZE;
+        // Most rules: a phrase; its DFA is small and the floor is plenty.
+        let phrase = span_cache_capacity(r"(?i)\bignore\s+previous\s+instructions\b", limit);
+        assert_eq!(phrase, SPAN_DFA_MIN);
+        // A wide class counted up to 80 between two word lists: a large NFA, a larger cache.
+        let counted = span_cache_capacity(
+            r"(?i)\b(?:include|append|add|insert|put)\b[^\n]{0,80}?\b(?:in|to|into|with)\s+your\s+(?:summary|answer|response)|\b(?:canary|tracking)\s+token\b[^\n]{0,60}?\bin\s+(?:your|every)\s+(?:\w+\s+)?(?:summary|answer)",
+            limit,
+        );
+        assert!(
+            counted > SPAN_DFA_MIN && counted <= SPAN_DFA_MAX,
+            "{counted}"
+        );
+        // However large the NFA, the cap holds.
+        assert_eq!(span_cache_capacity(r"[^\n]{0,4000}x", limit), SPAN_DFA_MAX);
+        // A pattern that does not compile gets the floor; building it reports the error.
+        assert_eq!(span_cache_capacity(r"(", limit), SPAN_DFA_MIN);
+    }
 }
