@@ -34,11 +34,42 @@ def kinds(rng):
             rng.choice(words) for _ in range(SIZE // 8)
         )[:SIZE],
         "expanding-runs": lambda: expanding(rng),
+        "rule-words": lambda: rule_words(rng),
         "base64": lambda: "".join(
             rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
             for _ in range(SIZE)
         ),
     }
+
+
+def pack_vocabulary():
+    """Every word of two or more letters in the sample packs' regexes: what an attacker who
+    reads the public packs would use to make every rule a candidate at once."""
+    import re
+    here = os.path.dirname(os.path.abspath(__file__))
+    folder = os.path.join(here, "..", "config", "samples")
+    words = set()
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            for line in f:
+                if line.strip().startswith("regex:"):
+                    words.update(w.lower() for w in re.findall(r"[A-Za-z]{2,}", line))
+    return sorted(words - {"regex"})
+
+
+def rule_words(rng):
+    """The packs' own words, digits and separators in random order, up to SIZE bytes: makes
+    many rules candidates everywhere and drives their lazy DFAs into new states (each rule's
+    cache is capped; this measures what the caps cost in memory)."""
+    vocab = pack_vocabulary()
+    seps = [" ", " ", " ", "  ", "\n", ": ", ", ", ". ", " - ", "'", '"']
+    out, n = [], 0
+    while n < SIZE:
+        w = rng.choice(vocab) if rng.random() < 0.9 else str(rng.randrange(10 ** 6))
+        piece = w + rng.choice(seps)
+        n += len(piece)
+        out.append(piece)
+    return "".join(out)[:SIZE]
 
 
 def symbols(rng):
