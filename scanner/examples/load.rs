@@ -1,9 +1,13 @@
 //! HTTP load client for `pd-scanner serve` (used by `bench/load.sh`).
 //!
 //! Keep-alive HTTP/1.1 over raw TCP, one task per connection. With rate 0 every connection
-//! sends back to back (saturation); with a rate, requests are scheduled at fixed intervals and
-//! latency is measured from the scheduled time, so a stalled server cannot hide its queueing
-//! (no coordinated omission).
+//! sends back to back (saturation); with a rate, requests are scheduled at fixed intervals,
+//! each connection's schedule offset from the others' so the server sees an even stream
+//! rather than all connections at once, and latency is measured from the scheduled time
+//! whenever the connection was still waiting for the server then, so a stalled server cannot
+//! hide its queueing (no coordinated omission). When the connection was idle at the scheduled
+//! time, latency runs from the actual send: the client's timer wakes up to a millisecond late,
+//! and that lateness is the client's, not the server's.
 //!
 //! Every request carries a different prompt ([`pd_scanner::synth`]): a server fed one
 //! repeated text measures its automata's caches, not its speed on real traffic. The pool is
@@ -82,7 +86,12 @@ async fn connection(
     };
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut next = Instant::now();
+    // Connection i of n starts i/n of an interval late: evenly spread arrivals, not bursts.
+    let mut next = match interval {
+        Some(iv) => started + iv.mul_f64(index as f64 / conns as f64),
+        None => Instant::now(),
+    };
+    let mut previous_done = started;
     while Instant::now() < until {
         match interval {
             Some(_) => {
@@ -93,7 +102,14 @@ async fn connection(
             }
             None => next = Instant::now(),
         }
-        let scheduled = next;
+        // From the schedule when the server still held this connection then (its delay is
+        // queueing the server caused); from the send when the connection was idle (the delay
+        // is this client's timer).
+        let scheduled = if previous_done > next {
+            next
+        } else {
+            Instant::now()
+        };
         if next_request >= pool.len() {
             repeated += 1;
         }
@@ -107,6 +123,7 @@ async fn connection(
             let second = u32::try_from((scheduled - started).as_secs()).unwrap_or(u32::MAX);
             let latency = u32::try_from(scheduled.elapsed().as_micros()).unwrap_or(u32::MAX);
             latencies.push((second, latency));
+            previous_done = Instant::now();
         } else {
             errors += 1;
             break;
