@@ -105,7 +105,7 @@ async fn connection(
         // From the schedule when the server still held this connection then (its delay is
         // queueing the server caused); from the send when the connection was idle (the delay
         // is this client's timer).
-        let scheduled = if previous_done > next {
+        let measured_from = if previous_done > next {
             next
         } else {
             Instant::now()
@@ -120,8 +120,8 @@ async fn connection(
             break;
         }
         if read_response(&mut stream, &mut buf).await {
-            let second = u32::try_from((scheduled - started).as_secs()).unwrap_or(u32::MAX);
-            let latency = u32::try_from(scheduled.elapsed().as_micros()).unwrap_or(u32::MAX);
+            let second = u32::try_from((measured_from - started).as_secs()).unwrap_or(u32::MAX);
+            let latency = u32::try_from(measured_from.elapsed().as_micros()).unwrap_or(u32::MAX);
             latencies.push((second, latency));
             previous_done = Instant::now();
         } else {
@@ -176,8 +176,8 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    // p99 of each second of the run (by scheduled send time): a stall that lasts a moment,
-    // such as a bundle swap, shows in its own second instead of vanishing in the whole run.
+    // p99 of each second of the run (by when each latency clock started): a stall that lasts a
+    // moment, such as a bundle swap, shows in its own second instead of vanishing in the run.
     let mut by_second: Vec<Vec<u32>> = vec![Vec::new(); secs as usize + 1];
     for &(second, latency) in &all {
         if let Some(v) = by_second.get_mut(second as usize) {
