@@ -767,7 +767,13 @@ fn qp_soft_break_at(b: &[u8], i: usize) -> Option<usize> {
 /// escapes, as `=20` for every space makes a quoted-printable sentence one segment.
 fn scan_quoted_printable(text: &str, sink: &mut Sink) {
     let b = text.as_bytes();
-    if !b.contains(&b'=') {
+    // No segment can hold three escapes when the whole text does not: the common case (a URL
+    // query's `=19` opens the gate) ends here instead of walking every segment.
+    let escapes = (0..b.len())
+        .filter(|&k| is_qp_escape_at(b, k))
+        .take(3)
+        .count();
+    if escapes < 3 {
         return;
     }
     let mut seg_start = 0;
