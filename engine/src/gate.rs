@@ -131,6 +131,11 @@ impl GateSpec {
         }
     }
 
+    /// Whether only windows around the gate's bytes are searched (not the whole text).
+    pub fn is_windowed(self) -> bool {
+        matches!(self, GateSpec::Window(..))
+    }
+
     pub fn build(self) -> Gate {
         let finder = |set: ByteSet| {
             let needles: Vec<[u8; 1]> = set.bytes().map(|b| [b]).collect();

@@ -10,6 +10,7 @@
 pub mod atoms;
 pub mod baseline;
 pub mod bundle;
+pub mod byte_run;
 pub mod classifier;
 pub mod compile;
 pub mod crossval;

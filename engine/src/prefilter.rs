@@ -15,7 +15,9 @@
 //!   byte is a table lookup whatever text came before. They report exact matches, not
 //!   candidates. A residual pattern whose DFA would not fit [`PATTERN_DFA_LIMIT`] falls back to
 //!   a lazy DFA with a bounded cache (and [`Prefilter::lazy_patterns`] says which, for the
-//!   pack lint).
+//!   pack lint). Residual DFAs that search the whole text share unions where those fit, and
+//!   a pattern that is one byte class repeated is a skipping run test ([`ByteRun`]) instead
+//!   of a DFA (see `residual_dfas`).
 //!
 //! Both automata are immutable after compilation: scanning allocates only the candidate bit
 //! set, and memory no longer grows with the variety of the traffic.
@@ -28,8 +30,10 @@ use regex_automata::dfa::{dense, Automaton};
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{meta, Input, MatchKind, PatternSet as MatchedSet};
+use serde::Serialize;
 
 use crate::atoms;
+use crate::byte_run::ByteRun;
 use crate::dfa_cache;
 use crate::gate::{Gate, GateSpec};
 use crate::reach::Reach;
@@ -280,6 +284,8 @@ struct AtomUse {
 /// An automaton over some residual patterns.
 #[derive(Debug)]
 enum Shapes {
+    /// One pattern that is a byte class repeated: a skipping run test, no automaton.
+    Run(Box<ByteRun>),
     /// Fully built ahead of time.
     Dense(Arc<dense::DFA<Vec<u32>>>),
     /// Did not fit [`PATTERN_DFA_LIMIT`]: a lazy DFA with a bounded cache.
@@ -302,8 +308,15 @@ impl ResidualDfa {
 
     /// Adds the patterns that match inside `range` (look-around sees the whole text).
     fn which(&self, t: &[u8], range: Range<usize>, found: &mut MatchedSet) -> bool {
-        let input = Input::new(t).range(range);
+        let input = Input::new(t).range(range.clone());
         match &self.shapes {
+            // No look-around: the run lies inside the range.
+            Shapes::Run(run) => {
+                if t.get(range).is_some_and(|r| run.is_in(r)) {
+                    found.insert(regex_automata::PatternID::ZERO);
+                }
+                true
+            }
             // One pattern: whether it matches at all, which the DFA's plain forward search
             // answers at the first match end, in its faster non-overlapping loop.
             Shapes::Dense(dfa) if self.patterns.len() == 1 => {
@@ -338,7 +351,7 @@ pub struct Prefilter {
     residual: Vec<ResidualDfa>,
     /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
     /// too large, runs lazily).
-    residual_patterns: Vec<(usize, Option<usize>)>,
+    residual_patterns: Vec<(usize, Residual)>,
     /// Most patterns one residual automaton holds (the size of the scan's match set).
     widest_group: usize,
 }
@@ -545,10 +558,8 @@ impl Prefilter {
         }
     }
 
-    /// Patterns with no usable atom (they run on every text), each with the size of the fully
-    /// built DFA it needs alone, or `None` when that exceeds [`PATTERN_DFA_LIMIT`] and it runs
-    /// on a lazy DFA instead.
-    pub fn residual_patterns(&self) -> &[(usize, Option<usize>)] {
+    /// Patterns with no usable atom (they run on every text), each with how it runs.
+    pub fn residual_patterns(&self) -> &[(usize, Residual)] {
         &self.residual_patterns
     }
 
@@ -556,7 +567,7 @@ impl Prefilter {
     pub fn lazy_patterns(&self) -> Vec<usize> {
         self.residual_patterns
             .iter()
-            .filter(|(_, size)| size.is_none())
+            .filter(|(_, how)| *how == Residual::Lazy)
             .map(|&(p, _)| p)
             .collect()
     }
@@ -567,7 +578,7 @@ impl Prefilter {
             .iter()
             .map(|r| match &r.shapes {
                 Shapes::Dense(d) => d.memory_usage(),
-                Shapes::Lazy(_) => 0,
+                Shapes::Run(_) | Shapes::Lazy(_) => 0,
             })
             .sum::<usize>()
             + self.atoms.as_ref().map_or(0, AhoCorasick::memory_usage)
@@ -590,46 +601,128 @@ pub(crate) fn case_insensitive_automaton<P: AsRef<[u8]>>(
     build(Some(AhoCorasickKind::DFA)).or_else(|_| build(None))
 }
 
-/// Builds fully built DFAs over the residual patterns: one per pattern, except that the small
-/// ones share a single union (one pass instead of many). A pattern whose DFA would exceed
-/// [`PATTERN_DFA_LIMIT`], or the whole set's [`RESIDUAL_DFA_BUDGET`], is returned for the lazy
-/// fallback. Counted repetitions in unanchored patterns (`[0-9]{13,19}` anywhere in the text)
-/// are what make a DFA explode; those are the patterns that end up lazy.
-type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Option<usize>)>);
+/// How a residual pattern (one without atoms, searched on every text) runs; the pack lint
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Residual {
+    /// A byte class repeated ([`ByteRun`]): a run test that skips most of the text.
+    Run,
+    /// A fully built DFA, of this many bytes alone (it may share a union with others).
+    Dense(usize),
+    /// Its DFA would exceed [`PATTERN_DFA_LIMIT`]: a lazy DFA, whose speed depends on the
+    /// traffic.
+    Lazy,
+}
 
+/// The residual searches of a set, the patterns left for the lazy fallback, and how each
+/// residual pattern runs.
+type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Residual)>);
+
+/// A union of residual DFAs that searches the whole text (no window gate).
+struct Pass {
+    gate: GateSpec,
+    members: Vec<usize>,
+    dfa: Arc<dense::DFA<Vec<u32>>>,
+    /// A union with one more pattern did not fit: no more are tried (see [`join_a_pass`]).
+    closed: bool,
+}
+
+/// Plans the residual searches of a set.
+///
+/// - A pattern that is one byte class repeated becomes a [`ByteRun`] test.
+/// - Every other pattern's DFA is built alone first; one that would exceed
+///   [`PATTERN_DFA_LIMIT`], or the set's [`RESIDUAL_DFA_BUDGET`], is returned for the lazy
+///   fallback. Counted repetitions in unanchored patterns (`[0-9]{13,19}` anywhere in the
+///   text) are what make a DFA explode.
+/// - The DFAs that search the whole text (gate `Always`, or `Needs` a byte that most prompts
+///   hold) are merged first-fit into unions of at most [`PATTERN_DFA_LIMIT`]. A pass costs one
+///   dependent table lookup per byte whatever the DFA holds, so k patterns in one union cost
+///   one pass instead of k. A union can be far larger than its parts (counters multiply), so
+///   each is built, and kept only if it fits.
+/// - A small windowed DFA then joins a union that runs on every text (gate `Always`) when the
+///   union still fits: the pass is paid anyway, and its gate search and windows are saved.
+///   Otherwise the small windowed DFAs that look for the same bytes share one union (which
+///   keeps their windows). Large windowed DFAs stay alone: they hardly ever fit a union, and
+///   each failed attempt costs a build up to the limit.
 fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     let mut built: Vec<ResidualDfa> = Vec::new();
-    // Small DFAs are merged, by kind of gate so each union keeps its skip.
-    let mut small: Vec<(GateSpec, Vec<usize>)> = Vec::new();
+    let mut how = Vec::new();
     let mut lazy = Vec::new();
-    let mut sizes = Vec::new();
+    let mut whole = Vec::new();
+    let mut windowed = Vec::new();
     let mut used = 0usize;
     for &p in patterns {
+        if let Some(run) = atoms::parse(&sources[p]).ok().and_then(|h| ByteRun::of(&h)) {
+            how.push((p, Residual::Run));
+            built.push(ResidualDfa {
+                shapes: Shapes::Run(Box::new(run)),
+                patterns: vec![p],
+                gate: Gate::Always,
+            });
+            continue;
+        }
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
-        let dfa = dense_dfa(sources, &[p], budget);
-        sizes.push((p, dfa.as_ref().map(|d| d.memory_usage())));
+        let Some(dfa) = dense_dfa(sources, &[p], budget) else {
+            how.push((p, Residual::Lazy));
+            lazy.push(p);
+            continue;
+        };
+        how.push((p, Residual::Dense(dfa.memory_usage())));
+        // Charged now so later patterns see the budget left; a merge below charges the
+        // union's growth.
+        used += dfa.memory_usage();
         let gate = GateSpec::of(&sources[p]);
-        match dfa {
-            Some(dfa) if dfa.memory_usage() <= SMALL_DFA => {
-                match small.iter_mut().find(|(g, _)| g.shares_pass_with(gate)) {
-                    Some((g, members)) => {
-                        *g = g.join(gate);
-                        members.push(p);
-                    }
-                    None => small.push((gate, vec![p])),
-                }
-            }
-            Some(dfa) => {
-                used += dfa.memory_usage();
-                built.push(ResidualDfa {
-                    shapes: Shapes::Dense(dfa),
-                    patterns: vec![p],
-                    gate: gate.build(),
-                });
-            }
-            None => lazy.push(p),
+        if gate.is_windowed() {
+            windowed.push((gate, p, dfa));
+        } else {
+            whole.push((gate, p, dfa));
         }
     }
+    let mut passes: Vec<Pass> = Vec::new();
+    for (gate, p, dfa) in whole {
+        if !join_a_pass(sources, &mut passes, &mut used, gate, p, &dfa, |_| true) {
+            passes.push(Pass {
+                gate,
+                members: vec![p],
+                dfa,
+                closed: false,
+            });
+        }
+    }
+    let mut small: Vec<(GateSpec, Vec<usize>)> = Vec::new();
+    for (gate, p, dfa) in windowed {
+        let small_dfa = dfa.memory_usage() <= SMALL_DFA;
+        if small_dfa
+            && join_a_pass(sources, &mut passes, &mut used, gate, p, &dfa, |g| {
+                g == GateSpec::Always
+            })
+        {
+            continue;
+        }
+        if small_dfa {
+            // Its bytes are charged again by the union built below.
+            used -= dfa.memory_usage();
+            match small.iter_mut().find(|(g, _)| g.shares_pass_with(gate)) {
+                Some((g, members)) => {
+                    *g = g.join(gate);
+                    members.push(p);
+                }
+                None => small.push((gate, vec![p])),
+            }
+        } else {
+            built.push(ResidualDfa {
+                shapes: Shapes::Dense(dfa),
+                patterns: vec![p],
+                gate: gate.build(),
+            });
+        }
+    }
+    built.extend(passes.into_iter().map(|pass| ResidualDfa {
+        shapes: Shapes::Dense(pass.dfa),
+        patterns: pass.members,
+        gate: pass.gate.build(),
+    }));
     for (gate, group) in small {
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
         match dense_dfa(sources, &group, budget) {
@@ -657,7 +750,50 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
         }
     }
     lazy.sort_unstable();
-    (built, lazy, sizes)
+    (built, lazy, how)
+}
+
+/// Adds pattern `p` (gate `gate`, DFA `dfa`, already charged to `used`) to the first open
+/// pass `eligible` admits whose union with it fits [`PATTERN_DFA_LIMIT`] and the set's budget;
+/// false when none does.
+///
+/// A failed build costs as much time as building a DFA of the limit's size, so two kinds of
+/// attempt are not made: a union whose parts together exceed the budget (a union is hardly
+/// ever smaller than its parts: its states project onto each part's, and counters multiply),
+/// and any union with a pass that already failed to take a pattern (it is close to full, and
+/// every later attempt would fail the same way). Each pass then fails at most once.
+fn join_a_pass(
+    sources: &[String],
+    passes: &mut [Pass],
+    used: &mut usize,
+    gate: GateSpec,
+    p: usize,
+    dfa: &dense::DFA<Vec<u32>>,
+    eligible: impl Fn(GateSpec) -> bool,
+) -> bool {
+    for pass in passes
+        .iter_mut()
+        .filter(|pass| !pass.closed && eligible(pass.gate))
+    {
+        let parts = pass.dfa.memory_usage() + dfa.memory_usage();
+        // The budget without this pass's union and this pattern's own DFA.
+        let rest = used.saturating_sub(parts);
+        let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(rest));
+        if parts > budget {
+            continue;
+        }
+        let mut members = pass.members.clone();
+        members.push(p);
+        if let Some(union) = dense_dfa(sources, &members, budget) {
+            *used = rest + union.memory_usage();
+            pass.gate = pass.gate.join(gate);
+            pass.members = members;
+            pass.dfa = union;
+            return true;
+        }
+        pass.closed = true;
+    }
+    false
 }
 
 fn dense_dfa(
@@ -707,7 +843,7 @@ pub(crate) mod tests {
         ]);
         assert_eq!(p.residual_patterns().len(), 1);
         assert_eq!(p.residual_patterns()[0].0, 1);
-        assert!(p.residual_patterns()[0].1.is_some_and(|n| n > 0));
+        assert!(matches!(p.residual_patterns()[0].1, Residual::Dense(n) if n > 0));
         assert!(p.lazy_patterns().is_empty());
         assert!(cands(&p, "hello there").is_empty());
         // Atom present but the phrase is not: a candidate to confirm.
@@ -734,6 +870,48 @@ pub(crate) mod tests {
         assert!(cands(&p, "no such byte here, at all").is_empty());
         assert_eq!(cands(&p, "abc \x01xxy def"), [0]);
         assert!(cands(&p, "abc \x01xxyz \x02 def").is_empty());
+    }
+
+    #[test]
+    fn a_repeated_class_is_a_run_test_and_exact() {
+        let p = set(&[r"[A-Z2-7]{16,}", r"(?i)system\s+prompt"]);
+        assert_eq!(p.residual_patterns(), [(0, Residual::Run)]);
+        let c = p.candidates(b"key: JBSWY3DPEHPK3PXP.");
+        assert_eq!(c.iter().collect::<Vec<_>>(), [0]);
+        assert!(c.is_sure(0));
+        assert!(cands(&p, "JBSWY3DPEHPK3PX JBSWY3DPEHPK3PX").is_empty());
+    }
+
+    #[test]
+    fn whole_text_residuals_share_a_pass_and_stay_exact() {
+        // No atoms, no window: each would be a pass over the whole text of its own.
+        let sources = [
+            r"\b[0-9]+(?:\.[0-9]+){3,}\b",
+            r"(?:[.-]{1,6}(?:\s+/\s+|\s+)){5,}[.-]{1,6}(?:\s|$)",
+            r"(?:(?:\\x|0[xX])?[0-9A-Fa-f]{2}[\s:,]*){8,}",
+            // Small and windowed: joins the pass that runs anyway.
+            r"[\x00-\x08\x0B\x0C\x0E-\x1A\x1C-\x1F\x7F]",
+        ];
+        let p = set(&sources);
+        assert_eq!(
+            p.residual_patterns().len(),
+            4,
+            "{:?}",
+            p.residual_patterns()
+        );
+        assert_eq!(p.residual.len(), 1, "{:?}", p.residual);
+        assert!(matches!(p.residual[0].gate, Gate::Always));
+        for (text, want) in [
+            ("host 10.0.0.1 is down", vec![0]),
+            (".- -... -.-. -.. . ..-.", vec![1]),
+            ("dump: 0x41 0x42 0x43 0x44 0x45 0x46 0x47 0x48", vec![2]),
+            ("a\x02b and 1.2.3.4", vec![0, 3]),
+            ("version 1.2.3 and - . -", vec![]),
+        ] {
+            let c = p.candidates(text.as_bytes());
+            assert_eq!(c.iter().collect::<Vec<_>>(), want, "{text:?}");
+            assert!(want.iter().all(|&i| c.is_sure(i)));
+        }
     }
 
     #[test]

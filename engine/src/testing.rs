@@ -219,14 +219,15 @@ tests:
         packs.insert(
             "p".into(),
             serde_yaml::from_str(
-                "version: '1'\nrules:\n- {id: ssn, category: pii, severity: low, weight: 1, regex: '\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b'}\n- {id: big, category: pii, severity: low, weight: 1, regex: '\\b[0-9](?:[ -]?[0-9]){12,18}\\b'}\n- {id: word, category: other, severity: low, weight: 1, regex: 'secret\\s+plan'}\n",
+                "version: '1'\nrules:\n- {id: ssn, category: pii, severity: low, weight: 1, regex: '\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b'}\n- {id: big, category: pii, severity: low, weight: 1, regex: '\\b[0-9](?:[ -]?[0-9]){12,18}\\b'}\n- {id: word, category: other, severity: low, weight: 1, regex: 'secret\\s+plan'}\n- {id: run, category: other, severity: low, weight: 1, regex: '[A-Za-z0-9]{40,}'}\n",
             )
             .unwrap(),
         );
         let r = run_pack_tests(&packs, "p");
-        assert_eq!(r.lints.len(), 2, "{:?}", r.lints);
+        assert_eq!(r.lints.len(), 3, "{:?}", r.lints);
         assert!(r.lints[0].starts_with("rule `ssn` has no literal") && r.lints[0].contains("KiB)"));
         assert!(r.lints[1].starts_with("rule `big`") && r.lints[1].contains("lazy DFA"));
+        assert!(r.lints[2].starts_with("rule `run`") && r.lints[2].contains("run test"));
         // Another pack extending this one does not repeat them.
         packs.insert(
             "child".into(),

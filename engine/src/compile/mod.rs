@@ -20,6 +20,7 @@ use crate::limits::{shown_name, Limits};
 use crate::normalize::Normalization;
 use crate::pack::{Action, Category, Rule, RuleId, RulePackSpec, Severity};
 use crate::policy::Policy;
+use crate::prefilter::Residual;
 
 mod assembly;
 mod patterns;
@@ -172,14 +173,14 @@ impl CompileError {
 }
 
 /// A regex rule the prefilter cannot skip. It is not an error: the rule works, but it runs on
-/// every text, so its cost is paid by every scan. `dfa_bytes` is the size of the fully built
-/// DFA it runs on; `None` means that DFA would exceed the per-rule limit and the rule runs on a
-/// lazy DFA, whose speed depends on the traffic (new text builds new states).
+/// every text, so its cost is paid by every scan. `runs_on` says how: a run test, a fully
+/// built DFA (with its size), or a lazy DFA when that DFA would exceed the per-rule limit, whose
+/// speed depends on the traffic (new text builds new states).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lint {
     pub pack: String,
     pub rule: String,
-    pub dfa_bytes: Option<usize>,
+    pub runs_on: Residual,
 }
 
 impl fmt::Display for Lint {
@@ -189,9 +190,10 @@ impl fmt::Display for Lint {
             "rule `{}` has no literal every match must contain, so it runs on every prompt",
             self.rule
         )?;
-        match self.dfa_bytes {
-            Some(n) => write!(f, " (fully built DFA, {} KiB)", n.div_ceil(1024)),
-            None => write!(
+        match self.runs_on {
+            Residual::Run => write!(f, " (a run test of one byte class, which skips most bytes)"),
+            Residual::Dense(n) => write!(f, " (fully built DFA, {} KiB)", n.div_ceil(1024)),
+            Residual::Lazy => write!(
                 f,
                 " on a lazy DFA: its DFA would exceed {} KiB, so its speed depends on the traffic; give it a word it must contain, or fewer counted repetitions",
                 crate::prefilter::PATTERN_DFA_LIMIT / 1024
@@ -282,7 +284,7 @@ impl CompiledPack {
             .into_iter()
             .flatten()
         {
-            for &(i, size) in set.filter.residual_patterns() {
+            for &(i, runs_on) in set.filter.residual_patterns() {
                 let Some(Slot::Match(e)) = set.slots.get(i) else {
                     continue;
                 };
@@ -293,7 +295,7 @@ impl CompiledPack {
                     lints.push(Lint {
                         pack: r.pack.clone(),
                         rule: r.id.to_string(),
-                        dfa_bytes: size,
+                        runs_on,
                     });
                 }
             }
