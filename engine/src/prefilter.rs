@@ -26,10 +26,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind as AcMatchKind};
-use regex_automata::dfa::{dense, Automaton};
+use regex_automata::dfa::{dense, Automaton, OverlappingState};
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
-use regex_automata::{meta, Input, MatchKind, PatternSet as MatchedSet};
+use regex_automata::{meta, Input, MatchKind, PatternID, PatternSet as MatchedSet};
 use serde::Serialize;
 
 use crate::atoms;
@@ -288,6 +288,12 @@ enum Shapes {
     Run(Box<ByteRun>),
     /// Fully built ahead of time.
     Dense(Arc<dense::DFA<Vec<u32>>>),
+    /// Several patterns: their union, and each pattern's own DFA (in pattern id order) for
+    /// texts on which the union cannot stop early (see [`ResidualDfa::which`]).
+    Union {
+        all: Arc<dense::DFA<Vec<u32>>>,
+        parts: Vec<Arc<dense::DFA<Vec<u32>>>>,
+    },
     /// Did not fit [`PATTERN_DFA_LIMIT`]: a lazy DFA with a bounded cache.
     Lazy(meta::Regex),
 }
@@ -313,7 +319,7 @@ impl ResidualDfa {
             // No look-around: the run lies inside the range.
             Shapes::Run(run) => {
                 if t.get(range).is_some_and(|r| run.is_in(r)) {
-                    found.insert(regex_automata::PatternID::ZERO);
+                    found.insert(PatternID::ZERO);
                 }
                 true
             }
@@ -330,12 +336,77 @@ impl ResidualDfa {
                 }
             }
             Shapes::Dense(dfa) => dfa.try_which_overlapping_matches(&input, found).is_ok(),
+            Shapes::Union { all, parts } => union_which(all, parts, &input, found),
             Shapes::Lazy(re) => {
                 re.which_overlapping_matches(&input, found);
                 true
             }
         }
     }
+}
+
+/// Matches of patterns already found a union may report, one per this many bytes searched
+/// (plus [`UNION_REPEATS_MIN`]), before its patterns not found yet are searched alone instead.
+/// A report costs about a hundredth of a pass over the text, per byte, so a member matching
+/// once a word (`base64` for the leetspeak gate) costs the union little, and falling back
+/// there would cost a pass for each member not found; a member matching at every byte (a run
+/// of digits) costs the union several passes' worth, and there the fallback is cheaper.
+const UNION_REPEATS_PER_BYTES: usize = 16;
+const UNION_REPEATS_MIN: usize = 32;
+
+/// Adds the patterns of a union that match `input`.
+///
+/// The union's overlapping search reports every match, and it can only stop once every
+/// pattern has matched. A single pattern's search stops at its first match. On text where one
+/// pattern matches at almost every byte (a run of digits for the IP and phone shapes) and
+/// another never does, the union would report a match per byte to the end of the text, several
+/// times slower than the separate searches it replaced. So the union stops after as many
+/// repeated matches (of patterns it has already found) as one per [`UNION_REPEATS_PER_BYTES`]
+/// bytes, and the patterns not found yet run alone, each stopping at its first match: at worst
+/// the cost of the separate searches, plus a bounded prefix.
+fn union_which(
+    all: &dense::DFA<Vec<u32>>,
+    parts: &[Arc<dense::DFA<Vec<u32>>>],
+    input: &Input<'_>,
+    found: &mut MatchedSet,
+) -> bool {
+    let limit = UNION_REPEATS_MIN + input.get_span().len() / UNION_REPEATS_PER_BYTES;
+    let mut repeats = 0;
+    let mut state = OverlappingState::start();
+    loop {
+        if all.try_search_overlapping_fwd(input, &mut state).is_err() {
+            return false;
+        }
+        let Some(m) = state.get_match() else {
+            return true;
+        };
+        if !found.insert(m.pattern()) {
+            repeats += 1;
+            if repeats > limit {
+                break;
+            }
+        }
+        if found.len() == parts.len() {
+            return true;
+        }
+    }
+    let single = input.clone().earliest(true);
+    for (i, part) in parts.iter().enumerate() {
+        let Ok(id) = PatternID::new(i) else {
+            return false;
+        };
+        if found.contains(id) {
+            continue;
+        }
+        match part.try_search_fwd(&single) {
+            Ok(Some(_)) => {
+                found.insert(id);
+            }
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// The prefilter of one pattern set.
@@ -349,11 +420,8 @@ pub struct Prefilter {
     /// How each pattern with atoms is confirmed on a long text.
     confirm: Vec<Confirm>,
     residual: Vec<ResidualDfa>,
-    /// Patterns without atoms, in order, with the size of the DFA each needs alone (`None`:
-    /// too large, runs lazily).
+    /// Patterns without atoms, in order, with how each runs.
     residual_patterns: Vec<(usize, Residual)>,
-    /// Most patterns one residual automaton holds (the size of the scan's match set).
-    widest_group: usize,
 }
 
 /// The atoms of a set's patterns, each distinct byte string once (one automaton pattern), with
@@ -474,11 +542,6 @@ impl Prefilter {
         for (gate, members) in lazy_groups(sources, &lazy) {
             residual.push(lazy_residual(sources, gate, members)?);
         }
-        let widest_group = residual
-            .iter()
-            .map(ResidualDfa::pattern_len)
-            .max()
-            .unwrap_or(0);
         Ok(Prefilter {
             len: sources.len(),
             atoms,
@@ -486,7 +549,6 @@ impl Prefilter {
             confirm,
             residual,
             residual_patterns: sizes,
-            widest_group,
         })
     }
 
@@ -522,12 +584,22 @@ impl Prefilter {
             c.settle_windows();
             c.reach_windows(t, &self.confirm);
         }
-        let mut found = MatchedSet::new(self.widest_group);
+        // One match set per group width: an automaton's overlapping search stops as soon as its
+        // set is full, so a set wider than the group would make it read to the end.
+        let mut sets: Vec<MatchedSet> = Vec::new();
         for r in &self.residual {
+            let i = match sets.iter().position(|s| s.capacity() == r.pattern_len()) {
+                Some(i) => i,
+                None => {
+                    sets.push(MatchedSet::new(r.pattern_len()));
+                    sets.len() - 1
+                }
+            };
+            let found = &mut sets[i];
             found.clear();
             let mut ok = true;
             for range in r.gate.ranges(t) {
-                ok &= r.which(t, range, &mut found);
+                ok &= r.which(t, range, found);
                 if found.len() == r.pattern_len() {
                     break;
                 }
@@ -536,7 +608,7 @@ impl Prefilter {
             // fail; if one ever did, every pattern of the group becomes a candidate to confirm,
             // which is slower but still exact.
             for (i, &p) in r.patterns.iter().enumerate() {
-                let hit = regex_automata::PatternID::new(i).is_ok_and(|id| found.contains(id));
+                let hit = PatternID::new(i).is_ok_and(|id| found.contains(id));
                 if hit {
                     Candidates::mark(&mut c.maybe, p);
                     Candidates::mark(&mut c.sure, p);
@@ -578,6 +650,9 @@ impl Prefilter {
             .iter()
             .map(|r| match &r.shapes {
                 Shapes::Dense(d) => d.memory_usage(),
+                Shapes::Union { all, parts } => {
+                    all.memory_usage() + parts.iter().map(|d| d.memory_usage()).sum::<usize>()
+                }
                 Shapes::Run(_) | Shapes::Lazy(_) => 0,
             })
             .sum::<usize>()
@@ -619,13 +694,54 @@ pub enum Residual {
 /// residual pattern runs.
 type ResidualSplit = (Vec<ResidualDfa>, Vec<usize>, Vec<(usize, Residual)>);
 
-/// A union of residual DFAs that searches the whole text (no window gate).
-struct Pass {
+type Dfa = Arc<dense::DFA<Vec<u32>>>;
+
+/// Residual DFAs searched together: one pass over the text (or over the gate's windows) for
+/// several patterns.
+struct Group {
     gate: GateSpec,
     members: Vec<usize>,
-    dfa: Arc<dense::DFA<Vec<u32>>>,
+    /// Each member's own DFA, in member order.
+    parts: Vec<Dfa>,
+    /// The union, once there are two members.
+    union: Option<Dfa>,
     /// A union with one more pattern did not fit: no more are tried (see [`join_a_pass`]).
     closed: bool,
+}
+
+impl Group {
+    fn new(gate: GateSpec, p: usize, dfa: Dfa) -> Group {
+        Group {
+            gate,
+            members: vec![p],
+            parts: vec![dfa],
+            union: None,
+            closed: false,
+        }
+    }
+
+    /// The DFA one pass of this group runs.
+    fn pass(&self) -> &Dfa {
+        match &self.union {
+            Some(u) => u,
+            None => &self.parts[0],
+        }
+    }
+
+    fn into_residual(self) -> ResidualDfa {
+        let shapes = match self.union {
+            Some(all) => Shapes::Union {
+                all,
+                parts: self.parts,
+            },
+            None => Shapes::Dense(self.parts[0].clone()),
+        };
+        ResidualDfa {
+            shapes,
+            patterns: self.members,
+            gate: self.gate.build(),
+        }
+    }
 }
 
 /// Plans the residual searches of a set.
@@ -639,7 +755,8 @@ struct Pass {
 ///   hold) are merged first-fit into unions of at most [`PATTERN_DFA_LIMIT`]. A pass costs one
 ///   dependent table lookup per byte whatever the DFA holds, so k patterns in one union cost
 ///   one pass instead of k. A union can be far larger than its parts (counters multiply), so
-///   each is built, and kept only if it fits.
+///   each is built, and kept only if it fits. Each union keeps its parts' own DFAs too (they
+///   count against the budget), for the texts on which it cannot stop early.
 /// - A small windowed DFA then joins a union that runs on every text (gate `Always`) when the
 ///   union still fits: the pass is paid anyway, and its gate search and windows are saved.
 ///   Otherwise the small windowed DFAs that look for the same bytes share one union (which
@@ -651,6 +768,7 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
     let mut lazy = Vec::new();
     let mut whole = Vec::new();
     let mut windowed = Vec::new();
+    // Bytes of every DFA kept: each pattern's own, and the unions.
     let mut used = 0usize;
     for &p in patterns {
         if let Some(run) = atoms::parse(&sources[p]).ok().and_then(|h| ByteRun::of(&h)) {
@@ -669,8 +787,6 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
             continue;
         };
         how.push((p, Residual::Dense(dfa.memory_usage())));
-        // Charged now so later patterns see the budget left; a merge below charges the
-        // union's growth.
         used += dfa.memory_usage();
         let gate = GateSpec::of(&sources[p]);
         if gate.is_windowed() {
@@ -679,107 +795,82 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
             whole.push((gate, p, dfa));
         }
     }
-    let mut passes: Vec<Pass> = Vec::new();
+    let mut passes: Vec<Group> = Vec::new();
     for (gate, p, dfa) in whole {
         if !join_a_pass(sources, &mut passes, &mut used, gate, p, &dfa, |_| true) {
-            passes.push(Pass {
-                gate,
-                members: vec![p],
-                dfa,
-                closed: false,
-            });
+            passes.push(Group::new(gate, p, dfa));
         }
     }
-    let mut small: Vec<(GateSpec, Vec<usize>)> = Vec::new();
+    let mut small: Vec<Group> = Vec::new();
     for (gate, p, dfa) in windowed {
-        let small_dfa = dfa.memory_usage() <= SMALL_DFA;
-        if small_dfa
-            && join_a_pass(sources, &mut passes, &mut used, gate, p, &dfa, |g| {
-                g == GateSpec::Always
-            })
-        {
+        if dfa.memory_usage() > SMALL_DFA {
+            built.push(Group::new(gate, p, dfa).into_residual());
             continue;
         }
-        if small_dfa {
-            // Its bytes are charged again by the union built below.
-            used -= dfa.memory_usage();
-            match small.iter_mut().find(|(g, _)| g.shares_pass_with(gate)) {
-                Some((g, members)) => {
-                    *g = g.join(gate);
-                    members.push(p);
-                }
-                None => small.push((gate, vec![p])),
+        if join_a_pass(sources, &mut passes, &mut used, gate, p, &dfa, |g| {
+            g == GateSpec::Always
+        }) {
+            continue;
+        }
+        match small.iter_mut().find(|g| g.gate.shares_pass_with(gate)) {
+            Some(g) => {
+                g.gate = g.gate.join(gate);
+                g.members.push(p);
+                g.parts.push(dfa);
             }
-        } else {
-            built.push(ResidualDfa {
-                shapes: Shapes::Dense(dfa),
-                patterns: vec![p],
-                gate: gate.build(),
-            });
+            None => small.push(Group::new(gate, p, dfa)),
         }
     }
-    built.extend(passes.into_iter().map(|pass| ResidualDfa {
-        shapes: Shapes::Dense(pass.dfa),
-        patterns: pass.members,
-        gate: pass.gate.build(),
-    }));
-    for (gate, group) in small {
-        let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
-        match dense_dfa(sources, &group, budget) {
-            Some(dfa) => {
-                used += dfa.memory_usage();
-                built.push(ResidualDfa {
-                    shapes: Shapes::Dense(dfa),
-                    patterns: group,
-                    gate: gate.build(),
-                });
-            }
-            // Each fits alone (they were just built); together they do not: keep them apart.
-            None => {
-                for p in group {
-                    match dense_dfa(sources, &[p], PATTERN_DFA_LIMIT) {
-                        Some(dfa) => built.push(ResidualDfa {
-                            shapes: Shapes::Dense(dfa),
-                            patterns: vec![p],
-                            gate: GateSpec::of(&sources[p]).build(),
-                        }),
-                        None => lazy.push(p),
+    built.extend(passes.into_iter().map(Group::into_residual));
+    for mut group in small {
+        if group.members.len() > 1 {
+            let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(used));
+            match dense_dfa(sources, &group.members, budget) {
+                Some(union) => {
+                    used += union.memory_usage();
+                    group.union = Some(union);
+                }
+                // Each fits alone; together they do not: keep them apart.
+                None => {
+                    for (p, dfa) in group.members.into_iter().zip(group.parts) {
+                        built.push(Group::new(GateSpec::of(&sources[p]), p, dfa).into_residual());
                     }
+                    continue;
                 }
             }
         }
+        built.push(group.into_residual());
     }
     lazy.sort_unstable();
     (built, lazy, how)
 }
 
-/// Adds pattern `p` (gate `gate`, DFA `dfa`, already charged to `used`) to the first open
-/// pass `eligible` admits whose union with it fits [`PATTERN_DFA_LIMIT`] and the set's budget;
-/// false when none does.
+/// Adds pattern `p` (gate `gate`, DFA `dfa`, already counted in `used`) to the first open
+/// group `eligible` admits whose union with it fits [`PATTERN_DFA_LIMIT`] and the set's
+/// budget; false when none does.
 ///
 /// A failed build costs as much time as building a DFA of the limit's size, so two kinds of
 /// attempt are not made: a union whose parts together exceed the budget (a union is hardly
 /// ever smaller than its parts: its states project onto each part's, and counters multiply),
-/// and any union with a pass that already failed to take a pattern (it is close to full, and
-/// every later attempt would fail the same way). Each pass then fails at most once.
+/// and any union with a group that already failed to take a pattern (it is close to full, and
+/// every later attempt would fail the same way). Each group then fails at most once.
 fn join_a_pass(
     sources: &[String],
-    passes: &mut [Pass],
+    passes: &mut [Group],
     used: &mut usize,
     gate: GateSpec,
     p: usize,
-    dfa: &dense::DFA<Vec<u32>>,
+    dfa: &Dfa,
     eligible: impl Fn(GateSpec) -> bool,
 ) -> bool {
     for pass in passes
         .iter_mut()
         .filter(|pass| !pass.closed && eligible(pass.gate))
     {
-        let parts = pass.dfa.memory_usage() + dfa.memory_usage();
-        // The budget without this pass's union and this pattern's own DFA.
-        let rest = used.saturating_sub(parts);
+        // The new union replaces the group's old one, if it had one.
+        let rest = used.saturating_sub(pass.union.as_ref().map_or(0, |u| u.memory_usage()));
         let budget = PATTERN_DFA_LIMIT.min(RESIDUAL_DFA_BUDGET.saturating_sub(rest));
-        if parts > budget {
+        if pass.pass().memory_usage() + dfa.memory_usage() > budget {
             continue;
         }
         let mut members = pass.members.clone();
@@ -788,7 +879,8 @@ fn join_a_pass(
             *used = rest + union.memory_usage();
             pass.gate = pass.gate.join(gate);
             pass.members = members;
-            pass.dfa = union;
+            pass.parts.push(dfa.clone());
+            pass.union = Some(union);
             return true;
         }
         pass.closed = true;
@@ -796,11 +888,7 @@ fn join_a_pass(
     false
 }
 
-fn dense_dfa(
-    sources: &[String],
-    group: &[usize],
-    budget: usize,
-) -> Option<Arc<dense::DFA<Vec<u32>>>> {
+fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<Dfa> {
     if budget == 0 {
         return None;
     }
@@ -910,6 +998,18 @@ pub(crate) mod tests {
         ] {
             let c = p.candidates(text.as_bytes());
             assert_eq!(c.iter().collect::<Vec<_>>(), want, "{text:?}");
+            assert!(want.iter().all(|&i| c.is_sure(i)));
+        }
+        // One member matches at every few bytes, the others never or only at the very end:
+        // the union gives up after its repeated matches and the rest run alone.
+        let many = "1.2.3.4 ".repeat(2000);
+        for (text, want) in [
+            (many.clone(), vec![0]),
+            (format!("{many}\x02"), vec![0, 3]),
+            (format!("{many}.- -... -.-. -.. . ..-. "), vec![0, 1]),
+        ] {
+            let c = p.candidates(text.as_bytes());
+            assert_eq!(c.iter().collect::<Vec<_>>(), want);
             assert!(want.iter().all(|&i| c.is_sure(i)));
         }
     }
