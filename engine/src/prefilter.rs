@@ -39,15 +39,16 @@ use crate::dfa_cache;
 use crate::gate::{Gate, GateSpec};
 use crate::reach::Reach;
 
-/// Memory the fully built residual DFAs of one pattern set may take. The sample bundle's
-/// residual DFAs need well under 1 MiB; a pack that needs more is served by a lazy fallback and
-/// told so by the lint.
+/// Memory the fully built residual DFAs of one pattern set may take, unions and their parts
+/// included. The sample bundle's take about 1.9 MiB; a pack that needs more is served by a
+/// lazy fallback and told so by the lint.
 pub const RESIDUAL_DFA_BUDGET: usize = 4 << 20;
 /// Largest fully built DFA of one residual pattern.
 pub const PATTERN_DFA_LIMIT: usize = 1 << 20;
 /// Working memory determinization may use for one DFA; also bounds its build time.
 const DETERMINIZE_LIMIT: usize = 4 << 20;
-/// Residual DFAs at most this large are merged into one union.
+/// A windowed residual DFA at most this large may share a union (one that runs on every text,
+/// or one of windowed DFAs that look for the same bytes); a larger one keeps its own search.
 const SMALL_DFA: usize = 16 << 10;
 /// Lazy DFA cache of the fallback set (only packs whose shapes do not fit the budget use it).
 const LAZY_DFA_SIZE: usize = 2 << 20;
