@@ -11,10 +11,12 @@
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
+use crate::gate::ByteSet;
+
 /// "Some `min` consecutive bytes of the text are in the class."
 #[derive(Debug, Clone)]
 pub struct ByteRun {
-    member: [bool; 256],
+    class: ByteSet,
     min: usize,
 }
 
@@ -30,19 +32,15 @@ impl ByteRun {
             _ => return None,
         };
         let min = usize::try_from(rep.min).ok().filter(|&n| n > 0)?;
-        let mut member = [false; 256];
         match rep.sub.kind() {
-            HirKind::Class(Class::Bytes(c)) => {
-                for r in c.ranges() {
-                    for b in r.start()..=r.end() {
-                        member[usize::from(b)] = true;
-                    }
-                }
-            }
-            HirKind::Literal(lit) if lit.0.len() == 1 => member[usize::from(lit.0[0])] = true,
+            HirKind::Class(Class::Bytes(_)) => {}
+            HirKind::Literal(lit) if lit.0.len() == 1 => {}
             _ => return None,
         }
-        Some(ByteRun { member, min })
+        Some(ByteRun {
+            class: ByteSet::of_hir(&rep.sub),
+            min,
+        })
     }
 
     /// Whether `t` holds `min` consecutive bytes of the class.
@@ -54,7 +52,7 @@ impl ByteRun {
         while start + n <= t.len() {
             let mut i = start + n;
             while i > known {
-                if !self.member[usize::from(t[i - 1])] {
+                if !self.class.contains(t[i - 1]) {
                     break;
                 }
                 i -= 1;

@@ -28,6 +28,44 @@ impl ByteSet {
         self.0[usize::from(b / 64)] & (1 << (b % 64)) != 0
     }
 
+    /// Every byte `h` can match.
+    pub fn of_hir(h: &Hir) -> ByteSet {
+        let mut set = ByteSet::default();
+        set.add_hir(h);
+        set
+    }
+
+    fn add_hir(&mut self, h: &Hir) {
+        match h.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(lit) => {
+                for &b in lit.0.iter() {
+                    self.insert(b);
+                }
+            }
+            HirKind::Class(Class::Bytes(c)) => {
+                for r in c.ranges() {
+                    for b in r.start()..=r.end() {
+                        self.insert(b);
+                    }
+                }
+            }
+            // Not produced without Unicode mode; every byte, to stay sound.
+            HirKind::Class(Class::Unicode(_)) => {
+                for b in 0..=255u8 {
+                    self.insert(b);
+                }
+            }
+            HirKind::Capture(c) => self.add_hir(&c.sub),
+            HirKind::Repetition(r) => self.add_hir(&r.sub),
+            HirKind::Concat(children) | HirKind::Alternation(children) => {
+                for c in children {
+                    self.add_hir(c);
+                }
+            }
+        }
+    }
+
     pub fn union(mut self, other: ByteSet) -> ByteSet {
         for (a, b) in self.0.iter_mut().zip(other.0) {
             *a |= b;

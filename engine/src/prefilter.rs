@@ -287,7 +287,7 @@ struct AtomUse {
 #[derive(Debug)]
 enum Shapes {
     /// One pattern that is a byte class repeated: a skipping run test, no automaton.
-    Run(Box<ByteRun>),
+    Run(ByteRun),
     /// One pattern, fully built ahead of time.
     Dense(Arc<dense::DFA<Vec<u32>>>),
     /// Several patterns: their union, and each pattern's own DFA (in pattern id order) for
@@ -774,7 +774,7 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
         if let Some(run) = atoms::parse(&sources[p]).ok().and_then(|h| ByteRun::of(&h)) {
             how.push((p, Residual::Run));
             built.push(ResidualDfa {
-                shapes: Shapes::Run(Box::new(run)),
+                shapes: Shapes::Run(run),
                 patterns: vec![p],
                 gate: Gate::Always,
             });

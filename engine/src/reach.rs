@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{Hir, HirKind};
 
 use crate::gate::ByteSet;
 
@@ -192,47 +192,13 @@ fn walk(h: &Hir, classes: &mut Vec<ByteSet>) -> Option<(usize, usize)> {
                 }
                 None => {
                     let n = usize::try_from(r.min).ok()?;
-                    let mut class = ByteSet::default();
-                    bytes_of(&r.sub, &mut class);
-                    classes.push(class);
+                    classes.push(ByteSet::of_hir(&r.sub));
                     (b.saturating_mul(n), s.saturating_mul(n).saturating_add(1))
                 }
             }
         }
     };
     (out.0 <= MAX_REACH && out.1 <= MAX_REACH).then_some(out)
-}
-
-/// Every byte `h` can match.
-fn bytes_of(h: &Hir, set: &mut ByteSet) {
-    match h.kind() {
-        HirKind::Empty | HirKind::Look(_) => {}
-        HirKind::Literal(lit) => {
-            for &b in lit.0.iter() {
-                set.insert(b);
-            }
-        }
-        HirKind::Class(Class::Bytes(c)) => {
-            for r in c.ranges() {
-                for b in r.start()..=r.end() {
-                    set.insert(b);
-                }
-            }
-        }
-        // Not produced without Unicode mode; every byte, to stay sound.
-        HirKind::Class(Class::Unicode(_)) => {
-            for b in 0..=255u8 {
-                set.insert(b);
-            }
-        }
-        HirKind::Capture(c) => bytes_of(&c.sub, set),
-        HirKind::Repetition(r) => bytes_of(&r.sub, set),
-        HirKind::Concat(children) | HirKind::Alternation(children) => {
-            for c in children {
-                bytes_of(c, set);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
