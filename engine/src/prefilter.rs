@@ -850,8 +850,9 @@ fn residual_dfas(sources: &[String], patterns: &[usize]) -> ResidualSplit {
 /// budget; false when none does.
 ///
 /// A failed build costs as much time as building a DFA of the limit's size, so two kinds of
-/// attempt are not made: a union whose parts together exceed the budget (a union is hardly
-/// ever smaller than its parts: its states project onto each part's, and counters multiply),
+/// attempt are not made: a union whose two parts (the group's current pass and the new
+/// pattern's DFA) together exceed the budget (a union is hardly ever smaller than its parts:
+/// its states project onto each part's, and counters multiply),
 /// and any union with a group that already failed to take a pattern (it is close to full, and
 /// every later attempt would fail the same way). Each group then fails at most once.
 fn join_a_pass(
@@ -922,6 +923,14 @@ pub(crate) mod tests {
         p.candidates(t.as_bytes()).iter().collect()
     }
 
+    /// Asserts that the candidates for `t` are exactly `want`, each one sure (a residual
+    /// automaton found its match: no confirmation needed).
+    fn assert_sure(p: &Prefilter, t: &str, want: &[usize]) {
+        let c = p.candidates(t.as_bytes());
+        assert_eq!(c.iter().collect::<Vec<_>>(), want, "{t:?}");
+        assert!(want.iter().all(|&i| c.is_sure(i)), "{t:?}");
+    }
+
     #[test]
     fn atoms_select_candidates_and_residual_is_exact() {
         let p = set(&[
@@ -939,9 +948,7 @@ pub(crate) mod tests {
         assert_eq!(c.iter().collect::<Vec<_>>(), [0]);
         assert!(!c.is_sure(0));
         // The residual DFA is exact: it reports only real matches, as sure.
-        let c = p.candidates(b"ssn 078-05-1120 and 12-34");
-        assert_eq!(c.iter().collect::<Vec<_>>(), [1]);
-        assert!(c.is_sure(1));
+        assert_sure(&p, "ssn 078-05-1120 and 12-34", &[1]);
         assert!(cands(&p, "ssn 078-05-112").is_empty());
     }
 
@@ -964,9 +971,7 @@ pub(crate) mod tests {
     fn a_repeated_class_is_a_run_test_and_exact() {
         let p = set(&[r"[A-Z2-7]{16,}", r"(?i)system\s+prompt"]);
         assert_eq!(p.residual_patterns(), [(0, Residual::Run)]);
-        let c = p.candidates(b"key: JBSWY3DPEHPK3PXP.");
-        assert_eq!(c.iter().collect::<Vec<_>>(), [0]);
-        assert!(c.is_sure(0));
+        assert_sure(&p, "key: JBSWY3DPEHPK3PXP.", &[0]);
         assert!(cands(&p, "JBSWY3DPEHPK3PX JBSWY3DPEHPK3PX").is_empty());
     }
 
@@ -996,9 +1001,7 @@ pub(crate) mod tests {
             ("a\x02b and 1.2.3.4", vec![0, 3]),
             ("version 1.2.3 and - . -", vec![]),
         ] {
-            let c = p.candidates(text.as_bytes());
-            assert_eq!(c.iter().collect::<Vec<_>>(), want, "{text:?}");
-            assert!(want.iter().all(|&i| c.is_sure(i)));
+            assert_sure(&p, text, &want);
         }
         // One member matches at every few bytes, the others never or only at the very end:
         // the union gives up after its repeated matches and the rest run alone.
@@ -1008,9 +1011,7 @@ pub(crate) mod tests {
             (format!("{many}\x02"), vec![0, 3]),
             (format!("{many}.- -... -.-. -.. . ..-. "), vec![0, 1]),
         ] {
-            let c = p.candidates(text.as_bytes());
-            assert_eq!(c.iter().collect::<Vec<_>>(), want);
-            assert!(want.iter().all(|&i| c.is_sure(i)));
+            assert_sure(&p, &text, &want);
         }
     }
 
