@@ -1,4 +1,4 @@
-//! Fully built residual DFAs, remembered across compilations in one process.
+//! Fully built residual DFAs and gap-check DFAs, remembered across compilations in one process.
 //!
 //! Determinizing the residual patterns is most of a bundle's compile time, and most of that is
 //! spent on the patterns whose DFA turns out too large (a counted repetition found anywhere in
@@ -6,15 +6,15 @@
 //! the same patterns again and again — a scanner on every reload, the operator for every
 //! RulePack status and pack test, `pd-scanner test` for each pack and then the bundle — so the
 //! outcome of each build (the DFA, or "too large") is kept, keyed by the patterns and the size
-//! limit. Entries are immutable and shared (`Arc`); the cache holds at most [`CACHE_BYTES`] of
+//! limit (a gap check's key names its kind of DFA first). Entries are immutable and shared (`Arc`); the cache holds at most [`CACHE_BYTES`] of
 //! DFAs and forgets the oldest first.
 
 use std::sync::{Arc, Mutex};
 
 use regex_automata::dfa::dense;
 
-/// DFA bytes the cache may hold (the sample bundle's residual DFAs, unions included, take
-/// about 1.9 MiB, so a reload's new bundle fits beside the old one).
+/// DFA bytes the cache may hold. The sample bundle's residual DFAs (about 1.9 MiB) and gap
+/// checks (3.8 MiB, [`crate::gaps`]) fit, so a reload of the same patterns builds none again.
 const CACHE_BYTES: usize = 8 << 20;
 /// Entries kept, counting "too large" outcomes (which hold no DFA).
 const CACHE_ENTRIES: usize = 256;

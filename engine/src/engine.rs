@@ -510,6 +510,30 @@ fn match_entry(
     let Some(span) = entry.span() else {
         return;
     };
+    // Where the rule's gap check says it cannot match, its regex does not search. Not on long
+    // texts: there the prefilter's windows already bound the search and the lazy DFA reuses
+    // its states across the text, so the checks (one per window) cost more than they save.
+    let crossable: Vec<Range<usize>>;
+    let windows = match (entry.gaps(), windows) {
+        (Some(gaps), None) if t.len() <= GAP_CHECKED_TEXT => {
+            if !gaps.may_match(t, 0..t.len()) {
+                return;
+            }
+            None
+        }
+        (Some(gaps), Some(windows)) if t.len() <= GAP_CHECKED_TEXT => {
+            crossable = windows
+                .iter()
+                .filter(|w| gaps.may_match(t, (*w).clone()))
+                .cloned()
+                .collect();
+            if crossable.is_empty() {
+                return;
+            }
+            Some(&crossable[..])
+        }
+        (_, windows) => windows,
+    };
     for m in find_in(span, t, windows) {
         let value = match entry.detector {
             None => Some(0..m.len()),
@@ -529,6 +553,10 @@ fn match_entry(
         }
     }
 }
+
+/// Texts up to this long are gap-checked before a gapped rule's regex runs on them (see
+/// [`crate::gaps`]).
+const GAP_CHECKED_TEXT: usize = 16 << 10;
 
 fn record(
     hits: &mut Vec<Hit>,
@@ -764,6 +792,43 @@ rules:
         assert!(word_boundary_after(b"", 0));
     }
 
+    #[test]
+    fn a_gapped_rule_is_gap_checked_and_the_check_skips_only_texts_it_cannot_match() {
+        let yaml = r#"
+version: '1'
+rules:
+- {id: grandma, category: jailbreak, severity: high, weight: 80, regex: '(?i)\bgrandma\b.{0,40}?\blicense\s+keys\b'}
+"#;
+        let mut set = PackSet::new();
+        set.insert("p".into(), serde_yaml::from_str(yaml).unwrap());
+        let fast = compile(&set, Policy::default_policy()).unwrap();
+        let checked = |p: &CompiledPack| {
+            p.primary
+                .iter()
+                .flat_map(|s| &s.slots)
+                .any(|slot| slot.entry().gaps().is_some())
+        };
+        assert!(checked(&fast));
+        let slow = compile(&set, Policy::default_policy())
+            .unwrap()
+            .without_prefilter();
+        assert!(!checked(&slow));
+        let h = hasher();
+        for (text, fires) in [
+            ("my grandma read me license keys", true),
+            ("license keys, said grandma", false),
+            ("grandma\nlicense keys", false),
+            (
+                "my grandma, who was a wonderful cook and a keen gardener, read license keys",
+                false,
+            ),
+        ] {
+            let r = fast.scan(text, &h);
+            assert_eq!(ids(&r).contains(&"grandma"), fires, "{text:?}");
+            assert_eq!(without_latency(r), without_latency(slow.scan(text, &h)));
+        }
+    }
+
     use crate::prefilter::tests::{noise, pattern};
     use proptest::prelude::*;
 
@@ -818,6 +883,44 @@ rules:
                         without_latency(slow.scan(text, &h))
                     );
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+        /// A random rule with a gap (so it gets a gap check) and a text planted with a match:
+        /// the rule fires, and the result is the same with and without the prefilter and the
+        /// gap check, on short texts (checked whole) and long ones (checked per window).
+        #[test]
+        fn gap_checks_change_no_result(
+            (re, sample) in crate::gaps::tests::gapped(),
+            before in noise(),
+            after in noise(),
+            other in noise(),
+        ) {
+            let h = hasher();
+            let yaml = format!(
+                "version: '1'\nnormalization: {{unicode: none, foldConfusables: false, stripInvisible: false, foldWhitespace: false}}\nrules:\n- {{id: r, category: other, severity: high, weight: 80, regex: {}}}\n",
+                serde_json::to_string(&re).unwrap()
+            );
+            let mut set = PackSet::new();
+            set.insert("p".into(), serde_yaml::from_str(&yaml).unwrap());
+            let Ok(fast) = compile(&set, Policy::default_policy()) else {
+                return Ok(());
+            };
+            let slow = compile(&set, Policy::default_policy()).unwrap().without_prefilter();
+            let planted = format!("{before}{sample}{after}");
+            if !re.contains("\\b") {
+                prop_assert!(ids(&fast.scan(&planted, &h)).contains(&"r"), "{re:?} on {planted:?}");
+            }
+            let long = format!("{}{planted}{}{other}{planted}", "~".repeat(2100), "~".repeat(20));
+            for text in [planted.as_str(), other.as_str(), long.as_str()] {
+                prop_assert_eq!(
+                    without_latency(fast.scan(text, &h)),
+                    without_latency(slow.scan(text, &h))
+                );
             }
         }
     }

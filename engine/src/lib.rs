@@ -20,6 +20,7 @@ pub mod dfa_cache;
 pub mod engine;
 pub mod eval;
 pub mod fuzzing;
+pub mod gaps;
 pub mod gate;
 pub mod limits;
 pub mod load;

@@ -3,10 +3,11 @@
 //! the models, the bundle's identity.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::classifier::ModelSpec;
 use crate::decode::{decode_gate_parts, DecoderKind, DecoderLimits};
+use crate::gaps::GapCheck;
 use crate::limits::{shown_name, Limits};
 use crate::normalize::Normalization;
 use crate::pack::{Action, Keywords as KeywordMatcher, MatchOn, Matcher, Rule, RuleId};
@@ -156,6 +157,8 @@ struct Assembly<'a> {
     normalization: Normalization,
     /// Bytes of compiled automata the bundle keeps (rule regexes, the keyword automaton).
     compiled_bytes: usize,
+    /// What the rules' gap checks may still take ([`super::GAP_CHECK_BUDGET`] at the start).
+    gap_budget: usize,
     rules: Vec<CompiledRule>,
     primary: PatternsBuilder,
     original: PatternsBuilder,
@@ -188,6 +191,7 @@ impl<'a> Assembly<'a> {
             limits,
             normalization,
             compiled_bytes: 0,
+            gap_budget: super::GAP_CHECK_BUDGET,
             rules: Vec::new(),
             primary: PatternsBuilder::default(),
             original: PatternsBuilder::default(),
@@ -221,7 +225,8 @@ impl<'a> Assembly<'a> {
             Matcher::Detector(d) => {
                 detector = Some(*d);
                 let pattern = d.candidate_pattern().to_string();
-                self.primary.add(pattern, None, Some(*d), index, redact);
+                self.primary
+                    .add(pattern, None, None, Some(*d), index, redact);
                 Ok(())
             }
             Matcher::Keywords(k) => keyword_bytes(k, &self.normalization)
@@ -267,12 +272,19 @@ impl<'a> Assembly<'a> {
             Err(fault) => return Ok(Err(fault)),
         };
         self.charge(re.memory_usage())?;
+        let gaps = crate::atoms::parse(source)
+            .ok()
+            .and_then(|hir| GapCheck::of(&hir, &mut self.gap_budget))
+            .map(Arc::new);
+        if let Some(g) = &gaps {
+            self.charge(g.memory_usage())?;
+        }
         let scope = match match_on {
             MatchOn::Normalized => &mut self.primary,
             MatchOn::Original => &mut self.original,
             MatchOn::Decoded => &mut self.decoded,
         };
-        scope.add(source.to_string(), Some(re), None, index, redact);
+        scope.add(source.to_string(), Some(re), gaps, None, index, redact);
         Ok(Ok(()))
     }
 
@@ -297,6 +309,7 @@ impl<'a> Assembly<'a> {
                 if let Some(re) = e.span.get() {
                     copy.span = OnceLock::from(re.clone());
                 }
+                copy.gaps = e.gaps.clone();
                 self.primary
                     .push(source.clone(), Slot::OriginalIfIdentity(copy));
             }

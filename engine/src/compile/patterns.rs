@@ -2,7 +2,7 @@
 //! pattern sets, keyword automaton and classifier slots the bundle is assembled from.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use aho_corasick::AhoCorasick;
 use regex_automata::meta::{self, Regex};
@@ -14,6 +14,7 @@ use regex_automata::MatchKind;
 use crate::classifier::Model;
 use crate::decode::DecoderSet;
 use crate::detectors::DetectorKind;
+use crate::gaps::GapCheck;
 use crate::limits::{shown_name, Limits};
 use crate::normalize::{normalize, Normalization};
 use crate::pack::{ClassifierMatch, Matcher, Rule};
@@ -38,6 +39,12 @@ pub(crate) enum Slot {
 
 impl Slot {
     pub(crate) fn entry(&self) -> &SetEntry {
+        match self {
+            Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e, _) => e,
+        }
+    }
+
+    pub(super) fn entry_mut(&mut self) -> &mut SetEntry {
         match self {
             Slot::Match(e) | Slot::OriginalIfIdentity(e) | Slot::DecodeGate(e, _) => e,
         }
@@ -69,6 +76,7 @@ impl PatternsBuilder {
         &mut self,
         source: String,
         compiled: Option<Regex>,
+        gaps: Option<Arc<GapCheck>>,
         detector: Option<DetectorKind>,
         rule: usize,
         all_spans: bool,
@@ -90,6 +98,7 @@ impl PatternsBuilder {
         if let Some(re) = compiled {
             entry.span = OnceLock::from(Some(re));
         }
+        entry.gaps = gaps;
         self.slots.push(Slot::Match(entry));
     }
 
@@ -125,6 +134,9 @@ pub(crate) struct SetEntry {
     /// Whether every span is wanted (a rule redacts) or the first one decides. Each further
     /// span costs a scan of the rest of the text, so attack prompts stay cheap.
     pub all_spans: bool,
+    /// For a rule that counts a wide class across a gap: says cheaply where it cannot match,
+    /// so `span` need not search there (see [`crate::gaps`]).
+    pub(super) gaps: Option<Arc<GapCheck>>,
 }
 
 impl SetEntry {
@@ -135,7 +147,12 @@ impl SetEntry {
             detector,
             rules,
             all_spans: false,
+            gaps: None,
         }
+    }
+
+    pub fn gaps(&self) -> Option<&GapCheck> {
+        self.gaps.as_deref()
     }
 
     /// The span regex. Rule regexes are compiled (and validated) with the pack; detector

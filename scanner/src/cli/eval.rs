@@ -40,8 +40,8 @@ pub struct EvalArgs {
     /// Must share no text with `--input`.
     #[arg(long)]
     warm_up: Option<PathBuf>,
-    /// Run every rule on every text (no prefilter): slower, and the results must be identical;
-    /// a check that the prefilter changes nothing on your corpus.
+    /// Run every rule on every text (no prefilter, no gap checks): slower, and the results
+    /// must be identical; a check that the prefilter changes nothing on your corpus.
     #[arg(long)]
     no_prefilter: bool,
     /// Cross-source evaluation: retrain this model (named in a loaded pack) without each fold
