@@ -16,10 +16,16 @@
 //! passes, the regex runs as before and finds the same matches: the check only ever skips a
 //! search that would have found nothing.
 //!
-//! A rule is checked branch by branch (the alternatives of its top-level alternation). A
-//! branch passes when each gap of its top-level sequence can be crossed; a branch without a
-//! gap needs a DFA of its own. A rule gets no check (and is confirmed as before) when a branch
-//! has neither, or when a DFA does not fit the budget.
+//! A rule is checked branch by branch: the alternatives of its top-level alternation, with an
+//! alternation inside a sequence distributed over it. A branch passes when each gap of its
+//! sequence can be crossed; a match of a branch without a gap is looked for directly (in the
+//! same DFA as the pieces after gaps, or, when that does not fit, with a regex of those
+//! branches alone). A rule gets no check (and is confirmed as before) when no branch has a
+//! gap, when a gap is left only inside a repetition, or when a DFA does not fit the budget.
+//!
+//! One DFA per direction serves every gap of a rule, so a check costs at most two passes over
+//! the text, and usually one: the pieces after the gaps are looked for first, being usually
+//! the rarer words, and without them the pass for the pieces before is skipped.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -51,8 +57,7 @@ const DETERMINIZE_LIMIT: usize = 1 << 20;
 /// The check of one rule. See the module docs.
 #[derive(Debug)]
 pub struct GapCheck {
-    /// Forward DFA over the pieces before gaps and the gapless branches, reporting every
-    /// position where each ends.
+    /// Forward DFA over the pieces before gaps, reporting every position where each ends.
     ends: Arc<Dfa>,
     /// Reverse DFA over the pieces after gaps, reporting every position where each starts,
     /// and, from pattern [`Self::gapless_from`] on, the branches without a gap in their
@@ -140,6 +145,11 @@ impl GapCheck {
                 });
             }
             if gaps.is_empty() {
+                // A gap left inside a repetition (or beside a piece that matches the empty
+                // string): looking for this branch whole would cost what the rule's regex does.
+                if seq.iter().any(contains_gap) {
+                    return None;
+                }
                 gapless.push(Hir::concat(seq));
             } else {
                 branches.push(gaps);
@@ -584,9 +594,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rules_without_a_gap_get_no_check() {
+    fn rules_without_a_usable_gap_get_no_check() {
         let mut budget = 4 << 20;
-        for s in [r"\bignore\s+previous\b", r"\d{1,6}\s+street", r"x.*y"] {
+        for s in [
+            r"\bignore\s+previous\b",
+            r"\d{1,6}\s+street",
+            r"x.*y",
+            // Its only gap is inside a repetition; the other branch has one of its own.
+            r"(?:a.{0,20}b)+|c.{0,20}d",
+        ] {
             assert!(
                 GapCheck::of(&parse(s).unwrap(), &mut budget).is_none(),
                 "{s}"
