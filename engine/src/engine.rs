@@ -799,9 +799,7 @@ version: '1'
 rules:
 - {id: grandma, category: jailbreak, severity: high, weight: 80, regex: '(?i)\bgrandma\b.{0,40}?\blicense\s+keys\b'}
 "#;
-        let mut set = PackSet::new();
-        set.insert("p".into(), serde_yaml::from_str(yaml).unwrap());
-        let fast = compile(&set, Policy::default_policy()).unwrap();
+        let (fast, slow) = fast_and_slow(yaml).unwrap();
         let checked = |p: &CompiledPack| {
             p.primary
                 .iter()
@@ -809,9 +807,6 @@ rules:
                 .any(|slot| slot.entry().gaps().is_some())
         };
         assert!(checked(&fast));
-        let slow = compile(&set, Policy::default_policy())
-            .unwrap()
-            .without_prefilter();
         assert!(!checked(&slow));
         let h = hasher();
         for (text, fires) in [
@@ -835,6 +830,38 @@ rules:
     fn without_latency(mut r: ScanResult) -> ScanResult {
         r.latency_us = 0;
         r
+    }
+
+    /// The pack `yaml` compiled as served and with its prefilter and gap checks off; `None`
+    /// when it does not compile (patterns that match the empty string are refused).
+    fn fast_and_slow(yaml: &str) -> Option<(CompiledPack, CompiledPack)> {
+        let mut set = PackSet::new();
+        set.insert("p".into(), serde_yaml::from_str(yaml).unwrap());
+        let fast = compile(&set, Policy::default_policy()).ok()?;
+        let slow = compile(&set, Policy::default_policy()).ok()?;
+        Some((fast, slow.without_prefilter()))
+    }
+
+    /// Both packs give the same whole result on `planted`, on `other`, and on a text long
+    /// enough for the prefilter to confirm in windows around the atoms.
+    fn same_results(
+        (fast, slow): &(CompiledPack, CompiledPack),
+        planted: &str,
+        other: &str,
+    ) -> Result<(), TestCaseError> {
+        let h = hasher();
+        let long = format!(
+            "{}{planted}{}{other}{planted}",
+            "~".repeat(2100),
+            "~".repeat(20)
+        );
+        for text in [planted, other, long.as_str()] {
+            prop_assert_eq!(
+                without_latency(fast.scan(text, &h)),
+                without_latency(slow.scan(text, &h))
+            );
+        }
+        Ok(())
     }
 
     proptest! {
@@ -862,27 +889,16 @@ rules:
                     "version: '1'\n{norm}decoders: [base64]\nrules:\n- {{id: r, category: other, severity: high, weight: 80, regex: {}}}\n- {{id: mail, category: pii, severity: low, weight: 10, detector: email}}\n",
                     serde_json::to_string(&re).unwrap()
                 );
-                let mut set = PackSet::new();
-                set.insert("p".into(), serde_yaml::from_str(&yaml).unwrap());
-                // Patterns that match the empty string are refused by the compiler.
-                let Ok(fast) = compile(&set, Policy::default_policy()) else {
+                let Some(packs) = fast_and_slow(&yaml) else {
                     return Ok(());
                 };
-                let slow = compile(&set, Policy::default_policy()).unwrap().without_prefilter();
                 // A planted `\\b` may sit between two word characters; those rules are still
                 // checked for equal results below.
                 if !normalized && !re.contains("\\b") {
-                    let r = fast.scan(&planted, &h);
+                    let r = packs.0.scan(&planted, &h);
                     prop_assert!(ids(&r).contains(&"r"), "{re:?} does not fire on {planted:?}");
                 }
-                // Long enough for the prefilter to confirm in windows around the atoms.
-                let long = format!("{}{planted}{}{other}{planted}", "~".repeat(2100), "~".repeat(20));
-                for text in [planted.as_str(), other.as_str(), long.as_str()] {
-                    prop_assert_eq!(
-                        without_latency(fast.scan(text, &h)),
-                        without_latency(slow.scan(text, &h))
-                    );
-                }
+                same_results(&packs, &planted, &other)?;
             }
         }
     }
@@ -900,28 +916,19 @@ rules:
             after in noise(),
             other in noise(),
         ) {
-            let h = hasher();
             let yaml = format!(
                 "version: '1'\nnormalization: {{unicode: none, foldConfusables: false, stripInvisible: false, foldWhitespace: false}}\nrules:\n- {{id: r, category: other, severity: high, weight: 80, regex: {}}}\n",
                 serde_json::to_string(&re).unwrap()
             );
-            let mut set = PackSet::new();
-            set.insert("p".into(), serde_yaml::from_str(&yaml).unwrap());
-            let Ok(fast) = compile(&set, Policy::default_policy()) else {
+            let Some(packs) = fast_and_slow(&yaml) else {
                 return Ok(());
             };
-            let slow = compile(&set, Policy::default_policy()).unwrap().without_prefilter();
             let planted = format!("{before}{sample}{after}");
             if !re.contains("\\b") {
-                prop_assert!(ids(&fast.scan(&planted, &h)).contains(&"r"), "{re:?} on {planted:?}");
+                let r = packs.0.scan(&planted, &hasher());
+                prop_assert!(ids(&r).contains(&"r"), "{re:?} does not fire on {planted:?}");
             }
-            let long = format!("{}{planted}{}{other}{planted}", "~".repeat(2100), "~".repeat(20));
-            for text in [planted.as_str(), other.as_str(), long.as_str()] {
-                prop_assert_eq!(
-                    without_latency(fast.scan(text, &h)),
-                    without_latency(slow.scan(text, &h))
-                );
-            }
+            same_results(&packs, &planted, &other)?;
         }
     }
 }
