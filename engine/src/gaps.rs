@@ -586,7 +586,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn every_branch_is_checked_and_a_branch_without_a_gap_by_its_own_dfa() {
+    fn every_branch_is_checked_and_a_branch_without_a_gap_is_looked_for_whole() {
         let c = check(r"\bfoo\b.{0,40}\bbar\b|\bbaz\s+\d{3}\b");
         assert!(may(&c, "foo and bar"));
         assert!(may(&c, "baz 123"));
