@@ -25,14 +25,17 @@
 //!
 //! One DFA per direction serves every gap of a rule, so a check costs at most two passes over
 //! the text, and usually one: the pieces after the gaps are looked for first, being usually
-//! the rarer words, and without them the pass for the pieces before is skipped.
+//! the rarer words, and without them the pass for the pieces before is skipped. When the rule's
+//! own prefix prefilter is fast, the passes start at its first hit: a regex that skips to a
+//! rare literal costs almost nothing on a text without it, and the check must not cost more.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use regex_automata::dfa::{dense, Automaton, OverlappingState, StartKind};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
-use regex_automata::{meta, Input, MatchKind};
+use regex_automata::util::prefilter::Prefilter as PrefixFilter;
+use regex_automata::{meta, Input, MatchKind, Span};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::dfa_cache::{self, Dfa};
@@ -68,6 +71,10 @@ pub struct GapCheck {
     /// nothing wide, so it stays small on new text, while a fully built DFA reporting every
     /// match can take megabytes (`\d{1,6}\s+(?:[a-z]+\s+){1,4}street` does).
     gapless: Option<meta::Regex>,
+    /// The rule's own prefix prefilter, when `regex-automata` judges it fast (a `memchr` or
+    /// SIMD search for a few literals every match starts with): no match starts before its
+    /// first hit, so the check's passes start there, or do not run at all.
+    prefix: Option<PrefixFilter>,
     branches: Vec<Vec<Gap>>,
 }
 
@@ -191,6 +198,8 @@ impl GapCheck {
             starts,
             gapless_from,
             gapless,
+            prefix: PrefixFilter::from_hir_prefix(MatchKind::LeftmostFirst, hir)
+                .filter(PrefixFilter::is_fast),
             branches,
         })
     }
@@ -198,6 +207,13 @@ impl GapCheck {
     /// Whether the rule may match inside `window` of `t` (look-around at the window's edges
     /// sees the whole text). `false` means it cannot.
     pub fn may_match(&self, t: &[u8], window: Range<usize>) -> bool {
+        let window = match &self.prefix {
+            Some(p) => match p.find(t, Span::from(window.clone())) {
+                Some(first) => first.start..window.end,
+                None => return false,
+            },
+            None => window,
+        };
         // Starts first: the words after a gap are usually the rarer ones, and without them
         // there is nothing to look for before.
         let Some(mut starts) = hits(&self.starts, t, window.clone(), true) else {
@@ -231,6 +247,7 @@ impl GapCheck {
         self.ends.memory_usage()
             + self.starts.memory_usage()
             + self.gapless.as_ref().map_or(0, |r| r.memory_usage())
+            + self.prefix.as_ref().map_or(0, |p| p.memory_usage())
     }
 }
 
