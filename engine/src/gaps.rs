@@ -90,7 +90,7 @@ struct Gap {
 }
 
 /// Pieces of one direction, each once.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Pieces {
     hirs: Vec<Hir>,
     keys: Vec<String>,
@@ -167,10 +167,7 @@ impl GapCheck {
         }
         let mut left = *budget;
         let gapless_from = starts.hirs.len() as u32;
-        let mut with_gapless = Pieces {
-            hirs: starts.hirs.clone(),
-            keys: starts.keys.clone(),
-        };
+        let mut with_gapless = starts.clone();
         for h in &gapless {
             with_gapless.add(h.clone());
         }
@@ -429,8 +426,7 @@ fn as_gap(h: &Hir) -> Option<(ByteSet, usize, usize)> {
         return None;
     }
     let class = ByteSet::of_hir(&r.sub);
-    let width = (0..=255u8).filter(|&b| class.contains(b)).count();
-    (width >= MIN_GAP_CLASS).then_some((class, r.min as usize, max as usize))
+    (class.len() >= MIN_GAP_CLASS).then_some((class, r.min as usize, max as usize))
 }
 
 fn contains_gap(h: &Hir) -> bool {

@@ -77,8 +77,13 @@ impl ByteSet {
         (0..=255u8).filter(move |&b| self.contains(b))
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
+    }
+
+    /// How many bytes the set holds.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
     /// Estimated share of prompt bytes in this set, in 1/10,000: English prose with some code
