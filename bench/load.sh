@@ -7,10 +7,14 @@
 #   4. hot swap: open loop at a quarter of the measured rate for SECONDS seconds while the
 #      baseline pack's version is bumped every 2 s (each bump is a new bundle: compiled off the
 #      request path, then swapped in); p99 of each second, the seconds with a swap marked;
-#   5. the server's peak and current RSS (VmHWM, VmRSS) after all of it.
+#   5. the server's peak and current RSS (VmHWM, VmRSS) after each phase: reloads (phase 4)
+#      are what raise the peak, since a new bundle is compiled beside the one serving.
 # Client and server share the machine (2 cores here), so the server gets about one core.
 #
 #   bash bench/load.sh [SECONDS] [CONNECTIONS] [PROMPT_BYTES]   (PROMPT_BYTES 0 = natural)
+#
+# PD_SCANNER_BIN=path serves with another pd-scanner binary, e.g. the container image's static
+# one (`.ci/images` builds it under target/x86_64-unknown-linux-musl/image/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -18,7 +22,7 @@ conns=${2:-32}
 bytes=${3:-0}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p pd-scanner --bin pd-scanner --example load
-bin="$CARGO_TARGET_DIR/release/pd-scanner"
+bin="${PD_SCANNER_BIN:-$CARGO_TARGET_DIR/release/pd-scanner}"
 load="$CARGO_TARGET_DIR/release/examples/load"
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -37,12 +41,18 @@ for _ in $(seq 100); do
 done
 # A pool large enough that no prompt repeats at 60,000 requests/s (the output counts repeats).
 pool=$(( secs * 60000 ))
+rss() {
+  echo "$(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status") peak, $(awk '/VmRSS/ {print $2, $3}' "/proc/$server/status") now"
+}
 "$load" "127.0.0.1:$port" "$key" 8 5 0 "$bytes" 1001 100000 > /dev/null
+echo "server RSS after the warm-up: $(rss)"
 sat=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" 0 "$bytes" 1 "$pool")
 echo "saturation: $sat"
+echo "            server RSS: $(rss)"
 rps=$(echo "$sat" | sed -E 's/.*"rps": ([0-9]+).*/\1/')
 half=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" $((rps / 2)) "$bytes" 2 "$pool")
 echo "half load:  $half"
+echo "            server RSS: $(rss)"
 # Phase 4: a bundle swap every 2 s under a steady open-loop load.
 (
   for i in $(seq 1 $(( (secs - 1) / 2 ))); do
@@ -65,4 +75,4 @@ other = [s[i] for i in range(1, len(s) - 1, 2)]
 print(f"            p99 in the seconds with a swap: median {statistics.median(swap) / 1000:.1f} ms, "
       f"max {max(swap) / 1000:.1f} ms; other seconds: median {statistics.median(other) / 1000:.1f} ms, "
       f"max {max(other) / 1000:.1f} ms")'
-echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status") peak, $(awk '/VmRSS/ {print $2, $3}' "/proc/$server/status") now"
+echo "server RSS after the reloads: $(rss)"

@@ -10,16 +10,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod alloc;
 mod cli;
 
 use cli::{Cli, EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_USAGE};
 
-/// Static musl builds (the container images) use mimalloc: musl's allocator costs throughput.
-#[cfg(target_env = "musl")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
