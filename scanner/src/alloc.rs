@@ -19,7 +19,7 @@
 //! image ships), built without huge-page requests (the `no_thp` feature), with transparent huge
 //! pages also switched off for the process (a host whose THP mode is `always` uses them unasked),
 //! and with freed memory given back at once ([`PURGE_DELAY_MS`]). The image binary then peaked
-//! at 49–56 MiB in the same run; docs/src/performance.md has the figures.
+//! at 49–56 MiB in the same runs; docs/src/performance.md has the figures.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,8 +66,10 @@ mod tests {
         unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
     }
 
+    /// One test for all of `tune`: its settings are the process's, so a second test calling it
+    /// in the same process (`cargo test` runs tests as threads of one) would see them already set.
     #[test]
-    fn the_purge_delay_is_set_unless_the_environment_sets_it() {
+    fn tune_sets_the_purge_delay_unless_the_environment_does_and_switches_thp_off() {
         let from_env = PURGE_DELAY_ENV
             .iter()
             .any(|v| std::env::var_os(v).is_some());
@@ -81,12 +83,7 @@ mod tests {
             assert_eq!(before, 10);
             assert_eq!(purge_delay(), PURGE_DELAY_MS);
         }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn transparent_huge_pages_are_off_for_the_process() {
-        tune();
+        #[cfg(target_os = "linux")]
         // SAFETY: PR_GET_THP_DISABLE takes no pointers and returns the flag.
         assert_eq!(
             unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
