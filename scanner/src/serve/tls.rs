@@ -394,13 +394,15 @@ pub async fn accept(
         }
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
-        if first[0].is_ascii_alphabetic() {
-            tell_plaintext_client(&mut stream).await;
-        }
+        // Counted before the reply: the reply ends with a shutdown, and a client that reads
+        // to that end may ask for the count at once.
         failed(
             HandshakeFailure::NotTls,
             "the first bytes are not a TLS handshake",
         );
+        if first[0].is_ascii_alphabetic() {
+            tell_plaintext_client(&mut stream).await;
+        }
         return None;
     }
     match acceptor.accept(stream).into_fallible().await {
