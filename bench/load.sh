@@ -14,7 +14,8 @@
 #   bash bench/load.sh [SECONDS] [CONNECTIONS] [PROMPT_BYTES]   (PROMPT_BYTES 0 = natural)
 #
 # PD_SCANNER_BIN=path serves with another pd-scanner binary, e.g. the container image's static
-# one (`.ci/images` builds it under target/x86_64-unknown-linux-musl/image/).
+# one: `cargo build --profile image --target x86_64-unknown-linux-musl -p pd-scanner --bin
+# pd-scanner` (what .ci/images runs) writes it to $CARGO_TARGET_DIR/x86_64-unknown-linux-musl/image/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}

@@ -6,8 +6,8 @@
 //! 24 MiB (heaptrack, 20 reloads). What stays resident afterwards depends on the allocator:
 //!
 //! - **musl's malloc** is compact but costs the scan service ~1.7× CPU per request.
-//! - **glibc's malloc** gives each thread that compiles a bundle an arena of its own; reloads
-//!   run on whichever blocking-pool thread is free, so freed pages spread over arenas and stay
+//! - **glibc's malloc** hands threads separate arenas as they contend; reloads run on
+//!   whichever blocking-pool thread is free, so freed pages spread over arenas and stay
 //!   resident (an idle scanner went from 29 MiB to a peak of 69–79 MiB within 12–40 reloads).
 //! - **mimalloc with its defaults** (the container images until 2026-12-01) kept more still. It
 //!   asks for transparent huge pages, so one live byte keeps 2 MiB resident, and it gives freed
