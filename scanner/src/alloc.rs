@@ -37,13 +37,19 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// the legacy one) when the process starts.
 const PURGE_DELAY_ENV: [&str; 2] = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
 
+/// Whether the environment sets the purge delay. mimalloc matches its variables' names
+/// without regard to case, so this does too.
+fn purge_delay_from_env() -> bool {
+    std::env::vars_os().any(|(name, _)| {
+        name.to_str()
+            .is_some_and(|n| PURGE_DELAY_ENV.iter().any(|v| n.eq_ignore_ascii_case(v)))
+    })
+}
+
 /// Applies the settings above. Called first thing in `main`: mimalloc reads the purge delay
 /// each time it frees memory, and the THP flag covers the process's memory from then on.
 pub fn tune() {
-    if PURGE_DELAY_ENV
-        .iter()
-        .all(|v| std::env::var_os(v).is_none())
-    {
+    if !purge_delay_from_env() {
         // SAFETY: `mi_option_set` stores one value in mimalloc's option table (an atomic
         // write); the option is a valid enumerator of the linked mimalloc's `mi_option_t`.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
@@ -70,9 +76,7 @@ mod tests {
     /// in the same process (`cargo test` runs tests as threads of one) would see them already set.
     #[test]
     fn tune_sets_the_purge_delay_unless_the_environment_does_and_switches_thp_off() {
-        let from_env = PURGE_DELAY_ENV
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
+        let from_env = purge_delay_from_env();
         let before = purge_delay();
         tune();
         if from_env {
