@@ -25,6 +25,7 @@ use crate::prefilter::Residual;
 mod assembly;
 mod patterns;
 mod resolve;
+mod span_cache;
 
 pub use assembly::{compile_resolved, compile_resolved_with};
 pub(crate) use patterns::{
@@ -540,6 +541,63 @@ rules:
             a.pack.hash, c.pack.hash,
             "policy is part of the bundle hash"
         );
+    }
+
+    /// The regex of each rule, by pattern source, as the primary set holds it.
+    fn span_regexes(p: &CompiledPack) -> Vec<(String, *const regex_automata::meta::Regex)> {
+        let set = p.primary.as_ref().unwrap();
+        set.slots
+            .iter()
+            .filter_map(|s| {
+                let e = s.entry();
+                let re = e.span.get()?.as_ref()?;
+                Some((e.source().to_string(), std::sync::Arc::as_ptr(re)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_recompiled_bundle_shares_the_live_bundles_regexes() {
+        // Patterns no other test uses, so no live bundle of another test holds them.
+        let pack = |second: &str| {
+            format!(
+                r#"
+version: "1"
+rules:
+  - {{id: a, category: prompt_injection, severity: high, weight: 60, regex: '(?i)\bshared regex one\b'}}
+  - {{id: b, category: jailbreak, severity: high, weight: 60, regex: '(?i)\b{second}\b'}}
+"#
+            )
+        };
+        let p = packs(&[("base", &pack("shared regex two"))]);
+        let serving = compile(&p, Policy::default_policy()).unwrap();
+        let next = compile(&p, Policy::default_policy()).unwrap();
+        let (a, b) = (span_regexes(&serving), span_regexes(&next));
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, b, "every unchanged rule's regex is the serving one");
+        // A changed rule gets its own regex; the unchanged one is still shared.
+        let changed = compile(
+            &packs(&[("base", &pack("shared regex three"))]),
+            Policy::default_policy(),
+        )
+        .unwrap();
+        let c = span_regexes(&changed);
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().any(|x| x.0.contains("one") && a.contains(x)));
+        assert!(c.iter().any(|x| x.0.contains("three") && !a.contains(x)));
+        // With no bundle holding it, a pattern is compiled afresh, and works.
+        drop((serving, next));
+        let again = compile(&p, Policy::default_policy()).unwrap();
+        assert_eq!(span_regexes(&again).len(), 2);
+        let h = crate::engine::InputHasher::new(b"test-key").unwrap();
+        let r = again.scan("the shared regex two is here", &h);
+        assert!(
+            r.advisories.iter().any(|a| a.rule_id == "b"),
+            "{:?}",
+            r.advisories
+        );
+        let r = changed.scan("shared regex one, shared regex three", &h);
+        assert_eq!(r.advisories.len(), 2, "{:?}", r.advisories);
     }
 
     #[test]

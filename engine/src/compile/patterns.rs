@@ -75,7 +75,7 @@ impl PatternsBuilder {
     pub(super) fn add(
         &mut self,
         source: String,
-        compiled: Option<Regex>,
+        compiled: Option<Arc<Regex>>,
         gaps: Option<Arc<GapCheck>>,
         detector: Option<DetectorKind>,
         rule: usize,
@@ -126,7 +126,7 @@ pub(crate) struct SetEntry {
     /// The same pattern compiled alone, to find spans once the set reports it. Compiled on
     /// first use: most rules never match most prompts, and compiling every rule up front would
     /// double the bundle's compile time (the set has already validated the pattern).
-    pub(super) span: OnceLock<Option<Regex>>,
+    pub(super) span: OnceLock<Option<Arc<Regex>>>,
     /// For detector candidates: validated by `refine` before a rule counts as matched.
     pub detector: Option<DetectorKind>,
     /// Rules (indices into `CompiledPack::rules`) this pattern belongs to.
@@ -151,6 +151,12 @@ impl SetEntry {
         }
     }
 
+    /// The pattern as written (normalized rule regex, or a built-in pattern).
+    #[cfg(test)]
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     pub fn gaps(&self) -> Option<&GapCheck> {
         self.gaps.as_deref()
     }
@@ -161,8 +167,8 @@ impl SetEntry {
     /// rather than failing the scan (a unit test compiles every built-in pattern).
     pub fn span(&self) -> Option<&Regex> {
         self.span
-            .get_or_init(|| span_regex(&self.source, RULE_REGEX_SIZE).ok())
-            .as_ref()
+            .get_or_init(|| shared_span_regex(&self.source, RULE_REGEX_SIZE).ok())
+            .as_deref()
     }
 }
 
@@ -265,7 +271,7 @@ pub(super) fn check_matcher(
 /// Compiles one rule regex the way the set will: bytes, ASCII classes (`\w`, `\b`, `\d`, `\s`
 /// are ASCII; text is normalized first), UTF-8 literals still match. Rejects patterns that match
 /// the empty string, which would fire on every prompt.
-pub(super) fn rule_regex(source: &str, limits: &Limits) -> Result<Regex, Fault> {
+pub(super) fn rule_regex(source: &str, limits: &Limits) -> Result<Arc<Regex>, Fault> {
     if source.len() > limits.max_regex_bytes {
         return Err(format!(
             "regex is {} bytes; the limit is {} (--max-regex-bytes)",
@@ -274,7 +280,7 @@ pub(super) fn rule_regex(source: &str, limits: &Limits) -> Result<Regex, Fault> 
         )
         .into());
     }
-    let re = span_regex(source, limits.max_regex_compiled_bytes).map_err(|e| {
+    let re = shared_span_regex(source, limits.max_regex_compiled_bytes).map_err(|e| {
         match (e.size_limit(), e.syntax_error()) {
             (Some(n), _) => format!(
                 "regex compiles to more than {n} bytes (--max-regex-compiled-bytes); simplify it (counted repetitions multiply: {{1,1000}} is costly, b{{1000}}{{1000}} a million states)"
@@ -299,6 +305,12 @@ pub(super) fn rule_regex(source: &str, limits: &Limits) -> Result<Regex, Fault> 
         );
     }
     Ok(re)
+}
+
+/// [`span_regex`], shared with every live bundle that holds the same pattern (see
+/// [`super::span_cache`]).
+fn shared_span_regex(source: &str, size_limit: usize) -> Result<Arc<Regex>, Box<meta::BuildError>> {
+    super::span_cache::get_or_build(source, size_limit, || span_regex(source, size_limit))
 }
 
 /// The regex a slot runs to confirm a candidate and find its spans: what

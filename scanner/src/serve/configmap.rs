@@ -264,8 +264,11 @@ impl Installer {
         );
         // Compile off the async workers, as the file reload does; requests keep being served.
         let _ = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let built = build_from_text(&text, &origin, policy.as_deref(), &limits);
-            state.install(built, &metrics, true)
+            let installed = state.install(built, &metrics, true);
+            metrics.bundle_built(started.elapsed());
+            installed
         })
         .await;
     }

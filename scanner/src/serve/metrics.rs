@@ -75,6 +75,7 @@ pub struct Metrics {
     bundle_info: Family<BundleLabels, Gauge>,
     reloads: Family<ResultLabels, Counter>,
     reload_failing: Gauge,
+    bundle_build: Histogram,
     http: Family<HttpLabels, Counter>,
     rate_limited: Counter,
     audit_errors: Counter,
@@ -139,6 +140,13 @@ impl Metrics {
             "pd_bundle_reloads",
             "Bundle (re)loads by result: loaded or rejected",
             reloads.clone(),
+        );
+        // 1 ms .. ~16 s
+        let bundle_build = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "pd_bundle_build_seconds",
+            "Time to compile and check each bundle the scanner was given, loaded or rejected (on a blocking thread; the previous bundle serves until it is done)",
+            bundle_build.clone(),
         );
         let reload_failing = Gauge::default();
         registry.register(
@@ -312,6 +320,7 @@ impl Metrics {
             bundle_info,
             reloads,
             reload_failing,
+            bundle_build,
             http,
             rate_limited,
             audit_errors,
@@ -353,6 +362,11 @@ impl Metrics {
     pub fn bundle_rejected(&self) {
         self.reload("rejected");
         self.bundle_reload_failing(true);
+    }
+
+    /// How long one bundle took from its sources to loaded or rejected.
+    pub fn bundle_built(&self, took: std::time::Duration) {
+        self.bundle_build.observe(took.as_secs_f64());
     }
 
     /// Whether the newest sources are refused (`pd_bundle_reload_failing`).

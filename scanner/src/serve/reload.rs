@@ -174,12 +174,14 @@ impl BundleState {
                 settled,
             };
         }
+        let started = std::time::Instant::now();
         let built = build_snapshot(&snapshot, sources.policy.as_deref(), &sources.limits);
         let unused = built
             .as_ref()
             .map(|(loaded, pack)| unused_packs(loaded, pack))
             .unwrap_or_default();
         let installed = self.install(built.map(|(_, pack)| pack), metrics, false);
+        metrics.bundle_built(started.elapsed());
         if installed && !unused.is_empty() {
             if let Some(pack) = self.current() {
                 tracing::warn!(policy = %pack.policy.name, unused = ?unused, "{}", unused_packs_warning(&pack, &unused));

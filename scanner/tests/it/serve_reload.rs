@@ -105,6 +105,12 @@ fn an_extends_cycle_is_refused_by_hot_reload_and_a_fixed_pack_goes_live() {
         "block"
     );
     assert_eq!(metric(&s, "pd_bundle_reload_failing").as_deref(), Some("0"));
+    // Every bundle built is timed, the refused ones too: at least the two cycles and the fix,
+    // with a positive total.
+    let count = |name: &str| metric(&s, name).and_then(|v| v.parse::<f64>().ok());
+    let built = count("pd_bundle_build_seconds_count").unwrap_or(0.0);
+    assert!(built >= 3.0, "{built} bundles timed");
+    assert!(count("pd_bundle_build_seconds_sum").is_some_and(|t| t > 0.0));
 }
 
 #[test]
