@@ -25,7 +25,7 @@ use crate::prefilter::Residual;
 mod assembly;
 mod patterns;
 mod resolve;
-mod span_cache;
+mod shared;
 
 pub use assembly::{compile_resolved, compile_resolved_with};
 pub(crate) use patterns::{
@@ -557,7 +557,7 @@ rules:
     }
 
     #[test]
-    fn a_recompiled_bundle_shares_the_live_bundles_regexes() {
+    fn a_recompiled_bundle_shares_the_live_bundles_regexes_and_prefilters() {
         // Patterns no other test uses, so no live bundle of another test holds them.
         let pack = |second: &str| {
             format!(
@@ -575,6 +575,12 @@ rules:
         let (a, b) = (span_regexes(&serving), span_regexes(&next));
         assert_eq!(a.len(), 2);
         assert_eq!(a, b, "every unchanged rule's regex is the serving one");
+        let filter = |p: &CompiledPack| std::sync::Arc::as_ptr(&p.primary.as_ref().unwrap().filter);
+        assert_eq!(
+            filter(&serving),
+            filter(&next),
+            "an unchanged set shares its prefilter"
+        );
         // A changed rule gets its own regex; the unchanged one is still shared.
         let changed = compile(
             &packs(&[("base", &pack("shared regex three"))]),
@@ -585,6 +591,11 @@ rules:
         assert_eq!(c.len(), 2);
         assert!(c.iter().any(|x| x.0.contains("one") && a.contains(x)));
         assert!(c.iter().any(|x| x.0.contains("three") && !a.contains(x)));
+        assert_ne!(
+            filter(&changed),
+            filter(&serving),
+            "a changed set gets its own"
+        );
         // With no bundle holding it, a pattern is compiled afresh, and works.
         drop((serving, next));
         let again = compile(&p, Policy::default_policy()).unwrap();

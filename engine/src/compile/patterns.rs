@@ -56,7 +56,7 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct PatternSet {
     pub slots: Vec<Slot>,
-    pub filter: Prefilter,
+    pub filter: Arc<Prefilter>,
 }
 
 /// Patterns of one set while compiling.
@@ -111,7 +111,12 @@ impl PatternsBuilder {
         if self.sources.is_empty() {
             return Ok(None);
         }
-        let filter = Prefilter::build(&self.sources)?;
+        // Shared with a live bundle whose set holds exactly these patterns (see
+        // [`super::shared`]).
+        let filter = super::shared::PREFILTERS
+            .get_or_build(super::shared::prefilter_key(&self.sources), || {
+                Prefilter::build(&self.sources)
+            })?;
         Ok(Some(PatternSet {
             slots: self.slots,
             filter,
@@ -308,9 +313,10 @@ pub(super) fn rule_regex(source: &str, limits: &Limits) -> Result<Arc<Regex>, Fa
 }
 
 /// [`span_regex`], shared with every live bundle that holds the same pattern (see
-/// [`super::span_cache`]).
+/// [`super::shared`]).
 fn shared_span_regex(source: &str, size_limit: usize) -> Result<Arc<Regex>, Box<meta::BuildError>> {
-    super::span_cache::get_or_build(source, size_limit, || span_regex(source, size_limit))
+    let key = super::shared::regex_key(source, size_limit);
+    super::shared::REGEXES.get_or_build(key, || span_regex(source, size_limit))
 }
 
 /// The regex a slot runs to confirm a candidate and find its spans: what
