@@ -11,9 +11,9 @@
 //!
 //! A [`Shared`] holds weak references only: a part lives as long as some bundle uses it, and
 //! one that no bundle holds any more is built afresh when it comes back. So sharing keeps no
-//! memory of its own beyond a 32-byte key per entry, and needs no size limit. (The fully built DFAs inside a
-//! prefilter are also kept by [`crate::dfa_cache`], which does hold them: building one can take
-//! seconds, and a pattern set often comes back with one pattern changed.)
+//! memory of its own beyond a 32-byte key per entry, and needs no size limit. (The fully built
+//! DFAs inside a prefilter are also kept by [`crate::dfa_cache`], which does hold them: building
+//! one can take seconds, and a pattern set often comes back with one pattern changed.)
 
 use std::collections::HashMap;
 use std::hash::Hash;
