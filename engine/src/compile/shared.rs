@@ -15,8 +15,7 @@
 //! DFAs inside a prefilter are also kept by [`crate::dfa_cache`], which does hold them: building
 //! one can take seconds, and a pattern set often comes back with one pattern changed.)
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use regex_automata::meta::Regex;
@@ -57,11 +56,11 @@ fn digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Digest {
 
 /// Parts of type `V` by key `K`, as long as some bundle holds them.
 pub(super) struct Shared<K, V> {
-    entries: Mutex<Option<Entries<K, V>>>,
+    entries: Mutex<Entries<K, V>>,
 }
 
 struct Entries<K, V> {
-    map: HashMap<K, Weak<V>>,
+    map: BTreeMap<K, Weak<V>>,
     /// Entries past this make the next insert drop the dead ones first.
     prune_at: usize,
 }
@@ -69,10 +68,10 @@ struct Entries<K, V> {
 /// The fewest entries at which dead ones are dropped.
 const PRUNE_FLOOR: usize = 256;
 
-impl<K: Hash + Eq, V> Shared<K, V> {
+impl<K: Ord, V> Shared<K, V> {
     pub(super) const fn new() -> Self {
         Shared {
-            entries: Mutex::new(None),
+            entries: Mutex::new(Entries::new()),
         }
     }
 
@@ -84,23 +83,14 @@ impl<K: Hash + Eq, V> Shared<K, V> {
         key: K,
         build: impl FnOnce() -> Result<V, E>,
     ) -> Result<Arc<V>, E> {
-        if let Some(live) = self
-            .lock()
-            .as_ref()
-            .and_then(|c| c.map.get(&key))
-            .and_then(Weak::upgrade)
-        {
+        if let Some(live) = self.lock().map.get(&key).and_then(Weak::upgrade) {
             return Ok(live);
         }
         // Built outside the lock: compiling a large regex or a prefilter takes milliseconds,
         // and other threads (a pack test, the operator's status compile) should not queue
         // behind it.
         let built = Arc::new(build()?);
-        let mut guard = self.lock();
-        let entries = guard.get_or_insert_with(|| Entries {
-            map: HashMap::new(),
-            prune_at: PRUNE_FLOOR,
-        });
+        let mut entries = self.lock();
         // Another thread may have built the same part meanwhile: keep one, so later bundles
         // share a single set of warm caches.
         if let Some(live) = entries.map.get(&key).and_then(Weak::upgrade) {
@@ -112,12 +102,19 @@ impl<K: Hash + Eq, V> Shared<K, V> {
 
     /// A poisoned lock only means another thread panicked while holding it; every entry is
     /// inserted in one step, so the map is still whole.
-    fn lock(&self) -> MutexGuard<'_, Option<Entries<K, V>>> {
+    fn lock(&self) -> MutexGuard<'_, Entries<K, V>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl<K: Hash + Eq, V> Entries<K, V> {
+impl<K: Ord, V> Entries<K, V> {
+    const fn new() -> Self {
+        Entries {
+            map: BTreeMap::new(),
+            prune_at: PRUNE_FLOOR,
+        }
+    }
+
     /// Remembers `part`; past [`Entries::prune_at`] entries, first forgets the parts no bundle
     /// holds any more. The threshold doubles with the live entries, so pruning stays amortized
     /// constant per insert however many bundles are alive.
@@ -188,10 +185,7 @@ mod tests {
 
     #[test]
     fn dead_entries_are_dropped() {
-        let mut entries: Entries<usize, usize> = Entries {
-            map: HashMap::new(),
-            prune_at: PRUNE_FLOOR,
-        };
+        let mut entries: Entries<usize, usize> = Entries::new();
         let held: Vec<_> = (0..10).map(Arc::new).collect();
         for (i, r) in held.iter().enumerate() {
             entries.insert(i, r);
