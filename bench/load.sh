@@ -25,26 +25,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p pd-scanner --bin pd-scanner --example load
 bin="${PD_SCANNER_BIN:-$CARGO_TARGET_DIR/release/pd-scanner}"
 load="$CARGO_TARGET_DIR/release/examples/load"
-work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+samples_dir
 key="bench-key-0123456789abcdef"
 echo "bench=$key" > "$work/keys"
-port=$((20000 + RANDOM % 20000))
-# The server reads a copy of the sample packs, so phase 4 can change them.
-mkdir "$work/packs"
-cp config/samples/*.yaml "$work/packs/"
-"$bin" -f "$work/packs" serve --listen "127.0.0.1:$port" --keys "$work/keys" --hmac-key-file "$work/hmac.key" \
-  --rate-limit 1000000 --rate-burst 1000000 --log-format json 2> "$work/server.log" &
-server=$!
-for _ in $(seq 100); do
-  grep -q '"listening"' "$work/server.log" 2>/dev/null && break
-  sleep 0.1
-done
+serve_samples "$bin" --keys "$work/keys" --hmac-key-file "$work/hmac.key" \
+  --rate-limit 1000000 --rate-burst 1000000
 # A pool large enough that no prompt repeats at 60,000 requests/s (the output counts repeats).
 pool=$(( secs * 60000 ))
-rss() {
-  echo "$(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status") peak, $(awk '/VmRSS/ {print $2, $3}' "/proc/$server/status") now"
-}
 "$load" "127.0.0.1:$port" "$key" 8 5 0 "$bytes" 1001 100000 > /dev/null
 echo "server RSS after the warm-up: $(rss)"
 sat=$("$load" "127.0.0.1:$port" "$key" "$conns" "$secs" 0 "$bytes" 1 "$pool")
@@ -58,7 +47,7 @@ echo "            server RSS: $(rss)"
 (
   for i in $(seq 1 $(( (secs - 1) / 2 ))); do
     sleep 2
-    sed -i -E "s/^  version: \"1\.0\.[0-9]+\"/  version: \"1.0.$i\"/" "$work/packs/baseline-rulepack.yaml"
+    bump_version "$i"
   done
 ) &
 swapper=$!

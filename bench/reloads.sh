@@ -16,26 +16,18 @@ if [ -z "${PD_SCANNER_BIN:-}" ]; then
   cargo build --release -q -p pd-scanner --bin pd-scanner
 fi
 bin="${PD_SCANNER_BIN:-$CARGO_TARGET_DIR/release/pd-scanner}"
-work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir "$work/packs"
-cp config/samples/*.yaml "$work/packs/"
-port=$((20000 + RANDOM % 20000))
-"$bin" -f "$work/packs" serve --listen "127.0.0.1:$port" --log-format json 2> "$work/server.log" &
-server=$!
-for _ in $(seq 100); do
-  grep -q '"listening"' "$work/server.log" 2>/dev/null && break
-  sleep 0.1
-done
-kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$server/status"; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+samples_dir
+serve_samples "$bin"
 sleep 1
-start=$(kb VmRSS)
+start=$(status_kib VmRSS)
 for i in $(seq "$reloads"); do
-  sed -i "0,/version: .*/s//version: \"1.0.$i\"/" "$work/packs/baseline-rulepack.yaml"
+  bump_version "$i"
   sleep 0.6
 done
 sleep 1
 loaded=$(grep -c '"bundle loaded"' "$work/server.log" || true)
 build=$(curl -s "127.0.0.1:$port/metrics" | awk '/^pd_bundle_build_seconds_sum/ {s=$2} /^pd_bundle_build_seconds_count/ {n=$2} END {if (n) printf "%d builds, %.1f s in all", n, s}')
 echo "bundles loaded: $loaded (the first at start); $build"
-echo "server RSS: start $((start / 1024)) MiB, end $(( $(kb VmRSS) / 1024 )) MiB, peak $(( $(kb VmHWM) / 1024 )) MiB"
+echo "server RSS: start $((start / 1024)) MiB, end $(( $(status_kib VmRSS) / 1024 )) MiB, peak $(( $(status_kib VmHWM) / 1024 )) MiB"
