@@ -96,39 +96,87 @@ impl Reach {
     /// (`start..end` of the pattern's atoms in `t`); `None` when the walks would cover more
     /// than half the text (then the whole text is searched, which costs about the same).
     ///
-    /// The walk away from an occurrence only gets shorter as the occurrence moves inwards, so
-    /// an occurrence that ends no later than one already walked adds nothing, and a leftward
-    /// walk can stop at the previous window: each part of the text is walked leftwards once.
+    /// A walk only gets longer as its starting point moves the way it walks: a fresh walk has
+    /// spent nothing where an earlier one has already spent some of its budget. So an
+    /// occurrence inside another (starting no earlier, ending no later) adds nothing; of the
+    /// rest, in order, a leftward walk can stop at the window before it, and a rightward walk
+    /// at the next occurrence's end, because once it gets there the next walk goes at least
+    /// as far and the two windows are one. Each byte is walked at most once in each
+    /// direction, however densely the atoms occur, so the budget weighs the windows and not
+    /// the same bytes walked again (counting those, long attack prompts, which hold a rule's
+    /// words dozens of times, gave up on windows that were there).
     pub fn windows(
         &self,
         t: &[u8],
         occurrences: &mut [(usize, usize)],
     ) -> Option<Vec<Range<usize>>> {
-        occurrences.sort_unstable();
+        // By start, and for one start the longest first, so that each kept occurrence ends
+        // later than every one before it.
+        occurrences.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         // Beyond this, searching the whole text is cheaper than finding the windows.
         let budget = t.len() / 2;
+        if self.least_cover(t.len(), occurrences) > budget {
+            return None;
+        }
         let mut work = 0usize;
         let mut out: Vec<Range<usize>> = Vec::new();
-        let mut walked_to = 0usize;
-        for &(start, end) in occurrences.iter() {
-            let stop = match out.last() {
-                Some(_) if end <= walked_to => continue,
-                Some(last) => last.end.min(start),
-                None => 0,
-            };
-            let from = self.left(t, start, stop);
-            let to = self.right(t, end, t.len());
-            work = work.saturating_add(start - from).saturating_add(to - end);
+        // The end of the last kept occurrence, and whether the walk right from it reached
+        // the next one (so the window it is in stays open: its end is not known yet).
+        let mut last_end: Option<usize> = None;
+        let mut open = false;
+        let mut kept = occurrences
+            .iter()
+            .filter(|&&(_, end)| {
+                let keep = last_end.is_none_or(|e| end > e);
+                if keep {
+                    last_end = Some(end);
+                }
+                keep
+            })
+            .peekable();
+        while let Some(&(start, end)) = kept.next() {
+            if !open {
+                let stop = out.last().map_or(0, |w| w.end.min(start));
+                let from = self.left(t, start, stop);
+                work = work.saturating_add(start - from);
+                match out.last_mut() {
+                    Some(last) if from <= last.end => {}
+                    _ => out.push(from..from),
+                }
+            }
+            let stop = kept.peek().map_or(t.len(), |&&(_, next_end)| next_end);
+            let to = self.right(t, end, stop);
+            work = work.saturating_add(to - end);
             if work > budget {
                 return None;
             }
-            walked_to = end;
-            match out.last_mut() {
-                Some(last) if from <= last.end => last.end = last.end.max(to),
-                _ => out.push(from..to),
+            open = to == stop && kept.peek().is_some();
+            if let Some(last) = out.last_mut() {
+                last.end = last.end.max(to);
             }
         }
         Some(out)
+    }
+}
+
+impl Reach {
+    /// Bytes the windows cover at the least: a walk pays at most one base byte per byte it
+    /// takes, so it goes at least `base + 1` bytes before it can stop. When that alone is more
+    /// than half the text (a rule's common words all over a long prompt), the walks are not
+    /// started: they would find windows too large to be worth it, or give up half way.
+    fn least_cover(&self, len: usize, sorted: &[(usize, usize)]) -> usize {
+        let reach = self.base.saturating_add(1);
+        let mut covered = 0usize;
+        let mut last_end = 0usize;
+        for &(start, end) in sorted {
+            let from = start.saturating_sub(reach).max(last_end);
+            let to = end.saturating_add(reach).min(len);
+            if to > from {
+                covered += to - from;
+                last_end = to;
+            }
+        }
+        covered
     }
 }
 
@@ -222,6 +270,50 @@ mod tests {
         assert_eq!((r.base, r.segments), (2, 1));
         // A run that can hold any printable byte gives no reach.
         assert!(Reach::of(&parse(r"<\s*script\b[^>]*>").unwrap()).is_none());
+    }
+
+    /// The windows as defined: each occurrence walked left to the text's start and right to
+    /// its end, with no stops, and overlapping or touching ranges merged.
+    fn unstopped(r: &Reach, t: &[u8], occurrences: &[(usize, usize)]) -> Vec<Range<usize>> {
+        let mut ranges: Vec<Range<usize>> = occurrences
+            .iter()
+            .map(|&(s, e)| r.left(t, s, 0)..r.right(t, e, t.len()))
+            .collect();
+        ranges.sort_by_key(|w| (w.start, w.end));
+        let mut out: Vec<Range<usize>> = Vec::new();
+        for w in ranges {
+            match out.last_mut() {
+                Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+                _ => out.push(w),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// The stopped walks give the same windows as walking every occurrence out in full:
+        /// dense and sparse occurrences, nested ones, and texts of words, spaces and bytes no
+        /// class holds.
+        #[test]
+        fn stopped_walks_find_the_full_windows(
+            which in 0usize..3,
+            text in proptest::collection::vec(proptest::sample::select(b"ab  cd.-\nxyz".to_vec()), 1..1500),
+            occ in proptest::collection::vec((0usize..1500, 0usize..8), 1..24),
+        ) {
+            let r = reach([r"ab\s+cd", r"a(?:\w+\s+){0,2}b", r"(?i)\bab\b(?:\s+\w+){0,3}\s+cd"][which]);
+            let t = &text[..];
+            let mut occurrences: Vec<(usize, usize)> = occ
+                .iter()
+                .map(|&(s, l)| (s.min(t.len()), (s + l).min(t.len())))
+                .collect();
+            let expected = unstopped(&r, t, &occurrences);
+            match r.windows(t, &mut occurrences) {
+                Some(got) => proptest::prop_assert_eq!(got, expected),
+                // Only when the windows really are large: each byte is walked at most once
+                // each way, so walks over half the text mean windows over a quarter of it.
+                None => proptest::prop_assert!(expected.iter().map(|w| w.len()).sum::<usize>() > t.len() / 4),
+            }
+        }
     }
 
     #[test]
