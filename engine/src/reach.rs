@@ -157,9 +157,7 @@ impl Reach {
         }
         Some(out)
     }
-}
 
-impl Reach {
     /// Bytes the windows cover at the least: a walk pays at most one base byte per byte it
     /// takes, so it goes at least `base + 1` bytes before it can stop. When that alone is more
     /// than half the text (a rule's common words all over a long prompt), the walks are not
