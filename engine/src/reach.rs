@@ -93,8 +93,9 @@ impl Reach {
 
 impl Reach {
     /// Disjoint ranges, in order, that hold every match containing one of the occurrences
-    /// (`start..end` of the pattern's atoms in `t`); `None` when the walks would cover more
-    /// than half the text (then the whole text is searched, which costs about the same).
+    /// (`start..end` of the pattern's atoms in `t`; reordered and overwritten here); `None`
+    /// when the walks would cover more than half the text (then the whole text is searched,
+    /// which costs about the same).
     ///
     /// A walk only gets longer as its starting point moves the way it walks: a fresh walk has
     /// spent nothing where an earlier one has already spent some of its budget. So an
@@ -110,49 +111,38 @@ impl Reach {
         t: &[u8],
         occurrences: &mut [(usize, usize)],
     ) -> Option<Vec<Range<usize>>> {
-        // By start, and for one start the longest first, so that each kept occurrence ends
-        // later than every one before it.
+        // By start, and for one start the longest first; then keep each occurrence that ends
+        // later than every one before it (the others lie inside one of those).
         occurrences.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut n = 0;
+        for i in 0..occurrences.len() {
+            if n == 0 || occurrences[i].1 > occurrences[n - 1].1 {
+                occurrences[n] = occurrences[i];
+                n += 1;
+            }
+        }
+        let kept = &occurrences[..n];
         // Beyond this, searching the whole text is cheaper than finding the windows.
         let budget = t.len() / 2;
-        if self.least_cover(t.len(), occurrences) > budget {
+        if self.least_cover(t.len(), kept) > budget {
             return None;
         }
         let mut work = 0usize;
         let mut out: Vec<Range<usize>> = Vec::new();
-        // The end of the last kept occurrence, and whether the walk right from it reached
-        // the next one (so the window it is in stays open: its end is not known yet).
-        let mut last_end: Option<usize> = None;
-        let mut open = false;
-        let mut kept = occurrences
-            .iter()
-            .filter(|&&(_, end)| {
-                let keep = last_end.is_none_or(|e| end > e);
-                if keep {
-                    last_end = Some(end);
-                }
-                keep
-            })
-            .peekable();
-        while let Some(&(start, end)) = kept.next() {
-            if !open {
-                let stop = out.last().map_or(0, |w| w.end.min(start));
-                let from = self.left(t, start, stop);
-                work = work.saturating_add(start - from);
-                match out.last_mut() {
-                    Some(last) if from <= last.end => {}
-                    _ => out.push(from..from),
-                }
-            }
-            let stop = kept.peek().map_or(t.len(), |&&(_, next_end)| next_end);
-            let to = self.right(t, end, stop);
-            work = work.saturating_add(to - end);
+        for (i, &(start, end)) in kept.iter().enumerate() {
+            // When the walk before reached this occurrence's end, `stop` is `start` and this
+            // walk takes no step.
+            let stop = out.last().map_or(0, |w| w.end.min(start));
+            let from = self.left(t, start, stop);
+            let next_end = kept.get(i + 1).map_or(t.len(), |&(_, e)| e);
+            let to = self.right(t, end, next_end);
+            work = work.saturating_add(start - from).saturating_add(to - end);
             if work > budget {
                 return None;
             }
-            open = to == stop && kept.peek().is_some();
-            if let Some(last) = out.last_mut() {
-                last.end = last.end.max(to);
+            match out.last_mut() {
+                Some(last) if from <= last.end => last.end = last.end.max(to),
+                _ => out.push(from..to),
             }
         }
         Some(out)
@@ -295,10 +285,15 @@ mod tests {
         #[test]
         fn stopped_walks_find_the_full_windows(
             which in 0usize..3,
-            text in proptest::collection::vec(proptest::sample::select(b"ab  cd.-\nxyz".to_vec()), 1..1500),
+            text in proptest::collection::vec(
+                proptest::sample::select(b"ab  cd.-\nxyz".to_vec()),
+                1..1500,
+            ),
             occ in proptest::collection::vec((0usize..1500, 0usize..8), 1..24),
         ) {
-            let r = reach([r"ab\s+cd", r"a(?:\w+\s+){0,2}b", r"(?i)\bab\b(?:\s+\w+){0,3}\s+cd"][which]);
+            let r = reach(
+                [r"ab\s+cd", r"a(?:\w+\s+){0,2}b", r"(?i)\bab\b(?:\s+\w+){0,3}\s+cd"][which],
+            );
             let t = &text[..];
             let mut occurrences: Vec<(usize, usize)> = occ
                 .iter()
@@ -309,7 +304,10 @@ mod tests {
                 Some(got) => proptest::prop_assert_eq!(got, expected),
                 // Only when the windows really are large: each byte is walked at most once
                 // each way, so walks over half the text mean windows over a quarter of it.
-                None => proptest::prop_assert!(expected.iter().map(|w| w.len()).sum::<usize>() > t.len() / 4),
+                None => {
+                    let covered: usize = expected.iter().map(|w| w.len()).sum();
+                    proptest::prop_assert!(covered > t.len() / 4);
+                }
             }
         }
     }

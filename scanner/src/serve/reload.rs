@@ -13,10 +13,10 @@
 //!
 //! The compile runs off the request path (a blocking task) and reuses every regex and prefilter
 //! the serving bundle holds unchanged (`pd_bundle_build_seconds` times it); the result replaces
-//! the served bundle atomically. A source set that does not read, load or compile never replaces a good
-//! bundle: the old one keeps serving and the reason is kept for `/readyz` (bounded, and
-//! quoting nothing from any file), the log (in full) and `pd_bundle_reloads_total{result=
-//! "rejected"}` / `pd_bundle_reload_failing`.
+//! the served bundle atomically. A source set that does not read, load or compile never
+//! replaces a good bundle: the old one keeps serving and the reason is kept for `/readyz`
+//! (bounded, and quoting nothing from any file), the log (in full) and
+//! `pd_bundle_reloads_total{result="rejected"}` / `pd_bundle_reload_failing`.
 //!
 //! Metadata can miss a write that lands within the file system's timestamp granularity of the
 //! previous one with the same length, so while a file was modified within
