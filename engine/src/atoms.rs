@@ -338,7 +338,20 @@ fn analyze(h: &Hir) -> Info {
 /// A concatenation: runs of children with exact sets are multiplied out into longer strings;
 /// the best run, or the best requirement of any child, is the requirement of the whole.
 fn concat(children: &[Hir]) -> Info {
+    concat_parts(children).0
+}
+
+/// [`concat`], and every requirement it weighed: each of them holds on its own (a run of the
+/// concatenation, or a requirement of one child), so a match contains one string of each.
+fn concat_parts(children: &[Hir]) -> (Info, Vec<Set>) {
+    let mut seen: Vec<Set> = Vec::new();
     let mut best: Option<Set> = None;
+    let mut consider = |best: Option<Set>, x: Option<Set>| {
+        if let Some(x) = &x {
+            seen.push(x.clone());
+        }
+        better(best, x)
+    };
     let mut run = empty_string();
     let mut all_exact = true;
     for child in children {
@@ -347,8 +360,8 @@ fn concat(children: &[Hir]) -> Info {
             Some(e) => match product(&run, &e) {
                 Some(p) => run = p,
                 None => {
-                    best = better(best, usable(Some(run)));
-                    best = better(best, ci.req);
+                    best = consider(best, usable(Some(run)));
+                    best = consider(best, ci.req);
                     run = e;
                     all_exact = false;
                 }
@@ -363,25 +376,142 @@ fn concat(children: &[Hir]) -> Info {
                 };
                 match edge {
                     Some(e) => {
-                        best = better(best, usable(product(&run, &e)));
-                        best = better(best, usable(Some(run)));
-                        best = better(best, ci.req);
+                        best = consider(best, usable(product(&run, &e)));
+                        best = consider(best, usable(Some(run)));
+                        best = consider(best, ci.req);
                         run = e;
                     }
                     None => {
-                        best = better(best, usable(Some(run)));
-                        best = better(best, ci.req);
+                        best = consider(best, usable(Some(run)));
+                        best = consider(best, ci.req);
                         run = empty_string();
                     }
                 }
             }
         }
     }
-    best = better(best, usable(Some(run.clone())));
-    Info {
+    best = consider(best, usable(Some(run.clone())));
+    let info = Info {
         exact: all_exact.then_some(run),
         req: best,
+    };
+    (info, seen)
+}
+
+/// Factors a branch is checked against at most: its most selective ones.
+const MAX_FACTORS: usize = 4;
+/// Branches of a top-level alternation given factors at most; beyond, the atoms alone decide.
+const MAX_FACTOR_BRANCHES: usize = 32;
+/// Least [`quality`] of a factor: three letters, or a common word with a boundary. Each
+/// factor's atoms join the shared automaton, and a weaker one would report matches all over
+/// prose while filtering almost nothing.
+const MIN_FACTOR_QUALITY: u32 = 12;
+
+/// The branches of `h`: its top-level alternatives, each a pattern whose matches are among
+/// `h`'s, that together match everything `h` does. The parser moves a prefix that every
+/// alternative shares (often `\b`) out of the alternation, so an alternation next to nothing
+/// but look-around is split too. Deeper alternations stay inside their branch, where
+/// [`concat_parts`] makes one factor of each. More than [`MAX_FACTOR_BRANCHES`] alternatives
+/// leave `h` whole.
+fn split_branches(h: &Hir, out: &mut Vec<Hir>) {
+    let unwrap = |mut h: &Hir| {
+        while let HirKind::Capture(c) = h.kind() {
+            h = &c.sub;
+        }
+        h.clone()
+    };
+    let h = unwrap(h);
+    match h.kind() {
+        HirKind::Alternation(alts) if alts.len() <= MAX_FACTOR_BRANCHES => {
+            out.extend(alts.iter().map(unwrap))
+        }
+        HirKind::Concat(children) => {
+            let mut alternation = None;
+            for (i, c) in children.iter().enumerate() {
+                match unwrap(c).kind() {
+                    HirKind::Look(_) => {}
+                    HirKind::Alternation(alts)
+                        if alternation.is_none() && alts.len() <= MAX_FACTOR_BRANCHES =>
+                    {
+                        alternation = Some((i, alts.clone()))
+                    }
+                    _ => {
+                        out.push(h.clone());
+                        return;
+                    }
+                }
+            }
+            match alternation {
+                Some((i, alts)) => {
+                    for alt in alts {
+                        let mut parts = children[..i].to_vec();
+                        parts.push(alt);
+                        parts.extend_from_slice(&children[i + 1..]);
+                        out.push(Hir::concat(parts));
+                    }
+                }
+                None => out.push(h.clone()),
+            }
+        }
+        _ => out.push(h),
     }
+}
+
+/// Atom sets a match of one branch holds one atom of each of.
+pub type Factors = Vec<Vec<Atom>>;
+
+/// What every match of `source` contains, branch by branch of its top-level alternation
+/// (a pattern without one is a single branch): a match is a match of some branch, and holds an
+/// occurrence (with its edges) of one atom of every factor of that branch.
+///
+/// [`atoms`] keeps one set for the whole pattern; a phrase rule such as
+/// `how\s+to … (?:make|build) … (?:bomb|napalm)` has its first words in many prompts that are
+/// nothing like it, and each such prompt paid for a regex search. Requiring the other words too
+/// drops those candidates before any search. `None` when no branch has two factors: the atoms
+/// alone say as much.
+pub fn requirements(source: &str) -> Option<Vec<Factors>> {
+    let hir = parse(source).ok()?;
+    let mut branches = Vec::new();
+    split_branches(&hir, &mut branches);
+    let mut out = Vec::with_capacity(branches.len());
+    for branch in &branches {
+        let sets = match branch.kind() {
+            HirKind::Concat(children) => concat_parts(children).1,
+            _ => analyze(branch).req.into_iter().collect(),
+        };
+        let mut sets: Vec<(u32, Set)> = sets.into_iter().map(|s| (quality(&s), s)).collect();
+        sets.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        sets.dedup_by(|a, b| a.1 == b.1);
+        // The best factor counts when it is as good as the pattern's own atoms need; the
+        // others only when they are selective.
+        let mut kept = 0;
+        sets.retain(|(q, _)| {
+            kept += 1;
+            *q >= MIN_FACTOR_QUALITY || (kept == 1 && *q >= MIN_QUALITY)
+        });
+        // Two sets of the same words (`make\s` and `make`) are one factor: the first, which
+        // checks more edges, is kept.
+        let mut factors: Factors = Vec::new();
+        let mut words: Vec<Vec<Vec<u8>>> = Vec::new();
+        for (_, set) in sets {
+            let atoms = minimal(set.iter().map(|x| to_atom(x)).collect());
+            let mut key: Vec<Vec<u8>> = atoms.iter().map(|a| a.bytes.clone()).collect();
+            key.sort();
+            key.dedup();
+            if !words.contains(&key) {
+                words.push(key);
+                factors.push(atoms);
+            }
+            if factors.len() == MAX_FACTORS {
+                break;
+            }
+        }
+        if factors.is_empty() {
+            return None;
+        }
+        out.push(factors);
+    }
+    out.iter().any(|f| f.len() >= 2).then_some(out)
 }
 
 fn lower(bytes: &[u8]) -> Vec<Sym> {
@@ -554,6 +684,79 @@ mod tests {
                 })
                 .collect()
         })
+    }
+
+    /// Factors as text, branch by branch, each factor's atoms as [`a`] writes them.
+    fn f(src: &str) -> Option<Vec<Vec<String>>> {
+        let show = |x: &Atom| {
+            let edge = |e| match e {
+                Edge::Any => "",
+                Edge::WordBoundary => "\\b",
+                Edge::Space => "\\s",
+            };
+            format!(
+                "{}{}{}",
+                edge(x.before),
+                String::from_utf8_lossy(&x.bytes),
+                edge(x.after)
+            )
+        };
+        requirements(src).map(|branches| {
+            branches
+                .iter()
+                .map(|factors| {
+                    factors
+                        .iter()
+                        .map(|atoms| atoms.iter().map(show).collect::<Vec<_>>().join("|"))
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn every_word_of_a_phrase_is_a_factor() {
+        // Words apart from each other (a few words between) are factors of their own, next to
+        // the atoms the prefilter already had; a repeated word is one factor, with its edges.
+        assert_eq!(
+            f(r"(?i)\bhow\s+to\s+(?:\w+\s+){0,3}?(?:make|build)\s+(?:a\s+)?(?:bomb|napalm)s?\b"),
+            Some(vec![vec![
+                "bomb\\b|bombs\\b|napalm\\b|napalms\\b".to_string(),
+                "build\\s|make\\s".to_string(),
+                "\\bhow\\s".to_string(),
+            ]])
+        );
+        // Alternatives behind a shared `\b` are branches, each with its own words; common
+        // words (`your`) and optional ones (`all`) are not factors.
+        assert_eq!(
+            f(
+                r"(?i)\b(?:ignore\s+(?:all\s+)?previous\s+instructions|reveal\s+your\s+system\s+prompt)\b"
+            ),
+            Some(vec![
+                vec!["\\sinstructions\\b", "previous\\s", "\\bignore\\s"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+                vec!["\\breveal\\s", "\\sprompt\\b", "\\ssystem\\s"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+            ])
+        );
+        // A branch of one word says no more than the atoms do.
+        assert_eq!(f(r"(?i)\b(?:ignore|disregard)\b"), None);
+        assert_eq!(f(r"(?i)\bsystem\b|\bprompt\b"), None);
+        // One branch with two factors is enough; the other keeps its single one.
+        assert_eq!(
+            f(r"(?i)\bjailbreak\b|\bdeveloper\s+mode\s+enabled"),
+            Some(vec![
+                vec!["\\bjailbreak\\b".to_string()],
+                vec!["\\bdeveloper\\s", "\\senabled", "\\smode\\s"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+            ])
+        );
     }
 
     #[test]

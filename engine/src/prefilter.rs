@@ -180,6 +180,19 @@ impl Candidates {
             .map(Vec::as_slice)
     }
 
+    /// Withdraws candidate `p` (its factors are missing), with anything kept for its windows.
+    fn drop_candidate(&mut self, p: usize) {
+        if let Some(w) = self.maybe.get_mut(p / 64) {
+            *w &= !(1 << (p % 64));
+        }
+        if let Some(w) = self.windows.get_mut(p) {
+            *w = Vec::new();
+        }
+        if let Some(o) = self.occurrences.get_mut(p) {
+            *o = Vec::new();
+        }
+    }
+
     fn mark(bits: &mut [u64], i: usize) {
         if let Some(w) = bits.get_mut(i / 64) {
             *w |= 1 << (i % 64);
@@ -276,11 +289,42 @@ impl Confirm {
     }
 }
 
-/// One use of an atom's bytes: the boundaries to check and the patterns it stands for.
+/// One use of an atom's bytes: the boundaries to check, the patterns it stands for, and the
+/// factors it is an atom of (see [`Requirements`]).
 #[derive(Debug)]
 struct AtomUse {
     atom: atoms::Atom,
     patterns: Vec<usize>,
+    /// `(branch slot, factor bit)` of every factor this atom belongs to.
+    factors: Vec<(usize, u32)>,
+}
+
+/// The factors of the patterns whose branches need more than one atom
+/// ([`atoms::requirements`]): a candidate none of whose branches has an atom of every factor
+/// in the text cannot match, and is dropped before any search.
+#[derive(Debug, Default)]
+struct Requirements {
+    /// Patterns with factors, each with its branches' slots.
+    patterns: Vec<(usize, Range<usize>)>,
+    /// For each branch slot: the bits of all its factors.
+    full: Vec<u32>,
+}
+
+impl Requirements {
+    /// Unmarks the candidates that `seen` (factor bits by branch slot) shows cannot match.
+    fn drop_unmet(&self, seen: &[u32], c: &mut Candidates) {
+        for (p, slots) in &self.patterns {
+            if !bit(&c.maybe, *p) {
+                continue;
+            }
+            let met = slots
+                .clone()
+                .any(|s| matches!((seen.get(s), self.full.get(s)), (Some(a), Some(f)) if a == f));
+            if !met {
+                c.drop_candidate(*p);
+            }
+        }
+    }
 }
 
 /// An automaton over some residual patterns.
@@ -419,6 +463,7 @@ pub struct Prefilter {
     atom_patterns: Vec<Vec<AtomUse>>,
     /// How each pattern with atoms is confirmed on a long text.
     confirm: Vec<Confirm>,
+    requirements: Requirements,
     residual: Vec<ResidualDfa>,
     /// Patterns without atoms, in order, with how each runs.
     residual_patterns: Vec<(usize, Residual)>,
@@ -437,6 +482,19 @@ struct AtomIndex {
 impl AtomIndex {
     /// Notes that `pattern` is found through `atom`.
     fn add(&mut self, pattern: usize, atom: atoms::Atom) {
+        self.use_of(atom).patterns.push(pattern);
+    }
+
+    /// Notes that `atom` is an atom of factor `bit` of branch slot `slot`.
+    fn add_factor(&mut self, slot: usize, bit: u32, atom: atoms::Atom) {
+        let factors = &mut self.use_of(atom).factors;
+        if !factors.contains(&(slot, bit)) {
+            factors.push((slot, bit));
+        }
+    }
+
+    /// The use of `atom`'s bytes with its boundary checks, added if new.
+    fn use_of(&mut self, atom: atoms::Atom) -> &mut AtomUse {
         let j = match self.bytes.iter().position(|x| *x == atom.bytes) {
             Some(j) => j,
             None => {
@@ -446,13 +504,18 @@ impl AtomIndex {
             }
         };
         let uses = &mut self.uses[j];
-        match uses.iter_mut().find(|u| u.atom == atom) {
-            Some(u) => u.patterns.push(pattern),
-            None => uses.push(AtomUse {
-                atom,
-                patterns: vec![pattern],
-            }),
-        }
+        let k = match uses.iter().position(|u| u.atom == atom) {
+            Some(k) => k,
+            None => {
+                uses.push(AtomUse {
+                    atom,
+                    patterns: Vec::new(),
+                    factors: Vec::new(),
+                });
+                uses.len() - 1
+            }
+        };
+        &mut uses[k]
     }
 
     /// The automaton over every atom; `None` when no pattern has atoms.
@@ -523,12 +586,30 @@ impl Prefilter {
         let mut index = AtomIndex::default();
         let mut residual_patterns = Vec::new();
         let mut confirm: Vec<Confirm> = Vec::with_capacity(sources.len());
+        let mut requirements = Requirements::default();
         for (i, src) in sources.iter().enumerate() {
             match atoms::atoms(src) {
                 Some(list) => {
                     confirm.push(Confirm::of(src));
                     for a in list {
                         index.add(i, a);
+                    }
+                    if let Some(branches) = atoms::requirements(src) {
+                        let first = requirements.full.len();
+                        for factors in branches {
+                            let slot = requirements.full.len();
+                            let mut full = 0;
+                            for (bit, factor) in (0u32..).zip(factors) {
+                                full |= 1 << bit;
+                                for a in factor {
+                                    index.add_factor(slot, bit, a);
+                                }
+                            }
+                            requirements.full.push(full);
+                        }
+                        requirements
+                            .patterns
+                            .push((i, first..requirements.full.len()));
                     }
                 }
                 None => {
@@ -547,6 +628,7 @@ impl Prefilter {
             atoms,
             atom_patterns: index.uses,
             confirm,
+            requirements,
             residual,
             residual_patterns: sizes,
         })
@@ -557,12 +639,19 @@ impl Prefilter {
         let mut c = Candidates::new(self.len);
         if let Some(ac) = &self.atoms {
             let windowed = t.len() >= MIN_WINDOWED_TEXT;
+            // Factor bits seen, by branch slot.
+            let mut seen = vec![0u32; self.requirements.full.len()];
             for m in ac.find_overlapping_iter(t) {
                 let Some(uses) = self.atom_patterns.get(m.pattern().as_usize()) else {
                     continue;
                 };
                 for u in uses {
                     if u.atom.boundaries_hold(t, m.start(), m.end()) {
+                        for &(slot, bit) in &u.factors {
+                            if let Some(s) = seen.get_mut(slot) {
+                                *s |= 1 << bit;
+                            }
+                        }
                         for &p in &u.patterns {
                             Candidates::mark(&mut c.maybe, p);
                             match self.confirm.get(p) {
@@ -581,6 +670,7 @@ impl Prefilter {
                     }
                 }
             }
+            self.requirements.drop_unmet(&seen, &mut c);
             c.settle_windows();
             c.reach_windows(t, &self.confirm);
         }
@@ -943,10 +1033,12 @@ pub(crate) mod tests {
         assert!(matches!(p.residual_patterns()[0].1, Residual::Dense(n) if n > 0));
         assert!(p.lazy_patterns().is_empty());
         assert!(cands(&p, "hello there").is_empty());
-        // Atom present but the phrase is not: a candidate to confirm.
-        let c = p.candidates(b"read the INSTRUCTIONS for the team");
+        // Every word of the phrase present, but not the phrase: a candidate to confirm.
+        let c = p.candidates(b"read the previous INSTRUCTIONS; do not ignore them");
         assert_eq!(c.iter().collect::<Vec<_>>(), [0]);
         assert!(!c.is_sure(0));
+        // One word alone: the phrase's other words are missing, so it cannot match.
+        assert!(cands(&p, "read the INSTRUCTIONS for the team").is_empty());
         // The residual DFA is exact: it reports only real matches, as sure.
         assert_sure(&p, "ssn 078-05-1120 and 12-34", &[1]);
         assert!(cands(&p, "ssn 078-05-112").is_empty());
@@ -1214,6 +1306,84 @@ pub(crate) mod tests {
                 let whole: Vec<_> = res[i].find_iter(t).map(|m| m.range()).collect();
                 let windowed: Vec<_> = find_in(&res[i], t, c.windows(i)).map(|m| m.range()).collect();
                 prop_assert_eq!(whole, windowed, "pattern {:?} windows {:?}", &sources[i], c.windows(i));
+            }
+        }
+    }
+
+    /// Words of the phrase rules below: a small vocabulary, so texts hold some of a branch's
+    /// words far more often than all of them.
+    const PHRASE_WORDS: [&str; 6] = ["ignore", "previous", "rules", "reveal", "system", "prompt"];
+
+    /// A phrase rule as packs write them, with a sample match of each branch: alternatives
+    /// (split at the top, or behind a shared `\b`) of two to four parts (a word, a choice of
+    /// words, an optional word) joined by white space or by up to two words of any kind.
+    fn phrase_rule() -> impl Strategy<Value = (String, Vec<String>)> {
+        let word = prop::sample::select(PHRASE_WORDS.to_vec());
+        let part = prop_oneof![
+            word.clone().prop_map(|w| (w.to_string(), w.to_string())),
+            (word.clone(), word.clone()).prop_map(|(a, b)| (format!("(?:{a}|{b})"), b.to_string())),
+            (word.clone(), any::<bool>()).prop_map(|(w, take)| {
+                (
+                    format!("(?:{w}\\s+)?"),
+                    if take { format!("{w} ") } else { String::new() },
+                )
+            }),
+        ];
+        let joint = prop_oneof![
+            Just((r"\s+".to_string(), " ".to_string())),
+            Just((r"\s+(?:\w+\s+){0,2}".to_string(), " so ".to_string())),
+        ];
+        let branch = prop::collection::vec((part, joint), 2..5).prop_map(|parts| {
+            let mut re = String::new();
+            let mut sample = String::new();
+            for (i, ((p, ps), (j, js))) in parts.iter().enumerate() {
+                re.push_str(p);
+                sample.push_str(ps);
+                if i + 1 < parts.len() && !p.ends_with(")?") {
+                    re.push_str(j);
+                    sample.push_str(js);
+                }
+            }
+            (re, sample)
+        });
+        (prop::collection::vec(branch, 1..4), any::<bool>()).prop_map(|(branches, shared)| {
+            let res: Vec<String> = branches.iter().map(|(r, _)| format!("(?:{r})")).collect();
+            let re = if shared {
+                format!(r"(?i)\b(?:{})\b", res.join("|"))
+            } else {
+                format!("(?i){}", res.join("|"))
+            };
+            (re, branches.into_iter().map(|(_, s)| s).collect())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Soundness of the factors: a phrase rule that matches a text is a candidate, on
+        /// texts made of its own words in any order, some with a branch's sample planted.
+        #[test]
+        fn factors_never_drop_a_match(
+            rules in prop::collection::vec(phrase_rule(), 1..4),
+            words in prop::collection::vec(prop::sample::select(PHRASE_WORDS.to_vec()), 0..12),
+            plant in any::<Option<(prop::sample::Index, prop::sample::Index, prop::sample::Index)>>(),
+        ) {
+            let sources: Vec<String> = rules.iter().map(|(r, _)| r.clone()).collect();
+            let reference = RegexSetBuilder::new(&sources).unicode(false).build().unwrap();
+            let p = Prefilter::build(&sources).unwrap();
+            let mut text = words.join(" ");
+            if let Some((rule, branch, at)) = plant {
+                let samples = &rules[rule.index(rules.len())].1;
+                let sample = &samples[branch.index(samples.len())];
+                let mut cut = at.index(text.len() + 1);
+                while !text.is_char_boundary(cut) || text[..cut].ends_with(|c: char| c.is_ascii_alphabetic()) && cut < text.len() {
+                    cut += 1;
+                }
+                text.insert_str(cut.min(text.len()), &format!(" {sample} "));
+            }
+            let cands: Vec<usize> = p.candidates(text.as_bytes()).iter().collect();
+            for m in reference.matches(text.as_bytes()).iter() {
+                prop_assert!(cands.contains(&m), "{:?} matches {:?} but is not a candidate", sources[m], text);
             }
         }
     }
