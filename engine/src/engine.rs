@@ -534,7 +534,20 @@ fn match_entry(
         }
         (_, windows) => windows,
     };
-    for m in find_in(span, t, windows) {
+    // A gapped rule's short span is searched by the backtracker (see `crate::short_span`),
+    // which returns its matches at once: every one when each is checked or kept, else the
+    // first.
+    let limit = if entry.detector.is_some() || entry.all_spans {
+        usize::MAX
+    } else {
+        1
+    };
+    let short = entry.short().and_then(|s| s.find_in(t, windows, limit));
+    let matches: Box<dyn Iterator<Item = regex_automata::Match>> = match short {
+        Some(found) => Box::new(found.into_iter()),
+        None => Box::new(find_in(span, t, windows)),
+    };
+    for m in matches {
         let value = match entry.detector {
             None => Some(0..m.len()),
             Some(d) => d.refine(&t[m.range()]),

@@ -31,6 +31,7 @@ pub mod prefilter;
 pub mod reach;
 pub mod redact;
 pub mod score;
+pub mod short_span;
 pub mod sources;
 pub mod synth;
 pub mod testing;

@@ -260,7 +260,8 @@ pub struct CompiledPack {
 }
 
 impl CompiledPack {
-    /// Compiles every per-rule span regex now instead of on first match. Compilation leaves
+    /// Compiles every per-rule span regex (and its short-span backtracker) now instead of on
+    /// first match. Compilation leaves
     /// them lazy to stay fast; a server calls this after a reload, off the request path, so no
     /// request pays for it.
     pub fn warm_up(&self) {
@@ -270,6 +271,7 @@ impl CompiledPack {
         {
             for slot in &set.slots {
                 let _ = slot.entry().span();
+                let _ = slot.entry().short();
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::limits::{shown_name, Limits};
 use crate::normalize::{normalize, Normalization};
 use crate::pack::{ClassifierMatch, Matcher, Rule};
 use crate::prefilter::{BuildError, Prefilter};
+use crate::short_span::ShortSearch;
 
 use super::{
     Fault, MAX_ALL_KEYWORDS, RULE_REGEX_SIZE, SPAN_DFA_MAX, SPAN_DFA_MIN, SPAN_DFA_PER_STATE,
@@ -142,6 +143,9 @@ pub(crate) struct SetEntry {
     /// For a rule that counts a wide class across a gap: says cheaply where it cannot match,
     /// so `span` need not search there (see [`crate::gaps`]).
     pub(super) gaps: Option<Arc<GapCheck>>,
+    /// For a gapped rule, the same pattern as a bounded backtracker, for spans of up to
+    /// [`crate::short_span::SHORT_SPAN`] bytes; built on first use, like `span`.
+    short: OnceLock<Option<ShortSearch>>,
 }
 
 impl SetEntry {
@@ -153,6 +157,7 @@ impl SetEntry {
             rules,
             all_spans: false,
             gaps: None,
+            short: OnceLock::new(),
         }
     }
 
@@ -160,6 +165,15 @@ impl SetEntry {
     #[cfg(test)]
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The backtracker that confirms a gapped rule's short spans (`None`: the span regex
+    /// does it all; always for a rule without a gap check, see [`crate::short_span`]).
+    pub fn short(&self) -> Option<&ShortSearch> {
+        self.gaps.as_ref()?;
+        self.short
+            .get_or_init(|| ShortSearch::of(&self.source, RULE_REGEX_SIZE))
+            .as_ref()
     }
 
     pub fn gaps(&self) -> Option<&GapCheck> {
