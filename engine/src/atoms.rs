@@ -399,7 +399,7 @@ fn concat_parts(children: &[Hir]) -> (Info, Vec<Set>) {
 }
 
 /// Factors a branch is checked against at most: its most selective ones.
-const MAX_FACTORS: usize = 4;
+pub const MAX_FACTORS: usize = 4;
 /// Branches of a top-level alternation given factors at most; beyond, the atoms alone decide.
 const MAX_FACTOR_BRANCHES: usize = 32;
 /// Least [`quality`] of a factor: three letters, or a common word with a boundary. Each

@@ -299,6 +299,8 @@ struct AtomUse {
     factors: Vec<(usize, u32)>,
 }
 
+const _: () = assert!(atoms::MAX_FACTORS <= u32::BITS as usize);
+
 /// The factors of the patterns whose branches need more than one atom
 /// ([`atoms::requirements`]): a candidate none of whose branches has an atom of every factor
 /// in the text cannot match, and is dropped before any search.
@@ -306,7 +308,7 @@ struct AtomUse {
 struct Requirements {
     /// Patterns with factors, each with its branches' slots.
     patterns: Vec<(usize, Range<usize>)>,
-    /// For each branch slot: the bits of all its factors.
+    /// For each branch slot: the bits of all its factors (at most [`atoms::MAX_FACTORS`]).
     full: Vec<u32>,
 }
 
