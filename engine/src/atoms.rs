@@ -665,42 +665,28 @@ fn weight(atom: &[Sym]) -> u32 {
 mod tests {
     use super::*;
 
-    /// Atoms as text, `\b` and `\s` marking the edges they check.
-    fn a(src: &str) -> Option<Vec<String>> {
-        atoms(src).map(|v| {
-            v.into_iter()
-                .map(|x| {
-                    let edge = |e| match e {
-                        Edge::Any => "",
-                        Edge::WordBoundary => "\\b",
-                        Edge::Space => "\\s",
-                    };
-                    format!(
-                        "{}{}{}",
-                        edge(x.before),
-                        String::from_utf8_lossy(&x.bytes),
-                        edge(x.after)
-                    )
-                })
-                .collect()
-        })
+    /// An atom as text, `\b` and `\s` marking the edges it checks.
+    fn show(x: &Atom) -> String {
+        let edge = |e| match e {
+            Edge::Any => "",
+            Edge::WordBoundary => "\\b",
+            Edge::Space => "\\s",
+        };
+        format!(
+            "{}{}{}",
+            edge(x.before),
+            String::from_utf8_lossy(&x.bytes),
+            edge(x.after)
+        )
     }
 
-    /// Factors as text, branch by branch, each factor's atoms as [`a`] writes them.
+    /// Atoms as text.
+    fn a(src: &str) -> Option<Vec<String>> {
+        atoms(src).map(|v| v.iter().map(show).collect())
+    }
+
+    /// Factors as text, branch by branch, each factor's atoms joined by `|`.
     fn f(src: &str) -> Option<Vec<Vec<String>>> {
-        let show = |x: &Atom| {
-            let edge = |e| match e {
-                Edge::Any => "",
-                Edge::WordBoundary => "\\b",
-                Edge::Space => "\\s",
-            };
-            format!(
-                "{}{}{}",
-                edge(x.before),
-                String::from_utf8_lossy(&x.bytes),
-                edge(x.after)
-            )
-        };
         requirements(src).map(|branches| {
             branches
                 .iter()

@@ -1220,7 +1220,7 @@ pub(crate) mod tests {
     }
 
     /// The regex the engine confirms a candidate with (built as `compile::span_regex` does).
-    fn span_regex(source: &str) -> Option<meta::Regex> {
+    pub(crate) fn span_regex(source: &str) -> Option<meta::Regex> {
         meta::Regex::builder()
             .configure(
                 meta::Config::new()

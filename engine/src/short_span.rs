@@ -122,22 +122,8 @@ impl ShortSearch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prefilter::tests::{noise, pattern};
+    use crate::prefilter::tests::{noise, pattern, span_regex};
     use proptest::prelude::*;
-    use regex_automata::meta;
-
-    /// The span regex as `compile::span_regex` builds it.
-    fn span_regex(source: &str) -> Option<meta::Regex> {
-        meta::Regex::builder()
-            .configure(
-                meta::Config::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .utf8_empty(false),
-            )
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .build(source)
-            .ok()
-    }
 
     #[test]
     fn a_counted_gap_on_a_short_text() {
