@@ -154,10 +154,10 @@ pub(super) fn tls_volume(tls: &TlsSpec) -> Volume {
 
 /// Requests CPU so the HPA has something to scale on; limits memory so one pod cannot starve
 /// a node. The memory request is the measured need with headroom: the image's scanner binary
-/// peaked at 37–41 MiB through 300,000 distinct prompts and at 44.6–45.2 MiB once
+/// peaked at 37–41 MiB through 300,000 distinct prompts and at 43.4–46.0 MiB once
 /// `bench/load.sh` had also reloaded the bundle every 2 s under load (a reload builds what
 /// changed beside the serving bundle and shares the rest; docs/src/performance.md,
-/// 2026-12-01); the limit leaves room for concurrent maximal prompts.
+/// 2026-12-01, 10:45); the limit leaves room for concurrent maximal prompts.
 pub fn default_resources() -> ResourceRequirements {
     let q = |s: &str| Quantity(s.to_string());
     ResourceRequirements {
