@@ -111,8 +111,12 @@ pub fn atoms(source: &str) -> Option<Vec<Atom>> {
     if quality(&set) < MIN_QUALITY {
         return None;
     }
-    let atoms: BTreeSet<Atom> = set.iter().map(|s| to_atom(s)).collect();
-    Some(minimal(atoms))
+    Some(atoms_of(&set))
+}
+
+/// The atoms of a requirement set: one per string, without those another one implies.
+fn atoms_of(set: &Set) -> Vec<Atom> {
+    minimal(set.iter().map(|s| to_atom(s)).collect())
 }
 
 /// Whether every match of `source` contains an ASCII digit. Shapes such as card, phone and
@@ -338,17 +342,17 @@ fn analyze(h: &Hir) -> Info {
 /// A concatenation: runs of children with exact sets are multiplied out into longer strings;
 /// the best run, or the best requirement of any child, is the requirement of the whole.
 fn concat(children: &[Hir]) -> Info {
-    concat_parts(children).0
+    concat_parts(children, None)
 }
 
-/// [`concat`], and every requirement it weighed: each of them holds on its own (a run of the
-/// concatenation, or a requirement of one child), so a match contains one string of each.
-fn concat_parts(children: &[Hir]) -> (Info, Vec<Set>) {
-    let mut seen: Vec<Set> = Vec::new();
+/// [`concat`], also adding to `weighed` (when given) every requirement it weighed: each of them
+/// holds on its own (a run of the concatenation, or a requirement of one child), so a match
+/// contains one string of each.
+fn concat_parts(children: &[Hir], mut weighed: Option<&mut Vec<Set>>) -> Info {
     let mut best: Option<Set> = None;
     let mut consider = |best: Option<Set>, x: Option<Set>| {
-        if let Some(x) = &x {
-            seen.push(x.clone());
+        if let (Some(list), Some(x)) = (weighed.as_deref_mut(), &x) {
+            list.push(x.clone());
         }
         better(best, x)
     };
@@ -391,11 +395,10 @@ fn concat_parts(children: &[Hir]) -> (Info, Vec<Set>) {
         }
     }
     best = consider(best, usable(Some(run.clone())));
-    let info = Info {
+    Info {
         exact: all_exact.then_some(run),
         req: best,
-    };
-    (info, seen)
+    }
 }
 
 /// Factors a branch is checked against at most: its most selective ones.
@@ -413,7 +416,7 @@ const MIN_FACTOR_QUALITY: u32 = 12;
 /// but look-around is split too. Deeper alternations stay inside their branch, where
 /// [`concat_parts`] makes one factor of each. More than [`MAX_FACTOR_BRANCHES`] alternatives
 /// leave `h` whole.
-fn split_branches(h: &Hir, out: &mut Vec<Hir>) {
+fn split_branches(h: &Hir) -> Vec<Hir> {
     let unwrap = |mut h: &Hir| {
         while let HirKind::Capture(c) = h.kind() {
             h = &c.sub;
@@ -423,7 +426,7 @@ fn split_branches(h: &Hir, out: &mut Vec<Hir>) {
     let h = unwrap(h);
     match h.kind() {
         HirKind::Alternation(alts) if alts.len() <= MAX_FACTOR_BRANCHES => {
-            out.extend(alts.iter().map(unwrap))
+            alts.iter().map(unwrap).collect()
         }
         HirKind::Concat(children) => {
             let mut alternation = None;
@@ -435,25 +438,23 @@ fn split_branches(h: &Hir, out: &mut Vec<Hir>) {
                     {
                         alternation = Some((i, alts.clone()))
                     }
-                    _ => {
-                        out.push(h.clone());
-                        return;
-                    }
+                    _ => return vec![h.clone()],
                 }
             }
             match alternation {
-                Some((i, alts)) => {
-                    for alt in alts {
+                Some((i, alts)) => alts
+                    .into_iter()
+                    .map(|alt| {
                         let mut parts = children[..i].to_vec();
                         parts.push(alt);
                         parts.extend_from_slice(&children[i + 1..]);
-                        out.push(Hir::concat(parts));
-                    }
-                }
-                None => out.push(h.clone()),
+                        Hir::concat(parts)
+                    })
+                    .collect(),
+                None => vec![h.clone()],
             }
         }
-        _ => out.push(h),
+        _ => vec![h],
     }
 }
 
@@ -471,30 +472,31 @@ pub type Factors = Vec<Vec<Atom>>;
 /// alone say as much.
 pub fn requirements(source: &str) -> Option<Vec<Factors>> {
     let hir = parse(source).ok()?;
-    let mut branches = Vec::new();
-    split_branches(&hir, &mut branches);
+    let branches = split_branches(&hir);
     let mut out = Vec::with_capacity(branches.len());
     for branch in &branches {
-        let sets = match branch.kind() {
-            HirKind::Concat(children) => concat_parts(children).1,
-            _ => analyze(branch).req.into_iter().collect(),
-        };
+        let mut sets = Vec::new();
+        match branch.kind() {
+            HirKind::Concat(children) => {
+                concat_parts(children, Some(&mut sets));
+            }
+            _ => sets.extend(analyze(branch).req),
+        }
         let mut sets: Vec<(u32, Set)> = sets.into_iter().map(|s| (quality(&s), s)).collect();
         sets.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         sets.dedup_by(|a, b| a.1 == b.1);
         // The best factor counts when it is as good as the pattern's own atoms need; the
         // others only when they are selective.
-        let mut kept = 0;
-        sets.retain(|(q, _)| {
-            kept += 1;
-            *q >= MIN_FACTOR_QUALITY || (kept == 1 && *q >= MIN_QUALITY)
-        });
+        let usable = sets
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (q, _))| *q >= MIN_FACTOR_QUALITY || (*i == 0 && *q >= MIN_QUALITY));
         // Two sets of the same words (`make\s` and `make`) are one factor: the first, which
         // checks more edges, is kept.
         let mut factors: Factors = Vec::new();
         let mut words: Vec<Vec<Vec<u8>>> = Vec::new();
-        for (_, set) in sets {
-            let atoms = minimal(set.iter().map(|x| to_atom(x)).collect());
+        for (_, (_, set)) in usable {
+            let atoms = atoms_of(&set);
             let mut key: Vec<Vec<u8>> = atoms.iter().map(|a| a.bytes.clone()).collect();
             key.sort();
             key.dedup();

@@ -543,11 +543,12 @@ fn match_entry(
         1
     };
     let short = entry.short().and_then(|s| s.find_in(t, windows, limit));
-    let matches: Box<dyn Iterator<Item = regex_automata::Match>> = match short {
-        Some(found) => Box::new(found.into_iter()),
-        None => Box::new(find_in(span, t, windows)),
-    };
-    for m in matches {
+    let lazy = short.is_none().then(|| find_in(span, t, windows));
+    for m in short
+        .into_iter()
+        .flatten()
+        .chain(lazy.into_iter().flatten())
+    {
         let value = match entry.detector {
             None => Some(0..m.len()),
             Some(d) => d.refine(&t[m.range()]),

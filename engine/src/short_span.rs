@@ -29,7 +29,6 @@ use std::ops::Range;
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::prefilter::Prefilter as PrefixFilter;
-use regex_automata::util::syntax;
 use regex_automata::{Input, Match, MatchKind};
 
 /// Spans searched (all windows together) up to this long are confirmed with the backtracker.
@@ -54,18 +53,18 @@ impl ShortSearch {
     /// it tries only the positions a match can start at. `None` when it does not compile
     /// within `size_limit`: the lazy DFA then confirms every span.
     pub fn of(source: &str, size_limit: usize) -> Option<ShortSearch> {
-        let prefix = crate::atoms::parse(source)
-            .ok()
-            .and_then(|h| PrefixFilter::from_hir_prefix(MatchKind::LeftmostFirst, &h));
+        // Parsed once, as the engine parses every pattern (`atoms::parse`: bytes, ASCII
+        // classes), for both the prefilter and the NFA.
+        let hir = crate::atoms::parse(source).ok()?;
+        let prefix = PrefixFilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir);
         let nfa = thompson::Compiler::new()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
             .configure(
                 thompson::Config::new()
                     .utf8(false)
                     .which_captures(WhichCaptures::Implicit)
                     .nfa_size_limit(Some(size_limit)),
             )
-            .build(source)
+            .build_from_hir(&hir)
             .ok()?;
         // The visited set must hold every state at every position of the longest span.
         let capacity = nfa

@@ -261,9 +261,8 @@ pub struct CompiledPack {
 
 impl CompiledPack {
     /// Compiles every per-rule span regex (and its short-span backtracker) now instead of on
-    /// first match. Compilation leaves
-    /// them lazy to stay fast; a server calls this after a reload, off the request path, so no
-    /// request pays for it.
+    /// first match. Compilation leaves them lazy to stay fast; a server calls this after a
+    /// reload, off the request path, so no request pays for it.
     pub fn warm_up(&self) {
         for set in [&self.primary, &self.original, &self.decoded]
             .into_iter()
