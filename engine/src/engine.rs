@@ -542,13 +542,8 @@ fn match_entry(
     } else {
         1
     };
-    let short = entry.short().and_then(|s| s.find_in(t, windows, limit));
-    let lazy = short.is_none().then(|| find_in(span, t, windows));
-    for m in short
-        .into_iter()
-        .flatten()
-        .chain(lazy.into_iter().flatten())
-    {
+    // Keeps a match (a detector's once it validates); false when no more are wanted.
+    let mut keep = |m: regex_automata::Match| {
         let value = match entry.detector {
             None => Some(0..m.len()),
             Some(d) => d.refine(&t[m.range()]),
@@ -557,7 +552,26 @@ fn match_entry(
             let value = m.start() + v.start..m.start() + v.end;
             spans.push((mapping.map(m.range()), mapping.map(value)));
             if spans.len() == MAX_SPANS_PER_RULE || !entry.all_spans {
-                break;
+                return false;
+            }
+        }
+        true
+    };
+    // Two plain loops: `Iterator::all` here, or one chain of both sources, cost 2-20 M
+    // instructions more over the development corpus (callgrind).
+    match entry.short().and_then(|s| s.find_in(t, windows, limit)) {
+        Some(found) => {
+            for m in found {
+                if !keep(m) {
+                    break;
+                }
+            }
+        }
+        None => {
+            for m in find_in(span, t, windows) {
+                if !keep(m) {
+                    break;
+                }
             }
         }
     }
