@@ -54,6 +54,7 @@ pub struct Atom {
 impl Atom {
     /// Whether this occurrence (`t[start..end]`) satisfies the atom's edges. ASCII word
     /// characters and white space, as the engine's regexes use them.
+    #[inline]
     pub fn boundaries_hold(&self, t: &[u8], start: usize, end: usize) -> bool {
         let word = |b: Option<&u8>| b.is_some_and(|b| is_word(*b));
         let before = start.checked_sub(1).and_then(|i| t.get(i));
@@ -516,6 +517,194 @@ pub fn requirements(source: &str) -> Option<Vec<Factors>> {
     out.iter().any(|f| f.len() >= 2).then_some(out)
 }
 
+/// Where a match can start: `offset` bytes before an occurrence of `atom` (with its edges).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Anchor {
+    pub atom: Atom,
+    pub offset: usize,
+}
+
+/// Least [`quality`] of a pattern's anchors: as for a factor, since each anchor's
+/// occurrences are confirmed one by one.
+const MIN_ANCHOR_QUALITY: u32 = MIN_FACTOR_QUALITY;
+
+/// Where every match of `source` starts: for each of a few strings that every match begins
+/// with (lower-cased, its white space one byte each), an atom taken from it and how far into
+/// the string that atom lies. A match then starts at `offset` bytes before an occurrence of
+/// one of the anchors' atoms, so the pattern can be confirmed by anchored searches at those
+/// positions alone, instead of an unanchored search over the text (see
+/// `crate::prefilter::Candidates::starts`). `None` when no such finite set is known, or when
+/// its atoms would be too weak to be worth it.
+pub fn anchors(source: &str) -> Option<Vec<Anchor>> {
+    let hir = parse(source).ok()?;
+    // An empty match starts anywhere.
+    if hir.properties().minimum_len().is_none_or(|n| n == 0) {
+        return None;
+    }
+    let set = prefixes(&hir)?;
+    if !all_usable(&set) {
+        return None;
+    }
+    let mut pieces = Set::new();
+    let mut out = BTreeSet::new();
+    for s in &set {
+        let (piece, anchor) = anchor_of(s)?;
+        pieces.insert(piece);
+        out.insert(anchor);
+    }
+    (quality(&pieces) >= MIN_ANCHOR_QUALITY).then(|| out.into_iter().collect())
+}
+
+/// Longest prefix string kept: a prefix of a prefix is one too.
+const MAX_PREFIX_LEN: usize = 32;
+
+/// Strings one of which every non-empty match of `h` begins with; `None` when not known.
+/// Strings may hold [`WB`] (zero width) and [`WS`] (one byte); none is empty.
+fn prefixes(h: &Hir) -> Option<Set> {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(Set::new()),
+        HirKind::Literal(_) | HirKind::Class(_) => analyze(h).exact.map(with_content),
+        HirKind::Capture(c) => prefixes(&c.sub),
+        // A non-empty match of `x{m,n}` begins with a non-empty match of `x`.
+        HirKind::Repetition(r) if r.max == Some(0) => Some(Set::new()),
+        HirKind::Repetition(r) => prefixes(&r.sub),
+        HirKind::Concat(children) => concat_prefixes(children),
+        HirKind::Alternation(children) => {
+            let mut all = Set::new();
+            for child in children {
+                all.extend(prefixes(child)?);
+                if all.len() > MAX_ATOMS {
+                    return None;
+                }
+            }
+            Some(all)
+        }
+    }
+}
+
+/// [`prefixes`] of a concatenation, from its last child to its first: the exact strings of a
+/// child multiplied out into what the children after it match, as far as the sets stay small.
+fn concat_prefixes(children: &[Hir]) -> Option<Set> {
+    // Of the children after the current one: every string they match together (when few),
+    // the prefixes of their non-empty matches, and whether they can match nothing.
+    let mut exact_after = Some(empty_string());
+    let mut after = Some(Set::new());
+    let mut empty_after = true;
+    for child in children.iter().rev() {
+        let info = analyze(child);
+        let empty = child.properties().minimum_len() == Some(0);
+        let prefixes_here = match &info.exact {
+            Some(exact) => {
+                // One of these strings, then a match of the rest (perhaps empty).
+                let rest = exact_after.clone().or_else(|| {
+                    after.clone().map(|mut a| {
+                        if empty_after {
+                            a.insert(Vec::new());
+                        }
+                        a
+                    })
+                });
+                match rest.and_then(|r| prefix_product(exact, &r)) {
+                    Some(p) => Some(with_content(p)),
+                    // Too many strings: the child's own, when none of them can be empty.
+                    None => {
+                        let own = with_content(exact.clone());
+                        (own.len() == exact.len()).then_some(own)
+                    }
+                }
+            }
+            None => match (prefixes(child), empty) {
+                (Some(own), false) => Some(own),
+                // When the child matches nothing, the match is a non-empty one of the rest.
+                (Some(mut own), true) => after.clone().and_then(|a| {
+                    own.extend(a);
+                    (own.len() <= MAX_ATOMS).then_some(own)
+                }),
+                (None, _) => None,
+            },
+        };
+        exact_after = match (&info.exact, &exact_after) {
+            (Some(e), Some(x)) => product(e, x),
+            _ => None,
+        };
+        after = prefixes_here;
+        empty_after &= empty;
+    }
+    after
+}
+
+/// Every string of `a` followed by every string of `b`, cut to [`MAX_PREFIX_LEN`], without
+/// those whose word boundaries cannot hold; `None` when there would be too many.
+fn prefix_product(a: &Set, b: &Set) -> Option<Set> {
+    if a.len().saturating_mul(b.len()) > MAX_ATOMS {
+        return None;
+    }
+    let mut out = Set::new();
+    for x in a {
+        for y in b {
+            let mut s = x.clone();
+            s.extend_from_slice(y);
+            s.truncate(MAX_PREFIX_LEN);
+            if let Some(s) = settle(s) {
+                out.insert(s);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The strings that take up at least one byte: the others stand for empty matches.
+fn with_content(set: Set) -> Set {
+    set.into_iter()
+        .filter(|s| s.iter().any(|&c| c != WB))
+        .collect()
+}
+
+/// The anchor of one prefix string: its best piece between white space as the atom (as
+/// [`to_atom`] picks it), and the bytes before that piece as the offset. Also returns the
+/// piece, for weighing. `None` when the string has no byte.
+fn anchor_of(s: &[Sym]) -> Option<(Vec<Sym>, Anchor)> {
+    let mut best: Option<(u32, Vec<Sym>, Anchor)> = None;
+    let mut offset = 0;
+    let count = s.split(|&c| c == WS).count();
+    for (i, piece) in s.split(|&c| c == WS).enumerate() {
+        let bytes: Vec<u8> = piece.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
+        let len = bytes.len();
+        if len > 0 {
+            let edge = |space: bool, boundary: bool| match (space, boundary) {
+                (true, _) => Edge::Space,
+                (false, true) => Edge::WordBoundary,
+                (false, false) => Edge::Any,
+            };
+            let mut atom = Atom {
+                before: edge(i > 0, piece.first() == Some(&WB)),
+                after: edge(i + 1 < count, piece.last() == Some(&WB)),
+                bytes,
+            };
+            if atom.bytes.len() > MAX_ATOM_LEN {
+                atom.bytes.truncate(MAX_ATOM_LEN);
+                atom.after = Edge::Any;
+            }
+            let w = weight(piece)
+                + 2 * u32::from(atom.before == Edge::Space)
+                + 2 * u32::from(atom.after == Edge::Space);
+            if best.as_ref().is_none_or(|(bw, _, _)| w > *bw) {
+                let mut weighed = piece.to_vec();
+                if atom.before == Edge::Space {
+                    weighed.insert(0, WS);
+                }
+                if atom.after == Edge::Space {
+                    weighed.push(WS);
+                }
+                best = Some((w, weighed, Anchor { atom, offset }));
+            }
+        }
+        // The piece's bytes and the one white-space byte after it.
+        offset += len + 1;
+    }
+    best.map(|(_, piece, anchor)| (piece, anchor))
+}
+
 fn lower(bytes: &[u8]) -> Vec<Sym> {
     bytes
         .iter()
@@ -700,6 +889,51 @@ mod tests {
                 })
                 .collect()
         })
+    }
+
+    /// Anchors as text: the offset, then the atom.
+    fn an(src: &str) -> Option<Vec<String>> {
+        anchors(src).map(|v| {
+            v.iter()
+                .map(|x| format!("{}:{}", x.offset, show(&x.atom)))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn anchors_are_where_matches_start() {
+        // The first words of each alternative, with the white space after them.
+        assert_eq!(
+            an(r"(?i)\b(?:ignore|disregard)\s+(?:all\s+)?previous\b").unwrap(),
+            ["0:\\bdisregard\\s", "0:\\bignore\\s"]
+        );
+        // A rarer word later in the fixed part of the phrase, at its distance from the start;
+        // where the white space may repeat, that distance is not fixed.
+        assert_eq!(
+            an(r"(?i)\bdo\sanything\snow").unwrap(),
+            ["3:\\sanything\\s"]
+        );
+        assert_eq!(an(r"(?i)\bthe\s+system\s+prompt").unwrap(), ["0:\\bthe\\s"]);
+        // An optional first part: a match starts with it or with what follows.
+        assert_eq!(
+            an(r"(?i)\b(?:please\s+)?reveal\s+(?:\w+\s+){0,3}secrets").unwrap(),
+            ["0:\\bplease\\s", "0:\\breveal\\s"]
+        );
+        // Branches each bring their own.
+        assert_eq!(
+            an(r"(?i)\bjailbreak\b|\bdeveloper\s+mode").unwrap(),
+            ["0:\\bdeveloper\\s", "0:\\bjailbreak\\b"]
+        );
+    }
+
+    #[test]
+    fn no_anchors_where_a_match_can_start_anywhere() {
+        // A wide class or an unbounded run first, a possible empty match, a weak first word.
+        assert_eq!(an(r"[a-z]+@example\.com"), None);
+        assert_eq!(an(r"\s*ignore\s+previous"), None);
+        assert_eq!(an(r"(?:ignore)?"), None);
+        assert_eq!(an(r"(?i)\bx\s+[a-z]+"), None);
+        assert_eq!(an(r"(?:^|\n)\s*system:"), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::decode::{find_encoded_of, DecoderKind, DecoderSet};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
-use crate::prefilter::find_in;
+use crate::prefilter::{find_anchored, find_in, Candidates, Starts};
 use crate::redact::{redact, Redaction};
 use crate::score::{score, Scored};
 use crate::verdict::Verdict;
@@ -250,21 +250,21 @@ impl CompiledPack {
             for i in candidates.iter() {
                 match set.slots.get(i) {
                     Some(Slot::Match(entry)) => {
-                        match_entry(entry, t, candidates.windows(i), via, &mapping, hits)
+                        match_entry(entry, t, Where::of(&candidates, i), via, &mapping, hits)
                     }
                     Some(Slot::OriginalIfIdentity(entry)) if identity => match_entry(
                         entry,
                         t,
-                        candidates.windows(i),
+                        Where::of(&candidates, i),
                         via,
                         &original_mapping,
                         hits,
                     ),
                     Some(Slot::DecodeGate(entry, kinds)) if !gated.covers(*kinds) => {
                         let open = candidates.is_sure(i)
-                            || entry.span().is_none_or(|re| {
-                                find_in(re, t, candidates.windows(i)).next().is_some()
-                            });
+                            || entry
+                                .span()
+                                .is_none_or(|re| Where::of(&candidates, i).finds(re, t));
                         if open {
                             gated.union(*kinds);
                         }
@@ -490,18 +490,43 @@ fn match_set(
     let candidates = set.filter.select(t, bypass_prefilter);
     for i in candidates.iter() {
         if let Some(Slot::Match(entry)) = set.slots.get(i) {
-            match_entry(entry, t, candidates.windows(i), via, mapping, hits);
+            match_entry(entry, t, Where::of(&candidates, i), via, mapping, hits);
+        }
+    }
+}
+
+/// Where the prefilter says a candidate's matches lie.
+#[derive(Debug, Clone, Copy, Default)]
+struct Where<'a> {
+    /// Ranges holding every match (`None`: anywhere).
+    windows: Option<&'a [Range<usize>]>,
+    /// Positions every match starts at (`None`: anywhere).
+    starts: Option<Starts<'a>>,
+}
+
+impl<'a> Where<'a> {
+    fn of(c: &'a Candidates, i: usize) -> Self {
+        Where {
+            windows: c.windows(i),
+            starts: c.starts(i),
+        }
+    }
+
+    /// Whether `re` matches there.
+    fn finds(self, re: &regex_automata::meta::Regex, t: &[u8]) -> bool {
+        match self.starts {
+            Some(starts) => find_anchored(re, t, self.windows, starts).next().is_some(),
+            None => find_in(re, t, self.windows).next().is_some(),
         }
     }
 }
 
 /// Spans of one pattern the set reported (detector candidates are validated by `refine`; a
-/// candidate that fails validation leaves no trace). `windows`: where the prefilter says every
-/// match lies (`None`: anywhere).
+/// candidate that fails validation leaves no trace).
 fn match_entry(
     entry: &SetEntry,
     t: &[u8],
-    windows: Option<&[Range<usize>]>,
+    at: Where<'_>,
     via: &[DecoderKind],
     mapping: &Mapping,
     hits: &mut Vec<Hit>,
@@ -510,6 +535,10 @@ fn match_entry(
     let Some(span) = entry.span() else {
         return;
     };
+    if at.starts.is_some_and(|s| s.is_empty()) {
+        return;
+    }
+    let windows = at.windows;
     // Where the rule's gap check says it cannot match, its regex does not search. Not on long
     // texts: there the prefilter's windows already bound the search and the lazy DFA reuses
     // its states across the text, so the checks (one per window) cost more than they save.
@@ -567,13 +596,22 @@ fn match_entry(
                 }
             }
         }
-        None => {
-            for m in find_in(span, t, windows) {
-                if !keep(m) {
-                    break;
+        None => match at.starts {
+            Some(starts) => {
+                for m in find_anchored(span, t, windows, starts) {
+                    if !keep(m) {
+                        break;
+                    }
                 }
             }
-        }
+            None => {
+                for m in find_in(span, t, windows) {
+                    if !keep(m) {
+                        break;
+                    }
+                }
+            }
+        },
     }
     for &rule in &entry.rules {
         for (span, value) in &spans {
