@@ -539,9 +539,9 @@ fn match_entry(
         return;
     }
     let windows = at.windows;
-    // Where the rule's gap check says it cannot match, its regex does not search. Not on long
-    // texts: there the prefilter's windows already bound the search and the lazy DFA reuses
-    // its states across the text, so the checks (one per window) cost more than they save.
+    // Where the rule's gap check says it cannot match, its regex does not search. On a long
+    // text, once over the whole text rather than in each window: there the windows already
+    // bound the search, and a check per window cost more than it saved.
     let crossable: Vec<Range<usize>>;
     let windows = match (entry.gaps(), windows) {
         (Some(gaps), None) if t.len() <= GAP_CHECKED_TEXT => {
@@ -560,6 +560,12 @@ fn match_entry(
                 return;
             }
             Some(&crossable[..])
+        }
+        (Some(gaps), windows) => {
+            if !gaps.may_match(t, 0..t.len()) {
+                return;
+            }
+            windows
         }
         (_, windows) => windows,
     };
@@ -620,8 +626,8 @@ fn match_entry(
     }
 }
 
-/// Texts up to this long are gap-checked before a gapped rule's regex runs on them (see
-/// [`crate::gaps`]).
+/// Texts up to this long are gap-checked window by window before a gapped rule's regex runs
+/// on them (see [`crate::gaps`]); longer ones once, over the whole text.
 const GAP_CHECKED_TEXT: usize = 16 << 10;
 
 fn record(
@@ -921,7 +927,9 @@ rules:
             "~".repeat(2100),
             "~".repeat(20)
         );
-        for text in [planted, other, long.as_str()] {
+        // Past the size up to which gaps are checked window by window.
+        let longer = format!("{planted}{}{other}{planted}", "~".repeat(GAP_CHECKED_TEXT));
+        for text in [planted, other, long.as_str(), longer.as_str()] {
             prop_assert_eq!(
                 without_latency(fast.scan(text, &h)),
                 without_latency(slow.scan(text, &h))
@@ -974,7 +982,8 @@ rules:
 
         /// A random rule with a gap (so it gets a gap check) and a text planted with a match:
         /// the rule fires, and the result is the same with and without the prefilter and the
-        /// gap check, on short texts (checked whole) and long ones (checked per window).
+        /// gap check, on short texts (checked whole), long ones (checked per window) and
+        /// longer ones (checked whole again).
         #[test]
         fn gap_checks_change_no_result(
             (re, sample) in crate::gaps::tests::gapped(),

@@ -177,9 +177,17 @@ impl Candidates {
     }
 
     /// Turns the occurrences of each unbounded candidate into its windows.
+    ///
+    /// Not for an anchored pattern whose starts are known: they bound each of its searches
+    /// already, and the walks cost more than the windows would save. (Its occurrences are kept
+    /// until the starts are known: on a text with too many, the windows bound the search.)
     fn reach_windows(&mut self, t: &[u8], confirm: &[Confirm]) {
         for (p, occ) in self.occurrences.iter_mut().enumerate() {
             if occ.is_empty() {
+                continue;
+            }
+            if !self.too_many_starts && bit(&self.anchored, p) {
+                *occ = Vec::new();
                 continue;
             }
             let windows = match confirm.get(p) {
@@ -737,16 +745,12 @@ impl Prefilter {
                     for a in list {
                         index.add(i, a);
                     }
-                    match atoms::anchors(src) {
-                        Some(anchors) => {
-                            Candidates::mark(&mut anchored, i);
-                            for a in anchors {
-                                index.add_anchor(i, a);
-                            }
-                            // Its starts bound each search; windows would add nothing.
-                            confirm.push(Confirm::Whole);
+                    confirm.push(Confirm::of(src));
+                    if let Some(anchors) = atoms::anchors(src) {
+                        Candidates::mark(&mut anchored, i);
+                        for a in anchors {
+                            index.add_anchor(i, a);
                         }
-                        None => confirm.push(Confirm::of(src)),
                     }
                     if let Some(branches) = atoms::requirements(src) {
                         let first = requirements.full.len();
