@@ -158,49 +158,63 @@ fn needs(h: &Hir, pred: &dyn Fn(u8) -> bool) -> bool {
 /// The atom of one required string: its best piece between white space (a piece of a required
 /// string is required too), with the white space or word boundary around that piece as edges.
 fn to_atom(s: &[Sym]) -> Atom {
-    let mut best: Option<(u32, Atom)> = None;
-    let pieces = s.split(|&c| c == WS);
-    let count = s.split(|&c| c == WS).count();
-    for (i, piece) in pieces.enumerate() {
-        let bytes: Vec<u8> = piece.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
-        if bytes.is_empty() {
-            continue;
-        }
-        let edge = |space: bool, boundary: bool| {
-            if space {
-                Edge::Space
-            } else if boundary {
-                Edge::WordBoundary
-            } else {
-                Edge::Any
-            }
-        };
-        let mut atom = Atom {
-            before: edge(i > 0, piece.first() == Some(&WB)),
-            after: edge(i + 1 < count, piece.last() == Some(&WB)),
-            bytes,
-        };
-        if atom.bytes.len() > MAX_ATOM_LEN {
-            atom.bytes.truncate(MAX_ATOM_LEN);
-            atom.after = Edge::Any;
-        }
-        let w = weight(piece)
-            + 2 * u32::from(atom.before == Edge::Space)
-            + 2 * u32::from(atom.after == Edge::Space);
-        if best.as_ref().is_none_or(|(bw, _)| w > *bw) {
-            best = Some((w, atom));
-        }
-    }
     // `usable` guarantees a byte, so some piece has one; an empty atom would match anywhere,
     // which is still sound.
-    best.map_or(
+    best_piece(s).map_or(
         Atom {
             bytes: Vec::new(),
             before: Edge::Any,
             after: Edge::Any,
         },
-        |(_, a)| a,
+        |p| p.atom,
     )
+}
+
+/// The best piece of a string, as an atom (see [`best_piece`]).
+struct Piece<'a> {
+    atom: Atom,
+    /// The piece's symbols, without the white space around it.
+    syms: &'a [Sym],
+    /// Bytes before the piece in the string (its white space one byte each).
+    offset: usize,
+}
+
+/// The piece of `s` between white space that weighs most, as an atom, with the white space or
+/// word boundary around it as edges; `None` when no piece has a byte.
+fn best_piece(s: &[Sym]) -> Option<Piece<'_>> {
+    let mut best: Option<(u32, Piece<'_>)> = None;
+    let count = s.split(|&c| c == WS).count();
+    let mut offset = 0;
+    for (i, piece) in s.split(|&c| c == WS).enumerate() {
+        let bytes: Vec<u8> = piece.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
+        let len = bytes.len();
+        if len > 0 {
+            let edge = |space: bool, boundary: bool| match (space, boundary) {
+                (true, _) => Edge::Space,
+                (false, true) => Edge::WordBoundary,
+                (false, false) => Edge::Any,
+            };
+            let mut atom = Atom {
+                before: edge(i > 0, piece.first() == Some(&WB)),
+                after: edge(i + 1 < count, piece.last() == Some(&WB)),
+                bytes,
+            };
+            if atom.bytes.len() > MAX_ATOM_LEN {
+                atom.bytes.truncate(MAX_ATOM_LEN);
+                atom.after = Edge::Any;
+            }
+            let w = weight(piece)
+                + 2 * u32::from(atom.before == Edge::Space)
+                + 2 * u32::from(atom.after == Edge::Space);
+            if best.as_ref().is_none_or(|(bw, _)| w > *bw) {
+                let syms = piece;
+                best = Some((w, Piece { atom, syms, offset }));
+            }
+        }
+        // The piece's bytes and the one white-space byte after it.
+        offset += len + 1;
+    }
+    best.map(|(_, p)| p)
 }
 
 /// Drops atoms that contain another atom without boundaries: wherever the longer one occurs,
@@ -633,24 +647,11 @@ fn concat_prefixes(children: &[Hir]) -> Option<Set> {
     after
 }
 
-/// Every string of `a` followed by every string of `b`, cut to [`MAX_PREFIX_LEN`], without
-/// those whose word boundaries cannot hold; `None` when there would be too many.
+/// Every string of `a` followed by every string of `b`, cut to [`MAX_PREFIX_LEN`] (a prefix
+/// of a prefix is one too), without those whose word boundaries cannot hold; `None` when there
+/// would be more than [`MAX_ATOMS`].
 fn prefix_product(a: &Set, b: &Set) -> Option<Set> {
-    if a.len().saturating_mul(b.len()) > MAX_ATOMS {
-        return None;
-    }
-    let mut out = Set::new();
-    for x in a {
-        for y in b {
-            let mut s = x.clone();
-            s.extend_from_slice(y);
-            s.truncate(MAX_PREFIX_LEN);
-            if let Some(s) = settle(s) {
-                out.insert(s);
-            }
-        }
-    }
-    Some(out)
+    product_within(a, b, MAX_ATOMS, Long::Cut(MAX_PREFIX_LEN))
 }
 
 /// The strings that take up at least one byte: the others stand for empty matches.
@@ -660,49 +661,19 @@ fn with_content(set: Set) -> Set {
         .collect()
 }
 
-/// The anchor of one prefix string: its best piece between white space as the atom (as
-/// [`to_atom`] picks it), and the bytes before that piece as the offset. Also returns the
-/// piece, for weighing. `None` when the string has no byte.
+/// The anchor of one prefix string: its best piece as the atom (as [`to_atom`] picks it), and
+/// the bytes before that piece as the offset. Also returns the piece with the white space it
+/// checks around it, for weighing. `None` when the string has no byte.
 fn anchor_of(s: &[Sym]) -> Option<(Vec<Sym>, Anchor)> {
-    let mut best: Option<(u32, Vec<Sym>, Anchor)> = None;
-    let mut offset = 0;
-    let count = s.split(|&c| c == WS).count();
-    for (i, piece) in s.split(|&c| c == WS).enumerate() {
-        let bytes: Vec<u8> = piece.iter().filter_map(|&c| u8::try_from(c).ok()).collect();
-        let len = bytes.len();
-        if len > 0 {
-            let edge = |space: bool, boundary: bool| match (space, boundary) {
-                (true, _) => Edge::Space,
-                (false, true) => Edge::WordBoundary,
-                (false, false) => Edge::Any,
-            };
-            let mut atom = Atom {
-                before: edge(i > 0, piece.first() == Some(&WB)),
-                after: edge(i + 1 < count, piece.last() == Some(&WB)),
-                bytes,
-            };
-            if atom.bytes.len() > MAX_ATOM_LEN {
-                atom.bytes.truncate(MAX_ATOM_LEN);
-                atom.after = Edge::Any;
-            }
-            let w = weight(piece)
-                + 2 * u32::from(atom.before == Edge::Space)
-                + 2 * u32::from(atom.after == Edge::Space);
-            if best.as_ref().is_none_or(|(bw, _, _)| w > *bw) {
-                let mut weighed = piece.to_vec();
-                if atom.before == Edge::Space {
-                    weighed.insert(0, WS);
-                }
-                if atom.after == Edge::Space {
-                    weighed.push(WS);
-                }
-                best = Some((w, weighed, Anchor { atom, offset }));
-            }
-        }
-        // The piece's bytes and the one white-space byte after it.
-        offset += len + 1;
+    let Piece { atom, syms, offset } = best_piece(s)?;
+    let mut weighed = syms.to_vec();
+    if atom.before == Edge::Space {
+        weighed.insert(0, WS);
     }
-    best.map(|(_, piece, anchor)| (piece, anchor))
+    if atom.after == Edge::Space {
+        weighed.push(WS);
+    }
+    Some((weighed, Anchor { atom, offset }))
 }
 
 fn lower(bytes: &[u8]) -> Vec<Sym> {
@@ -775,18 +746,36 @@ fn settle(s: Vec<Sym>) -> Option<Vec<Sym>> {
     Some(out)
 }
 
+/// Every string of `a` followed by every string of `b`, without those whose word boundaries
+/// cannot hold; `None` when there would be more than [`MAX_EXACT`], or one longer than
+/// [`MAX_EXACT_LEN`].
 fn product(a: &Set, b: &Set) -> Option<Set> {
-    if a.len().saturating_mul(b.len()) > MAX_EXACT {
+    product_within(a, b, MAX_EXACT, Long::Fails(MAX_EXACT_LEN))
+}
+
+/// What a product does with a string over a length.
+#[derive(Clone, Copy)]
+enum Long {
+    /// The whole product fails.
+    Fails(usize),
+    /// The string is cut to it.
+    Cut(usize),
+}
+
+fn product_within(a: &Set, b: &Set, most: usize, long: Long) -> Option<Set> {
+    if a.len().saturating_mul(b.len()) > most {
         return None;
     }
     let mut out = Set::new();
     for x in a {
         for y in b {
-            if x.len() + y.len() > MAX_EXACT_LEN {
-                return None;
-            }
             let mut s = x.clone();
             s.extend_from_slice(y);
+            match long {
+                Long::Fails(max) if s.len() > max => return None,
+                Long::Cut(max) => s.truncate(max),
+                Long::Fails(_) => {}
+            }
             if let Some(s) = settle(s) {
                 out.insert(s);
             }
