@@ -542,10 +542,12 @@ fn match_entry(
     // Where the rule's gap check says it cannot match, its regex does not search. On a long
     // text, once over the whole text rather than in each window: there the windows already
     // bound the search, and a check per window cost more than it saved.
+    // No match starts before the first start, so the check need not look there.
+    let from = at.starts.and_then(|s| s.positions().next()).unwrap_or(0);
     let crossable: Vec<Range<usize>>;
     let windows = match (entry.gaps(), windows) {
         (Some(gaps), None) if t.len() <= GAP_CHECKED_TEXT => {
-            if !gaps.may_match(t, 0..t.len()) {
+            if !gaps.may_match(t, from..t.len()) {
                 return;
             }
             None
@@ -553,7 +555,7 @@ fn match_entry(
         (Some(gaps), Some(windows)) if t.len() <= GAP_CHECKED_TEXT => {
             crossable = windows
                 .iter()
-                .filter(|w| gaps.may_match(t, (*w).clone()))
+                .filter(|w| w.end > from && gaps.may_match(t, w.start.max(from)..w.end))
                 .cloned()
                 .collect();
             if crossable.is_empty() {
@@ -562,7 +564,7 @@ fn match_entry(
             Some(&crossable[..])
         }
         (Some(gaps), windows) => {
-            if !gaps.may_match(t, 0..t.len()) {
+            if !gaps.may_match(t, from..t.len()) {
                 return;
             }
             windows
