@@ -20,7 +20,7 @@ use crate::decode::{find_encoded_of, DecoderKind, DecoderSet};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
-use crate::prefilter::{find_anchored, find_in, Candidates, Starts};
+use crate::prefilter::{find, Candidates, Starts};
 use crate::redact::{redact, Redaction};
 use crate::score::{score, Scored};
 use crate::verdict::Verdict;
@@ -496,7 +496,7 @@ fn match_set(
 }
 
 /// Where the prefilter says a candidate's matches lie.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Where<'a> {
     /// Ranges holding every match (`None`: anywhere).
     windows: Option<&'a [Range<usize>]>,
@@ -514,10 +514,7 @@ impl<'a> Where<'a> {
 
     /// Whether `re` matches there.
     fn finds(self, re: &regex_automata::meta::Regex, t: &[u8]) -> bool {
-        match self.starts {
-            Some(starts) => find_anchored(re, t, self.windows, starts).next().is_some(),
-            None => find_in(re, t, self.windows).next().is_some(),
-        }
+        find(re, t, self.windows, self.starts).next().is_some()
     }
 }
 
@@ -535,14 +532,11 @@ fn match_entry(
     let Some(span) = entry.span() else {
         return;
     };
-    if at.starts.is_some_and(|s| s.is_empty()) {
-        return;
-    }
     let windows = at.windows;
     // Where the rule's gap check says it cannot match, its regex does not search. On a long
     // text, once over the whole text rather than in each window: there the windows already
-    // bound the search, and a check per window cost more than it saved.
-    // No match starts before the first start, so the check need not look there.
+    // bound the search, and a check per window cost more than it saved. No match starts
+    // before the rule's first start, so the check need not look there.
     let from = at.starts.and_then(|s| s.positions().next()).unwrap_or(0);
     let crossable: Vec<Range<usize>>;
     let windows = match (entry.gaps(), windows) {
@@ -604,22 +598,13 @@ fn match_entry(
                 }
             }
         }
-        None => match at.starts {
-            Some(starts) => {
-                for m in find_anchored(span, t, windows, starts) {
-                    if !keep(m) {
-                        break;
-                    }
+        None => {
+            for m in find(span, t, windows, at.starts) {
+                if !keep(m) {
+                    break;
                 }
             }
-            None => {
-                for m in find_in(span, t, windows) {
-                    if !keep(m) {
-                        break;
-                    }
-                }
-            }
-        },
+        }
     }
     for &rule in &entry.rules {
         for (span, value) in &spans {

@@ -139,6 +139,21 @@ impl Candidates {
         self.starts.dedup();
     }
 
+    /// Withdraws every anchored candidate with no start: none of its matches can begin
+    /// anywhere in the text.
+    fn drop_unstarted(&mut self) {
+        if self.too_many_starts {
+            return;
+        }
+        let unstarted: Vec<usize> = self
+            .iter()
+            .filter(|&i| bit(&self.anchored, i) && self.starts(i).is_some_and(|s| s.0.is_empty()))
+            .collect();
+        for i in unstarted {
+            self.drop_candidate(i);
+        }
+    }
+
     /// Where candidate `i` can start, ascending: every match of it starts at one of these
     /// (none: it cannot match). `None` when that is not known (a pattern without anchors, or
     /// a text with too many starts): it is searched everywhere its windows allow.
@@ -323,14 +338,6 @@ impl<'a> Starts<'a> {
     pub fn positions(self) -> impl Iterator<Item = usize> + 'a {
         self.0.iter().map(|&(_, at)| at)
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Starts kept per scan, all patterns together (16 bytes each); beyond, anchored patterns are
@@ -395,6 +402,25 @@ pub fn find_anchored<'a>(
         let m = re.search(&input)?;
         next = m.end().max(at + 1);
         Some(m)
+    })
+}
+
+/// The matches of `re` in `t` (in `windows` of it, or all of it), as [`find_in`] reports
+/// them, searched from `starts` when those are known (see [`find_anchored`]).
+pub fn find<'a>(
+    re: &'a meta::Regex,
+    t: &'a [u8],
+    windows: Option<&'a [Range<usize>]>,
+    starts: Option<Starts<'a>>,
+) -> impl Iterator<Item = regex_automata::Match> + 'a {
+    let (mut anchored, mut everywhere) = match starts {
+        Some(s) => (Some(find_anchored(re, t, windows, s)), None),
+        None => (None, Some(find_in(re, t, windows))),
+    };
+    std::iter::from_fn(move || match (&mut anchored, &mut everywhere) {
+        (Some(a), _) => a.next(),
+        (_, Some(e)) => e.next(),
+        (None, None) => None,
     })
 }
 
@@ -837,6 +863,7 @@ impl Prefilter {
             }
             self.requirements.drop_unmet(&seen, &mut c);
             c.settle_starts(self.len);
+            c.drop_unstarted();
             c.settle_windows();
             c.reach_windows(t, &self.confirm);
         }
@@ -1224,6 +1251,7 @@ pub(crate) mod tests {
         );
         // Its words are there, but no word starts a match (`xignore`): nothing to search.
         assert_eq!(starts("xignore previous rules"), Some(vec![]));
+        assert!(cands(&p, "xignore previous rules").is_empty());
         // Past a bound on the starts a scan keeps, the pattern is searched everywhere.
         let many = "ignore ".repeat(MAX_STARTS + 1) + "previous rules";
         assert_eq!(starts(&many), None);
