@@ -71,10 +71,13 @@ pub struct Candidates {
     /// Patterns with anchors ([`atoms::anchors`]): where each can start is known.
     anchored: Vec<u64>,
     /// `(pattern, position)` of every place an anchored pattern can start, sorted once the
-    /// automaton has run.
-    starts: Vec<(usize, usize)>,
-    /// More than [`MAX_STARTS`] starts: none are kept, and anchored patterns are searched as
-    /// if they had none.
+    /// automaton has run. (32 bits each: half the memory and sorting of `usize` pairs; a text
+    /// past 4 GiB keeps none.)
+    starts: Vec<(u32, u32)>,
+    /// How many starts this scan may keep ([`starts_cap`]).
+    max_starts: usize,
+    /// More than `max_starts` starts: none are kept, and anchored patterns are searched as if
+    /// they had none.
     too_many_starts: bool,
 }
 
@@ -89,6 +92,7 @@ impl Candidates {
             occurrences: Vec::new(),
             anchored: Vec::new(),
             starts: Vec::new(),
+            max_starts: 0,
             too_many_starts: false,
         }
     }
@@ -98,11 +102,12 @@ impl Candidates {
         if self.too_many_starts {
             return;
         }
-        if self.starts.len() >= MAX_STARTS {
-            self.starts = Vec::new();
-            self.too_many_starts = true;
-        } else {
-            self.starts.push((p, at));
+        match (u32::try_from(p), u32::try_from(at)) {
+            (Ok(p), Ok(at)) if self.starts.len() < self.max_starts => self.starts.push((p, at)),
+            _ => {
+                self.starts = Vec::new();
+                self.too_many_starts = true;
+            }
         }
     }
 
@@ -113,7 +118,7 @@ impl Candidates {
         if !self.starts.is_sorted() {
             let mut next = vec![0usize; patterns + 1];
             for &(p, _) in &self.starts {
-                if let Some(n) = next.get_mut(p + 1) {
+                if let Some(n) = next.get_mut(p as usize + 1) {
                     *n += 1;
                 }
             }
@@ -122,7 +127,7 @@ impl Candidates {
             }
             let mut by_pattern = vec![(0, 0); self.starts.len()];
             for &(p, at) in &self.starts {
-                if let Some(n) = next.get_mut(p) {
+                if let Some(n) = next.get_mut(p as usize) {
                     if let Some(slot) = by_pattern.get_mut(*n) {
                         *slot = (p, at);
                     }
@@ -161,8 +166,8 @@ impl Candidates {
         if self.too_many_starts || !bit(&self.anchored, i) {
             return None;
         }
-        let from = self.starts.partition_point(|&(p, _)| p < i);
-        let to = self.starts.partition_point(|&(p, _)| p <= i);
+        let from = self.starts.partition_point(|&(p, _)| (p as usize) < i);
+        let to = self.starts.partition_point(|&(p, _)| p as usize <= i);
         self.starts.get(from..to).map(Starts)
     }
 
@@ -331,18 +336,32 @@ fn bit(bits: &[u64], i: usize) -> bool {
 
 /// Where one anchored candidate can start (see [`Candidates::starts`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Starts<'a>(&'a [(usize, usize)]);
+pub struct Starts<'a>(&'a [(u32, u32)]);
 
 impl<'a> Starts<'a> {
     /// The positions, ascending and distinct.
     pub fn positions(self) -> impl Iterator<Item = usize> + 'a {
-        self.0.iter().map(|&(_, at)| at)
+        self.0.iter().map(|&(_, at)| at as usize)
     }
 }
 
-/// Starts kept per scan, all patterns together (16 bytes each); beyond, anchored patterns are
-/// searched as if they had no anchors, which bounds what a hostile text can make a scan hold.
-const MAX_STARTS: usize = 4096;
+/// Starts a scan keeps, all patterns together, at least; beyond [`starts_cap`], anchored
+/// patterns are searched as if they had no anchors, which bounds what a hostile text can make a
+/// scan hold.
+const MIN_STARTS: usize = 4096;
+/// Text bytes per start kept beyond [`MIN_STARTS`]: 8 bytes per start, so at most two bytes per
+/// text byte (512 KiB for a 256 KiB prompt).
+///
+/// Why the cap grows with the text: a long benign text has starts in proportion to its length
+/// (a common word that opens a rule), and losing them all made three anchored rules confirm on
+/// the whole of a 256 KiB prose text, a quarter of its scan (33.6-34.9 -> 42.0-44.1 MB/s with
+/// this cap; len/16 gave 38.4).
+const TEXT_BYTES_PER_START: usize = 4;
+
+/// How many starts a scan of `len` bytes keeps.
+fn starts_cap(len: usize) -> usize {
+    MIN_STARTS.max(len / TEXT_BYTES_PER_START)
+}
 
 /// Texts shorter than this are confirmed whole: a window would cover most of them anyway.
 const MIN_WINDOWED_TEXT: usize = 2048;
@@ -824,6 +843,7 @@ impl Prefilter {
         let mut c = Candidates::new(self.len);
         if let Some(ac) = &self.atoms {
             c.anchored.clone_from(&self.anchored);
+            c.max_starts = starts_cap(t.len());
             let windowed = t.len() >= MIN_WINDOWED_TEXT;
             // Factor bits seen, by branch slot.
             let mut seen = vec![0u32; self.requirements.full.len()];
@@ -1252,10 +1272,42 @@ pub(crate) mod tests {
         // Its words are there, but no word starts a match (`xignore`): nothing to search.
         assert_eq!(starts("xignore previous rules"), Some(vec![]));
         assert!(cands(&p, "xignore previous rules").is_empty());
-        // Past a bound on the starts a scan keeps, the pattern is searched everywhere.
-        let many = "ignore ".repeat(MAX_STARTS + 1) + "previous rules";
-        assert_eq!(starts(&many), None);
-        assert!(p.candidates(many.as_bytes()).iter().eq([0]));
+        // The bound on the starts a scan keeps grows with the text: a long text with a start
+        // every few words keeps them all.
+        let long = "ignore ".repeat(MIN_STARTS + 1) + "previous rules";
+        assert_eq!(
+            p.candidates(long.as_bytes())
+                .starts(0)
+                .map(|s| s.positions().count()),
+            Some(MIN_STARTS + 1),
+            "{} starts kept of {}",
+            MIN_STARTS + 1,
+            starts_cap(long.len())
+        );
+    }
+
+    #[test]
+    fn past_the_starts_cap_anchored_patterns_are_searched_everywhere() {
+        // Four patterns start at each `ignore`: four starts per seven bytes, over the cap.
+        let p = set(&[
+            r"(?i)\bignore\s+previous\s+rules",
+            r"(?i)\bignore\s+prior\s+rules",
+            r"(?i)\bignore\s+earlier\s+rules",
+            r"(?i)\bignore\s+above\s+rules",
+        ]);
+        let text = |n: usize| "ignore ".repeat(n) + "previous rules";
+        let under = text(MIN_STARTS / 4);
+        let c = p.candidates(under.as_bytes());
+        assert_eq!(
+            c.starts(0).map(|s| s.positions().count()),
+            Some(MIN_STARTS / 4)
+        );
+        let over = text(MIN_STARTS);
+        assert!(4 * MIN_STARTS > starts_cap(over.len()));
+        let c = p.candidates(over.as_bytes());
+        assert!(c.starts(0).is_none());
+        // The pattern is still a candidate, searched everywhere, and matches.
+        assert!(c.iter().any(|i| i == 0));
     }
 
     #[test]
