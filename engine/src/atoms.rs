@@ -538,9 +538,18 @@ pub struct Anchor {
     pub offset: usize,
 }
 
-/// Least [`quality`] of a pattern's anchors: as for a factor, since each anchor's
-/// occurrences are confirmed one by one.
-const MIN_ANCHOR_QUALITY: u32 = MIN_FACTOR_QUALITY;
+/// Least [`quality`] of a pattern's anchors: far below a factor's ([`MIN_FACTOR_QUALITY`], 12,
+/// which anchors once had to meet too). A factor's occurrences each keep a rule a candidate;
+/// an anchor's each cost one anchored search, which ends within a few bytes where the rule
+/// does not match (a table walk when the rule has a fully built anchored DFA,
+/// `crate::prefilter::Prefilter::anchored_dfa`). So even a frequent anchor (`no`, `2`, `;`)
+/// costs less than the unanchored search its rule would otherwise need, whose lazy DFA builds
+/// states on every new text and then walks back to find where the match began. The 11 rules of
+/// the sample bundle this anchored besides: 436.5 -> 401.6 M scan instructions on the
+/// development corpus, 35.4 -> 25.8 M on its slowest prompts; for 397 -> 422 M on 256 KiB of
+/// prose and +3 % on random ASCII (their atoms occur more often there), -6 % on text made of
+/// the rules' own words. Hostile texts full of anchors are bounded by the starts a scan keeps.
+const MIN_ANCHOR_QUALITY: u32 = 2;
 
 /// Where every match of `source` starts: for each of a few strings that every match begins
 /// with (lower-cased, its white space one byte each), an atom taken from it and how far into
@@ -913,15 +922,20 @@ mod tests {
             an(r"(?i)\bjailbreak\b|\bdeveloper\s+mode").unwrap(),
             ["0:\\bdeveloper\\s", "0:\\bjailbreak\\b"]
         );
+        // A short or common first word anchors too: each search from it is short.
+        assert_eq!(an(r"(?i)\bx\s+[a-z]+").unwrap(), ["0:\\bx\\s"]);
+        assert_eq!(
+            an(r"(?i)\b(?:2|two)\s+answers").unwrap(),
+            ["0:\\b2\\s", "0:\\btwo\\s"]
+        );
     }
 
     #[test]
     fn no_anchors_where_a_match_can_start_anywhere() {
-        // A wide class or an unbounded run first, a possible empty match, a weak first word.
+        // A wide class or an unbounded run first, a possible empty match.
         assert_eq!(an(r"[a-z]+@example\.com"), None);
         assert_eq!(an(r"\s*ignore\s+previous"), None);
         assert_eq!(an(r"(?:ignore)?"), None);
-        assert_eq!(an(r"(?i)\bx\s+[a-z]+"), None);
         assert_eq!(an(r"(?:^|\n)\s*system:"), None);
     }
 

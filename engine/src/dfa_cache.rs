@@ -1,4 +1,5 @@
-//! Fully built residual DFAs and gap-check DFAs, remembered across compilations in one process.
+//! Fully built residual, gap-check and anchored DFAs, remembered across compilations in one
+//! process.
 //!
 //! Determinizing the residual patterns is most of a bundle's compile time, and most of that is
 //! spent on the patterns whose DFA turns out too large (a counted repetition found anywhere in
@@ -6,16 +7,19 @@
 //! the same patterns again and again — a scanner on every reload, the operator for every
 //! RulePack status and pack test, `pd-scanner test` for each pack and then the bundle — so the
 //! outcome of each build (the DFA, or "too large") is kept, keyed by the patterns and the size
-//! limit (a gap check's key names its kind of DFA first). Entries are immutable and shared (`Arc`); the cache holds at most [`CACHE_BYTES`] of
-//! DFAs and forgets the oldest first.
+//! limit (a gap check's or an anchored DFA's key names its kind of DFA first). Entries are
+//! immutable and shared (`Arc`); the cache holds at most [`CACHE_BYTES`] of DFAs and forgets
+//! the oldest first.
 
 use std::sync::{Arc, Mutex};
 
 use regex_automata::dfa::dense;
 
-/// DFA bytes the cache may hold. The sample bundle's residual DFAs (about 1.9 MiB) and gap
-/// checks (3.8 MiB, [`crate::gaps`]) fit, so a reload of the same patterns builds none again.
-const CACHE_BYTES: usize = 8 << 20;
+/// DFA bytes the cache may hold. The sample bundle's residual DFAs (about 1.9 MiB), gap checks
+/// (3.8 MiB, [`crate::gaps`]) and anchored DFAs (4.7 MiB, [`crate::prefilter`]) fit, so a
+/// reload of the same patterns builds none again. The DFAs of a live bundle are shared with
+/// it, so this costs memory only for what no bundle uses any more.
+const CACHE_BYTES: usize = 16 << 20;
 /// Entries kept, counting "too large" outcomes (which hold no DFA).
 const CACHE_ENTRIES: usize = 256;
 

@@ -20,7 +20,7 @@ use crate::decode::{find_encoded_of, DecoderKind, DecoderSet};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
-use crate::prefilter::{find, Candidates, Starts};
+use crate::prefilter::{find, AnchoredDfa, Candidates, Prefilter, Starts};
 use crate::redact::{redact, Redaction};
 use crate::score::{score, Scored};
 use crate::verdict::Verdict;
@@ -249,22 +249,27 @@ impl CompiledPack {
             let candidates = set.filter.select(t, self.bypass_prefilter);
             for i in candidates.iter() {
                 match set.slots.get(i) {
-                    Some(Slot::Match(entry)) => {
-                        match_entry(entry, t, Where::of(&candidates, i), via, &mapping, hits)
-                    }
+                    Some(Slot::Match(entry)) => match_entry(
+                        entry,
+                        t,
+                        Where::of(&set.filter, &candidates, i),
+                        via,
+                        &mapping,
+                        hits,
+                    ),
                     Some(Slot::OriginalIfIdentity(entry)) if identity => match_entry(
                         entry,
                         t,
-                        Where::of(&candidates, i),
+                        Where::of(&set.filter, &candidates, i),
                         via,
                         &original_mapping,
                         hits,
                     ),
                     Some(Slot::DecodeGate(entry, kinds)) if !gated.covers(*kinds) => {
                         let open = candidates.is_sure(i)
-                            || entry
-                                .span()
-                                .is_none_or(|re| Where::of(&candidates, i).finds(re, t));
+                            || entry.span().is_none_or(|re| {
+                                Where::of(&set.filter, &candidates, i).finds(re, t)
+                            });
                         if open {
                             gated.union(*kinds);
                         }
@@ -490,7 +495,14 @@ fn match_set(
     let candidates = set.filter.select(t, bypass_prefilter);
     for i in candidates.iter() {
         if let Some(Slot::Match(entry)) = set.slots.get(i) {
-            match_entry(entry, t, Where::of(&candidates, i), via, mapping, hits);
+            match_entry(
+                entry,
+                t,
+                Where::of(&set.filter, &candidates, i),
+                via,
+                mapping,
+                hits,
+            );
         }
     }
 }
@@ -502,19 +514,24 @@ struct Where<'a> {
     windows: Option<&'a [Range<usize>]>,
     /// Positions every match starts at (`None`: anywhere).
     starts: Option<Starts<'a>>,
+    /// The candidate's fully built DFA for searches from those starts, if it has one.
+    dfa: Option<&'a AnchoredDfa>,
 }
 
 impl<'a> Where<'a> {
-    fn of(c: &'a Candidates, i: usize) -> Self {
+    fn of(filter: &'a Prefilter, c: &'a Candidates, i: usize) -> Self {
         Where {
             windows: c.windows(i),
             starts: c.starts(i),
+            dfa: filter.anchored_dfa(i),
         }
     }
 
     /// Whether `re` matches there.
     fn finds(self, re: &regex_automata::meta::Regex, t: &[u8]) -> bool {
-        find(re, t, self.windows, self.starts).next().is_some()
+        find(re, self.dfa, t, self.windows, self.starts)
+            .next()
+            .is_some()
     }
 }
 
@@ -599,7 +616,7 @@ fn match_entry(
             }
         }
         None => {
-            for m in find(span, t, windows, at.starts) {
+            for m in find(span, at.dfa, t, windows, at.starts) {
                 if !keep(m) {
                     break;
                 }

@@ -27,7 +27,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind as AcMatchKind};
-use regex_automata::dfa::{dense, Automaton, OverlappingState};
+use regex_automata::dfa::{dense, Automaton, OverlappingState, StartKind};
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{meta, Anchored, Input, MatchKind, PatternID, PatternSet as MatchedSet};
@@ -395,10 +395,12 @@ pub fn find_in<'a>(
 /// The matches of `re` in `t` (in `windows` of it, or all of it) that start at `starts`, in
 /// order, as [`find_in`] reports them when every match starts at one of `starts`: at each
 /// start not inside the previous match, an anchored search, which follows only the paths a
-/// match from there takes, so its lazy DFA builds no states for the text around it and needs
-/// no reverse pass to find where the match began.
+/// match from there takes and needs no reverse pass to find where the match began. The search
+/// runs `dfa` (the pattern's [`AnchoredDfa`]) when given, else `re`'s lazy DFA, which builds
+/// no states for the text around the start but does for each new path from it.
 pub fn find_anchored<'a>(
     re: &'a meta::Regex,
+    dfa: Option<&'a AnchoredDfa>,
     t: &'a [u8],
     windows: Option<&'a [Range<usize>]>,
     starts: Starts<'a>,
@@ -418,7 +420,13 @@ pub fn find_anchored<'a>(
         }
         let end = window.end.min(t.len());
         let input = Input::new(t).range(at..end).anchored(Anchored::Yes);
-        let m = re.search(&input)?;
+        // The DFA has no quit bytes (ASCII word boundaries), so it cannot fail; were it to,
+        // the regex answers instead.
+        let m = match dfa.map(|d| d.try_search_fwd(&input)) {
+            Some(Ok(Some(end))) => regex_automata::Match::new(end.pattern(), at..end.offset()),
+            Some(Ok(None)) => return None,
+            _ => re.search(&input)?,
+        };
         next = m.end().max(at + 1);
         Some(m)
     })
@@ -428,12 +436,13 @@ pub fn find_anchored<'a>(
 /// them, searched from `starts` when those are known (see [`find_anchored`]).
 pub fn find<'a>(
     re: &'a meta::Regex,
+    dfa: Option<&'a AnchoredDfa>,
     t: &'a [u8],
     windows: Option<&'a [Range<usize>]>,
     starts: Option<Starts<'a>>,
 ) -> impl Iterator<Item = regex_automata::Match> + 'a {
     let (mut anchored, mut everywhere) = match starts {
-        Some(s) => (Some(find_anchored(re, t, windows, s)), None),
+        Some(s) => (Some(find_anchored(re, dfa, t, windows, s)), None),
         None => (None, Some(find_in(re, t, windows))),
     };
     std::iter::from_fn(move || match (&mut anchored, &mut everywhere) {
@@ -651,6 +660,8 @@ pub struct Prefilter {
     requirements: Requirements,
     /// Patterns with anchors, as bits.
     anchored: Vec<u64>,
+    /// By pattern: its [`AnchoredDfa`], for an anchored pattern whose DFA fits.
+    anchored_dfas: Vec<Option<Arc<AnchoredDfa>>>,
     residual: Vec<ResidualDfa>,
     /// Patterns without atoms, in order, with how each runs.
     residual_patterns: Vec<(usize, Residual)>,
@@ -784,6 +795,8 @@ impl Prefilter {
         let mut confirm: Vec<Confirm> = Vec::with_capacity(sources.len());
         let mut requirements = Requirements::default();
         let mut anchored = vec![0; sources.len().div_ceil(64)];
+        let mut anchored_dfas = vec![None; sources.len()];
+        let mut dfa_budget = ANCHORED_DFA_BUDGET;
         for (i, src) in sources.iter().enumerate() {
             match atoms::atoms(src) {
                 Some(list) => {
@@ -795,6 +808,9 @@ impl Prefilter {
                         Candidates::mark(&mut anchored, i);
                         for a in anchors {
                             index.add_anchor(i, a);
+                        }
+                        if let Some(slot) = anchored_dfas.get_mut(i) {
+                            *slot = anchored_dfa(src, &mut dfa_budget);
                         }
                     }
                     if let Some(branches) = atoms::requirements(src) {
@@ -833,9 +849,16 @@ impl Prefilter {
             confirm,
             requirements,
             anchored,
+            anchored_dfas,
             residual,
             residual_patterns: sizes,
         })
+    }
+
+    /// The fully built DFA that confirms anchored pattern `i` from its starts (see
+    /// [`find_anchored`]), if it has one.
+    pub fn anchored_dfa(&self, i: usize) -> Option<&AnchoredDfa> {
+        self.anchored_dfas.get(i)?.as_deref()
     }
 
     /// The patterns that may match `t`.
@@ -1192,6 +1215,46 @@ fn join_a_pass(
     false
 }
 
+/// A fully built DFA of one pattern, for anchored searches only.
+pub type AnchoredDfa = dense::DFA<Vec<u32>>;
+
+/// Bytes one anchored DFA may take: of the sample bundle's 78 anchored patterns, 59 fit (the
+/// largest 255 KiB); the others, phrase rules with many long alternatives, keep the lazy DFA.
+const ANCHORED_DFA_LIMIT: usize = 256 << 10;
+/// Bytes all of a set's anchored DFAs may take together (the sample bundle's take 4.7 MiB).
+const ANCHORED_DFA_BUDGET: usize = 8 << 20;
+
+/// The anchored DFA of `source`, if it fits [`ANCHORED_DFA_LIMIT`] and what is left of the
+/// set's `budget` (which it then takes from).
+///
+/// Why: an anchored search by the pattern's own regex runs its lazy DFA, which builds a state
+/// for each new path a text takes from a start, so on new text a rule's confirmation cost
+/// depended on what text came before. A fully built DFA costs memory once, at compile time,
+/// and each search from a start is then a table walk that ends where the rule stops matching.
+fn anchored_dfa(source: &str, budget: &mut usize) -> Option<Arc<AnchoredDfa>> {
+    let limit = ANCHORED_DFA_LIMIT.min(*budget);
+    if limit == 0 {
+        return None;
+    }
+    let dfa = dfa_cache::get_or_build(&["anchored DFA", source], limit, || {
+        dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .start_kind(StartKind::Anchored)
+                    .byte_classes(true)
+                    .dfa_size_limit(Some(limit))
+                    .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
+            )
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(thompson::Config::new().utf8(false).shrink(true))
+            .build(source)
+            .ok()
+    })?;
+    *budget = budget.saturating_sub(dfa.memory_usage());
+    Some(dfa)
+}
+
 fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<Dfa> {
     if budget == 0 {
         return None;
@@ -1284,6 +1347,34 @@ pub(crate) mod tests {
             MIN_STARTS + 1,
             starts_cap(long.len())
         );
+    }
+
+    #[test]
+    fn anchored_patterns_are_confirmed_by_a_fully_built_dfa() {
+        // A weak anchor (`2`, a digit) still anchors: each search from it is a few steps of
+        // the built DFA's table.
+        let weak = r"(?i)\b(?:2|two|both)\s+(?:answers|replies)\b";
+        let sources = [weak, r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"];
+        let p = set(&sources);
+        assert!(p.anchored_dfa(0).is_some());
+        assert!(p.anchored_dfa(1).is_none(), "not anchored: no DFA");
+        let t = "Give 2 apples, 42 pears and TWO  answers: both replies, 2 answersx.";
+        let c = p.candidates(t.as_bytes());
+        let starts = c.starts(0).map(|s| s.positions().collect::<Vec<_>>());
+        // Every `2`, `two` or `both` after a word boundary: a superset of the match starts.
+        assert_eq!(starts, Some(vec![5, 28, 42, 56]));
+        let re = span_regex(weak).unwrap();
+        let found: Vec<_> = find(
+            &re,
+            p.anchored_dfa(0),
+            t.as_bytes(),
+            c.windows(0),
+            c.starts(0),
+        )
+        .map(|m| &t[m.range()])
+        .collect();
+        assert_eq!(found, ["TWO  answers", "both replies"]);
+        assert!(anchored_finds_the_same(&p, &c, 0, weak, t.as_bytes()));
     }
 
     #[test]
@@ -1579,15 +1670,25 @@ pub(crate) mod tests {
 
     /// Whether candidate `i` (pattern `source`) has the same matches in `t` searched from
     /// its starts as searched everywhere its windows allow (true when it has no starts).
-    fn anchored_finds_the_same(c: &Candidates, i: usize, source: &str, t: &[u8]) -> bool {
+    /// Both with the regex's lazy DFA and with the pattern's fully built anchored DFA.
+    fn anchored_finds_the_same(
+        p: &Prefilter,
+        c: &Candidates,
+        i: usize,
+        source: &str,
+        t: &[u8],
+    ) -> bool {
         let (Some(starts), Some(re)) = (c.starts(i), span_regex(source)) else {
             return true;
         };
         let everywhere: Vec<_> = find_in(&re, t, c.windows(i)).map(|m| m.range()).collect();
-        let anchored: Vec<_> = find_anchored(&re, t, c.windows(i), starts)
+        let lazy: Vec<_> = find_anchored(&re, None, t, c.windows(i), starts)
             .map(|m| m.range())
             .collect();
-        everywhere == anchored
+        let dense: Vec<_> = find_anchored(&re, p.anchored_dfa(i), t, c.windows(i), starts)
+            .map(|m| m.range())
+            .collect();
+        everywhere == lazy && everywhere == dense
     }
 
     /// Words of the phrase rules below: a small vocabulary, so texts hold some of a branch's
@@ -1667,7 +1768,7 @@ pub(crate) mod tests {
                 prop_assert!(cands.contains(&m), "{:?} matches {:?} but is not a candidate", sources[m], text);
             }
             for &i in &cands {
-                prop_assert!(anchored_finds_the_same(&c, i, &sources[i], text.as_bytes()), "{:?} on {:?}", sources[i], text);
+                prop_assert!(anchored_finds_the_same(&p, &c, i, &sources[i], text.as_bytes()), "{:?} on {:?}", sources[i], text);
             }
         }
     }
@@ -1702,7 +1803,7 @@ pub(crate) mod tests {
                     if c.is_sure(i) {
                         prop_assert!(reference.matches(text.as_bytes()).matched(i), "pattern {} reported sure on {:?}", i, text);
                     }
-                    prop_assert!(anchored_finds_the_same(&c, i, &sources[i], text.as_bytes()), "{:?} on {:?}", sources[i], text);
+                    prop_assert!(anchored_finds_the_same(&p, &c, i, &sources[i], text.as_bytes()), "{:?} on {:?}", sources[i], text);
                 }
             }
         }
