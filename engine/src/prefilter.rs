@@ -1237,17 +1237,7 @@ fn anchored_dfa(source: &str, budget: &mut usize) -> Option<Arc<AnchoredDfa>> {
         return None;
     }
     let dfa = dfa_cache::get_or_build(&["anchored DFA", source], limit, || {
-        dense::Builder::new()
-            .configure(
-                dense::Config::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .start_kind(StartKind::Anchored)
-                    .byte_classes(true)
-                    .dfa_size_limit(Some(limit))
-                    .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
-            )
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .thompson(thompson::Config::new().utf8(false).shrink(true))
+        dense_builder(MatchKind::LeftmostFirst, StartKind::Anchored, limit)
             .build(source)
             .ok()
     })?;
@@ -1261,19 +1251,28 @@ fn dense_dfa(sources: &[String], group: &[usize], budget: usize) -> Option<Dfa> 
     }
     let pats: Vec<&str> = group.iter().map(|&i| sources[i].as_str()).collect();
     dfa_cache::get_or_build(&pats, budget, || {
-        dense::Builder::new()
-            .configure(
-                dense::Config::new()
-                    .match_kind(MatchKind::All)
-                    .byte_classes(true)
-                    .dfa_size_limit(Some(budget))
-                    .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
-            )
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .thompson(thompson::Config::new().utf8(false).shrink(true))
+        dense_builder(MatchKind::All, StartKind::Both, budget)
             .build_many(&pats)
             .ok()
     })
+}
+
+/// A builder of fully built DFAs of up to `limit` bytes, with the syntax the span regexes use
+/// (ASCII classes and word boundaries, any bytes).
+fn dense_builder(kind: MatchKind, start: StartKind, limit: usize) -> dense::Builder {
+    let mut builder = dense::Builder::new();
+    builder
+        .configure(
+            dense::Config::new()
+                .match_kind(kind)
+                .start_kind(start)
+                .byte_classes(true)
+                .dfa_size_limit(Some(limit))
+                .determinize_size_limit(Some(DETERMINIZE_LIMIT)),
+        )
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .thompson(thompson::Config::new().utf8(false).shrink(true));
+    builder
 }
 
 #[cfg(test)]
