@@ -20,7 +20,7 @@ use crate::decode::{find_encoded_of, DecoderKind, DecoderSet};
 use crate::normalize::{normalize, Normalized};
 use crate::pack::{Action, Category, Severity};
 use crate::policy::Mode;
-use crate::prefilter::{find, AnchoredDfa, Candidates, Prefilter, Starts};
+use crate::prefilter::{find, Candidates, Prefilter, Starts};
 use crate::redact::{redact, Redaction};
 use crate::score::{score, Scored};
 use crate::verdict::Verdict;
@@ -512,26 +512,21 @@ fn match_set(
 struct Where<'a> {
     /// Ranges holding every match (`None`: anywhere).
     windows: Option<&'a [Range<usize>]>,
-    /// Positions every match starts at (`None`: anywhere).
+    /// Positions every match starts at (`None`: anywhere), with what searches from them.
     starts: Option<Starts<'a>>,
-    /// The candidate's fully built DFA for searches from those starts, if it has one.
-    dfa: Option<&'a AnchoredDfa>,
 }
 
 impl<'a> Where<'a> {
     fn of(filter: &'a Prefilter, c: &'a Candidates, i: usize) -> Self {
         Where {
             windows: c.windows(i),
-            starts: c.starts(i),
-            dfa: filter.anchored_dfa(i),
+            starts: c.starts(i).map(|s| s.searched_by(filter.anchored_dfa(i))),
         }
     }
 
     /// Whether `re` matches there.
     fn finds(self, re: &regex_automata::meta::Regex, t: &[u8]) -> bool {
-        find(re, self.dfa, t, self.windows, self.starts)
-            .next()
-            .is_some()
+        find(re, t, self.windows, self.starts).next().is_some()
     }
 }
 
@@ -616,7 +611,7 @@ fn match_entry(
             }
         }
         None => {
-            for m in find(span, at.dfa, t, windows, at.starts) {
+            for m in find(span, t, windows, at.starts) {
                 if !keep(m) {
                     break;
                 }

@@ -152,7 +152,9 @@ impl Candidates {
         }
         let unstarted: Vec<usize> = self
             .iter()
-            .filter(|&i| bit(&self.anchored, i) && self.starts(i).is_some_and(|s| s.0.is_empty()))
+            .filter(|&i| {
+                bit(&self.anchored, i) && self.starts(i).is_some_and(|s| s.list.is_empty())
+            })
             .collect();
         for i in unstarted {
             self.drop_candidate(i);
@@ -168,7 +170,9 @@ impl Candidates {
         }
         let from = self.starts.partition_point(|&(p, _)| (p as usize) < i);
         let to = self.starts.partition_point(|&(p, _)| p as usize <= i);
-        self.starts.get(from..to).map(Starts)
+        self.starts
+            .get(from..to)
+            .map(|list| Starts { list, dfa: None })
     }
 
     fn prepare_windows(&mut self, patterns: usize) {
@@ -334,14 +338,24 @@ fn bit(bits: &[u64], i: usize) -> bool {
     bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
 }
 
-/// Where one anchored candidate can start (see [`Candidates::starts`]).
+/// Where one anchored candidate can start (see [`Candidates::starts`]), and what searches
+/// from there.
 #[derive(Debug, Clone, Copy)]
-pub struct Starts<'a>(&'a [(u32, u32)]);
+pub struct Starts<'a> {
+    list: &'a [(u32, u32)],
+    /// The pattern's [`AnchoredDfa`], if it has one (else its regex searches).
+    dfa: Option<&'a AnchoredDfa>,
+}
 
 impl<'a> Starts<'a> {
     /// The positions, ascending and distinct.
     pub fn positions(self) -> impl Iterator<Item = usize> + 'a {
-        self.0.iter().map(|&(_, at)| at as usize)
+        self.list.iter().map(|&(_, at)| at as usize)
+    }
+
+    /// The same starts, searched from by `dfa` ([`Prefilter::anchored_dfa`]).
+    pub fn searched_by(self, dfa: Option<&'a AnchoredDfa>) -> Self {
+        Starts { dfa, ..self }
     }
 }
 
@@ -353,9 +367,9 @@ const MIN_STARTS: usize = 4096;
 /// text byte (512 KiB for a 256 KiB prompt).
 ///
 /// Why the cap grows with the text: a long benign text has starts in proportion to its length
-/// (a common word that opens a rule), and losing them all made three anchored rules confirm on
-/// the whole of a 256 KiB prose text, a quarter of its scan (33.6-34.9 -> 42.0-44.1 MB/s with
-/// this cap; len/16 gave 38.4).
+/// (a common word that opens a rule), and losing them all made every anchored candidate search
+/// unanchored, two of them over the whole of a 256 KiB prose text (33.6-34.9 -> 42.0-44.1 MB/s
+/// with this cap; len/16 gave 38.4).
 const TEXT_BYTES_PER_START: usize = 4;
 
 /// How many starts a scan of `len` bytes keeps.
@@ -396,11 +410,10 @@ pub fn find_in<'a>(
 /// order, as [`find_in`] reports them when every match starts at one of `starts`: at each
 /// start not inside the previous match, an anchored search, which follows only the paths a
 /// match from there takes and needs no reverse pass to find where the match began. The search
-/// runs `dfa` (the pattern's [`AnchoredDfa`]) when given, else `re`'s lazy DFA, which builds
-/// no states for the text around the start but does for each new path from it.
+/// runs the starts' [`AnchoredDfa`] when they have one, else `re`'s lazy DFA, which builds no
+/// states for the text around the start but does for each new path from it.
 pub fn find_anchored<'a>(
     re: &'a meta::Regex,
-    dfa: Option<&'a AnchoredDfa>,
     t: &'a [u8],
     windows: Option<&'a [Range<usize>]>,
     starts: Starts<'a>,
@@ -422,7 +435,7 @@ pub fn find_anchored<'a>(
         let input = Input::new(t).range(at..end).anchored(Anchored::Yes);
         // The DFA has no quit bytes (ASCII word boundaries), so it cannot fail; were it to,
         // the regex answers instead.
-        let m = match dfa.map(|d| d.try_search_fwd(&input)) {
+        let m = match starts.dfa.map(|d| d.try_search_fwd(&input)) {
             Some(Ok(Some(end))) => regex_automata::Match::new(end.pattern(), at..end.offset()),
             Some(Ok(None)) => return None,
             _ => re.search(&input)?,
@@ -436,13 +449,12 @@ pub fn find_anchored<'a>(
 /// them, searched from `starts` when those are known (see [`find_anchored`]).
 pub fn find<'a>(
     re: &'a meta::Regex,
-    dfa: Option<&'a AnchoredDfa>,
     t: &'a [u8],
     windows: Option<&'a [Range<usize>]>,
     starts: Option<Starts<'a>>,
 ) -> impl Iterator<Item = regex_automata::Match> + 'a {
     let (mut anchored, mut everywhere) = match starts {
-        Some(s) => (Some(find_anchored(re, dfa, t, windows, s)), None),
+        Some(s) => (Some(find_anchored(re, t, windows, s)), None),
         None => (None, Some(find_in(re, t, windows))),
     };
     std::iter::from_fn(move || match (&mut anchored, &mut everywhere) {
@@ -1365,10 +1377,9 @@ pub(crate) mod tests {
         let re = span_regex(weak).unwrap();
         let found: Vec<_> = find(
             &re,
-            p.anchored_dfa(0),
             t.as_bytes(),
             c.windows(0),
-            c.starts(0),
+            c.starts(0).map(|s| s.searched_by(p.anchored_dfa(0))),
         )
         .map(|m| &t[m.range()])
         .collect();
@@ -1681,10 +1692,11 @@ pub(crate) mod tests {
             return true;
         };
         let everywhere: Vec<_> = find_in(&re, t, c.windows(i)).map(|m| m.range()).collect();
-        let lazy: Vec<_> = find_anchored(&re, None, t, c.windows(i), starts)
+        let lazy: Vec<_> = find_anchored(&re, t, c.windows(i), starts)
             .map(|m| m.range())
             .collect();
-        let dense: Vec<_> = find_anchored(&re, p.anchored_dfa(i), t, c.windows(i), starts)
+        let built = starts.searched_by(p.anchored_dfa(i));
+        let dense: Vec<_> = find_anchored(&re, t, c.windows(i), built)
             .map(|m| m.range())
             .collect();
         everywhere == lazy && everywhere == dense
