@@ -5,12 +5,11 @@
 //! "run these rules over this text", so `pd-scanner eval --baseline` reports the engine's speed
 //! as a share of it on the same texts in the same run.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use crate::compile::CompiledPack;
 use crate::pack::Matcher;
-use crate::prefilter::case_insensitive_automaton;
 
 /// One `RegexSet` plus one Aho–Corasick automaton over a bundle's rules.
 #[derive(Debug)]
@@ -49,7 +48,15 @@ impl BarePass {
         let keywords = if phrases.is_empty() {
             None
         } else {
-            Some(case_insensitive_automaton(&phrases).map_err(|e| e.to_string())?)
+            // The crate's own overlapping iterator, as a user of it would write the pass.
+            Some(
+                AhoCorasick::builder()
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .build(&phrases)
+                    .map_err(|e| e.to_string())?,
+            )
         };
         Ok(BarePass { set, keywords })
     }

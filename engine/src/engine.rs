@@ -334,20 +334,20 @@ impl CompiledPack {
         };
         // (rule, bits of `all` keywords seen, any-keyword seen, spans) — allocated on first hit.
         let mut seen: Vec<(usize, u64, bool, Vec<Range<usize>>)> = Vec::new();
-        for m in kw.automaton.find_overlapping_iter(t) {
-            let Some(entry) = kw.entries.get(m.pattern().as_usize()) else {
-                continue;
+        kw.automaton.for_each(t, |m| {
+            let Some(entry) = kw.entries.get(m.literal) else {
+                return;
             };
-            let r = m.range();
+            let r = m.start..m.end;
             if let Some(exact) = &entry.exact {
                 if t.get(r.clone()) != Some(&exact[..]) {
-                    continue;
+                    return;
                 }
             }
             if entry.whole_word
                 && !(word_boundary_before(t, r.start) && word_boundary_after(t, r.end))
             {
-                continue;
+                return;
             }
             let slot = match seen.iter_mut().find(|s| s.0 == entry.rule) {
                 Some(s) => s,
@@ -364,7 +364,7 @@ impl CompiledPack {
             if slot.3.len() < MAX_SPANS_PER_RULE {
                 slot.3.push(r);
             }
-        }
+        });
         for (rule, all_bits, any_seen, spans) in seen {
             let Some(req) = kw.rules.get(&rule) else {
                 continue;

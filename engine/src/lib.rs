@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod gaps;
 pub mod gate;
 pub mod limits;
+pub mod literals;
 pub mod load;
 pub mod normalize;
 pub mod pack;

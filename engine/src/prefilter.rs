@@ -26,7 +26,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind as AcMatchKind};
 use regex_automata::dfa::{dense, Automaton, OverlappingState, StartKind};
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
@@ -37,6 +36,7 @@ use crate::atoms;
 use crate::byte_run::ByteRun;
 use crate::dfa_cache;
 use crate::gate::{Gate, GateSpec};
+use crate::literals::Literals;
 use crate::reach::Reach;
 
 /// Memory the fully built residual DFAs of one pattern set may take, unions and their parts
@@ -663,7 +663,7 @@ fn union_which(
 #[derive(Debug)]
 pub struct Prefilter {
     len: usize,
-    atoms: Option<AhoCorasick>,
+    atoms: Option<Literals>,
     /// For each automaton pattern (distinct atom bytes): the boundary checks it is used with,
     /// and the patterns each check belongs to.
     atom_patterns: Vec<Vec<AtomUse>>,
@@ -738,11 +738,11 @@ impl AtomIndex {
     }
 
     /// The automaton over every atom; `None` when no pattern has atoms.
-    fn automaton(&self) -> Result<Option<AhoCorasick>, BuildError> {
+    fn automaton(&self) -> Result<Option<Literals>, BuildError> {
         if self.bytes.is_empty() {
             return Ok(None);
         }
-        case_insensitive_automaton(&self.bytes)
+        Literals::new(&self.bytes)
             .map(Some)
             .map_err(|e| BuildError::Atoms(e.to_string()))
     }
@@ -882,14 +882,14 @@ impl Prefilter {
             let windowed = t.len() >= MIN_WINDOWED_TEXT;
             // Factor bits seen, by branch slot.
             let mut seen = vec![0u32; self.requirements.full.len()];
-            for m in ac.find_overlapping_iter(t) {
-                let Some(uses) = self.atom_patterns.get(m.pattern().as_usize()) else {
-                    continue;
+            ac.for_each(t, |m| {
+                let Some(uses) = self.atom_patterns.get(m.literal) else {
+                    return;
                 };
                 for u in uses {
-                    if u.atom.boundaries_hold(t, m.start(), m.end()) {
+                    if u.atom.boundaries_hold(t, m.start, m.end) {
                         for &(p, offset) in &u.anchors {
-                            if let Some(at) = m.start().checked_sub(offset) {
+                            if let Some(at) = m.start.checked_sub(offset) {
                                 c.add_start(p, at);
                             }
                         }
@@ -903,19 +903,19 @@ impl Prefilter {
                             match self.confirm.get(p) {
                                 Some(Confirm::Bounded(len)) if windowed => {
                                     // A match of at most `len` bytes holding this occurrence.
-                                    let w = m.end().saturating_sub(*len)
-                                        ..(m.start() + len).min(t.len());
+                                    let w =
+                                        m.end.saturating_sub(*len)..(m.start + len).min(t.len());
                                     c.add_window(p, w, self.len);
                                 }
                                 Some(Confirm::Reach(_)) if windowed => {
-                                    c.add_occurrence(p, m.start(), m.end(), self.len)
+                                    c.add_occurrence(p, m.start, m.end, self.len)
                                 }
                                 _ => {}
                             }
                         }
                     }
                 }
-            }
+            });
             self.requirements.drop_unmet(&seen, &mut c);
             c.settle_starts(self.len);
             c.drop_unstarted();
@@ -994,24 +994,8 @@ impl Prefilter {
                 Shapes::Run(_) | Shapes::Lazy(_) => 0,
             })
             .sum::<usize>()
-            + self.atoms.as_ref().map_or(0, AhoCorasick::memory_usage)
+            + self.atoms.as_ref().map_or(0, Literals::memory_usage)
     }
-}
-
-/// An ASCII case-insensitive Aho–Corasick automaton reporting every occurrence (overlapping
-/// search): a DFA, which scans 2–3× faster than the default, or the contiguous NFA when very
-/// many patterns exceed the DFA's limits.
-pub(crate) fn case_insensitive_automaton<P: AsRef<[u8]>>(
-    patterns: &[P],
-) -> Result<AhoCorasick, aho_corasick::BuildError> {
-    let build = |kind| {
-        AhoCorasick::builder()
-            .kind(kind)
-            .match_kind(AcMatchKind::Standard)
-            .ascii_case_insensitive(true)
-            .build(patterns)
-    };
-    build(Some(AhoCorasickKind::DFA)).or_else(|_| build(None))
 }
 
 /// How a residual pattern (one without atoms, searched on every text) runs; the pack lint

@@ -424,11 +424,10 @@ impl KeywordsBuilder {
         if self.patterns.is_empty() {
             return Ok(None);
         }
-        let automaton =
-            crate::prefilter::case_insensitive_automaton(&self.patterns).map_err(|e| {
-                CompileError::pack(names, format!("keyword automaton: {e}"))
-                    .hiding_details("the keyword automaton could not be built")
-            })?;
+        let automaton = crate::literals::Literals::new(&self.patterns).map_err(|e| {
+            CompileError::pack(names, format!("keyword automaton: {e}"))
+                .hiding_details("the keyword automaton could not be built")
+        })?;
         Ok(Some(Keywords {
             automaton,
             entries: self.entries,

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use aho_corasick::AhoCorasick;
 use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson;
 use regex_automata::util::prefilter::Prefilter as PrefixFilter;
@@ -16,6 +15,7 @@ use crate::decode::DecoderSet;
 use crate::detectors::DetectorKind;
 use crate::gaps::GapCheck;
 use crate::limits::{shown_name, Limits};
+use crate::literals::Literals;
 use crate::normalize::{normalize, Normalization};
 use crate::pack::{ClassifierMatch, Matcher, Rule};
 use crate::prefilter::{BuildError, Prefilter};
@@ -213,7 +213,7 @@ pub(crate) struct KeywordRule {
 
 #[derive(Debug)]
 pub(crate) struct Keywords {
-    pub automaton: AhoCorasick,
+    pub automaton: Literals,
     pub entries: Vec<KeywordEntry>,
     pub rules: HashMap<usize, KeywordRule>,
 }
