@@ -546,9 +546,10 @@ pub struct Anchor {
 /// costs less than the unanchored search its rule would otherwise need, whose lazy DFA builds
 /// states on every new text and then walks back to find where the match began. The 11 rules of
 /// the sample bundle this anchored besides: 436.5 -> 401.6 M scan instructions on the
-/// development corpus, 35.4 -> 25.8 M on its slowest prompts; for 397 -> 422 M on 256 KiB of
-/// prose and +3 % on random ASCII (their atoms occur more often there), -6 % on text made of
-/// the rules' own words. Hostile texts full of anchors are bounded by the starts a scan keeps.
+/// development corpus, 35.4 -> 25.8 M on its slowest prompts, at a cost of 397 -> 422 M on
+/// 256 KiB of prose and +3 % on random ASCII (their atoms occur more often there); -6 % on
+/// text made of the rules' own words (`docs/src/performance.md`, 2026-12-01 21:20). Hostile
+/// texts full of anchors are bounded by the starts a scan keeps.
 const MIN_ANCHOR_QUALITY: u32 = 2;
 
 /// Where every match of `source` starts: for each of a few strings that every match begins

@@ -64,24 +64,12 @@ impl Literals {
         }
     }
 
-    /// Every occurrence in `t`, in order of where it ends.
-    pub fn all(&self, t: &[u8]) -> Vec<Occurrence> {
-        let mut v = Vec::new();
-        self.for_each(t, |o| v.push(o));
-        v
-    }
-
     /// Bytes held by the automaton.
     pub fn memory_usage(&self) -> usize {
         match &self.imp {
             Imp::Dfa(d) => d.memory_usage(),
             Imp::Nfa(n) => n.memory_usage(),
         }
-    }
-
-    /// Whether the fast kind (a DFA) was built.
-    pub fn is_dfa(&self) -> bool {
-        matches!(self.imp, Imp::Dfa(_))
     }
 }
 
@@ -145,6 +133,19 @@ mod tests {
     use super::*;
     use aho_corasick::{AhoCorasick, AhoCorasickKind};
     use proptest::prelude::*;
+
+    impl Literals {
+        /// Every occurrence in `t`, in order of where it ends.
+        fn all(&self, t: &[u8]) -> Vec<Occurrence> {
+            let mut v = Vec::new();
+            self.for_each(t, |o| v.push(o));
+            v
+        }
+
+        fn is_dfa(&self) -> bool {
+            matches!(self.imp, Imp::Dfa(_))
+        }
+    }
 
     /// What `aho-corasick`'s own overlapping iterator reports, for the same literals.
     fn reference(literals: &[Vec<u8>], t: &[u8], kind: AhoCorasickKind) -> Vec<Occurrence> {

@@ -982,18 +982,26 @@ impl Prefilter {
             .collect()
     }
 
-    /// Bytes held by the fully built residual DFAs and the atom automaton.
+    /// Bytes held by the fully built residual DFAs, the anchored DFAs and the atom automaton.
     pub fn memory_usage(&self) -> usize {
-        self.residual
+        let anchored: usize = self
+            .anchored_dfas
             .iter()
-            .map(|r| match &r.shapes {
-                Shapes::Dense(d) => d.memory_usage(),
-                Shapes::Union { all, parts } => {
-                    all.memory_usage() + parts.iter().map(|d| d.memory_usage()).sum::<usize>()
-                }
-                Shapes::Run(_) | Shapes::Lazy(_) => 0,
-            })
-            .sum::<usize>()
+            .flatten()
+            .map(|d| d.memory_usage())
+            .sum();
+        anchored
+            + self
+                .residual
+                .iter()
+                .map(|r| match &r.shapes {
+                    Shapes::Dense(d) => d.memory_usage(),
+                    Shapes::Union { all, parts } => {
+                        all.memory_usage() + parts.iter().map(|d| d.memory_usage()).sum::<usize>()
+                    }
+                    Shapes::Run(_) | Shapes::Lazy(_) => 0,
+                })
+                .sum::<usize>()
             + self.atoms.as_ref().map_or(0, Literals::memory_usage)
     }
 }
@@ -1353,6 +1361,13 @@ pub(crate) mod tests {
         let p = set(&sources);
         assert!(p.anchored_dfa(0).is_some());
         assert!(p.anchored_dfa(1).is_none(), "not anchored: no DFA");
+        // The prefilter's size counts the DFA it holds (the bundle's budget is charged with it).
+        let dfa_bytes = p.anchored_dfa(0).map_or(0, |d| d.memory_usage());
+        assert!(
+            p.memory_usage() > dfa_bytes,
+            "{} vs {dfa_bytes}",
+            p.memory_usage()
+        );
         let t = "Give 2 apples, 42 pears and TWO  answers: both replies, 2 answersx.";
         let c = p.candidates(t.as_bytes());
         let starts = c.starts(0).map(|s| s.positions().collect::<Vec<_>>());

@@ -328,13 +328,19 @@ impl<'a> Assembly<'a> {
     }
 
     /// Builds the pattern sets and the keyword automaton, once no rule has a problem (building
-    /// them for a broken bundle would only add noise to its errors).
+    /// them for a broken bundle would only add noise to its errors), and charges them to the
+    /// budget.
     fn build(mut self) -> Result<Built, CompileError> {
         if !self.problems.is_empty() {
             return Err(CompileError::Invalid(self.problems));
         }
         let names = pack_names(self.resolved);
         let [primary, original, decoded] = self.build_sets().map_err(|e| set_error(&names, e))?;
+        // The sets' prefilters (atom automaton, residual and anchored DFAs) are the largest
+        // automata a bundle holds.
+        for set in [&primary, &original, &decoded].into_iter().flatten() {
+            self.charge(set.filter.memory_usage())?;
+        }
         let keywords = std::mem::take(&mut self.keywords).build(&names)?;
         if let Some(k) = &keywords {
             self.charge(k.automaton.memory_usage())?;
