@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use regex_automata::dfa::dense;
 
 /// DFA bytes the cache may hold. The sample bundle's residual DFAs (about 1.9 MiB), gap checks
-/// (3.8 MiB, [`crate::gaps`]) and anchored DFAs (4.7 MiB, [`crate::prefilter`]) fit, so a
+/// (3.8 MiB, [`crate::gaps`]) and anchored DFAs (8.0 MiB, [`crate::prefilter`]) fit, so a
 /// reload of the same patterns builds none again. The DFAs of a live bundle are shared with
 /// it, so this costs memory only for what no bundle uses any more.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 24 << 20;
 /// Entries kept, counting "too large" outcomes (which hold no DFA).
 const CACHE_ENTRIES: usize = 256;
 

@@ -429,7 +429,10 @@ fn as_gap(h: &Hir) -> Option<(ByteSet, usize, usize)> {
     (class.len() >= MIN_GAP_CLASS).then_some((class, r.min as usize, max as usize))
 }
 
-fn contains_gap(h: &Hir) -> bool {
+/// Whether `h` counts a wide class across a gap anywhere (the rules [`GapCheck`] is for). Such a
+/// rule's DFA tracks the count, so its fully built DFA is large, and trying to build it costs
+/// determinization work up to whatever limit it is given.
+pub(crate) fn contains_gap(h: &Hir) -> bool {
     if as_gap(h).is_some() {
         return true;
     }
