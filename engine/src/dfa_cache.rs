@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use regex_automata::dfa::dense;
 
 /// DFA bytes the cache may hold. The sample bundle's residual DFAs (about 1.9 MiB), gap checks
-/// (3.8 MiB, [`crate::gaps`]) and anchored DFAs (8.0 MiB, [`crate::prefilter`]) fit, so a
+/// (4.2 MiB, [`crate::gaps`]) and anchored DFAs (8.0 MiB, [`crate::prefilter`]) fit, so a
 /// reload of the same patterns builds none again. The DFAs of a live bundle are shared with
 /// it, so this costs memory only for what no bundle uses any more.
 const CACHE_BYTES: usize = 24 << 20;

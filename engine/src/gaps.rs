@@ -19,9 +19,10 @@
 //! A rule is checked branch by branch: the alternatives of its top-level alternation, with an
 //! alternation inside a sequence distributed over it. A branch passes when each gap of its
 //! sequence can be crossed; a match of a branch without a gap is looked for directly (in the
-//! same DFA as the pieces after gaps, or, when that does not fit, with a regex of those
-//! branches alone). A rule gets no check (and is confirmed as before) when no branch has a
-//! gap, when a gap is left only inside a repetition, or when a DFA does not fit the budget.
+//! same DFA as the pieces after gaps, or, when that does not fit, in a DFA of those branches
+//! alone, or in a regex of them when neither fits). A rule gets no check (and is confirmed as
+//! before) when no branch has a gap, when a gap is left only inside a repetition, or when a
+//! DFA does not fit the budget.
 //!
 //! One DFA per direction serves every gap of a rule, so a check costs at most two passes over
 //! the text, and usually one: the pieces after the gaps are looked for first, being usually
@@ -67,15 +68,64 @@ pub struct GapCheck {
     /// sequence when they fit (a match of those is a match of the rule).
     starts: Arc<Dfa>,
     gapless_from: u32,
-    /// The gapless branches that did not fit `starts`, as one regex. Its lazy DFA counts
-    /// nothing wide, so it stays small on new text, while a fully built DFA reporting every
-    /// match can take megabytes (`\d{1,6}\s+(?:[a-z]+\s+){1,4}street` does).
-    gapless: Option<meta::Regex>,
+    /// The gapless branches that did not fit `starts`, searched on their own.
+    gapless: Option<Gapless>,
     /// The rule's own prefix prefilter, when `regex-automata` judges it fast (a `memchr` or
     /// SIMD search for a few literals every match starts with): no match starts before its
     /// first hit, so the check's passes start there, or do not run at all.
     prefix: Option<PrefixFilter>,
     branches: Vec<Vec<Gap>>,
+}
+
+/// Where a rule's gapless branches go, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Placement {
+    /// In the reverse DFA of the pieces after the gaps.
+    Joined,
+    /// In a forward DFA of their own ([`Gapless::Dfa`]).
+    Alone,
+    /// In a regex ([`Gapless::Regex`]). Only tests start here; a rule gets there when neither
+    /// DFA fits.
+    #[cfg(test)]
+    Regex,
+}
+
+/// The gapless branches of a rule whose reverse DFA could not hold them with the pieces after
+/// its gaps. They are searched wherever no gap can be crossed, so on the rule's every check of
+/// a text that does not match (for a long text, in each of its windows).
+#[derive(Debug)]
+enum Gapless {
+    /// A fully built forward DFA of the branches alone, searched until its first match. The
+    /// sample bundle's one such rule (`pii-postal-address`) has one of 405 KiB, where the
+    /// reverse DFA with the pieces after its gaps did not fit 1 MiB.
+    Dfa(Arc<Dfa>),
+    /// When that does not fit either: one regex. Its lazy DFA counts nothing wide, so it stays
+    /// small on new text, but it builds states on each. The address rule's checks searched
+    /// with it (in every window of a long prompt) took 189 µs of one 2,085-byte dev prompt's
+    /// scan, timed in a scratch build; with the DFA that scan is 1.82 M instructions instead
+    /// of 2.84 M.
+    Regex(meta::Regex),
+}
+
+impl Gapless {
+    fn is_match(&self, t: &[u8], window: Range<usize>) -> bool {
+        let input = Input::new(t).range(window);
+        match self {
+            // No quit bytes are configured, so the search cannot fail; if it did, the branches
+            // may match.
+            Gapless::Dfa(dfa) => dfa
+                .try_search_fwd(&input.earliest(true))
+                .map_or(true, |m| m.is_some()),
+            Gapless::Regex(re) => re.is_match(input),
+        }
+    }
+
+    fn memory_usage(&self) -> usize {
+        match self {
+            Gapless::Dfa(dfa) => dfa.memory_usage(),
+            Gapless::Regex(re) => re.memory_usage(),
+        }
+    }
 }
 
 /// One gap of a branch: the pieces on either side of it (patterns of `ends` and `starts`).
@@ -122,6 +172,12 @@ impl GapCheck {
     /// [`crate::atoms::parse`]), or `None` when the rule has no gap or its check does not fit
     /// `budget`, which is charged with the DFAs' memory.
     pub fn of(hir: &Hir, budget: &mut usize) -> Option<GapCheck> {
+        GapCheck::placing(hir, budget, Placement::Joined)
+    }
+
+    /// [`GapCheck::of`], trying the gapless branches' placements from `first` on (the tests
+    /// start past [`Placement::Joined`] to reach the others with small rules).
+    fn placing(hir: &Hir, budget: &mut usize, first: Placement) -> Option<GapCheck> {
         if !contains_gap(hir) {
             return None;
         }
@@ -171,7 +227,7 @@ impl GapCheck {
         for h in &gapless {
             with_gapless.add(h.clone());
         }
-        let joined = if gapless.is_empty() {
+        let joined = if gapless.is_empty() || first > Placement::Joined {
             None
         } else {
             pieces_dfa(&with_gapless, true, &mut left)
@@ -179,13 +235,28 @@ impl GapCheck {
         let (starts, gapless) = match joined {
             Some(dfa) => (dfa, None),
             None => {
-                let regex = if gapless.is_empty() {
+                let alone = if gapless.is_empty() {
                     None
                 } else {
-                    Some(gapless_regex(Hir::alternation(gapless))?)
+                    let mut pieces = Pieces::default();
+                    for h in &gapless {
+                        pieces.add(h.clone());
+                    }
+                    let alone = if first > Placement::Alone {
+                        None
+                    } else {
+                        pieces_dfa(&pieces, false, &mut left)
+                    };
+                    match alone {
+                        Some(dfa) => Some(Gapless::Dfa(dfa)),
+                        None => {
+                            let re = gapless_regex(Hir::alternation(gapless))?;
+                            left = left.checked_sub(re.memory_usage())?;
+                            Some(Gapless::Regex(re))
+                        }
+                    }
                 };
-                left = left.checked_sub(regex.as_ref().map_or(0, |r| r.memory_usage()))?;
-                (pieces_dfa(&starts, true, &mut left)?, regex)
+                (pieces_dfa(&starts, true, &mut left)?, alone)
             }
         };
         let ends = pieces_dfa(&ends, false, &mut left)?;
@@ -231,11 +302,7 @@ impl GapCheck {
             },
             None => false,
         };
-        crossed
-            || self
-                .gapless
-                .as_ref()
-                .is_some_and(|re| re.is_match(Input::new(t).range(window)))
+        crossed || self.gapless.as_ref().is_some_and(|g| g.is_match(t, window))
     }
 
     /// Memory held by the check's automata (the gapless regex's lazy DFA caches are not
@@ -243,7 +310,7 @@ impl GapCheck {
     pub fn memory_usage(&self) -> usize {
         self.ends.memory_usage()
             + self.starts.memory_usage()
-            + self.gapless.as_ref().map_or(0, |r| r.memory_usage())
+            + self.gapless.as_ref().map_or(0, Gapless::memory_usage)
             + self.prefix.as_ref().map_or(0, |p| p.memory_usage())
     }
 }
@@ -530,6 +597,42 @@ pub(crate) mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
+        /// A rule's gapless branch, searched on its own (a DFA, or a regex), is found wherever
+        /// the rule's regex finds a match: on the whole text and on a window that is the match.
+        #[test]
+        fn gapless_branches_on_their_own_never_rule_out_a_match(
+            (gapless, sample) in pattern(),
+            (gapped, _) in gapped(),
+            before in noise(),
+            after in noise(),
+            regex in any::<bool>(),
+        ) {
+            let re = format!("(?:{gapless})|{gapped}");
+            let text = format!("{before}{sample}{after}");
+            let t = text.as_bytes();
+            let mut budget = 4 << 20;
+            let first = if regex { Placement::Regex } else { Placement::Alone };
+            let Some(check) = parse(&re)
+                .ok()
+                .and_then(|h| GapCheck::placing(&h, &mut budget, first))
+            else {
+                return Ok(());
+            };
+            let regex = meta::Regex::builder()
+                .configure(meta::Config::new().utf8_empty(false))
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .build(&re)
+                .unwrap();
+            let mut found = false;
+            for m in regex.find_iter(t) {
+                found = true;
+                prop_assert!(check.may_match(t, m.range()), "{re:?} at {:?} of {text:?}", m.range());
+            }
+            if found {
+                prop_assert!(check.may_match(t, 0..t.len()), "{re:?} on {text:?}");
+            }
+        }
+
         /// Wherever the rule's regex finds a match, the check says it may match: on the whole
         /// text and on a window that is exactly the match.
         #[test]
@@ -567,6 +670,34 @@ pub(crate) mod tests {
 
     fn may(c: &GapCheck, t: &str) -> bool {
         c.may_match(t.as_bytes(), 0..t.len())
+    }
+
+    /// The sample bundle's postal-address rule (`pii-postal-address`): three gapless branches
+    /// (a street address after `address:`, a German one, a Japanese one) beside gapped ones.
+    const ADDRESS: &str = r"(?i)\b(?:address|addr|lives\s+at|residing\s+at)\s*(?:is\s*)?[:=]?\s*\d{1,6}\s+(?:[A-Za-z]+\s+){1,4}(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|ridge|terrace|circle|parkway|square)\b|\b(?:address(?:es)?|addr\.?|adresse|anschrift|direcci(?:ó|o)n|domicilio|indirizzo|endere(?:ç|c)o|adres|adress|(?:i|we|he|she|they)\s+(?:now\s+)?live\s+at|lives\s+at|living\s+at|resid(?:e|es|ing)\s+at|vivo\s+en|wohne\s+in|j\x27habite|ship\s+(?:it|this|them|the\s+\w+)\s+to|send\s+(?:it|this|them|the\s+\w+)\s+to|deliver(?:ed|y)?\s+(?:it\s+)?to|mail\s+(?:it|this)\s+to|order\s+for)\b[^\n]{0,100}?(?:\d[^\n]{0,80}?(?-i:,\s*[A-Z]{2},?\s+\d{4,5}(?:-\d{4})?\b|\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b|,\s*[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b|\d{4}\s?[A-Z]{2},)|\d[a-z]?(?:[-/]\d{1,4})?,\s*(?:\d{4,5}|\d{2}-\d{3}|\d{5}-\d{3}|\d{3}\s\d{2})\s+(?-i:[^\s\d,a-z])|\d,\s+(?:[^\s\d,]+\s+){0,3}\d{5}-?\d{3}\s|[-\s]\d{6}\b|,\s*\d{5}\s*(?:,|\.|$|\s+\(?[A-Z]{2}\)?))|\b(?:[^\s\d,]*(?:stra(?:ß|ss)e|str\.|gasse|weg|allee|platz|gatan|v(?:ä|a)gen|gr(?:ä|a)nd|torget|straat|laan|plein)\s+\d{1,4}[a-z]?(?:[-/]\d{1,4})?,\s*(?:\d{4,5}|\d{3}\s\d{2}|\d{4}\s?[A-Z]{2})\s+[^\s\d,]|(?:rue|avenue|chemin|boulevard|all(?:é|e)e|impasse|calle|avenida|plaza|paseo|viale|piazza|corso|contrada|borgo|travessa|alameda|aleja|ulica)\s[^\n]{2,60}?\d{1,4}[^\n]{0,60}?(?:\b\d{5}\b|\b\d{2}-\d{3}\b|\b\d{5}-\d{3}\b))|\d{1,2}丁目\d{1,3}番(?:地)?\d{0,3}号?";
+
+    #[test]
+    fn gapless_branches_that_do_not_fit_with_the_pieces_get_a_dfa_of_their_own() {
+        let c = check(ADDRESS);
+        assert!(
+            matches!(c.gapless, Some(Gapless::Dfa(_))),
+            "{:?}",
+            c.gapless
+        );
+        // Each gapless branch is found by it (no gap of the rule can be crossed in these).
+        for t in [
+            "Please note my address: 221 Baker Street, thanks.",
+            "Ich wohne jetzt in der Hauptstrasse 12, 10115 Berlin.",
+            "\u{6771}\u{4eac}\u{90fd} 1\u{4e01}\u{76ee}2\u{756a}3\u{53f7}",
+        ] {
+            assert!(may(&c, t), "{t}");
+        }
+        for t in [
+            "My address is unknown and I never moved.",
+            "Send it to me when it is ready, 12 times over.",
+        ] {
+            assert!(!may(&c, t), "{t}");
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ const SPAN_DFA_MAX: usize = 2 << 20;
 const SPAN_DFA_PER_STATE: usize = 1 << 10;
 /// What the gap checks of a bundle's rules may take in all ([`crate::gaps`]): fully built DFAs of
 /// the pieces around each gap, shared by every thread. The sample bundle's 15 checks take
-/// 3.8 MiB; rules past the budget are confirmed without a check.
+/// 4.2 MiB; rules past the budget are confirmed without a check.
 const GAP_CHECK_BUDGET: usize = 6 << 20;
 /// `extends` chains longer than this are almost certainly a mistake.
 const MAX_EXTENDS_DEPTH: usize = 8;
