@@ -609,7 +609,6 @@ pub(crate) mod tests {
         ) {
             let re = format!("(?:{gapless})|{gapped}");
             let text = format!("{before}{sample}{after}");
-            let t = text.as_bytes();
             let mut budget = 4 << 20;
             let first = if regex { Placement::Regex } else { Placement::Alone };
             let Some(check) = parse(&re)
@@ -618,19 +617,7 @@ pub(crate) mod tests {
             else {
                 return Ok(());
             };
-            let regex = meta::Regex::builder()
-                .configure(meta::Config::new().utf8_empty(false))
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
-                .build(&re)
-                .unwrap();
-            let mut found = false;
-            for m in regex.find_iter(t) {
-                found = true;
-                prop_assert!(check.may_match(t, m.range()), "{re:?} at {:?} of {text:?}", m.range());
-            }
-            if found {
-                prop_assert!(check.may_match(t, 0..t.len()), "{re:?} on {text:?}");
-            }
+            never_rules_out(&check, &re, &text)?;
         }
 
         /// Wherever the rule's regex finds a match, the check says it may match: on the whole
@@ -642,25 +629,36 @@ pub(crate) mod tests {
             after in noise(),
         ) {
             let text = format!("{before}{sample}{after}");
-            let t = text.as_bytes();
             let mut budget = 4 << 20;
             let Some(check) = parse(&re).ok().and_then(|h| GapCheck::of(&h, &mut budget)) else {
                 return Ok(());
             };
-            let regex = meta::Regex::builder()
-                .configure(meta::Config::new().utf8_empty(false))
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
-                .build(&re)
-                .unwrap();
-            let mut found = false;
-            for m in regex.find_iter(t) {
-                found = true;
-                prop_assert!(check.may_match(t, m.range()), "{re:?} at {:?} of {text:?}", m.range());
-            }
-            if found {
-                prop_assert!(check.may_match(t, 0..t.len()), "{re:?} on {text:?}");
-            }
+            never_rules_out(&check, &re, &text)?;
         }
+    }
+
+    /// Wherever `re` (the rule `check` was built from) matches `text`, the check says it may:
+    /// on the whole text and on a window that is exactly the match.
+    fn never_rules_out(check: &GapCheck, re: &str, text: &str) -> Result<(), TestCaseError> {
+        let t = text.as_bytes();
+        let regex = meta::Regex::builder()
+            .configure(meta::Config::new().utf8_empty(false))
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build(re)
+            .unwrap();
+        let mut found = false;
+        for m in regex.find_iter(t) {
+            found = true;
+            prop_assert!(
+                check.may_match(t, m.range()),
+                "{re:?} at {:?} of {text:?}",
+                m.range()
+            );
+        }
+        if found {
+            prop_assert!(check.may_match(t, 0..t.len()), "{re:?} on {text:?}");
+        }
+        Ok(())
     }
 
     fn check(source: &str) -> GapCheck {

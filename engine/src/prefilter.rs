@@ -1388,17 +1388,31 @@ pub(crate) mod tests {
         let starts = c.starts(0).map(|s| s.positions().collect::<Vec<_>>());
         // Every `2`, `two` or `both` after a word boundary: a superset of the match starts.
         assert_eq!(starts, Some(vec![5, 28, 42, 56]));
-        let re = span_regex(weak).unwrap();
-        let found: Vec<_> = find(
+        assert_eq!(
+            found_from_starts(&p, &c, 0, weak, t),
+            ["TWO  answers", "both replies"]
+        );
+        assert!(anchored_finds_the_same(&p, &c, 0, weak, t.as_bytes()));
+    }
+
+    /// The matches of pattern `i` (`source`) in `t`, searched from its starts with its
+    /// anchored DFA, as the engine confirms it.
+    fn found_from_starts<'t>(
+        p: &Prefilter,
+        c: &Candidates,
+        i: usize,
+        source: &str,
+        t: &'t str,
+    ) -> Vec<&'t str> {
+        let re = span_regex(source).unwrap();
+        find(
             &re,
             t.as_bytes(),
-            c.windows(0),
-            c.starts(0).map(|s| s.searched_by(p.anchored_dfa(0))),
+            c.windows(i),
+            c.starts(i).map(|s| s.searched_by(p.anchored_dfa(i))),
         )
         .map(|m| &t[m.range()])
-        .collect();
-        assert_eq!(found, ["TWO  answers", "both replies"]);
-        assert!(anchored_finds_the_same(&p, &c, 0, weak, t.as_bytes()));
+        .collect()
     }
 
     #[test]
@@ -1432,17 +1446,8 @@ pub(crate) mod tests {
         assert!(c.starts(0).is_some_and(|s| s.positions().count() > 3));
         assert!(anchored_finds_the_same(&p, &c, 0, &gapless, t.as_bytes()));
         assert!(anchored_finds_the_same(&p, &c, 1, gapped, t.as_bytes()));
-        let re = span_regex(&gapless).unwrap();
-        let found: Vec<_> = find(
-            &re,
-            t.as_bytes(),
-            c.windows(0),
-            c.starts(0).map(|s| s.searched_by(p.anchored_dfa(0))),
-        )
-        .map(|m| &t[m.range()])
-        .collect();
         assert_eq!(
-            found,
+            found_from_starts(&p, &c, 0, &gapless, t),
             [
                 "Alpha went to bravo and then charlie",
                 "charlie  delta xray and zulu kilo lima mike"
