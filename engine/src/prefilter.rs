@@ -867,6 +867,13 @@ impl Prefilter {
         })
     }
 
+    /// Whether the atom automaton reads a text of `len` bytes in interleaved streams (see
+    /// [`Literals`]).
+    #[cfg(test)]
+    pub(crate) fn atoms_walk_in_streams(&self, len: usize) -> bool {
+        self.atoms.as_ref().is_some_and(|a| a.walks_in_streams(len))
+    }
+
     /// The fully built DFA that confirms anchored pattern `i` from its starts (see
     /// [`find_anchored`]), if it has one.
     pub fn anchored_dfa(&self, i: usize) -> Option<&AnchoredDfa> {

@@ -544,6 +544,18 @@ rules:
         );
     }
 
+    #[test]
+    fn the_sample_bundles_atom_automaton_is_walked_in_streams() {
+        // It has no prefilter of its own (too many literals for one), so a long text is read
+        // in interleaved streams; a prefilter would silently turn that off.
+        let loaded = crate::bundle::load_embedded().unwrap();
+        let policy = crate::bundle::select_policy(&loaded, None).unwrap();
+        let p = compile(&crate::bundle::pack_set(&loaded), policy).unwrap();
+        let filter = &p.primary.as_ref().unwrap().filter;
+        assert!(filter.atoms_walk_in_streams(4096));
+        assert!(!filter.atoms_walk_in_streams(200));
+    }
+
     /// The regex of each rule, by pattern source, as the primary set holds it.
     fn span_regexes(p: &CompiledPack) -> Vec<(String, *const regex_automata::meta::Regex)> {
         let set = p.primary.as_ref().unwrap();
