@@ -663,9 +663,9 @@ fn union_which(
 #[derive(Debug)]
 pub struct Prefilter {
     len: usize,
-    atoms: Option<Literals>,
-    /// For each automaton pattern (distinct atom bytes): the boundary checks it is used with,
-    /// and the patterns each check belongs to.
+    atoms: Option<AtomAutomata>,
+    /// For each distinct atom (the ASCII ones first, see [`AtomAutomata`]): the boundary
+    /// checks it is used with, and the patterns each check belongs to.
     atom_patterns: Vec<Vec<AtomUse>>,
     /// How each pattern with atoms is confirmed on a long text.
     confirm: Vec<Confirm>,
@@ -677,6 +677,45 @@ pub struct Prefilter {
     residual: Vec<ResidualDfa>,
     /// Patterns without atoms, in order, with how each runs.
     residual_patterns: Vec<(usize, Residual)>,
+}
+
+/// The automata over a set's atoms. Atoms with a byte past ASCII (the samples' non-English
+/// phrases) have an automaton of their own, walked only over texts that hold such a byte:
+/// they can occur nowhere else. In one automaton with the others they doubled its transition
+/// table (each distinct byte they use is a column of every state's row; 6.6 against 3.2 MiB
+/// for the sample bundle), and the walk of every text, ASCII or not, is bound by the latency
+/// of that table's loads.
+#[derive(Debug)]
+struct AtomAutomata {
+    /// Over the atoms of ASCII bytes, which are the first `ascii_len` entries of the uses.
+    ascii: Option<Literals>,
+    /// Over the other atoms: automaton pattern `i` is entry `ascii_len + i` of the uses.
+    other: Option<Literals>,
+    ascii_len: usize,
+}
+
+impl AtomAutomata {
+    /// Calls `f` with the index (into the uses) and position of every atom occurrence in
+    /// `t`: the ASCII atoms' in text order, then the others' in text order.
+    #[inline(always)]
+    fn for_each(&self, t: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        if let Some(ascii) = &self.ascii {
+            ascii.for_each(t, |m| f(m.literal, m.start, m.end));
+        }
+        if let Some(other) = &self.other {
+            if !t.is_ascii() {
+                other.for_each(t, |m| f(self.ascii_len + m.literal, m.start, m.end));
+            }
+        }
+    }
+
+    fn memory_usage(&self) -> usize {
+        [&self.ascii, &self.other]
+            .into_iter()
+            .flatten()
+            .map(Literals::memory_usage)
+            .sum()
+    }
 }
 
 /// The atoms of a set's patterns, each distinct byte string once (one automaton pattern), with
@@ -737,14 +776,33 @@ impl AtomIndex {
         &mut uses[k]
     }
 
-    /// The automaton over every atom; `None` when no pattern has atoms.
-    fn automaton(&self) -> Result<Option<Literals>, BuildError> {
+    /// The automata over every atom, and the uses in the order they number them (ASCII
+    /// atoms first); `None` when no pattern has atoms.
+    fn automata(self) -> Result<(Option<AtomAutomata>, Vec<Vec<AtomUse>>), BuildError> {
         if self.bytes.is_empty() {
-            return Ok(None);
+            return Ok((None, self.uses));
         }
-        Literals::new(&self.bytes)
-            .map(Some)
-            .map_err(|e| BuildError::Atoms(e.to_string()))
+        let (ascii, other): (Vec<_>, Vec<_>) = self
+            .bytes
+            .into_iter()
+            .zip(self.uses)
+            .partition(|(b, _)| b.is_ascii());
+        let build = |atoms: &[(Vec<u8>, Vec<AtomUse>)]| {
+            if atoms.is_empty() {
+                return Ok(None);
+            }
+            let bytes: Vec<&[u8]> = atoms.iter().map(|(b, _)| b.as_slice()).collect();
+            Literals::new(&bytes)
+                .map(Some)
+                .map_err(|e| BuildError::Atoms(e.to_string()))
+        };
+        let automata = AtomAutomata {
+            ascii: build(&ascii)?,
+            other: build(&other)?,
+            ascii_len: ascii.len(),
+        };
+        let uses = ascii.into_iter().chain(other).map(|(_, u)| u).collect();
+        Ok((Some(automata), uses))
     }
 }
 
@@ -849,7 +907,7 @@ impl Prefilter {
                 }
             }
         }
-        let atoms = index.automaton()?;
+        let (atoms, atom_patterns) = index.automata()?;
         let (mut residual, lazy, sizes) = residual_dfas(sources, &residual_patterns);
         for (gate, members) in lazy_groups(sources, &lazy) {
             residual.push(lazy_residual(sources, gate, members)?);
@@ -857,7 +915,7 @@ impl Prefilter {
         Ok(Prefilter {
             len: sources.len(),
             atoms,
-            atom_patterns: index.uses,
+            atom_patterns,
             confirm,
             requirements,
             anchored,
@@ -871,7 +929,10 @@ impl Prefilter {
     /// [`Literals`]).
     #[cfg(test)]
     pub(crate) fn atoms_walk_in_streams(&self, len: usize) -> bool {
-        self.atoms.as_ref().is_some_and(|a| a.walks_in_streams(len))
+        self.atoms
+            .as_ref()
+            .and_then(|a| a.ascii.as_ref())
+            .is_some_and(|a| a.walks_in_streams(len))
     }
 
     /// The fully built DFA that confirms anchored pattern `i` from its starts (see
@@ -889,14 +950,14 @@ impl Prefilter {
             let windowed = t.len() >= MIN_WINDOWED_TEXT;
             // Factor bits seen, by branch slot.
             let mut seen = vec![0u32; self.requirements.full.len()];
-            ac.for_each(t, |m| {
-                let Some(uses) = self.atom_patterns.get(m.literal) else {
+            ac.for_each(t, |literal, start, end| {
+                let Some(uses) = self.atom_patterns.get(literal) else {
                     return;
                 };
                 for u in uses {
-                    if u.atom.boundaries_hold(t, m.start, m.end) {
+                    if u.atom.boundaries_hold(t, start, end) {
                         for &(p, offset) in &u.anchors {
-                            if let Some(at) = m.start.checked_sub(offset) {
+                            if let Some(at) = start.checked_sub(offset) {
                                 c.add_start(p, at);
                             }
                         }
@@ -911,11 +972,11 @@ impl Prefilter {
                                 Some(Confirm::Bounded(len)) if windowed => {
                                     // A match of at most `len` bytes holding this occurrence.
                                     let w =
-                                        m.end.saturating_sub(*len)..(m.start + len).min(t.len());
+                                        end.saturating_sub(*len)..(start + len).min(t.len());
                                     c.add_window(p, w, self.len);
                                 }
                                 Some(Confirm::Reach(_)) if windowed => {
-                                    c.add_occurrence(p, m.start, m.end, self.len)
+                                    c.add_occurrence(p, start, end, self.len)
                                 }
                                 _ => {}
                             }
@@ -1009,7 +1070,7 @@ impl Prefilter {
                     Shapes::Run(_) | Shapes::Lazy(_) => 0,
                 })
                 .sum::<usize>()
-            + self.atoms.as_ref().map_or(0, Literals::memory_usage)
+            + self.atoms.as_ref().map_or(0, AtomAutomata::memory_usage)
     }
 }
 
@@ -1343,6 +1404,37 @@ pub(crate) mod tests {
         // The residual DFA is exact: it reports only real matches, as sure.
         assert_sure(&p, "ssn 078-05-1120 and 12-34", &[1]);
         assert!(cands(&p, "ssn 078-05-112").is_empty());
+    }
+
+    #[test]
+    fn atoms_past_ascii_have_their_own_automaton_walked_on_texts_that_hold_one() {
+        // Rule 0's atoms are all past ASCII, rule 1's all ASCII, and rule 2 starts at `à` or
+        // `a`: one anchor of each kind. (`\b` is ASCII: none next to the other letters.)
+        let p = set(&[
+            r"(?i)ответ\s+пользователю",
+            r"(?i)\bsystem\s+prompt\b",
+            r"(?i)(?:à|\ba)\s+la\s+fin\s+de\s+(?:toute|chaque)\s+réponse",
+        ]);
+        let a = p.atoms.as_ref().unwrap();
+        assert!(a.ascii.is_some() && a.other.is_some());
+        let uses = |i: usize| &p.atom_patterns[i];
+        assert!((0..a.ascii_len).all(|i| uses(i).iter().all(|u| u.atom.bytes.is_ascii())));
+        assert!((a.ascii_len..p.atom_patterns.len())
+            .all(|i| uses(i).iter().all(|u| !u.atom.bytes.is_ascii())));
+        assert_eq!(cands(&p, "Дай ответ пользователю сразу"), [0]);
+        assert_eq!(cands(&p, "the system prompt, then ответ пользователю"), [0, 1]);
+        assert!(cands(&p, "ответ only, and a system").is_empty());
+        // An ASCII text never walks the second automaton, and loses nothing by it.
+        assert_eq!(cands(&p, "the system PROMPT"), [1]);
+        for t in ["à la fin de chaque réponse", "A la fin de toute réponse", "a la fin"] {
+            let c = p.candidates(t.as_bytes());
+            let want: &[usize] = if t.ends_with("réponse") { &[2] } else { &[] };
+            assert_eq!(c.iter().collect::<Vec<_>>(), want, "{t}");
+            if !want.is_empty() {
+                let starts = c.starts(2).map(|s| s.positions().collect::<Vec<_>>());
+                assert_eq!(starts, Some(vec![0]), "{t}");
+            }
+        }
     }
 
     #[test]
