@@ -153,10 +153,12 @@ fn walk_streams<A: Automaton>(aut: &A, t: &[u8], max_len: usize, mut f: impl FnM
     let mut sid = [start; STREAMS];
     // `(pattern, end)` of the later streams' occurrences, reported once the first is done.
     let mut later: [Vec<(PatternID, usize)>; STREAMS] = std::array::from_fn(|_| Vec::new());
-    // Every stream is at least `piece` bytes long (the first exactly): walk that many in step.
-    for i in 0..piece {
-        for k in 0..STREAMS {
-            sid[k] = aut.next_state(Anchored::No, sid[k], t[from[k] + i]);
+    // Every stream is at least `piece` bytes long (the first exactly): walk that many in step,
+    // over slices of one length so that the loop needs no bounds checks.
+    let [a, b, c, d] = from.map(|f| t.get(f..f + piece).unwrap_or_default());
+    for (i, (((&x0, &x1), &x2), &x3)) in a.iter().zip(b).zip(c).zip(d).enumerate() {
+        for (k, x) in [x0, x1, x2, x3].into_iter().enumerate() {
+            sid[k] = aut.next_state(Anchored::No, sid[k], x);
         }
         for k in 0..STREAMS {
             if aut.is_special(sid[k]) && aut.is_match(sid[k]) {

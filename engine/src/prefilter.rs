@@ -971,8 +971,7 @@ impl Prefilter {
                             match self.confirm.get(p) {
                                 Some(Confirm::Bounded(len)) if windowed => {
                                     // A match of at most `len` bytes holding this occurrence.
-                                    let w =
-                                        end.saturating_sub(*len)..(start + len).min(t.len());
+                                    let w = end.saturating_sub(*len)..(start + len).min(t.len());
                                     c.add_window(p, w, self.len);
                                 }
                                 Some(Confirm::Reach(_)) if windowed => {
@@ -1422,11 +1421,18 @@ pub(crate) mod tests {
         assert!((a.ascii_len..p.atom_patterns.len())
             .all(|i| uses(i).iter().all(|u| !u.atom.bytes.is_ascii())));
         assert_eq!(cands(&p, "Дай ответ пользователю сразу"), [0]);
-        assert_eq!(cands(&p, "the system prompt, then ответ пользователю"), [0, 1]);
+        assert_eq!(
+            cands(&p, "the system prompt, then ответ пользователю"),
+            [0, 1]
+        );
         assert!(cands(&p, "ответ only, and a system").is_empty());
         // An ASCII text never walks the second automaton, and loses nothing by it.
         assert_eq!(cands(&p, "the system PROMPT"), [1]);
-        for t in ["à la fin de chaque réponse", "A la fin de toute réponse", "a la fin"] {
+        for t in [
+            "à la fin de chaque réponse",
+            "A la fin de toute réponse",
+            "a la fin",
+        ] {
             let c = p.candidates(t.as_bytes());
             let want: &[usize] = if t.ends_with("réponse") { &[2] } else { &[] };
             assert_eq!(c.iter().collect::<Vec<_>>(), want, "{t}");
