@@ -553,7 +553,7 @@ rules:
         let p = compile(&crate::bundle::pack_set(&loaded), policy).unwrap();
         let filter = &p.primary.as_ref().unwrap().filter;
         assert!(filter.atoms_walk_in_streams(4096));
-        assert!(!filter.atoms_walk_in_streams(200));
+        assert!(!filter.atoms_walk_in_streams(100));
     }
 
     /// The regex of each rule, by pattern source, as the primary set holds it.
