@@ -289,46 +289,44 @@ mod tests {
         literals.iter().map(Vec::len).max().unwrap_or(0)
     }
 
-    fn nfa(literals: &[Vec<u8>]) -> Literals {
-        Literals {
-            imp: Imp::Nfa(
+    /// The DFA (`dfa`) or the contiguous NFA over `literals`, with or without the crate's
+    /// prefilter.
+    fn of_kind(literals: &[Vec<u8>], dfa: bool, prefilter: bool) -> Literals {
+        let imp = if dfa {
+            Imp::Dfa(
+                dfa::Builder::new()
+                    .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .prefilter(prefilter)
+                    .build(literals)
+                    .unwrap(),
+            )
+        } else {
+            Imp::Nfa(
                 contiguous::Builder::new()
                     .match_kind(MatchKind::Standard)
                     .ascii_case_insensitive(true)
+                    .prefilter(prefilter)
                     .build(literals)
                     .unwrap(),
-            ),
+            )
+        };
+        Literals {
+            imp,
             max_len: max_len(literals),
         }
+    }
+
+    fn nfa(literals: &[Vec<u8>]) -> Literals {
+        of_kind(literals, false, true)
     }
 
     /// Both kinds without a prefilter, as the large atom automaton is: long texts are walked
     /// in streams.
     fn streamed(literals: &[Vec<u8>]) -> [Literals; 2] {
-        let max_len = max_len(literals);
         [
-            Literals {
-                imp: Imp::Dfa(
-                    dfa::Builder::new()
-                        .match_kind(MatchKind::Standard)
-                        .ascii_case_insensitive(true)
-                        .prefilter(false)
-                        .build(literals)
-                        .unwrap(),
-                ),
-                max_len,
-            },
-            Literals {
-                imp: Imp::Nfa(
-                    contiguous::Builder::new()
-                        .match_kind(MatchKind::Standard)
-                        .ascii_case_insensitive(true)
-                        .prefilter(false)
-                        .build(literals)
-                        .unwrap(),
-                ),
-                max_len,
-            },
+            of_kind(literals, true, false),
+            of_kind(literals, false, false),
         ]
     }
 
