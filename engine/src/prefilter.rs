@@ -8,8 +8,10 @@
 //!
 //! Now a set is split by what its patterns must contain ([`crate::atoms`]):
 //! - patterns with atoms are found through one ASCII case-insensitive Aho–Corasick DFA over all
-//!   atoms; a pattern whose atoms do not occur cannot match and is never run, and one whose
-//!   atoms occur is a *candidate* the caller confirms with the pattern's own regex;
+//!   ASCII atoms (and a second, small one over the atoms with other bytes, walked only over
+//!   texts that have such a byte; see `AtomAutomata`); a pattern whose atoms do not occur
+//!   cannot match and is never run, and one whose atoms occur is a *candidate* the caller
+//!   confirms with the pattern's own regex;
 //! - patterns without atoms (character-class shapes: card numbers, IP addresses, encoded runs)
 //!   are the *residual* ones, compiled ahead of time into fully built DFAs, so their cost per
 //!   byte is a table lookup whatever text came before. They report exact matches, not
