@@ -14,11 +14,14 @@
 //! On a large automaton the walk is bound by memory latency, not by instructions: each step
 //! loads the next state from a transition table of megabytes (the sample bundle's atom DFA
 //! holds over two thousand atoms), and the next step needs that load. Sampled on generated
-//! prompts, 45 % of the prefilter's own time sat on that one load. So a long text is cut into [`STREAMS`] pieces
-//! walked in step, each from the automaton's start a few bytes before its piece (the longest
-//! literal less one, so every occurrence that ends in the piece is seen whole): the streams'
-//! loads do not depend on one another and the processor overlaps them. Occurrences of the
-//! later streams wait in a buffer, so the callback still sees them in text order.
+//! prompts, 45 % of the prefilter's own time sat on that one load. So a text is cut into
+//! [`STREAMS`] pieces walked in step, each from the automaton's start a few bytes before its
+//! piece (the longest literal less one, so every occurrence that ends in the piece is seen
+//! whole): the streams' loads do not depend on one another and the processor overlaps them.
+//! Occurrences of the later streams wait in a buffer, so the callback still sees them in text
+//! order; a long text is cut so block by block ([`BLOCK`]), which bounds the buffers.
+
+use std::ops::Range;
 
 use aho_corasick::automaton::{Automaton, Prefilter, StateID};
 use aho_corasick::{dfa, nfa::contiguous, Anchored, BuildError, MatchKind, PatternID, Span};
@@ -130,32 +133,71 @@ fn in_streams<A: Automaton>(aut: &A, len: usize, max_len: usize) -> bool {
             .is_ok_and(|sid| !aut.is_match(sid))
 }
 
-/// [`walk`] in [`STREAMS`] streams. Stream `k` reports the occurrences that end in its piece
-/// `(lo_k, hi_k]` of the text; it starts from the automaton's start state `max_len - 1` bytes
-/// before the piece, so it has read every byte of such an occurrence (an unanchored search
-/// from the start state at `p` finds every occurrence that starts at or after `p`), and the
-/// occurrences it sees that end before its piece are the previous stream's to report.
+/// Bytes walked in streams at a time: the later streams' occurrences wait in buffers until
+/// their block is done, so a block bounds what those hold (a text of one letter repeated, whose
+/// every byte is an atom, would otherwise buffer three quarters of a 256 KiB prompt's bytes).
+const BLOCK: usize = 8 << 10;
+
+/// [`walk`] in [`STREAMS`] streams, block by block (the last block takes the remainder, so a
+/// text under two blocks is one block).
 #[inline(always)]
 fn walk_streams<A: Automaton>(aut: &A, t: &[u8], max_len: usize, mut f: impl FnMut(Occurrence)) {
     let Ok(start) = aut.start_state(Anchored::No) else {
         return;
     };
-    let piece = t.len() / STREAMS;
-    let lo: [usize; STREAMS] = std::array::from_fn(|k| k * piece);
-    let hi: [usize; STREAMS] = std::array::from_fn(|k| {
-        if k + 1 == STREAMS {
+    // `(pattern, end)` of the later streams' occurrences, reported once the first is done.
+    let mut later: [Vec<(PatternID, usize)>; STREAMS] = std::array::from_fn(|_| Vec::new());
+    let mut from = 0;
+    while from < t.len() {
+        let to = if t.len() - from < 2 * BLOCK {
             t.len()
         } else {
-            (k + 1) * piece
+            from + BLOCK
+        };
+        walk_block(aut, t, from..to, start, max_len, &mut later, &mut f);
+        from = to;
+    }
+}
+
+/// One block of [`walk_streams`]. Stream `k` reports the occurrences that end in its piece
+/// `(lo_k, hi_k]` of the block; it starts from the automaton's start state `max_len - 1` bytes
+/// before the piece, so it has read every byte of such an occurrence (an unanchored search
+/// from the start state at `p` finds every occurrence that starts at or after `p`), and the
+/// occurrences it sees that end before its piece are the previous stream's (or block's) to
+/// report. The first stream reports at once, the others after it, in stream order.
+#[inline(always)]
+fn walk_block<A: Automaton>(
+    aut: &A,
+    t: &[u8],
+    block: Range<usize>,
+    start: StateID,
+    max_len: usize,
+    later: &mut [Vec<(PatternID, usize)>; STREAMS],
+    mut f: impl FnMut(Occurrence),
+) {
+    let piece = block.len() / STREAMS;
+    let lo: [usize; STREAMS] = std::array::from_fn(|k| block.start + k * piece);
+    let hi: [usize; STREAMS] = std::array::from_fn(|k| {
+        if k + 1 == STREAMS {
+            block.end
+        } else {
+            block.start + (k + 1) * piece
         }
     });
     let from: [usize; STREAMS] =
         std::array::from_fn(|k| lo[k].saturating_sub(max_len.saturating_sub(1)));
     let mut sid = [start; STREAMS];
-    // `(pattern, end)` of the later streams' occurrences, reported once the first is done.
-    let mut later: [Vec<(PatternID, usize)>; STREAMS] = std::array::from_fn(|_| Vec::new());
-    // Every stream is at least `piece` bytes long (the first exactly): walk that many in step,
-    // over slices of one length so that the loop needs no bounds checks.
+    let mut found = |k: usize, sid: StateID, end: usize, later: &mut [Vec<_>; STREAMS]| {
+        if end <= lo[k] {
+            return;
+        }
+        match later.get_mut(k) {
+            Some(held) if k > 0 => hold(aut, sid, end, held),
+            _ => report(aut, sid, end, &mut f),
+        }
+    };
+    // Every stream is at least `piece` bytes long: walk that many in step, over slices of one
+    // length so that the loop needs no bounds checks.
     let [a, b, c, d] = from.map(|f| t.get(f..f + piece).unwrap_or_default());
     for (i, (((&x0, &x1), &x2), &x3)) in a.iter().zip(b).zip(c).zip(d).enumerate() {
         for (k, x) in [x0, x1, x2, x3].into_iter().enumerate() {
@@ -163,31 +205,28 @@ fn walk_streams<A: Automaton>(aut: &A, t: &[u8], max_len: usize, mut f: impl FnM
         }
         for k in 0..STREAMS {
             if aut.is_special(sid[k]) && aut.is_match(sid[k]) {
-                let end = from[k] + i + 1;
-                if k == 0 {
-                    report(aut, sid[k], end, &mut f);
-                } else if end > lo[k] {
-                    hold(aut, sid[k], end, &mut later[k]);
-                }
+                found(k, sid[k], from[k] + i + 1, later);
             }
         }
     }
-    // The rest of each later stream (its overlap, and the last one's remainder), alone.
-    for k in 1..STREAMS {
+    // The rest of each stream (its overlap, and the last one's remainder), alone and in order.
+    for k in 0..STREAMS {
         let rest = from[k] + piece;
         for (at, &b) in (rest..).zip(t.get(rest..hi[k]).unwrap_or_default()) {
             sid[k] = aut.next_state(Anchored::No, sid[k], b);
-            if aut.is_special(sid[k]) && aut.is_match(sid[k]) && at + 1 > lo[k] {
-                hold(aut, sid[k], at + 1, &mut later[k]);
+            if aut.is_special(sid[k]) && aut.is_match(sid[k]) {
+                found(k, sid[k], at + 1, later);
             }
         }
     }
-    for (p, end) in later.iter().flatten() {
-        f(Occurrence {
-            literal: p.as_usize(),
-            start: end - aut.pattern_len(*p),
-            end: *end,
-        });
+    for held in later.iter_mut() {
+        for (p, end) in held.drain(..) {
+            f(Occurrence {
+                literal: p.as_usize(),
+                start: end - aut.pattern_len(p),
+                end,
+            });
+        }
     }
 }
 
@@ -346,6 +385,22 @@ mod tests {
             // 7 × (abcdef, cd, f), less what the overlapping copies at 97–99 overwrote.
             assert!(got.len() > 10, "{got:?}");
         }
+        // Past two blocks: the blocks' edges too.
+        let mut long = vec![b'.'; 3 * BLOCK + 1000];
+        for at in [
+            BLOCK - 6,
+            BLOCK - 3,
+            BLOCK - 1,
+            2 * BLOCK - 2,
+            2 * BLOCK + 513,
+        ] {
+            long[at..at + 6].copy_from_slice(b"abcDEF");
+        }
+        for set in streamed(&lits) {
+            let got = set.all(&long);
+            assert_eq!(got, reference(&lits, &long, AhoCorasickKind::DFA));
+            assert!(got.len() > 8, "{got:?}");
+        }
         // Short texts, and automata with a prefilter, are walked in one stream.
         assert!(!streamed(&lits)[0].walks_in_streams(127));
         assert!(!Literals::new(&[b"zebra"]).unwrap().walks_in_streams(4096));
@@ -414,6 +469,20 @@ mod tests {
             let want = reference(&lits, &t, AhoCorasickKind::DFA);
             for set in streamed(&lits) {
                 prop_assert!(set.walks_in_streams(t.len()));
+                prop_assert_eq!(set.all(&t), want.clone());
+            }
+        }
+
+        /// The same past several blocks, whose edges fall anywhere in the text's pattern.
+        #[test]
+        fn blocks_find_the_same_occurrences_as_the_iterator(
+            lits in prop::collection::vec(prop::collection::vec(prop::sample::select(b"abAB .".to_vec()), 1..9), 1..12),
+            unit in prop::collection::vec(prop::sample::select(b"abAB .x".to_vec()), 1..300),
+            len in 2 * BLOCK..4 * BLOCK,
+        ) {
+            let t: Vec<u8> = unit.iter().copied().cycle().take(len).collect();
+            let want = reference(&lits, &t, AhoCorasickKind::DFA);
+            for set in streamed(&lits) {
                 prop_assert_eq!(set.all(&t), want.clone());
             }
         }
