@@ -15,11 +15,11 @@
 //! loads the next state from a transition table of megabytes (the sample bundle's atom DFA
 //! holds over two thousand atoms), and the next step needs that load. Sampled on generated
 //! prompts, 45 % of the prefilter's own time sat on that one load. So a text is cut into
-//! [`STREAMS`] pieces walked in step, each from the automaton's start a few bytes before its
+//! `STREAMS` pieces walked in step, each from the automaton's start a few bytes before its
 //! piece (the longest literal less one, so every occurrence that ends in the piece is seen
 //! whole): the streams' loads do not depend on one another and the processor overlaps them.
 //! Occurrences of the later streams wait in a buffer, so the callback still sees them in text
-//! order; a long text is cut so block by block ([`BLOCK`]), which bounds the buffers.
+//! order; a long text is cut so block by block (`BLOCK`), which bounds the buffers.
 
 use std::ops::Range;
 
