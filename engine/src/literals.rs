@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use aho_corasick::automaton::{Automaton, Prefilter, StateID};
-use aho_corasick::{dfa, nfa::contiguous, Anchored, BuildError, MatchKind, PatternID, Span};
+use aho_corasick::{dfa, nfa::contiguous, Anchored, BuildError, MatchKind, Span};
 
 /// One occurrence: which literal (its index in the list the set was built from) and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct Literals {
     imp: Imp,
     /// The longest literal's length: how far before its piece a stream starts.
     max_len: usize,
+    /// Whether long texts may be walked in streams: decided once, from the automaton.
+    streams: bool,
 }
 
 /// A DFA scans 2–3× faster than the other kinds; the contiguous NFA is the fallback when very
@@ -66,26 +68,38 @@ impl Literals {
                     .build(literals)?,
             ),
         };
-        let max_len = literals.iter().map(|l| l.as_ref().len()).max().unwrap_or(0);
-        Ok(Literals { imp, max_len })
+        Ok(Literals::of(imp, literals))
+    }
+
+    /// `imp`, built over `literals`.
+    fn of<P: AsRef<[u8]>>(imp: Imp, literals: &[P]) -> Literals {
+        let streams = match &imp {
+            Imp::Dfa(d) => streamable(d),
+            Imp::Nfa(n) => streamable(n),
+        };
+        Literals {
+            imp,
+            max_len: literals.iter().map(|l| l.as_ref().len()).max().unwrap_or(0),
+            streams,
+        }
     }
 
     /// Calls `f` with every occurrence in `t`, in order of where it ends.
     #[inline]
     pub fn for_each(&self, t: &[u8], f: impl FnMut(Occurrence)) {
+        let streams = self.walks_in_streams(t.len());
         match &self.imp {
-            Imp::Dfa(d) => walk(d, t, self.max_len, f),
-            Imp::Nfa(n) => walk(n, t, self.max_len, f),
+            Imp::Dfa(d) if streams => walk_streams(d, t, self.max_len, f),
+            Imp::Nfa(n) if streams => walk_streams(n, t, self.max_len, f),
+            Imp::Dfa(d) => walk_one(d, t, f),
+            Imp::Nfa(n) => walk_one(n, t, f),
         }
     }
 
     /// Whether a text of `len` bytes is walked in interleaved streams.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn walks_in_streams(&self, len: usize) -> bool {
-        match &self.imp {
-            Imp::Dfa(d) => in_streams(d, len, self.max_len),
-            Imp::Nfa(n) => in_streams(n, len, self.max_len),
-        }
+        self.streams && len >= MIN_INTERLEAVED && len / STREAMS > self.max_len
     }
 
     /// Bytes held by the automaton.
@@ -106,27 +120,13 @@ const MIN_INTERLEAVED: usize = 128;
 /// 6.8 ns a byte in one stream, 5.6 in two, 4.7 in three, 4.5 in four.
 const STREAMS: usize = 4;
 
-/// Every occurrence in `t`, in order of its end: in [`STREAMS`] interleaved streams when the
-/// text is long and the automaton allows it, else in one.
-#[inline(always)]
-fn walk<A: Automaton>(aut: &A, t: &[u8], max_len: usize, f: impl FnMut(Occurrence)) {
-    // With a prefilter the start state skips ahead, which one stream does best. An empty
-    // literal (the start state matches) occurs everywhere: one stream. Only the standard
-    // unanchored semantics (what `Literals` builds) never reach a dead state, which the
-    // streams could not honour (a dead state ends the whole search).
-    if in_streams(aut, t.len(), max_len) {
-        walk_streams(aut, t, max_len, f)
-    } else {
-        walk_one(aut, t, f)
-    }
-}
-
-/// Whether [`walk`] reads a text of `len` bytes in streams.
-#[inline(always)]
-fn in_streams<A: Automaton>(aut: &A, len: usize, max_len: usize) -> bool {
-    len >= MIN_INTERLEAVED
-        && len / STREAMS > max_len
-        && aut.prefilter().is_none()
+/// Whether an automaton can be walked in streams. With a prefilter the start state skips
+/// ahead, which one stream does best. An empty literal (the start state matches) occurs
+/// everywhere: one stream. Only the standard unanchored semantics (what `Literals` builds)
+/// never reach a dead state, which the streams could not honour (a dead state ends the whole
+/// search).
+fn streamable<A: Automaton>(aut: &A) -> bool {
+    aut.prefilter().is_none()
         && aut.match_kind() == MatchKind::Standard
         && aut
             .start_state(Anchored::No)
@@ -138,15 +138,15 @@ fn in_streams<A: Automaton>(aut: &A, len: usize, max_len: usize) -> bool {
 /// every byte is an atom, would otherwise buffer three quarters of a 256 KiB prompt's bytes).
 const BLOCK: usize = 8 << 10;
 
-/// [`walk`] in [`STREAMS`] streams, block by block (the last block takes the remainder, so a
+/// Every occurrence in `t`, in order of its end, in [`STREAMS`] streams, block by block (the last block takes the remainder, so a
 /// text under two blocks is one block).
 #[inline(always)]
 fn walk_streams<A: Automaton>(aut: &A, t: &[u8], max_len: usize, mut f: impl FnMut(Occurrence)) {
     let Ok(start) = aut.start_state(Anchored::No) else {
         return;
     };
-    // `(pattern, end)` of the later streams' occurrences, reported once the first is done.
-    let mut later: [Vec<(PatternID, usize)>; STREAMS] = std::array::from_fn(|_| Vec::new());
+    // The later streams' occurrences, reported once the first stream is done.
+    let mut later: [Vec<Occurrence>; STREAMS] = std::array::from_fn(|_| Vec::new());
     let mut from = 0;
     while from < t.len() {
         let to = if t.len() - from < 2 * BLOCK {
@@ -172,7 +172,7 @@ fn walk_block<A: Automaton>(
     block: Range<usize>,
     start: StateID,
     max_len: usize,
-    later: &mut [Vec<(PatternID, usize)>; STREAMS],
+    later: &mut [Vec<Occurrence>; STREAMS],
     mut f: impl FnMut(Occurrence),
 ) {
     let piece = block.len() / STREAMS;
@@ -192,7 +192,7 @@ fn walk_block<A: Automaton>(
             return;
         }
         match later.get_mut(k) {
-            Some(held) if k > 0 => hold(aut, sid, end, held),
+            Some(held) if k > 0 => report(aut, sid, end, &mut |o| held.push(o)),
             _ => report(aut, sid, end, &mut f),
         }
     };
@@ -220,21 +220,7 @@ fn walk_block<A: Automaton>(
         }
     }
     for held in later.iter_mut() {
-        for (p, end) in held.drain(..) {
-            f(Occurrence {
-                literal: p.as_usize(),
-                start: end - aut.pattern_len(p),
-                end,
-            });
-        }
-    }
-}
-
-/// Keeps the matches of match state `sid` at `end` for later, in the automaton's order.
-#[inline(always)]
-fn hold<A: Automaton>(aut: &A, sid: StateID, end: usize, out: &mut Vec<(PatternID, usize)>) {
-    for i in 0..aut.match_len(sid) {
-        out.push((aut.match_pattern(sid, i), end));
+        held.drain(..).for_each(&mut f);
     }
 }
 
@@ -324,10 +310,6 @@ mod tests {
             .collect()
     }
 
-    fn max_len(literals: &[Vec<u8>]) -> usize {
-        literals.iter().map(Vec::len).max().unwrap_or(0)
-    }
-
     /// The DFA (`dfa`) or the contiguous NFA over `literals`, with or without the crate's
     /// prefilter.
     fn of_kind(literals: &[Vec<u8>], dfa: bool, prefilter: bool) -> Literals {
@@ -350,10 +332,7 @@ mod tests {
                     .unwrap(),
             )
         };
-        Literals {
-            imp,
-            max_len: max_len(literals),
-        }
+        Literals::of(imp, literals)
     }
 
     fn nfa(literals: &[Vec<u8>]) -> Literals {
