@@ -299,6 +299,16 @@ pub enum Gate {
 }
 
 impl Gate {
+    /// Whether the whole of `t` is to be searched (`Some(false)`: none of it); `None` for a
+    /// gate of windows.
+    pub fn searches_whole(&self, t: &[u8]) -> Option<bool> {
+        match self {
+            Gate::Always => Some(true),
+            Gate::Needs(f) => Some(f.find(t, 0).is_some()),
+            Gate::Window(..) => None,
+        }
+    }
+
     /// The ranges of `t` to search, in order, disjoint; none when the text can be skipped.
     pub fn ranges<'a>(&'a self, t: &'a [u8]) -> Ranges<'a> {
         let state = match self {

@@ -17,6 +17,7 @@ pub mod crossval;
 pub mod decode;
 pub mod detectors;
 pub mod dfa_cache;
+pub mod dfa_walk;
 pub mod engine;
 pub mod eval;
 pub mod fuzzing;

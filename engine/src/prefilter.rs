@@ -37,6 +37,7 @@ use serde::Serialize;
 use crate::atoms;
 use crate::byte_run::ByteRun;
 use crate::dfa_cache;
+use crate::dfa_walk::{self, Walk};
 use crate::gate::{Gate, GateSpec};
 use crate::literals::Literals;
 use crate::reach::Reach;
@@ -566,6 +567,14 @@ impl ResidualDfa {
         self.patterns.len()
     }
 
+    /// The one DFA this group's pass runs, unless it is a run test or lazy.
+    fn whole_text_dfa(&self) -> Option<&dense::DFA<Vec<u32>>> {
+        match &self.shapes {
+            Shapes::Dense(dfa) | Shapes::Union { all: dfa, .. } => Some(dfa),
+            Shapes::Run(_) | Shapes::Lazy(_) => None,
+        }
+    }
+
     /// Adds the patterns that match inside `range` (look-around sees the whole text).
     fn which(&self, t: &[u8], range: Range<usize>, found: &mut MatchedSet) -> bool {
         let input = Input::new(t).range(range.clone());
@@ -991,10 +1000,26 @@ impl Prefilter {
             c.settle_windows();
             c.reach_windows(t, &self.confirm);
         }
+        // The DFAs that search the whole of this text walk it together (see `dfa_walk`); with
+        // only one, its own search below is faster.
+        let mut whole: Vec<usize> = (0..self.residual.len())
+            .filter(|&k| {
+                let r = &self.residual[k];
+                r.whole_text_dfa().is_some() && r.gate.searches_whole(t) == Some(true)
+            })
+            .collect();
+        if whole.len() > 1 {
+            self.walk_together(&whole, t, &mut c);
+        } else {
+            whole.clear();
+        }
         // One match set per group width: an automaton's overlapping search stops as soon as its
         // set is full, so a set wider than the group would make it read to the end.
         let mut sets: Vec<MatchedSet> = Vec::new();
-        for r in &self.residual {
+        for (k, r) in self.residual.iter().enumerate() {
+            if whole.contains(&k) {
+                continue;
+            }
             let i = match sets.iter().position(|s| s.capacity() == r.pattern_len()) {
                 Some(i) => i,
                 None => {
@@ -1025,6 +1050,33 @@ impl Prefilter {
             }
         }
         c
+    }
+
+    /// Marks the patterns the residual DFAs `which` (indices into `residual`, each searching
+    /// the whole text) find in `t`, walking them in one loop.
+    fn walk_together(&self, which: &[usize], t: &[u8], c: &mut Candidates) {
+        let groups: Vec<&ResidualDfa> =
+            which.iter().filter_map(|&k| self.residual.get(k)).collect();
+        let walks: Result<Vec<Walk>, _> = groups
+            .iter()
+            .filter_map(|r| r.whole_text_dfa())
+            .map(|dfa| Walk::new(dfa, t))
+            .collect();
+        let walked = walks.and_then(|mut w| dfa_walk::walk_all(&mut w, t).map(|()| w));
+        for (k, r) in groups.iter().enumerate() {
+            // A walk that failed (it cannot: no quit bytes are configured) leaves every pattern
+            // of these DFAs to confirm, as the searches below do.
+            let found = walked.as_ref().ok().and_then(|w| w.get(k)).map(Walk::found);
+            for (i, &p) in r.patterns.iter().enumerate() {
+                let hit = found.is_some_and(|f| PatternID::new(i).is_ok_and(|id| f.contains(id)));
+                if hit {
+                    Candidates::mark(&mut c.maybe, p);
+                    Candidates::mark(&mut c.sure, p);
+                } else if found.is_none() {
+                    Candidates::mark(&mut c.maybe, p);
+                }
+            }
+        }
     }
 
     /// The candidates for `t`, or every pattern when `bypass` (the reference path the tests
