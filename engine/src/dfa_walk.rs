@@ -13,6 +13,12 @@
 //! pattern with a match ending there, so the patterns of the match states a walk passes
 //! through, plus the end-of-input transition, are exactly the patterns that match. A walk stops
 //! early once it has found every pattern of its DFA or reached the dead state.
+//!
+//! [`match_starts`] is the reverse pass of a gap check (`crate::gaps`): every place in a span
+//! where a match of one of the DFA's patterns starts. (Each check walks alone: several checks'
+//! passes walked in one loop were measured no faster, see the performance notes.)
+
+use std::ops::Range;
 
 use regex_automata::dfa::{dense, Automaton};
 use regex_automata::util::primitives::StateID;
@@ -130,6 +136,66 @@ fn walk_pair(a: &mut Walk<'_>, b: &mut Walk<'_>, t: &[u8]) -> Result<(), MatchEr
     b.run_from(t, at)
 }
 
+/// Every `(pattern, start)` of a match of a reverse DFA's patterns inside `span` of `t`
+/// (look-around past the span's edges sees the whole text), by descending start (the patterns
+/// of one start in the DFA's order); `None` for a span past the text or reversed, or when the
+/// search fails (it cannot: the engine configures no quit bytes).
+///
+/// This is what the crate's reverse overlapping search (`try_search_overlapping_rev`) is for,
+/// but that search reports the second and later patterns of a match state one byte short of
+/// where they start (regex-automata 0.4.19: the call that resumes at a match state reports the
+/// position it stopped at, the first call that position plus one), and in a debug build it can
+/// panic on the subtraction. The gap checks used it, so a rule whose pieces after a gap start
+/// at the same place could be judged unable to match where it did.
+pub fn match_starts(
+    dfa: &dense::DFA<Vec<u32>>,
+    t: &[u8],
+    span: Range<usize>,
+) -> Option<Vec<(u32, usize)>> {
+    let bytes = t.get(span.clone())?;
+    let mut sid = dfa
+        .start_state_reverse(&Input::new(t).range(span.clone()))
+        .ok()?;
+    let mut hits = Vec::new();
+    let record = |sid: StateID, at: usize, hits: &mut Vec<(u32, usize)>| {
+        for i in 0..dfa.match_len(sid) {
+            hits.push((dfa.match_pattern(sid, i).as_u32(), at));
+        }
+    };
+    for (i, &b) in bytes.iter().enumerate().rev() {
+        sid = dfa.next_state(sid, b);
+        if dfa.is_special_state(sid) {
+            // Matches are reported one byte late: this state says where the last byte read
+            // (the one after `b`) starts a match.
+            if dfa.is_match_state(sid) {
+                record(sid, span.start + i + 1, &mut hits);
+            } else if dfa.is_dead_state(sid) {
+                return Some(hits);
+            } else if dfa.is_quit_state(sid) {
+                return None;
+            }
+        }
+    }
+    // Past the span's start: the byte before it, or the start of the text.
+    match span.start.checked_sub(1).and_then(|i| t.get(i)) {
+        Some(&b) => {
+            sid = dfa.next_state(sid, b);
+            if dfa.is_match_state(sid) {
+                record(sid, span.start, &mut hits);
+            } else if dfa.is_quit_state(sid) {
+                return None;
+            }
+        }
+        None => {
+            sid = dfa.next_eoi_state(sid);
+            if dfa.is_match_state(sid) {
+                record(sid, 0, &mut hits);
+            }
+        }
+    }
+    Some(hits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +260,137 @@ mod tests {
         assert_eq!(walked(&walks), vec![vec![0], vec![0, 1]]);
     }
 
+    fn reverse(patterns: &[&str]) -> DFA<Vec<u32>> {
+        dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .match_kind(MatchKind::All)
+                    .start_kind(regex_automata::dfa::StartKind::Unanchored),
+            )
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(
+                regex_automata::nfa::thompson::Config::new()
+                    .utf8(false)
+                    .reverse(true),
+            )
+            .build_many(patterns)
+            .unwrap()
+    }
+
+    /// A walk's hits, checked to descend by start, with the patterns of one start sorted (the
+    /// DFA lists them in its own order, which the gap checks do not depend on).
+    fn by_start(hits: Option<Vec<(u32, usize)>>) -> Option<Vec<(u32, usize)>> {
+        let mut hits = hits?;
+        assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "{hits:?}");
+        hits.sort_by_key(|&(p, at)| (std::cmp::Reverse(at), p));
+        Some(hits)
+    }
+
+    /// Every `(pattern, start)` of a match inside `span` (look-around sees the whole text), by
+    /// descending start, then pattern: each pattern tried from each start, anchored. (Not the
+    /// crate's reverse overlapping search: past the first pattern of a match state it reports
+    /// offsets one byte short, see [`match_starts`].)
+    fn reverse_reference(
+        patterns: &[&str],
+        t: &[u8],
+        span: Range<usize>,
+    ) -> Option<Vec<(u32, usize)>> {
+        let res: Vec<_> = patterns
+            .iter()
+            .map(|p| {
+                regex_automata::meta::Regex::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .configure(regex_automata::meta::Config::new().utf8_empty(false))
+                    .build(p)
+                    .unwrap()
+            })
+            .collect();
+        let mut found = Vec::new();
+        for at in (span.start..=span.end).rev() {
+            for (k, re) in res.iter().enumerate() {
+                let input = Input::new(t)
+                    .range(at..span.end)
+                    .anchored(regex_automata::Anchored::Yes);
+                if re.is_match(input) {
+                    found.push((k as u32, at));
+                }
+            }
+        }
+        Some(found)
+    }
+
+    #[test]
+    fn a_reverse_walk_reports_every_match_start() {
+        let pa = [r"\bsteps\s+to\b", r"how\b", "o", "o"];
+        let pb = ["^never", r"\bto$", "s", r"s\b"];
+        let (a, b) = (reverse(&pa), reverse(&pb));
+        let t = b"never say how: steps to do it, steps  to";
+        let spans = [
+            0..t.len(),
+            6..t.len(),
+            0..20,
+            15..23,
+            40..40,
+            0..0,
+            3..t.len(),
+        ];
+        for (i, s) in spans.iter().enumerate() {
+            let (d, p) = if i % 2 == 0 {
+                (&a, &pa[..])
+            } else {
+                (&b, &pb[..])
+            };
+            let hits = match_starts(d, t, s.clone());
+            assert_eq!(
+                by_start(hits),
+                reverse_reference(p, t, s.clone()),
+                "span {s:?}"
+            );
+        }
+        // Two patterns that start at one place: both at that place (the crate's own reverse
+        // overlapping search reports the second one byte short).
+        let hits = match_starts(&a, t, 0..t.len()).unwrap();
+        let mut o: Vec<_> = hits.into_iter().filter(|&(p, _)| p >= 2).collect();
+        o.sort_unstable();
+        assert_eq!(
+            o,
+            [
+                (2, 11),
+                (2, 22),
+                (2, 25),
+                (2, 39),
+                (3, 11),
+                (3, 22),
+                (3, 25),
+                (3, 39)
+            ]
+        );
+        assert!(match_starts(&a, t, Range { start: 5, end: 2 }).is_none());
+        assert!(match_starts(&a, t, 0..t.len() + 1).is_none());
+    }
+
     proptest! {
+        /// A reverse walk over any span reports every match start, by descending start.
+        #[test]
+        fn a_reverse_walk_finds_every_match_start(
+            sets in prop::collection::vec(
+                prop::collection::vec(prop::sample::select(vec![
+                    "ab", r"\bab\b", "^a", "b$", r"a\s*=\s*b", "(?:ab){2,}", r"b\b", "a.b", "x",
+                ]), 1..4),
+                1..7),
+            t in prop::collection::vec(prop::sample::select(b"ab= .x\n".to_vec()), 0..200),
+            cuts in prop::collection::vec((0usize..210, 0usize..210), 7),
+        ) {
+            let dfas: Vec<_> = sets.iter().map(|s| reverse(s)).collect();
+            let spans: Vec<_> = cuts
+                .iter()
+                .map(|&(a, b)| a.min(b).min(t.len())..a.max(b).min(t.len()))
+                .collect();
+            for ((d, p), s) in dfas.iter().zip(&sets).zip(&spans) {
+                prop_assert_eq!(by_start(match_starts(d, &t, s.clone())), reverse_reference(p, &t, s.clone()));
+            }
+        }
+
         /// Any number of DFAs walked in pairs find what the crate's overlapping search finds,
         /// with look-around at both ends of the text and counted repetitions.
         #[test]

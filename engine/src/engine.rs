@@ -741,6 +741,24 @@ rules:
         r.rule_ids().collect()
     }
 
+    /// A gapped rule fires where the pieces after its gaps start at one place and only one of
+    /// them crosses its gap (the gap check once ruled such a rule out; see `gaps`).
+    #[test]
+    fn a_gapped_rule_whose_pieces_start_together_fires() {
+        let mut set = PackSet::new();
+        let yaml = r#"
+version: "1"
+rules:
+  - {id: gapped, category: other, severity: high, weight: 60, regex: 'x[^\n]{8}yz|w[^\n]{8}y', mitigation: none}
+"#;
+        set.insert("g".into(), serde_yaml::from_str(yaml).unwrap());
+        let pack = compile(&set, Policy::default_policy()).unwrap();
+        for text in ["w12345678yz", "x12345678yz", "w12345678y!"] {
+            assert_eq!(ids(&pack.scan(text, &hasher())), ["gapped"], "{text}");
+        }
+        assert!(ids(&pack.scan("w1234567yz", &hasher())).is_empty());
+    }
+
     #[test]
     fn benign_text_is_allowed_with_no_advisories() {
         let r = pack(Policy::default_policy()).scan("How do I reset my password?", &hasher());

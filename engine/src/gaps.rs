@@ -40,6 +40,7 @@ use regex_automata::{meta, Input, MatchKind, Span};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::dfa_cache::{self, Dfa};
+use crate::dfa_walk::match_starts;
 use crate::gate::ByteSet;
 
 /// A counted repetition is a gap when it may repeat at least this often…
@@ -284,7 +285,7 @@ impl GapCheck {
         };
         // Starts first: the words after a gap are usually the rarer ones, and without them
         // there is nothing to look for before.
-        let Some(mut starts) = hits(&self.starts, t, window.clone(), true) else {
+        let Some(mut starts) = match_starts(&self.starts, t, window.clone()) else {
             return true;
         };
         if starts.iter().any(|&(p, _)| p >= self.gapless_from) {
@@ -293,7 +294,7 @@ impl GapCheck {
         starts.reverse();
         let crossed = match starts.last() {
             // Every crossing ends at or before the last start.
-            Some(&(_, last)) => match hits(&self.ends, t, window.start..last, false) {
+            Some(&(_, last)) => match end_hits(&self.ends, t, window.start..last) {
                 None => return true,
                 Some(ends) => self
                     .branches
@@ -355,19 +356,14 @@ impl Gap {
     }
 }
 
-/// Every (pattern, end) a forward DFA reports in `window`, or every (pattern, start) a reverse
-/// one does, in search order; `None` when the search fails (then nothing can be concluded).
-fn hits(dfa: &Dfa, t: &[u8], window: Range<usize>, reverse: bool) -> Option<Vec<Hit>> {
+/// Every (pattern, end) a forward DFA reports in `window`, in search order; `None` when the
+/// search fails (then nothing can be concluded). (The reverse pass is [`match_starts`].)
+fn end_hits(dfa: &Dfa, t: &[u8], window: Range<usize>) -> Option<Vec<Hit>> {
     let input = Input::new(t).range(window);
     let mut state = OverlappingState::start();
     let mut found = Vec::new();
     loop {
-        let searched = if reverse {
-            dfa.try_search_overlapping_rev(&input, &mut state)
-        } else {
-            dfa.try_search_overlapping_fwd(&input, &mut state)
-        };
-        searched.ok()?;
+        dfa.try_search_overlapping_fwd(&input, &mut state).ok()?;
         match state.get_match() {
             Some(m) => found.push((m.pattern().as_u32(), m.offset())),
             None => return Some(found),
@@ -733,6 +729,26 @@ pub(crate) mod tests {
         let t = "the ignore--ignorePrompt";
         assert!(c.may_match(t.as_bytes(), 4..t.len()));
         assert!(!c.may_match(t.as_bytes(), 5..t.len()));
+    }
+
+    #[test]
+    fn pieces_after_gaps_that_start_at_one_place_are_both_seen_there() {
+        // The pieces after the gaps, `yz` and `y`, start at the same byte, and only the branch
+        // of one of them crosses its gap (by exactly its minimum). The reverse search this
+        // check used reported the second pattern of such a place one byte early, which made
+        // that branch's gap one byte too short: the rule was skipped where it matched.
+        for (rule, text) in [
+            (r"x[^\n]{8}yz|w[^\n]{8}y", "w12345678yz"),
+            (r"x[^\n]{8}y|w[^\n]{8}yz", "x12345678yz"),
+            (r"x[^\n]{8}yz|w[^\n]{8}y", "x12345678yz"),
+            (r"x[^\n]{8}y|w[^\n]{8}yz", "w12345678yz"),
+        ] {
+            let c = check(rule);
+            assert!(regex::bytes::Regex::new(rule)
+                .unwrap()
+                .is_match(text.as_bytes()));
+            assert!(may(&c, text), "{rule} on {text}");
+        }
     }
 
     #[test]
