@@ -297,6 +297,23 @@ impl Candidates {
         }
     }
 
+    /// Marks the patterns of a residual automaton (by its pattern ids) that its search
+    /// `found`. No quit bytes are configured and every look-around is ASCII, so a search cannot
+    /// fail; if one ever did (`None`), every pattern becomes a candidate to confirm, which is
+    /// slower but still exact.
+    fn mark_residual(&mut self, patterns: &[usize], found: Option<&MatchedSet>) {
+        for (i, &p) in patterns.iter().enumerate() {
+            match found {
+                Some(f) if PatternID::new(i).is_ok_and(|id| f.contains(id)) => {
+                    Candidates::mark(&mut self.maybe, p);
+                    Candidates::mark(&mut self.sure, p);
+                }
+                Some(_) => {}
+                None => Candidates::mark(&mut self.maybe, p),
+            }
+        }
+    }
+
     fn mark(bits: &mut [u64], i: usize) {
         if let Some(w) = bits.get_mut(i / 64) {
             *w |= 1 << (i % 64);
@@ -1002,12 +1019,12 @@ impl Prefilter {
         }
         // The DFAs that search the whole of this text walk it together (see `dfa_walk`); with
         // only one, its own search below is faster.
-        let mut whole: Vec<usize> = (0..self.residual.len())
-            .filter(|&k| {
-                let r = &self.residual[k];
-                r.whole_text_dfa().is_some() && r.gate.searches_whole(t) == Some(true)
-            })
-            .collect();
+        let mut whole: Vec<(usize, &dense::DFA<Vec<u32>>)> = Vec::new();
+        for (k, r) in self.residual.iter().enumerate() {
+            if let (Some(dfa), Some(true)) = (r.whole_text_dfa(), r.gate.searches_whole(t)) {
+                whole.push((k, dfa));
+            }
+        }
         if whole.len() > 1 {
             self.walk_together(&whole, t, &mut c);
         } else {
@@ -1017,7 +1034,7 @@ impl Prefilter {
         // set is full, so a set wider than the group would make it read to the end.
         let mut sets: Vec<MatchedSet> = Vec::new();
         for (k, r) in self.residual.iter().enumerate() {
-            if whole.contains(&k) {
+            if whole.iter().any(|&(w, _)| w == k) {
                 continue;
             }
             let i = match sets.iter().position(|s| s.capacity() == r.pattern_len()) {
@@ -1036,45 +1053,25 @@ impl Prefilter {
                     break;
                 }
             }
-            // No quit bytes are configured and every look-around is ASCII, so a search cannot
-            // fail; if one ever did, every pattern of the group becomes a candidate to confirm,
-            // which is slower but still exact.
-            for (i, &p) in r.patterns.iter().enumerate() {
-                let hit = PatternID::new(i).is_ok_and(|id| found.contains(id));
-                if hit {
-                    Candidates::mark(&mut c.maybe, p);
-                    Candidates::mark(&mut c.sure, p);
-                } else if !ok {
-                    Candidates::mark(&mut c.maybe, p);
-                }
-            }
+            c.mark_residual(&r.patterns, ok.then_some(&*found));
         }
         c
     }
 
-    /// Marks the patterns the residual DFAs `which` (indices into `residual`, each searching
-    /// the whole text) find in `t`, walking them in one loop.
-    fn walk_together(&self, which: &[usize], t: &[u8], c: &mut Candidates) {
-        let groups: Vec<&ResidualDfa> =
-            which.iter().filter_map(|&k| self.residual.get(k)).collect();
-        let walks: Result<Vec<Walk>, _> = groups
-            .iter()
-            .filter_map(|r| r.whole_text_dfa())
-            .map(|dfa| Walk::new(dfa, t))
-            .collect();
+    /// Marks the patterns the residual DFAs `which` (`(index into residual, its DFA)`, each
+    /// searching the whole text) find in `t`, walking them in one loop.
+    fn walk_together(
+        &self,
+        which: &[(usize, &dense::DFA<Vec<u32>>)],
+        t: &[u8],
+        c: &mut Candidates,
+    ) {
+        let walks: Result<Vec<Walk>, _> = which.iter().map(|&(_, dfa)| Walk::new(dfa, t)).collect();
         let walked = walks.and_then(|mut w| dfa_walk::walk_all(&mut w, t).map(|()| w));
-        for (k, r) in groups.iter().enumerate() {
-            // A walk that failed (it cannot: no quit bytes are configured) leaves every pattern
-            // of these DFAs to confirm, as the searches below do.
-            let found = walked.as_ref().ok().and_then(|w| w.get(k)).map(Walk::found);
-            for (i, &p) in r.patterns.iter().enumerate() {
-                let hit = found.is_some_and(|f| PatternID::new(i).is_ok_and(|id| f.contains(id)));
-                if hit {
-                    Candidates::mark(&mut c.maybe, p);
-                    Candidates::mark(&mut c.sure, p);
-                } else if found.is_none() {
-                    Candidates::mark(&mut c.maybe, p);
-                }
+        for (n, &(k, _)) in which.iter().enumerate() {
+            let found = walked.as_ref().ok().and_then(|w| w.get(n)).map(Walk::found);
+            if let Some(r) = self.residual.get(k) {
+                c.mark_residual(&r.patterns, found);
             }
         }
     }
