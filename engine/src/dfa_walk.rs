@@ -1,4 +1,6 @@
-//! Several fully built DFAs walked over one text in one loop.
+//! DFAs walked by the engine itself, where `regex-automata`'s own searches do not fit: several
+//! whole-text DFAs in one loop ([`which_all`]), and the reverse pass of a gap check
+//! ([`match_starts`]).
 //!
 //! A DFA search is a chain of dependent loads: the next state's address is the current
 //! state's table entry, so one byte costs a load's latency (about 2 ns here) however small the
@@ -14,9 +16,9 @@
 //! through, plus the end-of-input transition, are exactly the patterns that match. A walk stops
 //! early once it has found every pattern of its DFA or reached the dead state.
 //!
-//! [`match_starts`] is the reverse pass of a gap check (`crate::gaps`): every place in a span
-//! where a match of one of the DFA's patterns starts. (Each check walks alone: several checks'
-//! passes walked in one loop were measured no faster, see the performance notes.)
+//! [`match_starts`] is every place in a span where a match of a reverse DFA's patterns starts.
+//! (Each gap check walks alone: several checks' passes walked in one loop were measured no
+//! faster, see the performance notes.)
 
 use std::ops::Range;
 
@@ -26,7 +28,7 @@ use regex_automata::{Input, MatchError, PatternSet};
 
 /// One DFA's walk over a text: where it is and what it has found.
 #[derive(Debug)]
-pub struct Walk<'a> {
+struct Walk<'a> {
     dfa: &'a dense::DFA<Vec<u32>>,
     sid: StateID,
     found: PatternSet,
@@ -36,7 +38,7 @@ pub struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     /// A walk of `dfa` over the whole of `t`, from its unanchored start state.
-    pub fn new(dfa: &'a dense::DFA<Vec<u32>>, t: &[u8]) -> Result<Walk<'a>, MatchError> {
+    fn new(dfa: &'a dense::DFA<Vec<u32>>, t: &[u8]) -> Result<Walk<'a>, MatchError> {
         let sid = dfa.start_state_forward(&Input::new(t))?;
         Ok(Walk {
             dfa,
@@ -44,11 +46,6 @@ impl<'a> Walk<'a> {
             found: PatternSet::new(dfa.pattern_len()),
             done: false,
         })
-    }
-
-    /// The patterns found, by the DFA's pattern ids.
-    pub fn found(&self) -> &PatternSet {
-        &self.found
     }
 
     /// Moves on byte `b` (at position `at`, for the error).
@@ -108,10 +105,15 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// Walks every walk over `t` (the text each was started on), two at a time in one loop. When
-/// one of a pair is done the other goes on alone. Pairs, not more: the sample bundle has two
-/// walks per text, and each further chain in the loop adds its bookkeeping to every byte.
-pub fn walk_all(walks: &mut [Walk<'_>], t: &[u8]) -> Result<(), MatchError> {
+/// Which patterns of each DFA match somewhere in `t` (by each DFA's pattern ids), in the
+/// order of `dfas`: the DFAs walk the text two at a time in one loop, and when one of a pair is
+/// done the other goes on alone. Pairs, not more: the sample bundle has two whole-text DFAs,
+/// and each further chain in the loop adds its bookkeeping to every byte.
+pub fn which_all(dfas: &[&dense::DFA<Vec<u32>>], t: &[u8]) -> Result<Vec<PatternSet>, MatchError> {
+    let mut walks = dfas
+        .iter()
+        .map(|dfa| Walk::new(dfa, t))
+        .collect::<Result<Vec<_>, _>>()?;
     for pair in walks.chunks_mut(2) {
         match pair {
             [a, b] => walk_pair(a, b, t)?,
@@ -119,7 +121,7 @@ pub fn walk_all(walks: &mut [Walk<'_>], t: &[u8]) -> Result<(), MatchError> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(walks.into_iter().map(|w| w.found).collect())
 }
 
 fn walk_pair(a: &mut Walk<'_>, b: &mut Walk<'_>, t: &[u8]) -> Result<(), MatchError> {
@@ -220,10 +222,12 @@ mod tests {
         set.iter().map(|p| p.as_usize()).collect()
     }
 
-    fn walked(walks: &[Walk<'_>]) -> Vec<Vec<usize>> {
-        walks
+    /// [`which_all`] over `dfas`, as pattern numbers.
+    fn walked(dfas: &[&DFA<Vec<u32>>], t: &[u8]) -> Vec<Vec<usize>> {
+        which_all(dfas, t)
+            .unwrap()
             .iter()
-            .map(|w| w.found().iter().map(|p| p.as_usize()).collect())
+            .map(|found| found.iter().map(|p| p.as_usize()).collect())
             .collect()
     }
 
@@ -239,10 +243,8 @@ mod tests {
             "q",
         ] {
             let t = t.as_bytes();
-            let mut walks = vec![Walk::new(&a, t).unwrap(), Walk::new(&b, t).unwrap()];
-            walk_all(&mut walks, t).unwrap();
             assert_eq!(
-                walked(&walks),
+                walked(&[&a, &b], t),
                 vec![reference(&a, t), reference(&b, t)],
                 "{:?}",
                 String::from_utf8_lossy(t)
@@ -255,9 +257,7 @@ mod tests {
         let a = dfa(&["a"]);
         let b = dfa(&["z$", "y"]);
         let t = b"a then y and at the very end z";
-        let mut walks = vec![Walk::new(&a, t).unwrap(), Walk::new(&b, t).unwrap()];
-        walk_all(&mut walks, t).unwrap();
-        assert_eq!(walked(&walks), vec![vec![0], vec![0, 1]]);
+        assert_eq!(walked(&[&a, &b], t), vec![vec![0], vec![0, 1]]);
     }
 
     fn reverse(patterns: &[&str]) -> DFA<Vec<u32>> {
@@ -404,10 +404,8 @@ mod tests {
             t in prop::collection::vec(prop::sample::select(b"ab= .x1\n".to_vec()), 0..300),
         ) {
             let dfas: Vec<_> = sets.iter().map(|s| dfa(s)).collect();
-            let mut walks: Vec<_> = dfas.iter().map(|d| Walk::new(d, &t).unwrap()).collect();
-            walk_all(&mut walks, &t).unwrap();
             let want: Vec<_> = dfas.iter().map(|d| reference(d, &t)).collect();
-            prop_assert_eq!(walked(&walks), want);
+            prop_assert_eq!(walked(&dfas.iter().collect::<Vec<_>>(), &t), want);
         }
     }
 }

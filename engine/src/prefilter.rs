@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::atoms;
 use crate::byte_run::ByteRun;
 use crate::dfa_cache;
-use crate::dfa_walk::{self, Walk};
+use crate::dfa_walk;
 use crate::gate::{Gate, GateSpec};
 use crate::literals::Literals;
 use crate::reach::Reach;
@@ -1066,12 +1066,11 @@ impl Prefilter {
         t: &[u8],
         c: &mut Candidates,
     ) {
-        let walks: Result<Vec<Walk>, _> = which.iter().map(|&(_, dfa)| Walk::new(dfa, t)).collect();
-        let walked = walks.and_then(|mut w| dfa_walk::walk_all(&mut w, t).map(|()| w));
+        let dfas: Vec<_> = which.iter().map(|&(_, dfa)| dfa).collect();
+        let found = dfa_walk::which_all(&dfas, t);
         for (n, &(k, _)) in which.iter().enumerate() {
-            let found = walked.as_ref().ok().and_then(|w| w.get(n)).map(Walk::found);
             if let Some(r) = self.residual.get(k) {
-                c.mark_residual(&r.patterns, found);
+                c.mark_residual(&r.patterns, found.as_ref().ok().and_then(|f| f.get(n)));
             }
         }
     }
