@@ -32,19 +32,39 @@ struct Walk<'a> {
     dfa: &'a dense::DFA<Vec<u32>>,
     sid: StateID,
     found: PatternSet,
-    /// Nothing more to find: every pattern found, or the dead state reached.
+    /// Nothing more to find: every pattern found, or the dead state reached, or too many
+    /// repeats.
     done: bool,
+    /// Match states passed that held no pattern not found before, and how many may be.
+    repeats: usize,
+    max_repeats: usize,
+}
+
+/// What one DFA's walk found.
+#[derive(Debug)]
+pub struct Found {
+    /// The patterns found, by the DFA's pattern ids.
+    pub patterns: PatternSet,
+    /// Whether the walk read the whole text (or found every pattern); `false` when it stopped
+    /// after its allowance of repeated matches, so patterns it has not found may still match.
+    pub complete: bool,
 }
 
 impl<'a> Walk<'a> {
     /// A walk of `dfa` over the whole of `t`, from its unanchored start state.
-    fn new(dfa: &'a dense::DFA<Vec<u32>>, t: &[u8]) -> Result<Walk<'a>, MatchError> {
+    fn new(
+        dfa: &'a dense::DFA<Vec<u32>>,
+        t: &[u8],
+        max_repeats: usize,
+    ) -> Result<Walk<'a>, MatchError> {
         let sid = dfa.start_state_forward(&Input::new(t))?;
         Ok(Walk {
             dfa,
             sid,
             found: PatternSet::new(dfa.pattern_len()),
             done: false,
+            repeats: 0,
+            max_repeats,
         })
     }
 
@@ -73,10 +93,19 @@ impl<'a> Walk<'a> {
     }
 
     fn collect(&mut self) {
+        let mut new = false;
         for i in 0..self.dfa.match_len(self.sid) {
-            self.found.insert(self.dfa.match_pattern(self.sid, i));
+            new |= self.found.insert(self.dfa.match_pattern(self.sid, i));
         }
-        self.done = self.found.is_full();
+        if !new {
+            self.repeats += 1;
+        }
+        self.done = self.found.is_full() || self.repeats > self.max_repeats;
+    }
+
+    /// Whether the walk stopped on its allowance of repeats with patterns left to find.
+    fn gave_up(&self) -> bool {
+        self.repeats > self.max_repeats && !self.found.is_full()
     }
 
     /// The end-of-input transition: matches that end at the text's end (`$`, `\b`).
@@ -105,14 +134,23 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// Which patterns of each DFA match somewhere in `t` (by each DFA's pattern ids), in the
-/// order of `dfas`: the DFAs walk the text two at a time in one loop, and when one of a pair is
-/// done the other goes on alone. Pairs, not more: the sample bundle has two whole-text DFAs,
-/// and each further chain in the loop adds its bookkeeping to every byte.
-pub fn which_all(dfas: &[&dense::DFA<Vec<u32>>], t: &[u8]) -> Result<Vec<PatternSet>, MatchError> {
+/// Which patterns of each DFA match somewhere in `t`, in the order of `dfas`: the DFAs walk
+/// the text two at a time in one loop, and when one of a pair is done the other goes on alone.
+/// Pairs, not more: the sample bundle has two whole-text DFAs, and each further chain in the
+/// loop adds its bookkeeping to every byte.
+///
+/// A walk stops after `max_repeats` match states that hold no pattern it had not found yet
+/// (`Found::complete` is then false): on a text where one pattern matches at every byte (a run
+/// of digits for a phone shape) and another never does, a walk would pay a match state at every
+/// byte to the end, and searching the missing patterns alone is cheaper.
+pub fn which_all(
+    dfas: &[&dense::DFA<Vec<u32>>],
+    t: &[u8],
+    max_repeats: usize,
+) -> Result<Vec<Found>, MatchError> {
     let mut walks = dfas
         .iter()
-        .map(|dfa| Walk::new(dfa, t))
+        .map(|dfa| Walk::new(dfa, t, max_repeats))
         .collect::<Result<Vec<_>, _>>()?;
     for pair in walks.chunks_mut(2) {
         match pair {
@@ -121,7 +159,13 @@ pub fn which_all(dfas: &[&dense::DFA<Vec<u32>>], t: &[u8]) -> Result<Vec<Pattern
             _ => {}
         }
     }
-    Ok(walks.into_iter().map(|w| w.found).collect())
+    Ok(walks
+        .into_iter()
+        .map(|w| Found {
+            complete: !w.gave_up(),
+            patterns: w.found,
+        })
+        .collect())
 }
 
 fn walk_pair(a: &mut Walk<'_>, b: &mut Walk<'_>, t: &[u8]) -> Result<(), MatchError> {
@@ -222,12 +266,15 @@ mod tests {
         set.iter().map(|p| p.as_usize()).collect()
     }
 
-    /// [`which_all`] over `dfas`, as pattern numbers.
+    /// [`which_all`] over `dfas` with no limit on repeats, as pattern numbers.
     fn walked(dfas: &[&DFA<Vec<u32>>], t: &[u8]) -> Vec<Vec<usize>> {
-        which_all(dfas, t)
+        which_all(dfas, t, usize::MAX)
             .unwrap()
             .iter()
-            .map(|found| found.iter().map(|p| p.as_usize()).collect())
+            .map(|found| {
+                assert!(found.complete);
+                found.patterns.iter().map(|p| p.as_usize()).collect()
+            })
             .collect()
     }
 
@@ -258,6 +305,29 @@ mod tests {
         let b = dfa(&["z$", "y"]);
         let t = b"a then y and at the very end z";
         assert_eq!(walked(&[&a, &b], t), vec![vec![0], vec![0, 1]]);
+    }
+
+    #[test]
+    fn a_walk_stops_after_its_repeats_and_says_so() {
+        let a = dfa(&["[0-9]", "x"]);
+        let b = dfa(&["1"]);
+        let t = b"1234567890123 x";
+        let found = which_all(&[&a, &b], t, 3).unwrap();
+        // `a` met four match states with nothing new after its first digit: it stopped there,
+        // before `x`; `b` found its one pattern.
+        assert!(!found[0].complete);
+        assert_eq!(
+            found[0]
+                .patterns
+                .iter()
+                .map(|p| p.as_usize())
+                .collect::<Vec<_>>(),
+            [0]
+        );
+        assert!(found[1].complete && found[1].patterns.is_full());
+        // With room for the repeats it reads on to `x`.
+        let found = which_all(&[&a, &b], t, 20).unwrap();
+        assert!(found[0].complete && found[0].patterns.is_full());
     }
 
     fn reverse(patterns: &[&str]) -> DFA<Vec<u32>> {

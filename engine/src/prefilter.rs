@@ -623,7 +623,8 @@ impl ResidualDfa {
 }
 
 /// Matches of patterns already found a union may report, one per this many bytes searched
-/// (plus [`UNION_REPEATS_MIN`]), before its patterns not found yet are searched alone instead.
+/// (plus [`UNION_REPEATS_MIN`]), before its patterns not found yet are searched alone instead
+/// (in [`union_which`], and for a union walked with another, see `dfa_walk::which_all`).
 /// A reported match costs about as much as a dozen bytes of the pass (measured here: 20 ns
 /// against 1.7 ns per byte), so at this rate the reports at most about double the union's
 /// pass. A member matching once a word (`base64` for the leetspeak gate) stays well under it,
@@ -668,6 +669,16 @@ fn union_which(
             return true;
         }
     }
+    search_parts(parts, input, found)
+}
+
+/// Adds the patterns of a union not in `found` yet that match `input`, each searched alone by
+/// its own DFA (`parts`, in pattern id order), stopping at its first match.
+fn search_parts(
+    parts: &[Arc<dense::DFA<Vec<u32>>>],
+    input: &Input<'_>,
+    found: &mut MatchedSet,
+) -> bool {
     let single = input.clone().earliest(true);
     for (i, part) in parts.iter().enumerate() {
         let Ok(id) = PatternID::new(i) else {
@@ -1059,7 +1070,9 @@ impl Prefilter {
     }
 
     /// Marks the patterns the residual DFAs `which` (`(index into residual, its DFA)`, each
-    /// searching the whole text) find in `t`, walking them in one loop.
+    /// searching the whole text) find in `t`, walking them in one loop. A union whose walk
+    /// stopped on repeated matches (see [`UNION_REPEATS_PER_BYTES`]) has its patterns not found
+    /// yet searched alone, as [`union_which`] does.
     fn walk_together(
         &self,
         which: &[(usize, &dense::DFA<Vec<u32>>)],
@@ -1067,11 +1080,24 @@ impl Prefilter {
         c: &mut Candidates,
     ) {
         let dfas: Vec<_> = which.iter().map(|&(_, dfa)| dfa).collect();
-        let found = dfa_walk::which_all(&dfas, t);
-        for (n, &(k, _)) in which.iter().enumerate() {
-            if let Some(r) = self.residual.get(k) {
-                c.mark_residual(&r.patterns, found.as_ref().ok().and_then(|f| f.get(n)));
-            }
+        let repeats = UNION_REPEATS_MIN + t.len() / UNION_REPEATS_PER_BYTES;
+        let walked = dfa_walk::which_all(&dfas, t, repeats);
+        let mut walked = walked.ok().map(Vec::into_iter);
+        for &(k, _) in which {
+            let Some(r) = self.residual.get(k) else {
+                continue;
+            };
+            let found = walked.as_mut().and_then(Iterator::next).and_then(|mut w| {
+                let ok = w.complete
+                    || match &r.shapes {
+                        Shapes::Union { parts, .. } => {
+                            search_parts(parts, &Input::new(t), &mut w.patterns)
+                        }
+                        _ => r.which(t, 0..t.len(), &mut w.patterns),
+                    };
+                ok.then_some(w.patterns)
+            });
+            c.mark_residual(&r.patterns, found.as_ref());
         }
     }
 

@@ -139,6 +139,12 @@ fn prefilter_changes_no_result_on_shapes() {
     ] {
         same_as_unfiltered(text).unwrap();
     }
+    // Digits that match some whole-text shapes at almost every byte, past the walks' allowance
+    // of repeats, with the other shapes only at the end (searched alone once a walk stops).
+    let digits = "0123 4567 89ab cdef ".repeat(600);
+    for tail in [" 10.0.0.1", " ' or 1=1", " .- -.. --- .-.. . -.-", ""] {
+        same_as_unfiltered(&format!("{digits}{tail}")).unwrap();
+    }
 }
 
 #[test]
