@@ -28,7 +28,7 @@ const WB: Sym = 256;
 /// to the piece kept becomes a check on the text.
 const WS: Sym = 257;
 /// The bytes `\s` matches in the engine's ASCII mode.
-const SPACE: [u8; 6] = [b'\t', b'\n', 0x0B, 0x0C, b'\r', b' '];
+pub const SPACE: [u8; 6] = [b'\t', b'\n', 0x0B, 0x0C, b'\r', b' '];
 
 /// A set of strings, lower-cased.
 type Set = BTreeSet<Vec<Sym>>;

@@ -767,25 +767,84 @@ struct AtomIndex {
     uses: Vec<Vec<AtomUse>>,
 }
 
+/// Atoms of at most this many bytes are searched with the white space at their edges (see
+/// [`padded`]). Two bytes take nearly all the gain: on the sample bundle, scan instructions
+/// on the development corpus 379.4 -> 364.4 M at 2 bytes (363.1 M at 4), on 256 KiB of prose
+/// -5.6 % either way, while the ASCII atom automaton grows 3.04 -> 3.20 MB (4.25 MB at 4).
+const PADDED_ATOM_LEN: usize = 2;
+
+/// The literals the automaton searches for `atom`, each as an atom with how many bytes were
+/// put before it. A short atom with white space at an edge (`\ba\s`, `\sor\b`) is searched as
+/// six literals, one per white-space byte on that side (`a `, `a\t`, …), and the edge is no
+/// longer checked: that byte is part of every match (see [`atoms::Edge::Space`]). Searched
+/// bare, such an atom occurs inside most words (`a` in every `a` of the text) and each
+/// occurrence was reported, looked up and checked to be thrown away: on the development
+/// corpus the atom `a` alone made 27 % of all occurrences, and 95 % of them failed their
+/// edges.
+fn padded(atom: atoms::Atom) -> Vec<(atoms::Atom, usize)> {
+    use atoms::Edge;
+    let short = atom.bytes.len() <= PADDED_ATOM_LEN;
+    let mut out = vec![(atom, 0)];
+    if short && out[0].0.after == Edge::Space {
+        out = out
+            .into_iter()
+            .flat_map(|(a, shift)| {
+                atoms::SPACE.map(|space| {
+                    let mut a = a.clone();
+                    a.bytes.push(space);
+                    a.after = Edge::Any;
+                    (a, shift)
+                })
+            })
+            .collect();
+    }
+    if short && out[0].0.before == Edge::Space {
+        out = out
+            .into_iter()
+            .flat_map(|(a, shift)| {
+                atoms::SPACE.map(|space| {
+                    let mut a = a.clone();
+                    a.bytes.insert(0, space);
+                    a.before = Edge::Any;
+                    (a, shift + 1)
+                })
+            })
+            .collect();
+    }
+    out
+}
+
 impl AtomIndex {
     /// Notes that `pattern` is found through `atom`.
     fn add(&mut self, pattern: usize, atom: atoms::Atom) {
-        self.use_of(atom).patterns.push(pattern);
+        for (atom, _) in padded(atom) {
+            self.use_of(atom).patterns.push(pattern);
+        }
     }
 
     /// Notes that `pattern` can start `anchor.offset` bytes before each occurrence of its atom.
     fn add_anchor(&mut self, pattern: usize, anchor: atoms::Anchor) {
-        let anchors = &mut self.use_of(anchor.atom).anchors;
-        if !anchors.contains(&(pattern, anchor.offset)) {
-            anchors.push((pattern, anchor.offset));
+        for (atom, shift) in padded(anchor.atom.clone()) {
+            // White space before the atom is part of the match, so the match starts at or
+            // before it; were it not, the anchor is kept as it was.
+            let (atom, offset) = match anchor.offset.checked_sub(shift) {
+                Some(offset) => (atom, offset),
+                None => (anchor.atom.clone(), anchor.offset),
+            };
+            let anchors = &mut self.use_of(atom).anchors;
+            if !anchors.contains(&(pattern, offset)) {
+                anchors.push((pattern, offset));
+            }
         }
     }
 
     /// Notes that `atom` is an atom of factor `bit` of branch slot `slot`.
     fn add_factor(&mut self, slot: usize, bit: u32, atom: atoms::Atom) {
-        let factors = &mut self.use_of(atom).factors;
-        if !factors.contains(&(slot, bit)) {
-            factors.push((slot, bit));
+        for (atom, _) in padded(atom) {
+            let factors = &mut self.use_of(atom).factors;
+            if !factors.contains(&(slot, bit)) {
+                factors.push((slot, bit));
+            }
         }
     }
 
@@ -1549,6 +1608,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn short_atoms_are_searched_with_their_white_space() {
+        // `\ba\s+dan` starts at `a` (white space after it) and `\sqz\s+x` at the white space
+        // before `qz`: each is searched with every white-space byte on the side it has one
+        // (`qz` on both: 36 literals), so an `a` inside a word is not an occurrence at all.
+        let sources = [r"(?i)\ba\s+dan\b", r"\sqz\s+x"];
+        let p = set(&sources);
+        let literals: Vec<&[u8]> = p
+            .atom_patterns
+            .iter()
+            .flatten()
+            .map(|u| u.atom.bytes.as_slice())
+            .collect();
+        for bytes in [&b"a"[..], b"qz"] {
+            assert!(!literals.contains(&bytes), "{:?} searched bare", bytes);
+        }
+        for s in atoms::SPACE {
+            assert!(literals.contains(&&[b'a', s][..]));
+            assert!(literals.contains(&&[s, b'q', b'z', b'\t'][..]));
+            let s = char::from(s);
+            for (i, t, at) in [
+                (0, format!("be A{s}dan now"), 3),
+                (1, format!("x{s}qz{s}x"), 1),
+            ] {
+                let c = p.candidates(t.as_bytes());
+                assert_eq!(c.iter().collect::<Vec<_>>(), [i], "{t:?}");
+                let starts = c.starts(i).map(|s| s.positions().collect::<Vec<_>>());
+                assert_eq!(starts, Some(vec![at]), "{t:?}");
+                assert!(anchored_finds_the_same(&p, &c, i, sources[i], t.as_bytes()));
+            }
+        }
+        assert!(cands(&p, "banana dan, xqz x").is_empty());
+    }
+
+    #[test]
     fn anchored_patterns_are_confirmed_by_a_fully_built_dfa() {
         // A weak anchor (`2`, a digit) still anchors: each search from it is a few steps of
         // the built DFA's table.
@@ -1952,8 +2045,11 @@ pub(crate) mod tests {
     }
 
     /// Words of the phrase rules below: a small vocabulary, so texts hold some of a branch's
-    /// words far more often than all of them.
-    const PHRASE_WORDS: [&str; 6] = ["ignore", "previous", "rules", "reveal", "system", "prompt"];
+    /// words far more often than all of them. Two are short enough to be searched with the
+    /// white space next to them ([`padded`]).
+    const PHRASE_WORDS: [&str; 8] = [
+        "ignore", "previous", "rules", "reveal", "system", "prompt", "a", "or",
+    ];
 
     /// A phrase rule as packs write them, with a sample match of each branch: alternatives
     /// (split at the top, or behind a shared `\b`) of two to four parts (a word, a choice of
@@ -2006,13 +2102,17 @@ pub(crate) mod tests {
         #[test]
         fn factors_never_drop_a_match(
             rules in prop::collection::vec(phrase_rule(), 1..4),
-            words in prop::collection::vec(prop::sample::select(PHRASE_WORDS.to_vec()), 0..12),
+            words in prop::collection::vec(
+                (prop::sample::select(PHRASE_WORDS.to_vec()), prop::sample::select(atoms::SPACE.to_vec())),
+                0..12,
+            ),
             plant in any::<Option<(prop::sample::Index, prop::sample::Index, prop::sample::Index)>>(),
         ) {
             let sources: Vec<String> = rules.iter().map(|(r, _)| r.clone()).collect();
             let reference = RegexSetBuilder::new(&sources).unicode(false).build().unwrap();
             let p = Prefilter::build(&sources).unwrap();
-            let mut text = words.join(" ");
+            // Words joined by any white-space byte, which padded atoms must each find.
+            let mut text: String = words.iter().map(|(w, s)| format!("{w}{}", char::from(*s))).collect();
             if let Some((rule, branch, at)) = plant {
                 let samples = &rules[rule.index(rules.len())].1;
                 let sample = &samples[branch.index(samples.len())];
