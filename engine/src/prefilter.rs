@@ -1045,6 +1045,9 @@ impl Prefilter {
         if let Some(ac) = &self.atoms {
             c.anchored.clone_from(&self.anchored);
             c.max_starts = starts_cap(t.len());
+            // Room for one start per 16 bytes (the development corpus holds one per 15–20),
+            // rather than growing from empty on every text.
+            c.starts.reserve((t.len() / 16).min(c.max_starts));
             let windowed = t.len() >= MIN_WINDOWED_TEXT;
             // Factor bits seen, by branch slot.
             let mut seen = vec![0u32; self.requirements.full.len()];
