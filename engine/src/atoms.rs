@@ -39,7 +39,8 @@ pub enum Edge {
     Any,
     /// An ASCII word boundary (`\b`).
     WordBoundary,
-    /// An ASCII white-space byte (`\s`).
+    /// An ASCII white-space byte (`\s`): a byte of the match itself (atoms are cut at the
+    /// pattern's `\s`), so the prefilter may search it as part of the literal.
     Space,
 }
 

@@ -145,10 +145,11 @@ fn walk_streams<A: Automaton>(aut: &A, t: &[u8], max_len: usize, mut f: impl FnM
     let Ok(start) = aut.start_state(Anchored::No) else {
         return;
     };
-    // The later streams' occurrences, reported once the first stream is done. Sized for one
-    // occurrence per 16 bytes of a stream's piece (prose and attack text hold one per 10–30):
-    // grown from empty, each text paid a dozen reallocations (1.4 % of the samples of a scan
-    // of the development corpus, `perf`; 0.2 % of its instructions).
+    // The later streams' occurrences, reported once the first stream is done. Room for one
+    // occurrence per 16 bytes of a stream's piece up front (the development corpus held one
+    // per 7 bytes before short atoms were padded): grown from empty, each text paid a dozen
+    // reallocations (1.4 % of the samples of a scan of that corpus, `perf`; 0.2 % of its
+    // instructions).
     let piece = t.len().min(2 * BLOCK) / STREAMS;
     let mut later: [Vec<Occurrence>; STREAMS] =
         std::array::from_fn(|k| Vec::with_capacity(if k == 0 { 0 } else { piece / 16 }));

@@ -784,34 +784,40 @@ const PADDED_ATOM_LEN: usize = 2;
 fn padded(atom: atoms::Atom) -> Vec<(atoms::Atom, usize)> {
     use atoms::Edge;
     let short = atom.bytes.len() <= PADDED_ATOM_LEN;
+    let (after, before) = (atom.after == Edge::Space, atom.before == Edge::Space);
     let mut out = vec![(atom, 0)];
-    if short && out[0].0.after == Edge::Space {
-        out = out
-            .into_iter()
-            .flat_map(|(a, shift)| {
-                atoms::SPACE.map(|space| {
-                    let mut a = a.clone();
-                    a.bytes.push(space);
-                    a.after = Edge::Any;
-                    (a, shift)
-                })
-            })
-            .collect();
+    if short && after {
+        out = with_each_space(out, |a, space| {
+            a.bytes.push(space);
+            a.after = Edge::Any;
+            0
+        });
     }
-    if short && out[0].0.before == Edge::Space {
-        out = out
-            .into_iter()
-            .flat_map(|(a, shift)| {
-                atoms::SPACE.map(|space| {
-                    let mut a = a.clone();
-                    a.bytes.insert(0, space);
-                    a.before = Edge::Any;
-                    (a, shift + 1)
-                })
-            })
-            .collect();
+    if short && before {
+        out = with_each_space(out, |a, space| {
+            a.bytes.insert(0, space);
+            a.before = Edge::Any;
+            1
+        });
     }
     out
+}
+
+/// Each atom of `list` six times, `pad` giving each copy one white-space byte and saying how
+/// many bytes it put before the atom.
+fn with_each_space(
+    list: Vec<(atoms::Atom, usize)>,
+    pad: impl Fn(&mut atoms::Atom, u8) -> usize,
+) -> Vec<(atoms::Atom, usize)> {
+    list.into_iter()
+        .flat_map(|(a, shift)| {
+            atoms::SPACE.map(|space| {
+                let mut a = a.clone();
+                let put = pad(&mut a, space);
+                (a, shift + put)
+            })
+        })
+        .collect()
 }
 
 impl AtomIndex {
