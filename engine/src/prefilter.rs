@@ -633,6 +633,11 @@ impl ResidualDfa {
 const UNION_REPEATS_PER_BYTES: usize = 16;
 const UNION_REPEATS_MIN: usize = 32;
 
+/// The repeated matches a union may report over `len` bytes (see [`UNION_REPEATS_PER_BYTES`]).
+fn union_repeats(len: usize) -> usize {
+    UNION_REPEATS_MIN + len / UNION_REPEATS_PER_BYTES
+}
+
 /// Adds the patterns of a union that match `input`.
 ///
 /// The union's overlapping search reports every match, and it can only stop once every
@@ -649,7 +654,7 @@ fn union_which(
     input: &Input<'_>,
     found: &mut MatchedSet,
 ) -> bool {
-    let limit = UNION_REPEATS_MIN + input.get_span().len() / UNION_REPEATS_PER_BYTES;
+    let limit = union_repeats(input.get_span().len());
     let mut repeats = 0;
     let mut state = OverlappingState::start();
     loop {
@@ -1052,8 +1057,10 @@ impl Prefilter {
             c.anchored.clone_from(&self.anchored);
             c.max_starts = starts_cap(t.len());
             // Room for one start per 16 bytes (the development corpus holds one per 15–20),
-            // rather than growing from empty on every text.
-            c.starts.reserve((t.len() / 16).min(c.max_starts));
+            // rather than growing from empty on every text; none when no pattern has anchors.
+            if self.anchored.iter().any(|&w| w != 0) {
+                c.starts.reserve((t.len() / 16).min(c.max_starts));
+            }
             let windowed = t.len() >= MIN_WINDOWED_TEXT;
             // Factor bits seen, by branch slot.
             let mut seen = vec![0u32; self.requirements.full.len()];
@@ -1148,9 +1155,9 @@ impl Prefilter {
         c: &mut Candidates,
     ) {
         let dfas: Vec<_> = which.iter().map(|&(_, dfa)| dfa).collect();
-        let repeats = UNION_REPEATS_MIN + t.len() / UNION_REPEATS_PER_BYTES;
-        let walked = dfa_walk::which_all(&dfas, t, repeats);
-        let mut walked = walked.ok().map(Vec::into_iter);
+        let mut walked = dfa_walk::which_all(&dfas, t, union_repeats(t.len()))
+            .ok()
+            .map(Vec::into_iter);
         for &(k, _) in which {
             let Some(r) = self.residual.get(k) else {
                 continue;
